@@ -1,0 +1,110 @@
+//! bobine: blocking-style concurrency at green-thread cost, with no `async` colouring.
+//!
+//! Each task runs on its own guarded stack; blocking calls park the task and let its domain
+//! (one OS thread, one scheduler) run others.
+//!
+//! ```
+//! use bobine::thread;
+//!
+//! let total = bobine::run(|| {
+//!     let handles: Vec<_> = (0..10u64).map(|i| thread::spawn(move || {
+//!         thread::sleep(std::time::Duration::from_millis(10));
+//!         i * i
+//!     })).collect();
+//!     handles.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+//! });
+//! assert_eq!(total, 285);
+//! ```
+//!
+//! Faces: std-like ([`run`], [`Builder`], [`thread`], [`time`]) and OCaml threads
+//! ([`ocaml::thread`]). See `README.md` for the guarantees.
+
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
+
+#[cfg(not(bobine_supported))]
+compile_error!(
+    "bobine supports Linux on x86_64 and aarch64 only: its context switch, guard pages and \
+     epoll reactor are written for those targets"
+);
+
+mod io;
+mod sched;
+mod stack;
+mod switch;
+mod task;
+mod util;
+
+pub mod ocaml;
+pub mod thread;
+pub mod time;
+
+pub use sched::park::{Park, Unparker, Wake};
+pub use task::TaskDropped;
+
+/// Runs `f` as the main task of a new runtime with the default settings and returns its value.
+///
+/// When `f` returns, `run` returns too, as a process ends with its `main`: tasks still running
+/// or blocked are dropped (their stacks unwound, destructors run) and the domains' threads are
+/// joined. A panic of `f` propagates out of `run` with its payload.
+///
+/// ```
+/// assert_eq!(bobine::run(|| 1 + 1), 2);
+/// ```
+pub fn run<T>(f: impl FnOnce() -> T) -> T {
+    Builder::new().run(f)
+}
+
+/// Configures a runtime: number of domains, default stack size, capacity.
+///
+/// Explicit settings win over the environment (`BOBINE_DOMAINS`, `BOBINE_STACK_SIZE`, sizes in
+/// bytes with an optional `K`/`M`/`G` suffix), which wins over the defaults (one domain per
+/// available core, 256 KiB stacks).
+///
+/// ```
+/// let v = bobine::Builder::new().domains(2).stack_size(64 * 1024).run(|| 42);
+/// assert_eq!(v, 42);
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Builder {
+    domains: Option<usize>,
+    stack_size: Option<usize>,
+    max_tasks: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with every setting at its default.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Total domains (OS threads), at least 1; domain 0 is the thread that calls `run`.
+    ///
+    /// # Panics
+    ///
+    /// `run` panics if `n` is 0.
+    pub fn domains(mut self, n: usize) -> Builder {
+        self.domains = Some(n);
+        self
+    }
+
+    /// Default usable stack size of tasks, in bytes (rounded up to pages, at least 16 KiB).
+    pub fn stack_size(mut self, bytes: usize) -> Builder {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// The most task stacks this runtime may create (tasks alive at once, the main task
+    /// included). Past it, `thread::Builder::spawn` returns `Err`. The default is what the
+    /// kernel allows: about a million with `MADV_GUARD_INSTALL` (Linux 6.13+), else half of
+    /// `vm.max_map_count`.
+    pub fn max_tasks(mut self, n: usize) -> Builder {
+        self.max_tasks = Some(n);
+        self
+    }
+
+    /// Runs `f` as the main task of a runtime with these settings (see [`run`]).
+    pub fn run<T>(self, f: impl FnOnce() -> T) -> T {
+        let config = sched::runtime::Config::resolve(self.domains, self.stack_size, self.max_tasks);
+        sched::runtime::run(config, f)
+    }
+}

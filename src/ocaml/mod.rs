@@ -1,0 +1,11 @@
+//! The OCaml threads face: OCaml's `Thread` (and, in later modules, `Mutex`, `Condition`,
+//! `Semaphore`, `Event`) with OCaml's names and error messages, so that OCaml thread programs
+//! port line by line.
+//!
+//! Names follow the OCaml manual's `Thread` module (OCaml 4.14/5.x threads library); `yield`,
+//! `self` and `await` are Rust keywords and gain a trailing `_`. OCaml exceptions become panics
+//! with the same message text. An OCaml program is ported by wrapping its top level in
+//! `bobine::run(|| { ... })`. This module is thin: names and messages only; the behaviour lives
+//! in the runtime core.
+
+pub mod thread;

@@ -1,0 +1,105 @@
+//! The scheduler: one loop per domain, the run queue, cross-thread wake-ups, park/unpark,
+//! spawning, and runtime start and stop.
+//!
+//! Glossary:
+//! - **domain**: one OS thread running one scheduler loop ([`domain::Local`]), with its own run
+//!   queue, timers, stack pool and epoll instance. Its cross-thread face is
+//!   [`domain::DomainShared`] (inbox, sleeping flag, eventfd, steal requests).
+//! - **runtime**: a set of domains started by `run` (or the global runtime used by `spawn` outside
+//!   any runtime) sharing ids, the stack arena and the shutdown protocol ([`runtime`]).
+//! - **task**: see [`crate::task`]. A task runs on one domain from its first run to its end.
+//!
+//! This module must not call epoll or map memory itself: it asks `io` and `stack`.
+
+pub(crate) mod domain;
+pub(crate) mod park;
+pub(crate) mod runtime;
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use crate::switch::Suspend;
+use crate::task::Task;
+use domain::Local;
+
+thread_local! {
+    /// The domain this thread runs, if it is a domain thread.
+    static LOCAL: Cell<*const Local> = const { Cell::new(std::ptr::null()) };
+    /// The task running on this thread right now, if any.
+    static CURRENT: Cell<*const Task> = const { Cell::new(std::ptr::null()) };
+}
+
+/// The running task, if the caller is one.
+pub(crate) fn current_task() -> Option<Arc<Task>> {
+    let p = CURRENT.with(|c| c.get());
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: CURRENT points at a task kept alive by its domain's registry while it runs, and
+    // it came from an `Arc<Task>`; we add the reference we hand out.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Some(Arc::from_raw(p))
+    }
+}
+
+/// Calls `f` with the running task, without touching its reference count.
+#[inline]
+pub(crate) fn with_current<R>(f: impl FnOnce(&Task) -> R) -> Option<R> {
+    let p = CURRENT.with(|c| c.get());
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: see `current_task`.
+        Some(f(unsafe { &*p }))
+    }
+}
+
+fn set_current(t: *const Task) {
+    CURRENT.with(|c| c.set(t));
+}
+
+/// Whether this thread is a domain thread.
+pub(crate) fn on_domain() -> bool {
+    !LOCAL.with(|l| l.get()).is_null()
+}
+
+/// Calls `f` with this thread's domain. Panics on a thread that is not a domain.
+#[inline]
+pub(crate) fn with_local<R>(f: impl FnOnce(&Local) -> R) -> R {
+    let p = LOCAL.with(|l| l.get());
+    assert!(!p.is_null(), "bobine: this thread is not running a bobine domain");
+    // SAFETY: LOCAL is set by the domain thread for exactly as long as its `Local` lives.
+    f(unsafe { &*p })
+}
+
+/// Makes a woken task runnable again: on the local run queue when the caller runs on the task's
+/// domain, else through that domain's inbox.
+pub(crate) fn schedule(task: Arc<Task>) {
+    let p = LOCAL.with(|l| l.get());
+    if !p.is_null() {
+        // SAFETY: as in `with_local`.
+        let local = unsafe { &*p };
+        if Arc::ptr_eq(&local.shared, task.domain()) {
+            local.push_ready(task);
+            return;
+        }
+    }
+    let domain = task.domain().clone();
+    domain.push(task);
+}
+
+/// Gives the rest of this time slice to the other ready tasks of the domain (FIFO). Outside a
+/// task it yields the OS thread.
+pub(crate) fn yield_now() {
+    let yielded = with_current(|task| {
+        if std::thread::panicking() {
+            // Yielding is never required for correctness; during unwinding it is not allowed.
+            return;
+        }
+        task.suspend(Suspend::Yield);
+    });
+    if yielded.is_none() {
+        std::thread::yield_now();
+    }
+}

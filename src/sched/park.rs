@@ -1,0 +1,368 @@
+//! park / unpark: the one blocking primitive every face is built on.
+//!
+//! A waiter (a task, or a plain OS thread outside any task) *arms* a [`Park`], publishes the
+//! [`Unparker`] it hands out wherever a waker will find it (a wait queue, a timer, a join list),
+//! then *waits*. Any thread may call [`Unparker::unpark`]; exactly one wake-up per park wins.
+//!
+//! ## The park word
+//!
+//! Every waiter owns one `AtomicU64`:
+//!
+//! ```text
+//!  63                                   4 3      2 1     0
+//! +--------------------------------------+--------+-------+
+//! |              generation              | reason | state |
+//! +--------------------------------------+--------+-------+
+//! ```
+//!
+//! | state  | meaning                                         | who may leave it, to what              |
+//! |--------|-------------------------------------------------|----------------------------------------|
+//! | IDLE   | running; no park in progress                    | the waiter itself: -> ARMED            |
+//! | ARMED  | park announced, unparkers of this gen are live  | a waker: -> IDLE(gen+1, reason); the scheduler after the switch: -> PARKED |
+//! | PARKED | the task is off every run queue                 | a waker: -> IDLE(gen+1, reason), and it requeues the task |
+//!
+//! `reason` is written by the winning waker: 1 unparked, 2 timed out, 3 interrupted.
+//! An [`Unparker`] carries the generation it was made for, so a stale one (a timer that fires
+//! after the task was woken by something else, a second wake) finds a different generation and
+//! does nothing: that is how "wakes exactly once" holds without removing anything.
+//!
+//! ## Protocol (task)
+//!
+//! 1. `Park::new` stores `(g, ARMED)`; only the waiter writes the word while it is IDLE.
+//! 2. The waiter publishes `Unparker{g}` (the publication's own lock or release orders step 1).
+//! 3. `Park::wait`: if the word already left `(g, ARMED)`, return its reason without switching.
+//!    Otherwise register the deadline (a timer holding another `Unparker{g}`) and switch to the
+//!    scheduler with `Suspend::Park`.
+//! 4. The scheduler, now on its own stack, CASes `(g, ARMED) -> (g, PARKED)`. If that fails a
+//!    waker got in between steps 3 and 4: the task goes straight back on the run queue.
+//! 5. A waker CASes `(g, ARMED|PARKED) -> (g+1, IDLE, reason)`. Only one CAS per generation can
+//!    succeed. If it replaced PARKED, the waker requeues the task (local run queue when it runs
+//!    on the task's domain, else the domain's inbox, see `sched::domain`).
+//!
+//! Rejected alternative: committing the park *before* the switch (state PARKED while the task
+//! still runs on its stack) would let another domain resume the task on a stack that is still
+//! in use. Committing after the switch (step 4) is what makes cross-thread wakes safe.
+//!
+//! ## Protocol (plain OS thread)
+//!
+//! Steps 1, 2 and 5 are the same; the thread waits in `std::thread::park(_timeout)` until its
+//! word leaves ARMED, and a waker calls `Thread::unpark` after its CAS. On a timeout the thread
+//! itself CASes `(g, ARMED) -> (g+1, IDLE, TIMED_OUT)`; if that fails a waker won.
+
+use std::panic::Location;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::task::Task;
+
+const STATE_MASK: u64 = 0b11;
+const IDLE: u64 = 0;
+const ARMED: u64 = 1;
+const PARKED: u64 = 2;
+const REASON_SHIFT: u32 = 2;
+const GEN_SHIFT: u32 = 4;
+
+/// Why a park ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// An [`Unparker`] woke the waiter.
+    Unparked,
+    /// The deadline passed first.
+    TimedOut,
+    /// The waiting task was interrupted (cancellation).
+    Interrupted,
+}
+
+impl Wake {
+    fn code(self) -> u64 {
+        match self {
+            Wake::Unparked => 1,
+            Wake::TimedOut => 2,
+            Wake::Interrupted => 3,
+        }
+    }
+    fn from_word(w: u64) -> Wake {
+        match (w >> REASON_SHIFT) & 0b11 {
+            2 => Wake::TimedOut,
+            3 => Wake::Interrupted,
+            _ => Wake::Unparked,
+        }
+    }
+}
+
+/// The atomic word of one waiter (see the module doc for its states).
+pub(crate) struct ParkWord(AtomicU64);
+
+impl ParkWord {
+    pub(crate) const fn new() -> Self {
+        ParkWord(AtomicU64::new(0))
+    }
+
+    /// Step 1: announce a park; returns its generation.
+    fn arm(&self) -> u64 {
+        let w = self.0.load(Ordering::Relaxed);
+        debug_assert_eq!(w & STATE_MASK, IDLE, "park armed twice");
+        let gen_ = w >> GEN_SHIFT;
+        self.0.store(gen_ << GEN_SHIFT | ARMED, Ordering::Relaxed);
+        gen_
+    }
+
+    fn armed(gen_: u64) -> u64 {
+        gen_ << GEN_SHIFT | ARMED
+    }
+
+    /// Step 4 (scheduler): `(g, ARMED) -> (g, PARKED)`. False when a waker already won.
+    pub(crate) fn commit(&self) -> bool {
+        let w = self.0.load(Ordering::Relaxed);
+        if w & STATE_MASK != ARMED {
+            return false;
+        }
+        self.0
+            .compare_exchange(w, (w & !STATE_MASK) | PARKED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Step 5: wakes generation `gen_`. Returns the state it replaced (ARMED or PARKED), or
+    /// `None` when the generation is stale or already woken.
+    fn wake(&self, gen_: u64, why: Wake) -> Option<u64> {
+        let mut w = self.0.load(Ordering::Acquire);
+        loop {
+            let state = w & STATE_MASK;
+            if w >> GEN_SHIFT != gen_ || state == IDLE {
+                return None;
+            }
+            let next = (gen_ + 1) << GEN_SHIFT | why.code() << REASON_SHIFT | IDLE;
+            match self.0.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(state),
+                Err(now) => w = now,
+            }
+        }
+    }
+
+    /// Wakes whatever generation is armed or parked right now (interruption).
+    fn wake_current(&self, why: Wake) -> Option<u64> {
+        let w = self.0.load(Ordering::Acquire);
+        self.wake(w >> GEN_SHIFT, why)
+    }
+
+    /// The outcome of generation `gen_`, if it has ended.
+    fn outcome(&self, gen_: u64) -> Option<Wake> {
+        let w = self.0.load(Ordering::Acquire);
+        if w == Self::armed(gen_) || w == (gen_ << GEN_SHIFT | PARKED) {
+            None
+        } else {
+            Some(Wake::from_word(w))
+        }
+    }
+}
+
+/// The parking state of a plain OS thread (a thread that is not running a task).
+pub(crate) struct ThreadParker {
+    word: ParkWord,
+    thread: std::thread::Thread,
+}
+
+thread_local! {
+    static THREAD_PARKER: Arc<ThreadParker> = Arc::new(ThreadParker {
+        word: ParkWord::new(),
+        thread: std::thread::current(),
+    });
+}
+
+#[derive(Clone)]
+enum Target {
+    Task(Arc<Task>),
+    Thread(Arc<ThreadParker>),
+}
+
+/// Wakes one park of one waiter, from any thread. Cloning it does not multiply wake-ups: the
+/// first `unpark` of any clone wins, the others do nothing.
+#[derive(Clone)]
+pub struct Unparker {
+    target: Target,
+    gen_: u64,
+}
+
+impl Unparker {
+    /// Wakes the waiter if this park is still pending. Returns whether this call woke it.
+    pub fn unpark(&self) -> bool {
+        self.wake(Wake::Unparked)
+    }
+
+    pub(crate) fn wake(&self, why: Wake) -> bool {
+        match &self.target {
+            Target::Task(task) => match task.park.wake(self.gen_, why) {
+                Some(PARKED) => {
+                    super::schedule(task.clone());
+                    true
+                }
+                Some(_) => true,
+                None => false,
+            },
+            Target::Thread(t) => match t.word.wake(self.gen_, why) {
+                Some(_) => {
+                    t.thread.unpark();
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    /// Whether two unparkers wake the same waiter.
+    pub(crate) fn same_waiter(&self, other: &Unparker) -> bool {
+        match (&self.target, &other.target) {
+            (Target::Task(a), Target::Task(b)) => Arc::ptr_eq(a, b),
+            (Target::Thread(a), Target::Thread(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target {
+            Target::Task(t) => write!(f, "Unparker(task {}, gen {})", t.id, self.gen_),
+            Target::Thread(_) => write!(f, "Unparker(thread, gen {})", self.gen_),
+        }
+    }
+}
+
+/// Interrupts the park `task` is in right now (if any), and every later one: used by
+/// cancellation. Returns whether a pending park was woken.
+pub(crate) fn interrupt(task: &Arc<Task>) -> bool {
+    task.cancelled.store(true, Ordering::Release);
+    match task.park.wake_current(Wake::Interrupted) {
+        Some(PARKED) => {
+            super::schedule(task.clone());
+            true
+        }
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// One armed park of the current task or thread. `!Send`: it must be waited on where it was
+/// made.
+pub struct Park {
+    target: Target,
+    gen_: u64,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Default for Park {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Park {
+    /// Arms a park for the current task, or for the current OS thread outside any task.
+    pub fn new() -> Park {
+        let target = match super::current_task() {
+            Some(task) => Target::Task(task),
+            None => Target::Thread(THREAD_PARKER.with(Arc::clone)),
+        };
+        let gen_ = match &target {
+            Target::Task(t) => t.park.arm(),
+            Target::Thread(t) => t.word.arm(),
+        };
+        Park { target, gen_, _not_send: std::marker::PhantomData }
+    }
+
+    /// A handle that ends this park.
+    pub fn unparker(&self) -> Unparker {
+        Unparker { target: self.target.clone(), gen_: self.gen_ }
+    }
+
+    /// Blocks until unparked.
+    #[track_caller]
+    pub fn wait(self, reason: &'static str) -> Wake {
+        self.wait_until(reason, None)
+    }
+
+    /// Blocks until unparked or until `deadline`.
+    #[track_caller]
+    pub fn wait_until(self, reason: &'static str, deadline: Option<Instant>) -> Wake {
+        let site = Location::caller();
+        match &self.target {
+            Target::Task(task) => wait_task(task, self.gen_, reason, site, deadline),
+            Target::Thread(t) => wait_thread(t, self.gen_, deadline),
+        }
+    }
+}
+
+fn wait_task(
+    task: &Arc<Task>,
+    gen_: u64,
+    reason: &'static str,
+    site: &'static Location<'static>,
+    deadline: Option<Instant>,
+) -> Wake {
+    if let Some(why) = task.park.outcome(gen_) {
+        return why;
+    }
+    if std::thread::panicking() {
+        panic!(
+            "bobine: task {} tried to block ({reason}, at {site}) while it is unwinding from a \
+             panic; blocking in a destructor during a panic is not supported",
+            task.describe()
+        );
+    }
+    if task.cancelled.load(Ordering::Acquire) {
+        if task.park.wake(gen_, Wake::Interrupted).is_some() {
+            return Wake::Interrupted;
+        }
+        return task.park.outcome(gen_).unwrap_or(Wake::Unparked);
+    }
+    if let Some(d) = deadline {
+        if d <= Instant::now() {
+            if task.park.wake(gen_, Wake::TimedOut).is_some() {
+                return Wake::TimedOut;
+            }
+            return task.park.outcome(gen_).unwrap_or(Wake::Unparked);
+        }
+        super::with_local(|local| local.add_timer(d, Unparker { target: Target::Task(task.clone()), gen_ }));
+    }
+    task.set_park_site(Some((reason, site)));
+    task.suspend(crate::switch::Suspend::Park);
+    task.set_park_site(None);
+    let why = task.park.outcome(gen_).expect("a parked task resumed before it was woken");
+    if deadline.is_some() && why != Wake::TimedOut {
+        super::with_local(|local| local.timer_went_stale());
+    }
+    why
+}
+
+fn wait_thread(t: &ThreadParker, gen_: u64, deadline: Option<Instant>) -> Wake {
+    loop {
+        if let Some(why) = t.word.outcome(gen_) {
+            return why;
+        }
+        match deadline {
+            None => std::thread::park(),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    if t.word.wake(gen_, Wake::TimedOut).is_some() {
+                        return Wake::TimedOut;
+                    }
+                    continue;
+                }
+                std::thread::park_timeout(d - now);
+            }
+        }
+    }
+}
+
+impl Unparker {
+    /// Whether the park this unparker belongs to is still waiting.
+    pub(crate) fn is_pending(&self) -> bool {
+        let word = match &self.target {
+            Target::Task(t) => &t.park,
+            Target::Thread(t) => &t.word,
+        };
+        word.outcome(self.gen_).is_none()
+    }
+}

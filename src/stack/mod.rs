@@ -1,0 +1,289 @@
+//! Task stacks: an arena of guarded stacks carved into slots, and a per-domain free pool.
+//!
+//! This module owns every stack mapping and the overflow signal handler; nothing else maps
+//! memory or installs signal handlers. It knows nothing of tasks beyond the overflow report.
+//!
+//! ```text
+//!  one chunk (one mmap, MAP_NORESERVE, MADV_NOHUGEPAGE), slots side by side:
+//!  low addresses                                                       high addresses
+//!  +-------+----------------------+-------+----------------------+-------+------ ...
+//!  | guard | usable stack (slot 0)| guard | usable stack (slot 1)| guard |
+//!  +-------+----------------------+-------+----------------------+-------+------ ...
+//!  ^limit()                       ^base() : stacks grow down, towards their guard page
+//! ```
+//!
+//! - **Guards.** On Linux 6.13+ a guard page is installed with `madvise(MADV_GUARD_INSTALL)`: it
+//!   lives in the page tables, so a chunk stays one mapping whatever its slot count, and the
+//!   capacity is not bounded by `vm.max_map_count`. Older kernels answer `EINVAL`; we then fall
+//!   back to `mprotect(PROT_NONE)`, which splits the mapping (two mappings per slot), and the
+//!   capacity becomes what `vm.max_map_count` allows. The probe runs once per process.
+//! - **Pool.** A domain keeps freed slots in a LIFO pool per stack size, so a spawn takes a warm
+//!   stack in a few nanoseconds. When the pool is empty it maps a new chunk of up to
+//!   [`CHUNK_SLOTS`] slots: mapping is amortised over many spawns and never happens per spawn
+//!   once the pool is warm.
+//! - **Capacity.** Each runtime counts the slots it has created; past its capacity, carving a
+//!   new slot fails and `thread::Builder::spawn` returns `Err`. Nothing aborts.
+//! - **Trimming.** A returned stack keeps its top [`KEEP`] bytes resident. If the task went
+//!   deeper (the page below that boundary holds data), the deep part is given back to the
+//!   kernel with `MADV_DONTNEED`, so a pooled stack costs what a shallow task costs.
+//! - **Chunks outlive stacks.** Chunks belong to the runtime's [`Arena`] and are unmapped when the
+//!   runtime is dropped, after every task (and so every slot) is gone. A slot may migrate between
+//!   the pools of one runtime's domains (a stolen task returns its stack where it ended).
+
+mod overflow;
+
+pub(crate) use overflow::{AltStack, OverflowInfo, install_handler, set_running};
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use corosensei::stack::{Stack, StackPointer};
+use memmap2::{MmapMut, MmapOptions};
+
+/// Slots mapped at once when a pool runs dry.
+pub(crate) const CHUNK_SLOTS: usize = 64;
+/// Bytes at the top of a returned stack that stay resident.
+pub(crate) const KEEP: usize = 16 * 1024;
+/// The smallest usable stack we hand out.
+pub(crate) const MIN_STACK: usize = 16 * 1024;
+/// Default usable stack size of a task.
+pub(crate) const DEFAULT_STACK: usize = 256 * 1024;
+
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// How guard pages are made on this kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GuardMode {
+    /// `madvise(MADV_GUARD_INSTALL)`: no extra mapping per stack.
+    Madvise,
+    /// `mprotect(PROT_NONE)`: each stack splits its chunk's mapping.
+    Mprotect,
+}
+
+pub(crate) fn page_size() -> usize {
+    static PAGE: OnceLock<usize> = OnceLock::new();
+    // SAFETY: sysconf has no preconditions.
+    *PAGE.get_or_init(|| unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize)
+}
+
+/// Probes once per process whether the kernel supports `MADV_GUARD_INSTALL`.
+pub(crate) fn guard_mode() -> GuardMode {
+    static MODE: OnceLock<GuardMode> = OnceLock::new();
+    *MODE.get_or_init(|| {
+        let page = page_size();
+        let Ok(map) = MmapOptions::new().len(2 * page).map_anon() else {
+            return GuardMode::Mprotect;
+        };
+        // SAFETY: the range is the first page of a mapping we own and never read.
+        let rc = unsafe { libc::madvise(map.as_ptr() as *mut libc::c_void, page, MADV_GUARD_INSTALL) };
+        if rc == 0 { GuardMode::Madvise } else { GuardMode::Mprotect }
+    })
+}
+
+/// How many stacks a runtime may create by default on this machine.
+pub(crate) fn default_capacity() -> usize {
+    match guard_mode() {
+        GuardMode::Madvise => 1 << 20,
+        GuardMode::Mprotect => {
+            let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+                .ok()
+                .and_then(|s| s.trim().parse::<usize>().ok())
+                .unwrap_or(65530);
+            // Two mappings per stack; leave room for the program's own mappings.
+            max.saturating_sub(4096) / 2
+        }
+    }
+}
+
+fn round_to_page(n: usize) -> usize {
+    let page = page_size();
+    n.div_ceil(page) * page
+}
+
+/// Normalises a requested stack size: at least [`MIN_STACK`], rounded up to whole pages.
+pub(crate) fn normalise_size(bytes: usize) -> usize {
+    round_to_page(bytes.max(MIN_STACK))
+}
+
+/// The runtime-wide owner of stack memory.
+pub(crate) struct Arena {
+    chunks: Mutex<Vec<MmapMut>>,
+    created: AtomicUsize,
+    capacity: usize,
+}
+
+impl Arena {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Arena { chunks: Mutex::new(Vec::new()), created: AtomicUsize::new(0), capacity }
+    }
+
+    /// Maps a chunk of up to [`CHUNK_SLOTS`] slots of `size` usable bytes and returns them.
+    fn carve(&self, size: usize) -> io::Result<Vec<Slot>> {
+        let mut created = self.created.load(Ordering::Relaxed);
+        let count = loop {
+            let room = self.capacity.saturating_sub(created);
+            if room == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    format!(
+                        "bobine: out of task stacks: this runtime's capacity of {} stacks is in \
+                         use (raise it with Builder::max_tasks)",
+                        self.capacity
+                    ),
+                ));
+            }
+            let count = room.min(CHUNK_SLOTS);
+            match self.created.compare_exchange_weak(
+                created,
+                created + count,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break count,
+                Err(now) => created = now,
+            }
+        };
+        let page = page_size();
+        let slot_len = size + page;
+        let map = MmapOptions::new()
+            .len(slot_len * count)
+            .no_reserve_swap()
+            .map_anon()
+            .inspect_err(|_| {
+                self.created.fetch_sub(count, Ordering::Relaxed);
+            })?;
+        let base = map.as_ptr() as usize;
+        // SAFETY: the range is exactly the mapping we own; the advice only affects paging.
+        unsafe {
+            libc::madvise(base as *mut libc::c_void, map.len(), libc::MADV_NOHUGEPAGE);
+        }
+        let mode = guard_mode();
+        let mut slots = Vec::with_capacity(count);
+        for i in 0..count {
+            let limit = base + i * slot_len;
+            let guard = limit as *mut libc::c_void;
+            // SAFETY: `guard` is the first page of slot i inside our mapping; no reference to it
+            // exists, and after this call touching it faults, which the overflow handler expects.
+            let rc = unsafe {
+                match mode {
+                    GuardMode::Madvise => libc::madvise(guard, page, MADV_GUARD_INSTALL),
+                    GuardMode::Mprotect => libc::mprotect(guard, page, libc::PROT_NONE),
+                }
+            };
+            if rc != 0 {
+                let err = io::Error::last_os_error();
+                self.created.fetch_sub(count, Ordering::Relaxed);
+                return Err(err);
+            }
+            slots.push(Slot { limit, size });
+        }
+        self.chunks.lock().unwrap_or_else(|e| e.into_inner()).push(map);
+        Ok(slots)
+    }
+}
+
+/// One stack: `[limit, limit + page)` is its guard, `[limit + page, base)` its usable range.
+///
+/// A `Slot` does not own its memory (its chunk does); it is a capability to use that range,
+/// held by exactly one fiber or pool at a time.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    limit: usize,
+    size: usize,
+}
+
+impl Slot {
+    /// Usable bytes.
+    pub(crate) fn size(&self) -> usize {
+        self.size
+    }
+    /// Lowest address of the guard page.
+    pub(crate) fn guard_low(&self) -> usize {
+        self.limit
+    }
+    /// One past the highest address of the guard page.
+    pub(crate) fn guard_high(&self) -> usize {
+        self.limit + page_size()
+    }
+    fn top(&self) -> usize {
+        self.limit + page_size() + self.size
+    }
+
+    /// Gives the deep part of the stack back to the kernel if the last task used it.
+    fn trim(&self) {
+        if self.size <= KEEP + page_size() {
+            return;
+        }
+        let boundary = self.top() - KEEP;
+        let page = page_size();
+        // Sample the page just below the kept region: a task that went deeper left frames
+        // there. A page never touched reads as zeros (the shared zero page), as does a
+        // trimmed one.
+        let probe = boundary - page;
+        let dirty = (0..8).any(|i| {
+            let p = (probe + i * (page / 8)) as *const u64;
+            // SAFETY: `p` is aligned and inside the usable range of this slot, which no task is
+            // using (the slot is being returned); a volatile read keeps the check honest.
+            unsafe { std::ptr::read_volatile(p) != 0 }
+        });
+        if dirty {
+            let low = self.guard_high();
+            // SAFETY: the range lies inside this slot's usable stack, which is not in use; the
+            // pages read as zero afterwards, which is all a fresh stack needs.
+            unsafe {
+                libc::madvise(low as *mut libc::c_void, boundary - low, libc::MADV_DONTNEED);
+            }
+        }
+    }
+}
+
+// SAFETY: `base()` and `limit()` bound a range of at least MIN_STACK usable bytes that stays
+// mapped for as long as the arena lives (every fiber is dropped before its runtime's arena),
+// with a guard page at `limit()`; both are page aligned, hence aligned to STACK_ALIGNMENT.
+unsafe impl Stack for Slot {
+    fn base(&self) -> StackPointer {
+        StackPointer::new(self.top()).expect("stack top is not null")
+    }
+    fn limit(&self) -> StackPointer {
+        StackPointer::new(self.limit).expect("stack limit is not null")
+    }
+}
+
+/// A LIFO pool of free slots, one list per stack size.
+#[derive(Default)]
+pub(crate) struct Pool {
+    classes: Vec<(usize, Vec<Slot>)>,
+}
+
+impl Pool {
+    /// Takes a free slot of `size` usable bytes (already normalised), carving a chunk if none.
+    pub(crate) fn get(&mut self, arena: &Arena, size: usize) -> io::Result<Slot> {
+        let idx = match self.classes.iter().position(|(s, _)| *s == size) {
+            Some(i) => i,
+            None => {
+                self.classes.push((size, Vec::new()));
+                self.classes.len() - 1
+            }
+        };
+        let free = &mut self.classes[idx].1;
+        if let Some(slot) = free.pop() {
+            return Ok(slot);
+        }
+        let mut fresh = arena.carve(size)?;
+        // Hand out the lowest slot first; the rest wait in the pool.
+        fresh.reverse();
+        let slot = fresh.pop().expect("carve returns at least one slot");
+        free.extend(fresh);
+        Ok(slot)
+    }
+
+    /// Returns a slot whose fiber has finished.
+    pub(crate) fn put(&mut self, slot: Slot) {
+        slot.trim();
+        match self.classes.iter_mut().find(|(s, _)| *s == slot.size) {
+            Some((_, free)) => free.push(slot),
+            None => self.classes.push((slot.size, vec![slot])),
+        }
+    }
+}

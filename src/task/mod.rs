@@ -1,0 +1,285 @@
+//! Tasks: a fiber plus the state that other threads may see (park word, lifecycle, result,
+//! joiners), ids and names.
+//!
+//! ## Lifecycle
+//!
+//! | state    | fiber                 | where the task is                                   | may be resumed |
+//! |----------|-----------------------|-----------------------------------------------------|----------------|
+//! | NEW      | `Some`, not started   | a run queue or an inbox; may move to another domain  | yes (first run) |
+//! | STARTED  | `Some`, started       | its domain's registry, and a run queue when ready    | when ready     |
+//! | FINISHED | `None`                | nowhere; only handles (join, `Thread`) keep it alive | no             |
+//!
+//! Transitions: NEW -> STARTED when a domain first runs it (the domain is fixed from then on:
+//! tasks never migrate once started); STARTED -> FINISHED when its body returns or the runtime
+//! drops it; NEW -> FINISHED when the runtime ends before it ran.
+//!
+//! ## Who touches what
+//!
+//! - `fiber`, `yielder`, `forcing`, `slot`, `park_site`, `domain`: only the thread of the domain
+//!   that owns the task (for a NEW task: whoever holds it in a queue, which hands it over with
+//!   the queue's own synchronisation).
+//! - `park`, `cancelled`: any thread (atomics).
+//! - `result`: written by the task before FINISHED is published (release), read by a joiner after
+//!   it observed FINISHED (acquire), under the `joiners` lock.
+
+use std::any::Any;
+use std::cell::{Cell, UnsafeCell};
+use std::panic::Location;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use crate::sched::domain::DomainShared;
+use crate::sched::park::{ParkWord, Unparker};
+use crate::stack::OverflowInfo;
+use crate::switch::{Fiber, FiberYielder, Suspend};
+use crate::util::SpinLock;
+
+const NEW: u8 = 0;
+const STARTED: u8 = 1;
+const FINISHED: u8 = 2;
+
+/// The value a task's body produced, type-erased, or its panic payload.
+pub(crate) type Outcome = Result<Box<dyn Any>, Box<dyn Any + Send>>;
+
+/// How an uncaught panic of the task is reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Face {
+    /// std-like: the panic message is printed when the panic happens, like std does for threads.
+    Std,
+    /// OCaml `Thread`: `Thread N killed on uncaught exception <message>` when the task ends.
+    OCaml,
+}
+
+/// Payload of `ocaml::thread::exit`: ends the task silently.
+pub(crate) struct ExitTask;
+
+/// Payload given to joiners of a task that the runtime dropped before it ended.
+#[derive(Debug)]
+pub struct TaskDropped;
+
+impl std::fmt::Display for TaskDropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the task was dropped because its runtime ended before it finished")
+    }
+}
+
+pub(crate) struct Task {
+    pub(crate) park: ParkWord,
+    pub(crate) cancelled: AtomicBool,
+    /// Per-runtime id: the main task is 0, then 1, 2, 3 ... in creation order.
+    pub(crate) id: u64,
+    /// Process-unique id (runtime serial in the high bits).
+    pub(crate) thread_id: u64,
+    pub(crate) face: Face,
+    /// `spawn_local` tasks never leave the domain that created them.
+    pub(crate) pinned: bool,
+    /// Nesting depth of `thread::scope`: the runtime drops deeper tasks first.
+    pub(crate) depth: u32,
+    pub(crate) overflow: OverflowInfo,
+    state: AtomicU8,
+    pub(crate) forcing: Cell<bool>,
+    domain: UnsafeCell<Option<Arc<DomainShared>>>,
+    fiber: UnsafeCell<Option<Fiber>>,
+    yielder: Cell<*const FiberYielder>,
+    slot: Cell<usize>,
+    park_site: Cell<Option<(&'static str, &'static Location<'static>)>>,
+    result: UnsafeCell<Option<Outcome>>,
+    joiners: SpinLock<Vec<Unparker>>,
+}
+
+// SAFETY: the cells and unsafe cells are touched by one thread at a time, as the module doc
+// lays out: the owning domain's thread for the fiber-side fields, the queue holder for a NEW
+// task, the joiner after the FINISHED acquire for `result`. Everything else is atomic or locked.
+unsafe impl Send for Task {}
+// SAFETY: as above.
+unsafe impl Sync for Task {}
+
+/// What a new task needs besides its body.
+pub(crate) struct TaskConfig {
+    pub(crate) id: u64,
+    pub(crate) thread_id: u64,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) face: Face,
+    pub(crate) pinned: bool,
+    pub(crate) depth: u32,
+}
+
+impl Task {
+    /// Builds a task whose fiber is made by `make_fiber` from the task's address.
+    pub(crate) fn new(
+        cfg: TaskConfig,
+        slot: crate::stack::Slot,
+        make_fiber: impl FnOnce(crate::stack::Slot, *const Task) -> Fiber,
+    ) -> Arc<Task> {
+        let overflow = OverflowInfo {
+            guard_low: slot.guard_low(),
+            guard_high: slot.guard_high(),
+            stack_size: slot.size(),
+            id: cfg.id,
+            name: cfg.name,
+        };
+        let task = Arc::new(Task {
+            park: ParkWord::new(),
+            cancelled: AtomicBool::new(false),
+            id: cfg.id,
+            thread_id: cfg.thread_id,
+            face: cfg.face,
+            pinned: cfg.pinned,
+            depth: cfg.depth,
+            overflow,
+            state: AtomicU8::new(NEW),
+            forcing: Cell::new(false),
+            domain: UnsafeCell::new(None),
+            fiber: UnsafeCell::new(None),
+            yielder: Cell::new(std::ptr::null()),
+            slot: Cell::new(usize::MAX),
+            park_site: Cell::new(None),
+            result: UnsafeCell::new(None),
+            joiners: SpinLock::new(Vec::new()),
+        });
+        let fiber = make_fiber(slot, Arc::as_ptr(&task));
+        // SAFETY: the task has not been shared yet; we are its only user.
+        unsafe { *task.fiber.get() = Some(fiber) };
+        task
+    }
+
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.overflow.name.as_deref()
+    }
+
+    /// `'name' (id N)` or `<unnamed> (id N)`, for messages.
+    pub(crate) fn describe(&self) -> String {
+        match self.name() {
+            Some(n) => format!("'{n}' (id {})", self.id),
+            None => format!("<unnamed> (id {})", self.id),
+        }
+    }
+
+    pub(crate) fn is_started(&self) -> bool {
+        self.state.load(Ordering::Relaxed) != NEW
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.state.load(Ordering::Acquire) == FINISHED
+    }
+
+    /// The domain that runs this task, once started.
+    pub(crate) fn domain(&self) -> &Arc<DomainShared> {
+        // SAFETY: set once, when the task starts, by its domain's thread, before the task can
+        // park; only started (parked) tasks are ever scheduled by a waker.
+        unsafe { (*self.domain.get()).as_ref().expect("task has not started") }
+    }
+
+    /// NEW -> STARTED on `domain`, recording its registry slot.
+    ///
+    /// # Safety
+    ///
+    /// Called once, by the domain thread that is about to run the task for the first time.
+    pub(crate) unsafe fn start(&self, domain: &Arc<DomainShared>, slot: usize) {
+        // SAFETY: per the contract, nobody else touches these fields now.
+        unsafe { *self.domain.get() = Some(domain.clone()) };
+        self.slot.set(slot);
+        self.state.store(STARTED, Ordering::Relaxed);
+    }
+
+    pub(crate) fn slot(&self) -> usize {
+        self.slot.get()
+    }
+
+    /// The task's fiber.
+    ///
+    /// # Safety
+    ///
+    /// Only the owning domain's thread may call this, and not while the fiber runs.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn fiber_mut(&self) -> &mut Option<Fiber> {
+        // SAFETY: per the contract, this is the only reference to the fiber.
+        unsafe { &mut *self.fiber.get() }
+    }
+
+    pub(crate) fn set_yielder(&self, y: &FiberYielder) {
+        self.yielder.set(y);
+    }
+
+    /// Switches from this task (which must be the one running) to its scheduler.
+    pub(crate) fn suspend(&self, why: Suspend) {
+        let y = self.yielder.get();
+        debug_assert!(!y.is_null());
+        // SAFETY: only the running task calls this on itself (it reached us through the
+        // current-task thread-local), so `y` is the yielder of the fiber running now.
+        unsafe { crate::switch::suspend(y, why) }
+    }
+
+    pub(crate) fn set_park_site(&self, site: Option<(&'static str, &'static Location<'static>)>) {
+        self.park_site.set(site);
+    }
+
+    /// Why and where the task is parked, if it is.
+    #[allow(dead_code)]
+    pub(crate) fn park_site(&self) -> Option<(&'static str, &'static Location<'static>)> {
+        self.park_site.get()
+    }
+
+    /// Stores the body's outcome. Called by the task itself, at its root.
+    pub(crate) fn set_outcome(&self, outcome: Outcome) {
+        // SAFETY: the task runs on one thread, and no joiner reads before FINISHED.
+        unsafe { *self.result.get() = Some(outcome) };
+    }
+
+    /// -> FINISHED: publishes the outcome (or `TaskDropped` if there is none) and wakes every
+    /// joiner.
+    pub(crate) fn finish(&self) {
+        let waiters = {
+            let mut joiners = self.joiners.lock();
+            // SAFETY: the task has stopped running; under the joiners lock nobody else reads.
+            let result = unsafe { &mut *self.result.get() };
+            if result.is_none() {
+                *result = Some(Err(Box::new(TaskDropped)));
+            }
+            self.state.store(FINISHED, Ordering::Release);
+            std::mem::take(&mut *joiners)
+        };
+        for w in waiters {
+            w.unpark();
+        }
+    }
+
+    /// Blocks the caller until the task has finished.
+    #[track_caller]
+    pub(crate) fn wait_finished(&self) {
+        while !self.is_finished() {
+            let park = crate::sched::park::Park::new();
+            {
+                let mut joiners = self.joiners.lock();
+                if self.is_finished() {
+                    return;
+                }
+                let me = park.unparker();
+                joiners.retain(|w| !w.same_waiter(&me));
+                joiners.push(me);
+            }
+            park.wait("join");
+        }
+    }
+
+    /// Takes the outcome of a finished task.
+    pub(crate) fn take_outcome(&self) -> Option<Outcome> {
+        debug_assert!(self.is_finished());
+        let _joiners = self.joiners.lock();
+        // SAFETY: FINISHED was observed (acquire) and we hold the joiners lock.
+        unsafe { (*self.result.get()).take() }
+    }
+}
+
+/// The text of a panic payload, as printed in messages.
+pub(crate) fn payload_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(d) = payload.downcast_ref::<TaskDropped>() {
+        d.to_string()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}

@@ -1,0 +1,467 @@
+//! The std-like face: `std::thread`'s API, with tasks instead of OS threads.
+//!
+//! Change `use std::thread` to `use bobine::thread` and the program runs its threads as tasks:
+//! `spawn` returns a [`JoinHandle`] whose `join` parks the caller, `scope` lets tasks borrow the
+//! caller's stack, `sleep` and `yield_now` let the other tasks of the domain run.
+//!
+//! Called outside any runtime (from a plain thread), `spawn` starts the task on a global runtime
+//! that is started on first use, so `bobine::thread::spawn` works without wrapping `main`.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::sched::park::{Park, Unparker};
+use crate::sched::runtime::{SpawnOptions, spawn_raw, task_root};
+use crate::switch::catch_at_root;
+use crate::task::{Face, Task};
+use crate::util::SpinLock;
+
+pub use std::thread::Result;
+
+/// A unique identifier of a task (or of a plain OS thread seen from bobine).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ThreadId(NonZeroU64);
+
+impl ThreadId {
+    /// The id as a number; unique in the process for its whole life.
+    pub fn as_u64(&self) -> NonZeroU64 {
+        self.0
+    }
+}
+
+impl fmt::Debug for ThreadId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ThreadId({})", self.0)
+    }
+}
+
+struct OsThread {
+    id: ThreadId,
+    name: Option<String>,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Task(Arc<Task>),
+    Os(Arc<OsThread>),
+}
+
+/// A handle to a task (or, outside any task, to the current OS thread), like `std::thread::Thread`.
+#[derive(Clone)]
+pub struct Thread {
+    inner: Inner,
+}
+
+impl Thread {
+    pub(crate) fn from_task(task: Arc<Task>) -> Thread {
+        Thread { inner: Inner::Task(task) }
+    }
+
+    pub(crate) fn task(&self) -> Option<&Arc<Task>> {
+        match &self.inner {
+            Inner::Task(t) => Some(t),
+            Inner::Os(_) => None,
+        }
+    }
+
+    /// The task's unique id.
+    pub fn id(&self) -> ThreadId {
+        match &self.inner {
+            Inner::Task(t) => ThreadId(NonZeroU64::new(t.thread_id).expect("task ids are never 0")),
+            Inner::Os(o) => o.id,
+        }
+    }
+
+    /// The task's name, if it was given one (the main task of `run` is `"main"`).
+    pub fn name(&self) -> Option<&str> {
+        match &self.inner {
+            Inner::Task(t) => t.name(),
+            Inner::Os(o) => o.name.as_deref(),
+        }
+    }
+}
+
+impl fmt::Debug for Thread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Thread").field("id", &self.id()).field("name", &self.name()).finish()
+    }
+}
+
+/// The handle of the running task, or of the current OS thread outside any task.
+pub fn current() -> Thread {
+    if let Some(task) = crate::sched::current_task() {
+        return Thread::from_task(task);
+    }
+    thread_local! {
+        static OS: Arc<OsThread> = {
+            static NEXT: AtomicU64 = AtomicU64::new(1);
+            Arc::new(OsThread {
+                id: ThreadId(NonZeroU64::new(NEXT.fetch_add(1, Ordering::Relaxed)).expect("non-zero")),
+                name: std::thread::current().name().map(str::to_owned),
+            })
+        };
+    }
+    Thread { inner: Inner::Os(OS.with(Arc::clone)) }
+}
+
+/// Parks the current task for at least `d`; other tasks of its domain run meanwhile.
+pub fn sleep(d: Duration) {
+    crate::time::sleep(d)
+}
+
+/// Lets the other ready tasks of the domain run before this one continues (FIFO order).
+pub fn yield_now() {
+    crate::sched::yield_now()
+}
+
+/// Spawns a task, like `std::thread::spawn`.
+///
+/// The task starts on the caller's domain (an idle domain may take it before it starts), or
+/// on the global runtime when called outside any runtime.
+///
+/// # Panics
+///
+/// When no stack can be had (the runtime's `max_tasks` is reached, or memory is exhausted), as
+/// std panics when it cannot create a thread. Use [`Builder::spawn`] to get the error instead.
+///
+/// ```
+/// let h = bobine::thread::spawn(|| 6 * 7);
+/// assert_eq!(h.join().unwrap(), 42);
+/// ```
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    Builder::new().spawn(f).expect("failed to spawn task")
+}
+
+/// Spawns a task that stays on the current domain; neither `f` nor its value need be `Send`.
+///
+/// # Panics
+///
+/// Outside a task, or when no stack can be had.
+pub fn spawn_local<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    let mut opts = SpawnOptions::new(Face::Std);
+    opts.pinned = true;
+    opts.depth = current_depth();
+    // SAFETY: `f` is 'static; the task is pinned, so `f` never leaves this thread.
+    let task = unsafe { spawn_raw(opts, move |task: &Task| task_root(task, f)) }.expect("failed to spawn task");
+    JoinHandle::new(task)
+}
+
+fn current_depth() -> u32 {
+    crate::sched::with_current(|t| t.depth).unwrap_or(0)
+}
+
+/// Task factory, like `std::thread::Builder`: a name and a stack size.
+#[derive(Debug, Default)]
+pub struct Builder {
+    name: Option<String>,
+    stack_size: Option<usize>,
+}
+
+impl Builder {
+    /// A builder with no name and the runtime's default stack size.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+
+    /// Names the task (shown in panic messages and stack overflow reports).
+    pub fn name(mut self, name: String) -> Builder {
+        self.name = Some(name);
+        self
+    }
+
+    /// The usable stack size of the task, in bytes (rounded up to whole pages, at least 16 KiB).
+    pub fn stack_size(mut self, size: usize) -> Builder {
+        self.stack_size = Some(size);
+        self
+    }
+
+    fn options(self, face: Face) -> SpawnOptions {
+        SpawnOptions { name: self.name, stack_size: self.stack_size, face, pinned: false, depth: current_depth() }
+    }
+
+    /// Spawns the task; fails with an error (never aborts) when no stack can be had.
+    ///
+    /// ```
+    /// let h = bobine::thread::Builder::new().name("worker".into()).spawn(|| {
+    ///     bobine::thread::current().name().map(str::to_owned)
+    /// }).unwrap();
+    /// assert_eq!(h.join().unwrap().as_deref(), Some("worker"));
+    /// ```
+    pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_with_face(Face::Std, f)
+    }
+
+    pub(crate) fn spawn_with_face<F, T>(self, face: Face, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        // SAFETY: `f` is 'static and Send.
+        let task = unsafe { spawn_raw(self.options(face), move |task: &Task| task_root(task, f)) }?;
+        Ok(JoinHandle::new(task))
+    }
+
+    /// Spawns a scoped task with this builder's settings.
+    pub fn spawn_scoped<'scope, 'env, F, T>(
+        self,
+        scope: &'scope Scope<'scope, 'env>,
+        f: F,
+    ) -> io::Result<ScopedJoinHandle<'scope, T>>
+    where
+        F: FnOnce() -> T + Send + 'scope,
+        T: Send + 'scope,
+    {
+        scope.spawn_with(self, f)
+    }
+}
+
+/// An owned permission to join a task, like `std::thread::JoinHandle`. Dropping it detaches
+/// the task.
+pub struct JoinHandle<T> {
+    thread: Thread,
+    _value: PhantomData<T>,
+}
+
+impl<T> JoinHandle<T> {
+    fn new(task: Arc<Task>) -> Self {
+        JoinHandle { thread: Thread::from_task(task), _value: PhantomData }
+    }
+
+    pub(crate) fn task(&self) -> &Arc<Task> {
+        self.thread.task().expect("a join handle refers to a task")
+    }
+
+    /// The task's [`Thread`] handle.
+    pub fn thread(&self) -> &Thread {
+        &self.thread
+    }
+
+    /// Whether the task has ended (its value or panic is ready).
+    pub fn is_finished(&self) -> bool {
+        self.task().is_finished()
+    }
+}
+
+impl<T: 'static> JoinHandle<T> {
+    /// Waits for the task to end (parking the caller) and returns its value, or the payload of
+    /// its panic as `Err`.
+    #[track_caller]
+    pub fn join(self) -> Result<T> {
+        let task = self.task();
+        task.wait_finished();
+        match task.take_outcome().expect("a task's outcome is taken once, by its JoinHandle") {
+            Ok(value) => Ok(*(value as Box<dyn Any>).downcast::<T>().expect("task value of the joined type")),
+            Err(payload) => Err(payload),
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle").field("thread", &self.thread).finish()
+    }
+}
+
+/// Creates a scope in which tasks may borrow from the caller's stack; every task spawned in it
+/// is joined before `scope` returns, like `std::thread::scope`.
+///
+/// # Panics
+///
+/// If `f` panics, or if a scoped task panicked and was not joined (std's rule).
+///
+/// ```
+/// let mut counts = [0u32; 4];
+/// bobine::run(|| {
+///     bobine::thread::scope(|s| {
+///         for c in counts.iter_mut() {
+///             s.spawn(move || *c += 1);
+///         }
+///     });
+/// });
+/// assert_eq!(counts, [1; 4]);
+/// ```
+#[track_caller]
+pub fn scope<'env, F, T>(f: F) -> T
+where
+    F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
+{
+    let scope = Scope {
+        data: Arc::new(ScopeData {
+            running: AtomicUsize::new(0),
+            unjoined_panics: AtomicUsize::new(0),
+            waiter: SpinLock::new(None),
+        }),
+        depth: current_depth() + 1,
+        _scope: PhantomData,
+        _env: PhantomData,
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&scope)));
+    scope.data.wait_all();
+    match result {
+        Err(payload) => std::panic::resume_unwind(payload),
+        Ok(_) if scope.data.unjoined_panics.load(Ordering::Acquire) > 0 => panic!("a scoped thread panicked"),
+        Ok(value) => value,
+    }
+}
+
+struct ScopeData {
+    running: AtomicUsize,
+    unjoined_panics: AtomicUsize,
+    waiter: SpinLock<Option<Unparker>>,
+}
+
+impl ScopeData {
+    fn task_done(&self) {
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(w) = self.waiter.lock().take() {
+                w.unpark();
+            }
+        }
+    }
+
+    #[track_caller]
+    fn wait_all(&self) {
+        while self.running.load(Ordering::Acquire) > 0 {
+            let park = Park::new();
+            *self.waiter.lock() = Some(park.unparker());
+            if self.running.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            park.wait("thread::scope");
+        }
+    }
+}
+
+/// A scope to spawn borrowing tasks in; see [`scope`].
+pub struct Scope<'scope, 'env: 'scope> {
+    data: Arc<ScopeData>,
+    depth: u32,
+    _scope: PhantomData<&'scope mut &'scope ()>,
+    _env: PhantomData<&'env mut &'env ()>,
+}
+
+impl<'scope> Scope<'scope, '_> {
+    /// Spawns a task that may borrow anything that outlives the scope.
+    ///
+    /// # Panics
+    ///
+    /// When no stack can be had.
+    pub fn spawn<F, T>(&'scope self, f: F) -> ScopedJoinHandle<'scope, T>
+    where
+        F: FnOnce() -> T + Send + 'scope,
+        T: Send + 'scope,
+    {
+        self.spawn_with(Builder::new(), f).expect("failed to spawn scoped task")
+    }
+
+    fn spawn_with<F, T>(&'scope self, builder: Builder, f: F) -> io::Result<ScopedJoinHandle<'scope, T>>
+    where
+        F: FnOnce() -> T + Send + 'scope,
+        T: Send + 'scope,
+    {
+        let packet = Arc::new(Packet { result: UnsafeCell::new(None) });
+        let their_packet = packet.clone();
+        let data = self.data.clone();
+        let mut opts = builder.options(Face::Std);
+        opts.depth = self.depth;
+        data.running.fetch_add(1, Ordering::AcqRel);
+        let body = move |task: &Task| {
+            let result = catch_at_root(&task.forcing, f);
+            if result.is_err() {
+                data.unjoined_panics.fetch_add(1, Ordering::AcqRel);
+            }
+            // SAFETY: the joiner reads the packet only after the task finished.
+            unsafe { *their_packet.result.get() = Some(result) };
+            drop(their_packet);
+            task.set_outcome(Ok(Box::new(())));
+            data.task_done();
+        };
+        // SAFETY: `scope` waits for every task it spawned before the borrows of 'scope end, and
+        // `f` is Send.
+        match unsafe { spawn_raw(opts, body) } {
+            Ok(task) => Ok(ScopedJoinHandle { thread: Thread::from_task(task), packet, scope: self.data.clone(), _scope: PhantomData }),
+            Err(e) => {
+                self.data.task_done();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Scope<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scope").field("running", &self.data.running.load(Ordering::Relaxed)).finish()
+    }
+}
+
+struct Packet<T> {
+    result: UnsafeCell<Option<Result<T>>>,
+}
+
+// SAFETY: the result is written once by the task and read once by the joiner after the task
+// has finished (the FINISHED release/acquire orders them); `T: Send` crosses between them.
+unsafe impl<T: Send> Sync for Packet<T> {}
+
+/// An owned permission to join a scoped task.
+pub struct ScopedJoinHandle<'scope, T> {
+    thread: Thread,
+    packet: Arc<Packet<T>>,
+    scope: Arc<ScopeData>,
+    _scope: PhantomData<&'scope ()>,
+}
+
+impl<T> ScopedJoinHandle<'_, T> {
+    /// The task's [`Thread`] handle.
+    pub fn thread(&self) -> &Thread {
+        &self.thread
+    }
+
+    /// Whether the task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.thread.task().is_some_and(|t| t.is_finished())
+    }
+
+    /// Waits for the task and returns its value, or its panic payload as `Err` (a joined
+    /// panic does not make the scope panic).
+    #[track_caller]
+    pub fn join(self) -> Result<T> {
+        let task = self.thread.task().expect("a scoped handle refers to a task");
+        task.wait_finished();
+        // SAFETY: the task has finished writing the packet (FINISHED acquire in wait_finished).
+        match unsafe { (*self.packet.result.get()).take() } {
+            Some(result) => {
+                if result.is_err() {
+                    // The panic is handled by whoever joined it.
+                    self.scope.unjoined_panics.fetch_sub(1, Ordering::AcqRel);
+                }
+                result
+            }
+            None => Err(Box::new(crate::task::TaskDropped)),
+        }
+    }
+}
+
+impl<T> fmt::Debug for ScopedJoinHandle<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScopedJoinHandle").field("thread", &self.thread).finish()
+    }
+}

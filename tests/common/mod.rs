@@ -1,0 +1,30 @@
+//! Shared helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Runs `f` under a watchdog: if it has not returned within `secs` seconds the whole test
+/// process exits with a message, so a deadlock fails fast instead of hanging CI.
+pub fn watchdog<T>(secs: u64, name: &str, f: impl FnOnce() -> T) -> T {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let name = name.to_owned();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        while std::time::Instant::now() < deadline {
+            if flag.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !flag.load(Ordering::Acquire) {
+            eprintln!("watchdog: test '{name}' did not finish within {secs} s (deadlock or hang)");
+            std::process::exit(3);
+        }
+    });
+    let out = f();
+    done.store(true, Ordering::Release);
+    out
+}
