@@ -19,7 +19,11 @@
 //! Faces: std-like ([`run`], [`Builder`], [`thread`], [`time`]) and OCaml threads
 //! ([`ocaml::thread`]). See `README.md` for the guarantees.
 
-#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    missing_docs
+)]
 
 #[cfg(not(bobine_supported))]
 compile_error!(

@@ -61,7 +61,9 @@ pub struct Thread {
 
 impl Thread {
     pub(crate) fn from_task(task: Arc<Task>) -> Thread {
-        Thread { inner: Inner::Task(task) }
+        Thread {
+            inner: Inner::Task(task),
+        }
     }
 
     pub(crate) fn task(&self) -> Option<&Arc<Task>> {
@@ -90,7 +92,10 @@ impl Thread {
 
 impl fmt::Debug for Thread {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Thread").field("id", &self.id()).field("name", &self.name()).finish()
+        f.debug_struct("Thread")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .finish()
     }
 }
 
@@ -108,7 +113,9 @@ pub fn current() -> Thread {
             })
         };
     }
-    Thread { inner: Inner::Os(OS.with(Arc::clone)) }
+    Thread {
+        inner: Inner::Os(OS.with(Arc::clone)),
+    }
 }
 
 /// Parks the current task for at least `d`; other tasks of its domain run meanwhile.
@@ -157,7 +164,8 @@ where
     opts.pinned = true;
     opts.depth = current_depth();
     // SAFETY: `f` is 'static; the task is pinned, so `f` never leaves this thread.
-    let task = unsafe { spawn_raw(opts, move |task: &Task| task_root(task, f)) }.expect("failed to spawn task");
+    let task = unsafe { spawn_raw(opts, move |task: &Task| task_root(task, f)) }
+        .expect("failed to spawn task");
     JoinHandle::new(task)
 }
 
@@ -191,7 +199,13 @@ impl Builder {
     }
 
     fn options(self, face: Face) -> SpawnOptions {
-        SpawnOptions { name: self.name, stack_size: self.stack_size, face, pinned: false, depth: current_depth() }
+        SpawnOptions {
+            name: self.name,
+            stack_size: self.stack_size,
+            face,
+            pinned: false,
+            depth: current_depth(),
+        }
     }
 
     /// Spawns the task; fails with an error (never aborts) when no stack can be had.
@@ -243,7 +257,10 @@ pub struct JoinHandle<T> {
 
 impl<T> JoinHandle<T> {
     fn new(task: Arc<Task>) -> Self {
-        JoinHandle { thread: Thread::from_task(task), _value: PhantomData }
+        JoinHandle {
+            thread: Thread::from_task(task),
+            _value: PhantomData,
+        }
     }
 
     pub(crate) fn task(&self) -> &Arc<Task> {
@@ -268,8 +285,13 @@ impl<T: 'static> JoinHandle<T> {
     pub fn join(self) -> Result<T> {
         let task = self.task();
         task.wait_finished();
-        match task.take_outcome().expect("a task's outcome is taken once, by its JoinHandle") {
-            Ok(value) => Ok(*(value as Box<dyn Any>).downcast::<T>().expect("task value of the joined type")),
+        match task
+            .take_outcome()
+            .expect("a task's outcome is taken once, by its JoinHandle")
+        {
+            Ok(value) => Ok(*(value as Box<dyn Any>)
+                .downcast::<T>()
+                .expect("task value of the joined type")),
             Err(payload) => Err(payload),
         }
     }
@@ -277,7 +299,9 @@ impl<T: 'static> JoinHandle<T> {
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle").field("thread", &self.thread).finish()
+        f.debug_struct("JoinHandle")
+            .field("thread", &self.thread)
+            .finish()
     }
 }
 
@@ -318,7 +342,9 @@ where
     scope.data.wait_all();
     match result {
         Err(payload) => std::panic::resume_unwind(payload),
-        Ok(_) if scope.data.unjoined_panics.load(Ordering::Acquire) > 0 => panic!("a scoped thread panicked"),
+        Ok(_) if scope.data.unjoined_panics.load(Ordering::Acquire) > 0 => {
+            panic!("a scoped thread panicked")
+        }
         Ok(value) => value,
     }
 }
@@ -370,15 +396,22 @@ impl<'scope> Scope<'scope, '_> {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
-        self.spawn_with(Builder::new(), f).expect("failed to spawn scoped task")
+        self.spawn_with(Builder::new(), f)
+            .expect("failed to spawn scoped task")
     }
 
-    fn spawn_with<F, T>(&'scope self, builder: Builder, f: F) -> io::Result<ScopedJoinHandle<'scope, T>>
+    fn spawn_with<F, T>(
+        &'scope self,
+        builder: Builder,
+        f: F,
+    ) -> io::Result<ScopedJoinHandle<'scope, T>>
     where
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
-        let packet = Arc::new(Packet { result: UnsafeCell::new(None) });
+        let packet = Arc::new(Packet {
+            result: UnsafeCell::new(None),
+        });
         let their_packet = packet.clone();
         let data = self.data.clone();
         let mut opts = builder.options(Face::Std);
@@ -398,7 +431,12 @@ impl<'scope> Scope<'scope, '_> {
         // SAFETY: `scope` waits for every task it spawned before the borrows of 'scope end, and
         // `f` is Send.
         match unsafe { spawn_raw(opts, body) } {
-            Ok(task) => Ok(ScopedJoinHandle { thread: Thread::from_task(task), packet, scope: self.data.clone(), _scope: PhantomData }),
+            Ok(task) => Ok(ScopedJoinHandle {
+                thread: Thread::from_task(task),
+                packet,
+                scope: self.data.clone(),
+                _scope: PhantomData,
+            }),
             Err(e) => {
                 self.data.task_done();
                 Err(e)
@@ -409,7 +447,9 @@ impl<'scope> Scope<'scope, '_> {
 
 impl fmt::Debug for Scope<'_, '_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scope").field("running", &self.data.running.load(Ordering::Relaxed)).finish()
+        f.debug_struct("Scope")
+            .field("running", &self.data.running.load(Ordering::Relaxed))
+            .finish()
     }
 }
 
@@ -444,7 +484,10 @@ impl<T> ScopedJoinHandle<'_, T> {
     /// panic does not make the scope panic).
     #[track_caller]
     pub fn join(self) -> Result<T> {
-        let task = self.thread.task().expect("a scoped handle refers to a task");
+        let task = self
+            .thread
+            .task()
+            .expect("a scoped handle refers to a task");
         task.wait_finished();
         // SAFETY: the task has finished writing the packet (FINISHED acquire in wait_finished).
         match unsafe { (*self.packet.result.get()).take() } {
@@ -462,6 +505,8 @@ impl<T> ScopedJoinHandle<'_, T> {
 
 impl<T> fmt::Debug for ScopedJoinHandle<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScopedJoinHandle").field("thread", &self.thread).finish()
+        f.debug_struct("ScopedJoinHandle")
+            .field("thread", &self.thread)
+            .finish()
     }
 }

@@ -24,7 +24,10 @@ unsafe impl<T: Send> Send for SpinLock<T> {}
 
 impl<T> SpinLock<T> {
     pub(crate) const fn new(value: T) -> Self {
-        SpinLock { locked: AtomicBool::new(false), value: UnsafeCell::new(value) }
+        SpinLock {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
     }
 
     pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
@@ -82,7 +85,10 @@ pub(crate) struct StackBuf<const N: usize> {
 
 impl<const N: usize> StackBuf<N> {
     pub(crate) const fn new() -> Self {
-        StackBuf { buf: [0; N], len: 0 }
+        StackBuf {
+            buf: [0; N],
+            len: 0,
+        }
     }
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
@@ -95,6 +101,10 @@ impl<const N: usize> std::fmt::Write for StackBuf<N> {
         let n = s.len().min(room);
         self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
         self.len += n;
-        if n < s.len() { Err(std::fmt::Error) } else { Ok(()) }
+        if n < s.len() {
+            Err(std::fmt::Error)
+        } else {
+            Ok(())
+        }
     }
 }

@@ -21,9 +21,17 @@ impl Poller {
         let efd = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
         // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
         let wake = unsafe { OwnedFd::from_raw_fd(efd) };
-        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: WAKE_TOKEN };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: WAKE_TOKEN,
+        };
         // SAFETY: both descriptors are open; `ev` is a valid epoll_event.
-        syscall!(epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, wake.as_raw_fd(), &mut ev))?;
+        syscall!(epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            wake.as_raw_fd(),
+            &mut ev
+        ))?;
         Ok(Poller { epoll, wake })
     }
 
@@ -33,7 +41,11 @@ impl Poller {
         let one: u64 = 1;
         // SAFETY: writing 8 bytes from a valid u64 to our eventfd. EAGAIN (counter saturated)
         // still leaves the eventfd readable, which is all we need.
-        let _ = syscall!(write(self.wake.as_raw_fd(), &one as *const u64 as *const libc::c_void, 8));
+        let _ = syscall!(write(
+            self.wake.as_raw_fd(),
+            &one as *const u64 as *const libc::c_void,
+            8
+        ));
     }
 
     /// Sleeps until woken or until `timeout` (`None`: no limit). Returns whether a wake-up
@@ -46,7 +58,13 @@ impl Poller {
         };
         let mut events: [libc::epoll_event; 8] = [libc::epoll_event { events: 0, u64: 0 }; 8];
         // SAFETY: `events` is a valid buffer of 8 entries.
-        let n = syscall!(epoll_wait(self.epoll.as_raw_fd(), events.as_mut_ptr(), 8, ms)).unwrap_or(0);
+        let n = syscall!(epoll_wait(
+            self.epoll.as_raw_fd(),
+            events.as_mut_ptr(),
+            8,
+            ms
+        ))
+        .unwrap_or(0);
         let mut woken = false;
         for ev in &events[..n as usize] {
             if ev.u64 == WAKE_TOKEN {
@@ -62,7 +80,11 @@ impl Poller {
     fn drain_wake(&self) {
         let mut buf: u64 = 0;
         // SAFETY: reading 8 bytes into a valid u64 from our non-blocking eventfd.
-        let _ = syscall!(read(self.wake.as_raw_fd(), &mut buf as *mut u64 as *mut libc::c_void, 8));
+        let _ = syscall!(read(
+            self.wake.as_raw_fd(),
+            &mut buf as *mut u64 as *mut libc::c_void,
+            8
+        ));
     }
 
     #[allow(dead_code)]

@@ -60,14 +60,18 @@ impl std::fmt::Debug for T {
 /// `Sys_error` when no stack can be had for the thread.
 pub fn create<A: Send + 'static>(f: impl FnOnce(A) + Send + 'static, x: A) -> T {
     match crate::thread::Builder::new().spawn_with_face(Face::OCaml, move || f(x)) {
-        Ok(handle) => T { thread: handle.thread().clone() },
+        Ok(handle) => T {
+            thread: handle.thread().clone(),
+        },
         Err(e) => panic!("Sys_error(\"Thread.create: {e}\")"),
     }
 }
 
 /// `Thread.self ()`: the calling thread.
 pub fn self_() -> T {
-    T { thread: crate::thread::current() }
+    T {
+        thread: crate::thread::current(),
+    }
 }
 
 /// `Thread.id t`: the main thread of a runtime is 0; created threads get 1, 2, 3 ... in

@@ -85,12 +85,18 @@ impl DomainShared {
 
     /// Steps 1-2 of the wake-up protocol, for one task.
     pub(crate) fn push(&self, task: Arc<Task>) {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).push(task);
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
         self.notify();
     }
 
     fn push_many(&self, tasks: Vec<Arc<Task>>) {
-        self.inbox.lock().unwrap_or_else(|e| e.into_inner()).extend(tasks);
+        self.inbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(tasks);
         self.notify();
     }
 
@@ -232,7 +238,9 @@ impl Local {
         super::set_current(Arc::as_ptr(&task));
         stack::set_running(&task.overflow);
         // SAFETY: we are the task's domain thread and the fiber is not running.
-        let fiber = unsafe { task.fiber_mut() }.as_mut().expect("a queued task has a fiber");
+        let fiber = unsafe { task.fiber_mut() }
+            .as_mut()
+            .expect("a queued task has a fiber");
         let outcome = fiber.resume();
         stack::set_running(std::ptr::null());
         super::set_current(std::ptr::null());
@@ -250,7 +258,9 @@ impl Local {
 
     fn retire(&self, task: Arc<Task>) {
         // SAFETY: the fiber has returned; we are its domain thread.
-        let fiber = unsafe { task.fiber_mut() }.take().expect("a finished task had a fiber");
+        let fiber = unsafe { task.fiber_mut() }
+            .take()
+            .expect("a finished task had a fiber");
         self.stacks.borrow_mut().put(fiber.into_slot());
         self.registry.borrow_mut().remove(task.slot());
         task.finish();
@@ -276,7 +286,10 @@ impl Local {
 
     /// Moves half of our never-started tasks to the domain that asked for work.
     fn donate(&self) {
-        let thief = self.shared.steal_request.swap(NO_REQUEST, Ordering::Relaxed);
+        let thief = self
+            .shared
+            .steal_request
+            .swap(NO_REQUEST, Ordering::Relaxed);
         let stealable = self.stealable.get();
         if thief == NO_REQUEST || thief == self.shared.index || stealable == 0 {
             return;
@@ -363,7 +376,9 @@ impl Local {
         for task in victims {
             self.registry.borrow_mut().remove(task.slot());
             // SAFETY: we are the task's domain thread and no fiber runs (shutdown).
-            let Some(fiber) = (unsafe { task.fiber_mut() }).take() else { continue };
+            let Some(fiber) = (unsafe { task.fiber_mut() }).take() else {
+                continue;
+            };
             task.forcing.set(true);
             super::set_current(Arc::as_ptr(&task));
             stack::set_running(&task.overflow);

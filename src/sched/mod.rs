@@ -68,7 +68,10 @@ pub(crate) fn on_domain() -> bool {
 #[inline]
 pub(crate) fn with_local<R>(f: impl FnOnce(&Local) -> R) -> R {
     let p = LOCAL.with(|l| l.get());
-    assert!(!p.is_null(), "bobine: this thread is not running a bobine domain");
+    assert!(
+        !p.is_null(),
+        "bobine: this thread is not running a bobine domain"
+    );
     // SAFETY: LOCAL is set by the domain thread for exactly as long as its `Local` lives.
     f(unsafe { &*p })
 }

@@ -119,7 +119,12 @@ impl ParkWord {
             return false;
         }
         self.0
-            .compare_exchange(w, (w & !STATE_MASK) | PARKED, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                w,
+                (w & !STATE_MASK) | PARKED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
     }
 
@@ -133,7 +138,10 @@ impl ParkWord {
                 return None;
             }
             let next = (gen_ + 1) << GEN_SHIFT | why.code() << REASON_SHIFT | IDLE;
-            match self.0.compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Acquire) {
+            match self
+                .0
+                .compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return Some(state),
                 Err(now) => w = now,
             }
@@ -268,12 +276,19 @@ impl Park {
             Target::Task(t) => t.park.arm(),
             Target::Thread(t) => t.word.arm(),
         };
-        Park { target, gen_, _not_send: std::marker::PhantomData }
+        Park {
+            target,
+            gen_,
+            _not_send: std::marker::PhantomData,
+        }
     }
 
     /// A handle that ends this park.
     pub fn unparker(&self) -> Unparker {
-        Unparker { target: self.target.clone(), gen_: self.gen_ }
+        Unparker {
+            target: self.target.clone(),
+            gen_: self.gen_,
+        }
     }
 
     /// Blocks until unparked.
@@ -323,12 +338,23 @@ fn wait_task(
             }
             return task.park.outcome(gen_).unwrap_or(Wake::Unparked);
         }
-        super::with_local(|local| local.add_timer(d, Unparker { target: Target::Task(task.clone()), gen_ }));
+        super::with_local(|local| {
+            local.add_timer(
+                d,
+                Unparker {
+                    target: Target::Task(task.clone()),
+                    gen_,
+                },
+            )
+        });
     }
     task.set_park_site(Some((reason, site)));
     task.suspend(crate::switch::Suspend::Park);
     task.set_park_site(None);
-    let why = task.park.outcome(gen_).expect("a parked task resumed before it was woken");
+    let why = task
+        .park
+        .outcome(gen_)
+        .expect("a parked task resumed before it was woken");
     if deadline.is_some() && why != Wake::TimedOut {
         super::with_local(|local| local.timer_went_stale());
     }
@@ -364,5 +390,56 @@ impl Unparker {
             Target::Thread(t) => &t.word,
         };
         word.outcome(self.gen_).is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// The cancellation hook: an interrupted park ends with `Interrupted`, and every later park
+    /// of that task ends at once the same way, without switching.
+    #[test]
+    fn interrupt_wakes_current_park_and_every_later_one() {
+        crate::Builder::new().domains(2).run(|| {
+            let slot: Arc<Mutex<Option<Arc<Task>>>> = Arc::new(Mutex::new(None));
+            let slot2 = slot.clone();
+            let h = crate::thread::spawn(move || {
+                *slot2.lock().unwrap() = crate::sched::current_task();
+                let first = Park::new().wait("test");
+                let second = Park::new().wait_until("test", None);
+                let third = Park::new().wait_until(
+                    "test",
+                    Some(Instant::now() + std::time::Duration::from_secs(3600)),
+                );
+                (first, second, third)
+            });
+            let task = loop {
+                if let Some(t) = slot.lock().unwrap().clone() {
+                    break t;
+                }
+                crate::thread::yield_now();
+            };
+            // Let the task reach its park, then interrupt it.
+            crate::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(interrupt(&task));
+            assert_eq!(
+                h.join().unwrap(),
+                (Wake::Interrupted, Wake::Interrupted, Wake::Interrupted)
+            );
+        });
+    }
+
+    /// A wake-up that lands between arming and waiting is not lost: `wait` returns at once.
+    #[test]
+    fn unpark_before_wait_is_kept() {
+        let park = Park::new();
+        let u = park.unparker();
+        assert!(u.is_pending());
+        assert!(u.unpark());
+        assert!(!u.unpark(), "a park is woken once");
+        assert_eq!(park.wait("test"), Wake::Unparked);
+        assert!(!u.is_pending());
     }
 }

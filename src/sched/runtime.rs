@@ -47,15 +47,35 @@ pub(crate) struct Config {
 impl Config {
     /// Defaults, overridden by the environment (`BOBINE_DOMAINS`, `BOBINE_STACK_SIZE`), then by
     /// explicit builder settings.
-    pub(crate) fn resolve(domains: Option<usize>, stack_size: Option<usize>, max_tasks: Option<usize>) -> Config {
-        let domains = domains.or_else(|| env_number("BOBINE_DOMAINS")).unwrap_or_else(|| {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
-        });
-        assert!(domains >= 1, "bobine: a runtime needs at least one domain (got domains = 0)");
-        let stack_size = stack_size.or_else(|| env_number("BOBINE_STACK_SIZE")).unwrap_or(stack::DEFAULT_STACK);
+    pub(crate) fn resolve(
+        domains: Option<usize>,
+        stack_size: Option<usize>,
+        max_tasks: Option<usize>,
+    ) -> Config {
+        let domains = domains
+            .or_else(|| env_number("BOBINE_DOMAINS"))
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            });
+        assert!(
+            domains >= 1,
+            "bobine: a runtime needs at least one domain (got domains = 0)"
+        );
+        let stack_size = stack_size
+            .or_else(|| env_number("BOBINE_STACK_SIZE"))
+            .unwrap_or(stack::DEFAULT_STACK);
         let max_tasks = max_tasks.unwrap_or_else(stack::default_capacity);
-        assert!(max_tasks >= 1, "bobine: max_tasks must be at least 1 (the main task needs a stack)");
-        Config { domains, stack_size: stack::normalise_size(stack_size), max_tasks }
+        assert!(
+            max_tasks >= 1,
+            "bobine: max_tasks must be at least 1 (the main task needs a stack)"
+        );
+        Config {
+            domains,
+            stack_size: stack::normalise_size(stack_size),
+            max_tasks,
+        }
     }
 }
 
@@ -71,7 +91,9 @@ fn env_number(var: &str) -> Option<usize> {
     };
     match digits.parse::<usize>() {
         Ok(n) if n > 0 => Some(n * mult),
-        _ => panic!("bobine: {var} must be a positive integer (optionally with K, M or G), got {raw:?}"),
+        _ => panic!(
+            "bobine: {var} must be a positive integer (optionally with K, M or G), got {raw:?}"
+        ),
     }
 }
 
@@ -93,7 +115,9 @@ impl RuntimeShared {
     fn new(config: Config) -> io::Result<Arc<RuntimeShared>> {
         stack::install_handler();
         install_panic_hook();
-        let domains = (0..config.domains).map(|i| DomainShared::new(i).map(Arc::new)).collect::<io::Result<Vec<_>>>()?;
+        let domains = (0..config.domains)
+            .map(|i| DomainShared::new(i).map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()?;
         Ok(Arc::new(RuntimeShared {
             serial: RUNTIME_SERIAL.fetch_add(1, Ordering::Relaxed),
             arena: Arena::new(config.max_tasks),
@@ -127,7 +151,13 @@ pub(crate) struct SpawnOptions {
 
 impl SpawnOptions {
     pub(crate) fn new(face: Face) -> Self {
-        SpawnOptions { name: None, stack_size: None, face, pinned: false, depth: 0 }
+        SpawnOptions {
+            name: None,
+            stack_size: None,
+            face,
+            pinned: false,
+            depth: 0,
+        }
     }
 }
 
@@ -144,14 +174,26 @@ where
 {
     let on_domain = super::on_domain();
     if opts.pinned && !on_domain {
-        return Err(io::Error::other("bobine: spawn_local must be called from a task"));
+        return Err(io::Error::other(
+            "bobine: spawn_local must be called from a task",
+        ));
     }
-    let rt = if on_domain { super::with_local(|l| l.rt.clone()) } else { global().clone() };
-    let size = opts.stack_size.map(stack::normalise_size).unwrap_or(rt.config.stack_size);
+    let rt = if on_domain {
+        super::with_local(|l| l.rt.clone())
+    } else {
+        global().clone()
+    };
+    let size = opts
+        .stack_size
+        .map(stack::normalise_size)
+        .unwrap_or(rt.config.stack_size);
     let slot = if on_domain {
         super::with_local(|l| l.stacks.borrow_mut().get(&rt.arena, size))?
     } else {
-        rt.foreign_pool.lock().unwrap_or_else(|e| e.into_inner()).get(&rt.arena, size)?
+        rt.foreign_pool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&rt.arena, size)?
     };
     if opts.depth > 0 {
         rt.max_depth.fetch_max(opts.depth, Ordering::Relaxed);
@@ -196,7 +238,11 @@ where
         Ok(v) => task.set_outcome(Ok(Box::new(v))),
         Err(payload) => {
             if task.face == Face::OCaml && !payload.is::<ExitTask>() {
-                eprintln!("Thread {} killed on uncaught exception {}", task.id, payload_text(&*payload));
+                eprintln!(
+                    "Thread {} killed on uncaught exception {}",
+                    task.id,
+                    payload_text(&*payload)
+                );
             }
             task.set_outcome(Err(payload));
         }
@@ -234,7 +280,8 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
         "bobine: run() called from a thread that already runs a bobine domain (inside a task); \
          spawn a task instead, or call run() from a plain thread"
     );
-    let rt = RuntimeShared::new(config).unwrap_or_else(|e| panic!("bobine: cannot start a runtime: {e}"));
+    let rt = RuntimeShared::new(config)
+        .unwrap_or_else(|e| panic!("bobine: cannot start a runtime: {e}"));
     let mut threads = Vec::with_capacity(rt.domains.len() - 1);
     for i in 1..rt.domains.len() {
         let rt2 = rt.clone();
@@ -257,7 +304,11 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
     let _alt = stack::AltStack::ensure();
     let mut out: Option<std::thread::Result<T>> = None;
     let out_ptr: *mut Option<std::thread::Result<T>> = &mut out;
-    let opts = SpawnOptions { name: Some("main".into()), pinned: true, ..SpawnOptions::new(Face::Std) };
+    let opts = SpawnOptions {
+        name: Some("main".into()),
+        pinned: true,
+        ..SpawnOptions::new(Face::Std)
+    };
     let body = move |task: &Task| {
         let r = catch_at_root(&task.forcing, f);
         // SAFETY: `out` lives in `run`'s frame, which waits for the main task to finish.
@@ -265,7 +316,8 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
     };
     // SAFETY: the main task is pinned to this thread, and `run` does not return before it has
     // finished, so what `f` borrows outlives it.
-    let main = unsafe { spawn_raw(opts, body) }.unwrap_or_else(|e| panic!("bobine: cannot start the main task: {e}"));
+    let main = unsafe { spawn_raw(opts, body) }
+        .unwrap_or_else(|e| panic!("bobine: cannot start the main task: {e}"));
     local.run_until(&|| main.is_finished());
     for d in &rt.domains[1..] {
         d.request_stop();
@@ -318,7 +370,7 @@ fn install_panic_hook() {
                 let msg = payload_text(info.payload());
                 let location = info.location().map(|l| l.to_string()).unwrap_or_default();
                 let backtrace = std::backtrace::Backtrace::capture();
-                let mut text = format!("\nthread '{name}' (task {}) panicked at {location}:\n{msg}\n", task.id);
+                let mut text = format!("thread '{name}' (task {}) panicked at {location}:\n{msg}\n", task.id);
                 match backtrace.status() {
                     std::backtrace::BacktraceStatus::Captured => text.push_str(&format!("stack backtrace:\n{backtrace}\n")),
                     _ => {

@@ -76,8 +76,13 @@ pub(crate) fn guard_mode() -> GuardMode {
             return GuardMode::Mprotect;
         };
         // SAFETY: the range is the first page of a mapping we own and never read.
-        let rc = unsafe { libc::madvise(map.as_ptr() as *mut libc::c_void, page, MADV_GUARD_INSTALL) };
-        if rc == 0 { GuardMode::Madvise } else { GuardMode::Mprotect }
+        let rc =
+            unsafe { libc::madvise(map.as_ptr() as *mut libc::c_void, page, MADV_GUARD_INSTALL) };
+        if rc == 0 {
+            GuardMode::Madvise
+        } else {
+            GuardMode::Mprotect
+        }
     })
 }
 
@@ -115,7 +120,11 @@ pub(crate) struct Arena {
 
 impl Arena {
     pub(crate) fn new(capacity: usize) -> Self {
-        Arena { chunks: Mutex::new(Vec::new()), created: AtomicUsize::new(0), capacity }
+        Arena {
+            chunks: Mutex::new(Vec::new()),
+            created: AtomicUsize::new(0),
+            capacity,
+        }
     }
 
     /// Maps a chunk of up to [`CHUNK_SLOTS`] slots of `size` usable bytes and returns them.
@@ -178,7 +187,10 @@ impl Arena {
             }
             slots.push(Slot { limit, size });
         }
-        self.chunks.lock().unwrap_or_else(|e| e.into_inner()).push(map);
+        self.chunks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(map);
         Ok(slots)
     }
 }
@@ -232,7 +244,11 @@ impl Slot {
             // SAFETY: the range lies inside this slot's usable stack, which is not in use; the
             // pages read as zero afterwards, which is all a fresh stack needs.
             unsafe {
-                libc::madvise(low as *mut libc::c_void, boundary - low, libc::MADV_DONTNEED);
+                libc::madvise(
+                    low as *mut libc::c_void,
+                    boundary - low,
+                    libc::MADV_DONTNEED,
+                );
             }
         }
     }

@@ -146,17 +146,27 @@ impl AltStack {
         if ptr == libc::MAP_FAILED {
             return AltStack { mapping: None };
         }
-        let st = libc::stack_t { ss_sp: ptr, ss_flags: 0, ss_size: len };
+        let st = libc::stack_t {
+            ss_sp: ptr,
+            ss_flags: 0,
+            ss_size: len,
+        };
         // SAFETY: `st` describes the mapping above, which lives until this value is dropped.
         unsafe { libc::sigaltstack(&st, std::ptr::null_mut()) };
-        AltStack { mapping: Some((ptr, len)) }
+        AltStack {
+            mapping: Some((ptr, len)),
+        }
     }
 }
 
 impl Drop for AltStack {
     fn drop(&mut self) {
         if let Some((ptr, len)) = self.mapping {
-            let st = libc::stack_t { ss_sp: std::ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+            let st = libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
             // SAFETY: the alternate stack is disabled before its memory is unmapped; the
             // mapping is ours.
             unsafe {

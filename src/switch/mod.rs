@@ -49,7 +49,8 @@ impl Fiber {
     /// Everything `body` borrows must stay valid until the fiber has finished or been dropped.
     pub(crate) unsafe fn new_unchecked(slot: Slot, body: impl FnOnce(&FiberYielder)) -> Fiber {
         // SAFETY: forwarded to our caller.
-        let co = unsafe { Coroutine::with_stack_unchecked(slot, move |y: &FiberYielder, ()| body(y)) };
+        let co =
+            unsafe { Coroutine::with_stack_unchecked(slot, move |y: &FiberYielder, ()| body(y)) };
         Fiber { co }
     }
 
@@ -90,7 +91,10 @@ pub(crate) unsafe fn suspend(y: *const FiberYielder, why: Suspend) {
 
 /// Runs a task body, turning a panic into an outcome; a forced unwind (when `forcing` is set)
 /// passes through untouched.
-pub(crate) fn catch_at_root<R>(forcing: &Cell<bool>, f: impl FnOnce() -> R) -> std::thread::Result<R> {
+pub(crate) fn catch_at_root<R>(
+    forcing: &Cell<bool>,
+    f: impl FnOnce() -> R,
+) -> std::thread::Result<R> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Err(payload) if forcing.get() => resume_unwind(payload),
         outcome => outcome,

@@ -8,8 +8,8 @@
 //! majority of a large heap the heap is rebuilt without them, so memory stays flat under
 //! millions of timed waits that end early.
 
-use std::collections::BinaryHeap;
 use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use crate::sched::park::{Park, Unparker, Wake};
@@ -88,7 +88,11 @@ pub(crate) struct Timers {
 impl Timers {
     pub(crate) fn add(&mut self, deadline: Instant, unparker: Unparker) {
         self.seq += 1;
-        self.heap.push(Entry { deadline, seq: self.seq, unparker });
+        self.heap.push(Entry {
+            deadline,
+            seq: self.seq,
+            unparker,
+        });
     }
 
     pub(crate) fn is_empty(&self) -> bool {
