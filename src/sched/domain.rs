@@ -7,7 +7,7 @@
 //!    stop?                      -> leave (see runtime.rs for shutdown)
 //!    inbox flag set?            -> move the inbox into the run queue
 //!    steal request?             -> donate half of our never-started tasks
-//!    every 61st round           -> fire due timers
+//!    every 61st round           -> fire due timers, check `done`
 //!    pop the run queue front    -> resume it; requeue on Yield, commit on Park, retire on end
 //!    nothing to run             -> fire timers, ask a busy domain for work, sleep in epoll
 //! ```
@@ -48,13 +48,14 @@ use std::time::Instant;
 use super::park::Unparker;
 use super::runtime::RuntimeShared;
 use crate::io::Poller;
-use crate::stack::{self, Pool};
+use crate::stack::Pool;
 use crate::switch::Suspend;
 use crate::task::Task;
 use crate::time::Timers;
 
 const NO_REQUEST: usize = usize::MAX;
-const TIMER_CHECK_INTERVAL: u32 = 61;
+/// Rounds between checks of timers and of `done` while tasks keep the domain busy.
+const MAINTENANCE_INTERVAL: u32 = 61;
 
 /// The part of a domain that other threads use.
 pub(crate) struct DomainShared {
@@ -201,48 +202,53 @@ impl Local {
         self.timers.borrow_mut().went_stale();
     }
 
-    /// Runs tasks until `done()` holds.
+    /// Runs tasks until `done()` holds. `done` is checked every few rounds, after a task ends,
+    /// and before sleeping: off the yield path.
     pub(crate) fn run_until(&self, done: &dyn Fn() -> bool) {
         loop {
-            if done() {
-                return;
-            }
             let tick = self.tick.get().wrapping_add(1);
             self.tick.set(tick);
+            if tick % MAINTENANCE_INTERVAL == 0 {
+                if done() {
+                    return;
+                }
+                if !self.timers.borrow().is_empty() {
+                    self.fire_timers(Instant::now());
+                }
+            }
             if self.shared.pending.load(Ordering::Relaxed) {
                 self.drain_inbox();
             }
             if self.shared.steal_request.load(Ordering::Relaxed) != NO_REQUEST {
                 self.donate();
             }
-            if tick % TIMER_CHECK_INTERVAL == 0 && !self.timers.borrow().is_empty() {
-                self.fire_timers(Instant::now());
-            }
             let next = self.run_queue.borrow_mut().pop_front();
             match next {
-                Some(task) => self.run_task(task),
-                None => self.idle(done),
+                Some(task) => {
+                    if self.run_task(task) && done() {
+                        return;
+                    }
+                }
+                None => {
+                    if done() {
+                        return;
+                    }
+                    self.idle(done);
+                }
             }
         }
     }
 
-    fn run_task(&self, task: Arc<Task>) {
+    /// Runs `task` until it gives the CPU back; returns whether it ended.
+    #[inline]
+    fn run_task(&self, task: Arc<Task>) -> bool {
         if !task.is_started() {
-            let slot = self.registry.borrow_mut().insert(task.clone());
-            // SAFETY: this is the task's first run, on the thread of the domain taking it.
-            unsafe { task.start(&self.shared, slot) };
-            if !task.pinned {
-                self.set_stealable(self.stealable.get().saturating_sub(1));
-            }
+            self.start(&task);
         }
         super::set_current(Arc::as_ptr(&task));
-        stack::set_running(&task.overflow);
         // SAFETY: we are the task's domain thread and the fiber is not running.
-        let fiber = unsafe { task.fiber_mut() }
-            .as_mut()
-            .expect("a queued task has a fiber");
+        let fiber = unsafe { task.fiber_mut() }.as_mut().expect("a queued task has a fiber");
         let outcome = fiber.resume();
-        stack::set_running(std::ptr::null());
         super::set_current(std::ptr::null());
         match outcome {
             Some(Suspend::Yield) => self.run_queue.borrow_mut().push_back(task),
@@ -252,7 +258,21 @@ impl Local {
                     self.run_queue.borrow_mut().push_back(task);
                 }
             }
-            None => self.retire(task),
+            None => {
+                self.retire(task);
+                return true;
+            }
+        }
+        false
+    }
+
+    #[cold]
+    fn start(&self, task: &Arc<Task>) {
+        let slot = self.registry.borrow_mut().insert(task.clone());
+        // SAFETY: this is the task's first run, on the thread of the domain taking it.
+        unsafe { task.start(&self.shared, slot) };
+        if !task.pinned {
+            self.set_stealable(self.stealable.get().saturating_sub(1));
         }
     }
 
@@ -381,9 +401,7 @@ impl Local {
             };
             task.forcing.set(true);
             super::set_current(Arc::as_ptr(&task));
-            stack::set_running(&task.overflow);
             let slot = fiber.unwind();
-            stack::set_running(std::ptr::null());
             super::set_current(std::ptr::null());
             self.stacks.borrow_mut().put(slot);
             task.finish();

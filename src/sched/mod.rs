@@ -55,6 +55,18 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&Task) -> R) -> Option<R> {
     }
 }
 
+/// The overflow-report data of the running task (for the stack overflow signal handler).
+pub(crate) fn running_overflow_info() -> *const crate::stack::OverflowInfo {
+    let p = CURRENT.with(|c| c.get());
+    if p.is_null() {
+        std::ptr::null()
+    } else {
+        // SAFETY: see `current_task`; only a field address is computed.
+        unsafe { &raw const (*p).overflow }
+    }
+}
+
+#[inline]
 fn set_current(t: *const Task) {
     CURRENT.with(|c| c.set(t));
 }

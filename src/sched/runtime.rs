@@ -113,7 +113,7 @@ pub(crate) struct RuntimeShared {
 
 impl RuntimeShared {
     fn new(config: Config) -> io::Result<Arc<RuntimeShared>> {
-        stack::install_handler();
+        stack::install_handler(super::running_overflow_info);
         install_panic_hook();
         let domains = (0..config.domains)
             .map(|i| DomainShared::new(i).map(Arc::new))

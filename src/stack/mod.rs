@@ -32,7 +32,7 @@
 
 mod overflow;
 
-pub(crate) use overflow::{AltStack, OverflowInfo, install_handler, set_running};
+pub(crate) use overflow::{AltStack, OverflowInfo, install_handler};
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -68,9 +68,16 @@ pub(crate) fn page_size() -> usize {
 }
 
 /// Probes once per process whether the kernel supports `MADV_GUARD_INSTALL`.
+///
+/// `BOBINE_GUARD=mprotect` forces the fallback (to test it on a new kernel).
 pub(crate) fn guard_mode() -> GuardMode {
     static MODE: OnceLock<GuardMode> = OnceLock::new();
     *MODE.get_or_init(|| {
+        match std::env::var("BOBINE_GUARD").as_deref() {
+            Ok("mprotect") => return GuardMode::Mprotect,
+            Ok("madvise") | Err(_) => {}
+            Ok(other) => panic!("bobine: BOBINE_GUARD must be 'madvise' or 'mprotect', got {other:?}"),
+        }
         let page = page_size();
         let Ok(map) = MmapOptions::new().len(2 * page).map_anon() else {
             return GuardMode::Mprotect;

@@ -6,17 +6,17 @@
 //!    remembers the handler it replaces (often std's, which reports main-thread overflows).
 //! 2. Every domain thread has an alternate signal stack ([`AltStack`]), since a fault in a guard
 //!    page leaves no room on the faulting stack to run the handler.
-//! 3. The scheduler publishes the running task's [`OverflowInfo`] in a thread-local before each
-//!    resume and clears it after; the handler reads it (a plain load of a `const` thread-local,
-//!    which is async-signal-safe).
+//! 3. The scheduler tells the handler, through the lookup function it passed at installation,
+//!    which task runs on the faulting thread: a plain load of the scheduler's `const`
+//!    thread-local (async-signal-safe), so a switch pays nothing extra for overflow reporting.
 //! 4. On a fault inside that task's guard page the handler writes
 //!    `task '<name>' (id N) has overflowed its stack of S KiB` with `write(2)` (no allocation, no
 //!    lock) and aborts. Any other fault goes to the previous handler, or to the default action.
 
-use std::cell::Cell;
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::util::StackBuf;
 
@@ -29,23 +29,21 @@ pub(crate) struct OverflowInfo {
     pub(crate) name: Option<Box<str>>,
 }
 
-thread_local! {
-    static RUNNING: Cell<*const OverflowInfo> = const { Cell::new(std::ptr::null()) };
-}
+/// Finds the [`OverflowInfo`] of the task running on the calling thread (null if none). It must
+/// be async-signal-safe: a read of a `const` thread-local and a field offset.
+pub(crate) type RunningLookup = fn() -> *const OverflowInfo;
 
-/// Publishes the task about to run on this thread (null when the scheduler runs).
-#[inline]
-pub(crate) fn set_running(info: *const OverflowInfo) {
-    RUNNING.with(|r| r.set(info));
-}
+static LOOKUP: AtomicUsize = AtomicUsize::new(0);
 
 struct Previous(MaybeUninit<[libc::sigaction; 2]>);
 static mut PREVIOUS: Previous = Previous(MaybeUninit::uninit());
 static INSTALL: Once = Once::new();
 
-/// Installs the overflow handler for SIGSEGV and SIGBUS once per process.
-pub(crate) fn install_handler() {
+/// Installs the overflow handler for SIGSEGV and SIGBUS once per process; `running` tells it
+/// which task runs on the faulting thread.
+pub(crate) fn install_handler(running: RunningLookup) {
     INSTALL.call_once(|| {
+        LOOKUP.store(running as usize, Ordering::Release);
         // SAFETY: runs once, before any fault can reach `handler` (which only reads PREVIOUS
         // after installation); sigaction is given valid, zero-initialised structures.
         unsafe {
@@ -65,7 +63,14 @@ pub(crate) fn install_handler() {
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
     let addr = unsafe { (*info).si_addr() } as usize;
-    let running = RUNNING.with(|r| r.get());
+    let lookup = LOOKUP.load(Ordering::Acquire);
+    let running = if lookup == 0 {
+        std::ptr::null()
+    } else {
+        // SAFETY: LOOKUP only ever holds a `RunningLookup` stored by `install_handler`.
+        let f: RunningLookup = unsafe { std::mem::transmute::<usize, RunningLookup>(lookup) };
+        f()
+    };
     if !running.is_null() {
         // SAFETY: the scheduler keeps the published task alive while it runs on this thread,
         // and the fault happened while it ran.
