@@ -95,7 +95,11 @@ impl Trace {
     #[inline(never)]
     fn entry(&mut self, context: String) -> usize {
         let sp = sp_at_entry();
-        self.0.push(Seen { context, sp, before_switch: None });
+        self.0.push(Seen {
+            context,
+            sp,
+            before_switch: None,
+        });
         sp
     }
 
@@ -105,7 +109,11 @@ impl Trace {
         let before = sp_at_entry();
         switch();
         let after = sp_at_entry();
-        self.0.push(Seen { context, sp: after, before_switch: Some(before) });
+        self.0.push(Seen {
+            context,
+            sp: after,
+            before_switch: Some(before),
+        });
     }
 
     fn extend(&mut self, other: Trace) {
@@ -116,14 +124,21 @@ impl Trace {
     fn assert_aligned(&self, expected_records: usize) {
         assert_eq!(self.0.len(), expected_records, "some checks did not run");
         for seen in &self.0 {
-            let Seen { context, sp, before_switch } = seen;
+            let Seen {
+                context,
+                sp,
+                before_switch,
+            } = seen;
             assert_eq!(
                 sp % 16,
                 ENTRY_RESIDUE,
                 "{context}: sp at function entry is {sp:#x}, so the stack was not 16-byte aligned at the call"
             );
             if let Some(before) = before_switch {
-                assert_eq!(before, sp, "{context}: the task resumed with a different stack pointer");
+                assert_eq!(
+                    before, sp,
+                    "{context}: the task resumed with a different stack pointer"
+                );
             }
         }
     }
@@ -131,7 +146,15 @@ impl Trace {
 
 /// Stack sizes requested through `thread::Builder::stack_size`: the minimum, sizes that are not
 /// powers of two or not page multiples, the default, and large ones.
-const SIZES: [usize; 7] = [16 * 1024, 20 * 1024, 64 * 1024, 100_000, 256 * 1024, 1024 * 1024, 4 * 1024 * 1024];
+const SIZES: [usize; 7] = [
+    16 * 1024,
+    20 * 1024,
+    64 * 1024,
+    100_000,
+    256 * 1024,
+    1024 * 1024,
+    4 * 1024 * 1024,
+];
 
 /// Tasks per stack size in the switching tests.
 const PER_SIZE: usize = 3;
@@ -141,9 +164,14 @@ fn switching_task(label: String, rounds: u32) -> (usize, Trace) {
     let mut trace = Trace::default();
     let entry = trace.entry(format!("{label} at entry"));
     for round in 0..rounds {
-        trace.around(format!("{label} round {round}, yield_now"), thread::yield_now);
+        trace.around(
+            format!("{label} round {round}, yield_now"),
+            thread::yield_now,
+        );
         if round % 8 == 0 {
-            trace.around(format!("{label} round {round}, sleep"), || thread::sleep(Duration::from_millis(1)));
+            trace.around(format!("{label} round {round}, sleep"), || {
+                thread::sleep(Duration::from_millis(1))
+            });
         }
         if round % 16 == 0 {
             let mut child_trace = Trace::default();
@@ -194,58 +222,70 @@ fn check_all_sizes(rounds: u32) {
         trace.extend(t);
     }
     trace.assert_aligned(SIZES.len() * PER_SIZE * switching_records(rounds));
-    assert_eq!(entries.len(), SIZES.len() * PER_SIZE, "tasks alive at the same time must run on distinct stacks");
+    assert_eq!(
+        entries.len(),
+        SIZES.len() * PER_SIZE,
+        "tasks alive at the same time must run on distinct stacks"
+    );
 }
 
 /// At the first instruction of a task, for every stack size, the stack is aligned as after a
 /// `call` from correctly aligned code.
 #[test]
 fn stack_is_aligned_at_task_entry_for_every_stack_size() {
-    common::watchdog(30, "stack_is_aligned_at_task_entry_for_every_stack_size", || {
-        bobine::Builder::new().domains(1).run(|| {
-            let mut trace = Trace::default();
-            trace.entry("main task at entry".into());
-            for &size in &SIZES {
-                for i in 0..4 {
-                    let h = thread::Builder::new()
-                        .stack_size(size)
-                        .spawn(move || {
-                            let mut t = Trace::default();
-                            t.entry(format!("task {i} with a {size}-byte stack at entry"));
-                            t
-                        })
-                        .expect("spawn task");
-                    trace.extend(h.join().expect("task failed"));
+    common::watchdog(
+        30,
+        "stack_is_aligned_at_task_entry_for_every_stack_size",
+        || {
+            bobine::Builder::new().domains(1).run(|| {
+                let mut trace = Trace::default();
+                trace.entry("main task at entry".into());
+                for &size in &SIZES {
+                    for i in 0..4 {
+                        let h = thread::Builder::new()
+                            .stack_size(size)
+                            .spawn(move || {
+                                let mut t = Trace::default();
+                                t.entry(format!("task {i} with a {size}-byte stack at entry"));
+                                t
+                            })
+                            .expect("spawn task");
+                        trace.extend(h.join().expect("task failed"));
+                    }
                 }
-            }
-            trace.assert_aligned(1 + SIZES.len() * 4);
-        });
-    });
+                trace.assert_aligned(1 + SIZES.len() * 4);
+            });
+        },
+    );
 }
 
 /// The main task and tasks using the runtime's default stack size are aligned at entry, for
 /// several runtime-wide stack sizes.
 #[test]
 fn stack_is_aligned_at_entry_with_runtime_default_sizes() {
-    common::watchdog(30, "stack_is_aligned_at_entry_with_runtime_default_sizes", || {
-        let mut trace = Trace::default();
-        for &size in &SIZES {
-            let t = bobine::Builder::new().domains(1).stack_size(size).run(|| {
-                let mut t = Trace::default();
-                t.entry(format!("main task with a runtime default of {size} bytes"));
-                let child = thread::spawn(move || {
+    common::watchdog(
+        30,
+        "stack_is_aligned_at_entry_with_runtime_default_sizes",
+        || {
+            let mut trace = Trace::default();
+            for &size in &SIZES {
+                let t = bobine::Builder::new().domains(1).stack_size(size).run(|| {
                     let mut t = Trace::default();
-                    t.entry(format!("task with a runtime default of {size} bytes"));
+                    t.entry(format!("main task with a runtime default of {size} bytes"));
+                    let child = thread::spawn(move || {
+                        let mut t = Trace::default();
+                        t.entry(format!("task with a runtime default of {size} bytes"));
+                        t
+                    });
+                    t.extend(child.join().expect("task failed"));
                     t
                 });
-                t.extend(child.join().expect("task failed"));
-                t
-            });
-            trace.extend(t);
-        }
-        // Asserted on the test's own thread: the main tasks above may have only 16 KiB.
-        trace.assert_aligned(SIZES.len() * 2);
-    });
+                trace.extend(t);
+            }
+            // Asserted on the test's own thread: the main tasks above may have only 16 KiB.
+            trace.assert_aligned(SIZES.len() * 2);
+        },
+    );
 }
 
 /// After every `yield_now`, `sleep` and `join`, a task resumes with its stack aligned and at
@@ -253,16 +293,24 @@ fn stack_is_aligned_at_entry_with_runtime_default_sizes() {
 #[test]
 fn stack_is_aligned_after_every_resume() {
     common::watchdog(30, "stack_is_aligned_after_every_resume", || {
-        bobine::Builder::new().domains(1).run(|| check_all_sizes(64));
+        bobine::Builder::new()
+            .domains(1)
+            .run(|| check_all_sizes(64));
     });
 }
 
 /// The same holds on a runtime of two domains.
 #[test]
 fn stack_is_aligned_after_every_resume_on_two_domains() {
-    common::watchdog(30, "stack_is_aligned_after_every_resume_on_two_domains", || {
-        bobine::Builder::new().domains(2).run(|| check_all_sizes(32));
-    });
+    common::watchdog(
+        30,
+        "stack_is_aligned_after_every_resume_on_two_domains",
+        || {
+            bobine::Builder::new()
+                .domains(2)
+                .run(|| check_all_sizes(32));
+        },
+    );
 }
 
 /// Alignment holds at every depth of a task that switches from deep inside nested frames of
@@ -301,7 +349,9 @@ fn stack_is_aligned_after_resume_at_every_depth() {
             .spawn(move || nest(level - 1))
             .expect("spawn nested task");
         let mut out = (0, Trace::default());
-        trace.around(format!("level {level} joining its child"), || out = child.join().expect("nested task failed"));
+        trace.around(format!("level {level} joining its child"), || {
+            out = child.join().expect("nested task failed")
+        });
         trace.extend(out.1);
         (out.0, trace)
     }
@@ -312,9 +362,14 @@ fn stack_is_aligned_after_resume_at_every_depth() {
             for h in handles {
                 let (sum, trace) = h.join().expect("task failed");
                 // Each level of the descent adds its depth: 0 + 1 + ... + DEPTH.
-                assert_eq!(sum, DEPTH * (DEPTH + 1) / 2, "the deep frames lost their locals");
+                assert_eq!(
+                    sum,
+                    DEPTH * (DEPTH + 1) / 2,
+                    "the deep frames lost their locals"
+                );
                 // Per level: its entry and its join; then the descent: DEPTH + 1 switches.
-                trace.assert_aligned((LEVELS as usize + 1) + LEVELS as usize + (DEPTH as usize + 1));
+                trace
+                    .assert_aligned((LEVELS as usize + 1) + LEVELS as usize + (DEPTH as usize + 1));
             }
         });
     });

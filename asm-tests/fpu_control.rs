@@ -67,7 +67,9 @@ mod fp {
     pub fn add_bits(a: f64, b: f64) -> u64 {
         let mut x = a;
         // SAFETY: a register-only addition with no memory access.
-        unsafe { asm!("addsd {x}, {y}", x = inout(xmm_reg) x, y = in(xmm_reg) b, options(nomem, nostack)) };
+        unsafe {
+            asm!("addsd {x}, {y}", x = inout(xmm_reg) x, y = in(xmm_reg) b, options(nomem, nostack))
+        };
         x.to_bits()
     }
 }
@@ -101,19 +103,23 @@ mod fp {
     pub unsafe fn set_control(v: u32) {
         // SAFETY: writing FPCR only changes floating-point behaviour; the rest is the caller's
         // contract.
-        unsafe { asm!("msr fpcr, {v}", v = in(reg) v as u64, options(nomem, nostack, preserves_flags)) };
+        unsafe {
+            asm!("msr fpcr, {v}", v = in(reg) v as u64, options(nomem, nostack, preserves_flags))
+        };
     }
 
     /// `a + b` computed by the FPU under the current FPCR, as a bit pattern.
     pub fn add_bits(a: f64, b: f64) -> u64 {
         let mut x = a;
         // SAFETY: a register-only addition with no memory access.
-        unsafe { asm!("fadd {x:d}, {x:d}, {y:d}", x = inout(vreg) x, y = in(vreg) b, options(nomem, nostack)) };
+        unsafe {
+            asm!("fadd {x:d}, {x:d}, {y:d}", x = inout(vreg) x, y = in(vreg) b, options(nomem, nostack))
+        };
         x.to_bits()
     }
 }
 
-/// `1 + 0.75 ulp(1)`: exact in no format, so the rounding mode decides the result.
+/// `1 + 0.75 ulp(1)`: not representable as an f64, so the rounding mode decides the result.
 const ONE_AND_THREE_QUARTER_ULP: (f64, f64) = (1.0, f64::EPSILON * 0.75);
 /// `1 + 1 ulp`: what rounding to nearest (and upward) gives for the sum above.
 const ROUNDED_UP: u64 = 0x3FF0_0000_0000_0001;
@@ -143,7 +149,9 @@ struct RestoreControl {
 
 impl RestoreControl {
     fn save() -> Self {
-        RestoreControl { saved: fp::control() }
+        RestoreControl {
+            saved: fp::control(),
+        }
     }
 }
 
@@ -177,95 +185,136 @@ impl Turns {
 /// runs, and a task resumes with the mode the other task left, not the one it set.
 #[test]
 fn rounding_mode_is_shared_by_the_tasks_of_a_domain() {
-    common::watchdog(30, "rounding_mode_is_shared_by_the_tasks_of_a_domain", || {
-        let _restore = RestoreControl::save();
-        bobine::Builder::new().domains(1).run(|| {
-            let default = rounding();
-            assert_eq!(default, 0, "the test thread does not start with round-to-nearest");
-            let turns = Turns::new();
+    common::watchdog(
+        30,
+        "rounding_mode_is_shared_by_the_tasks_of_a_domain",
+        || {
+            let _restore = RestoreControl::save();
+            bobine::Builder::new().domains(1).run(|| {
+                let default = rounding();
+                assert_eq!(
+                    default, 0,
+                    "the test thread does not start with round-to-nearest"
+                );
+                let turns = Turns::new();
 
-            let t = turns.clone();
-            let a = thread::spawn(move || {
-                // SAFETY: no Rust floating-point code runs until the mode is restored below.
-                unsafe { set_rounding(fp::TOWARD_ZERO) };
-                t.advance_to(1);
-                // Switch away with the changed mode; B runs now.
-                t.wait_for(2);
-                let seen = rounding();
-                // SAFETY: back to the default.
-                unsafe { set_rounding(0) };
-                seen
+                let t = turns.clone();
+                let a = thread::spawn(move || {
+                    // SAFETY: no Rust floating-point code runs until the mode is restored below.
+                    unsafe { set_rounding(fp::TOWARD_ZERO) };
+                    t.advance_to(1);
+                    // Switch away with the changed mode; B runs now.
+                    t.wait_for(2);
+                    let seen = rounding();
+                    // SAFETY: back to the default.
+                    unsafe { set_rounding(0) };
+                    seen
+                });
+
+                let t = turns.clone();
+                let b = thread::spawn(move || {
+                    t.wait_for(1);
+                    // A is suspended; its mode is still the thread's.
+                    let seen = rounding();
+                    let sum =
+                        fp::add_bits(ONE_AND_THREE_QUARTER_ULP.0, ONE_AND_THREE_QUARTER_ULP.1);
+                    // SAFETY: A restores the default before anything else runs Rust float code.
+                    unsafe { set_rounding(fp::UPWARD) };
+                    t.advance_to(2);
+                    (seen, sum)
+                });
+
+                let (b_seen, b_sum) = b.join().expect("task B failed");
+                let a_seen = a.join().expect("task A failed");
+                assert_eq!(
+                    b_seen,
+                    fp::TOWARD_ZERO,
+                    "B did not see the mode A left when it switched away"
+                );
+                assert_eq!(
+                    b_sum, ROUNDED_DOWN,
+                    "B's arithmetic did not round toward zero"
+                );
+                assert_eq!(
+                    a_seen,
+                    fp::UPWARD,
+                    "A did not resume with the mode B left (was its own saved?)"
+                );
+                assert_eq!(
+                    rounding(),
+                    default,
+                    "A's restore did not reach the main task"
+                );
+                assert_eq!(
+                    fp::add_bits(ONE_AND_THREE_QUARTER_ULP.0, ONE_AND_THREE_QUARTER_ULP.1),
+                    ROUNDED_UP
+                );
             });
-
-            let t = turns.clone();
-            let b = thread::spawn(move || {
-                t.wait_for(1);
-                // A is suspended; its mode is still the thread's.
-                let seen = rounding();
-                let sum = fp::add_bits(ONE_AND_THREE_QUARTER_ULP.0, ONE_AND_THREE_QUARTER_ULP.1);
-                // SAFETY: A restores the default before anything else runs Rust float code.
-                unsafe { set_rounding(fp::UPWARD) };
-                t.advance_to(2);
-                (seen, sum)
-            });
-
-            let (b_seen, b_sum) = b.join().expect("task B failed");
-            let a_seen = a.join().expect("task A failed");
-            assert_eq!(b_seen, fp::TOWARD_ZERO, "B did not see the mode A left when it switched away");
-            assert_eq!(b_sum, ROUNDED_DOWN, "B's arithmetic did not round toward zero");
-            assert_eq!(a_seen, fp::UPWARD, "A did not resume with the mode B left (was its own saved?)");
-            assert_eq!(rounding(), default, "A's restore did not reach the main task");
-            assert_eq!(fp::add_bits(ONE_AND_THREE_QUARTER_ULP.0, ONE_AND_THREE_QUARTER_ULP.1), ROUNDED_UP);
-        });
-    });
+        },
+    );
 }
 
 /// A task that restores the rounding mode before it switches leaves the other tasks of its
 /// domain in the default mode.
 #[test]
 fn task_that_restores_rounding_mode_before_switching_leaves_others_unaffected() {
-    common::watchdog(30, "task_that_restores_rounding_mode_before_switching_leaves_others_unaffected", || {
-        let _restore = RestoreControl::save();
-        bobine::Builder::new().domains(1).run(|| {
-            let default_control = fp::control() & fp::CONTROL_MASK;
-            let turns = Turns::new();
+    common::watchdog(
+        30,
+        "task_that_restores_rounding_mode_before_switching_leaves_others_unaffected",
+        || {
+            let _restore = RestoreControl::save();
+            bobine::Builder::new().domains(1).run(|| {
+                let default_control = fp::control() & fp::CONTROL_MASK;
+                let turns = Turns::new();
 
-            let t = turns.clone();
-            let a = thread::spawn(move || {
-                let mut inside = Vec::new();
-                for step in 0..10 {
-                    let saved = fp::control();
-                    // SAFETY: only assembly arithmetic runs until the restore just below.
-                    unsafe { set_rounding(fp::TOWARD_ZERO) };
-                    inside.push(fp::add_bits(ONE_AND_THREE_QUARTER_ULP.0, ONE_AND_THREE_QUARTER_ULP.1));
-                    // SAFETY: puts back the value read above.
-                    unsafe { fp::set_control(saved) };
-                    t.advance_to(2 * step + 1);
-                    t.wait_for(2 * step + 2);
-                }
-                inside
+                let t = turns.clone();
+                let a = thread::spawn(move || {
+                    let mut inside = Vec::new();
+                    for step in 0..10 {
+                        let saved = fp::control();
+                        // SAFETY: only assembly arithmetic runs until the restore just below.
+                        unsafe { set_rounding(fp::TOWARD_ZERO) };
+                        inside.push(fp::add_bits(
+                            ONE_AND_THREE_QUARTER_ULP.0,
+                            ONE_AND_THREE_QUARTER_ULP.1,
+                        ));
+                        // SAFETY: puts back the value read above.
+                        unsafe { fp::set_control(saved) };
+                        t.advance_to(2 * step + 1);
+                        t.wait_for(2 * step + 2);
+                    }
+                    inside
+                });
+
+                let t = turns.clone();
+                let b = thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    for step in 0..10 {
+                        t.wait_for(2 * step + 1);
+                        seen.push((
+                            fp::control() & fp::CONTROL_MASK,
+                            fp::add_bits(ONE_AND_THREE_QUARTER_ULP.0, ONE_AND_THREE_QUARTER_ULP.1),
+                        ));
+                        t.advance_to(2 * step + 2);
+                    }
+                    seen
+                });
+
+                let seen = b.join().expect("task B failed");
+                let inside = a.join().expect("task A failed");
+                assert_eq!(
+                    inside,
+                    vec![ROUNDED_DOWN; 10],
+                    "A's own arithmetic did not round toward zero"
+                );
+                assert_eq!(
+                    seen,
+                    vec![(default_control, ROUNDED_UP); 10],
+                    "B saw a changed mode"
+                );
             });
-
-            let t = turns.clone();
-            let b = thread::spawn(move || {
-                let mut seen = Vec::new();
-                for step in 0..10 {
-                    t.wait_for(2 * step + 1);
-                    seen.push((
-                        fp::control() & fp::CONTROL_MASK,
-                        fp::add_bits(ONE_AND_THREE_QUARTER_ULP.0, ONE_AND_THREE_QUARTER_ULP.1),
-                    ));
-                    t.advance_to(2 * step + 2);
-                }
-                seen
-            });
-
-            let seen = b.join().expect("task B failed");
-            let inside = a.join().expect("task A failed");
-            assert_eq!(inside, vec![ROUNDED_DOWN; 10], "A's own arithmetic did not round toward zero");
-            assert_eq!(seen, vec![(default_control, ROUNDED_UP); 10], "B saw a changed mode");
-        });
-    });
+        },
+    );
 }
 
 /// The x87 control word (precision and rounding control) is shared by the tasks of a domain the
@@ -347,91 +396,131 @@ mod x87 {
 
     /// The default environment's observation: extended precision, round to nearest.
     fn default_observation() -> (u16, u64, u64) {
-        (0b11 << 8, (1.0 + 1.0 / (1u64 << 30) as f64).to_bits(), super::ROUNDED_UP)
+        (
+            0b11 << 8,
+            (1.0 + 1.0 / (1u64 << 30) as f64).to_bits(),
+            super::ROUNDED_UP,
+        )
     }
 
     /// Single precision, toward zero: `1 + 2^-30` and `1 + 0.75 ulp` both become `1.0`.
-    const CHANGED_OBSERVATION: (u16, u64, u64) = (PRECISION_SINGLE | ROUND_TOWARD_ZERO, super::ROUNDED_DOWN, super::ROUNDED_DOWN);
+    const CHANGED_OBSERVATION: (u16, u64, u64) = (
+        PRECISION_SINGLE | ROUND_TOWARD_ZERO,
+        super::ROUNDED_DOWN,
+        super::ROUNDED_DOWN,
+    );
 
     /// An x87 control word set by one task is what the next task of the domain runs with.
     #[test]
     fn x87_control_word_is_shared_by_the_tasks_of_a_domain() {
-        common::watchdog(30, "x87_control_word_is_shared_by_the_tasks_of_a_domain", || {
-            let _restore = RestoreControlWord(control_word());
-            bobine::Builder::new().domains(1).run(|| {
-                assert_eq!(observe(), default_observation(), "the test thread does not start in the default x87 mode");
-                let default_cw = control_word();
-                let changed_cw = (default_cw & !(PRECISION_MASK | ROUNDING_MASK)) | PRECISION_SINGLE | ROUND_TOWARD_ZERO;
-                let turns = Turns::new();
+        common::watchdog(
+            30,
+            "x87_control_word_is_shared_by_the_tasks_of_a_domain",
+            || {
+                let _restore = RestoreControlWord(control_word());
+                bobine::Builder::new().domains(1).run(|| {
+                    assert_eq!(
+                        observe(),
+                        default_observation(),
+                        "the test thread does not start in the default x87 mode"
+                    );
+                    let default_cw = control_word();
+                    let changed_cw = (default_cw & !(PRECISION_MASK | ROUNDING_MASK))
+                        | PRECISION_SINGLE
+                        | ROUND_TOWARD_ZERO;
+                    let turns = Turns::new();
 
-                let t = turns.clone();
-                let a = thread::spawn(move || {
-                    // SAFETY: restored below before the task ends.
-                    unsafe { set_control_word(changed_cw) };
-                    t.advance_to(1);
-                    t.wait_for(2);
-                    let resumed_with = control_word();
-                    // SAFETY: back to the value read at the start.
-                    unsafe { set_control_word(default_cw) };
-                    resumed_with
+                    let t = turns.clone();
+                    let a = thread::spawn(move || {
+                        // SAFETY: restored below before the task ends.
+                        unsafe { set_control_word(changed_cw) };
+                        t.advance_to(1);
+                        t.wait_for(2);
+                        let resumed_with = control_word();
+                        // SAFETY: back to the value read at the start.
+                        unsafe { set_control_word(default_cw) };
+                        resumed_with
+                    });
+
+                    let t = turns.clone();
+                    let b = thread::spawn(move || {
+                        t.wait_for(1);
+                        let seen = observe();
+                        t.advance_to(2);
+                        seen
+                    });
+
+                    assert_eq!(
+                        b.join().expect("task B failed"),
+                        CHANGED_OBSERVATION,
+                        "B did not run under A's control word"
+                    );
+                    assert_eq!(a.join().expect("task A failed"), changed_cw);
+                    assert_eq!(
+                        observe(),
+                        default_observation(),
+                        "A's restore did not reach the main task"
+                    );
                 });
-
-                let t = turns.clone();
-                let b = thread::spawn(move || {
-                    t.wait_for(1);
-                    let seen = observe();
-                    t.advance_to(2);
-                    seen
-                });
-
-                assert_eq!(b.join().expect("task B failed"), CHANGED_OBSERVATION, "B did not run under A's control word");
-                assert_eq!(a.join().expect("task A failed"), changed_cw);
-                assert_eq!(observe(), default_observation(), "A's restore did not reach the main task");
-            });
-        });
+            },
+        );
     }
 
     /// A task that restores the x87 control word before switching leaves the others unaffected.
     #[test]
     fn task_that_restores_x87_control_word_before_switching_leaves_others_unaffected() {
-        common::watchdog(30, "task_that_restores_x87_control_word_before_switching_leaves_others_unaffected", || {
-            let _restore = RestoreControlWord(control_word());
-            bobine::Builder::new().domains(1).run(|| {
-                let default_cw = control_word();
-                let changed_cw = (default_cw & !(PRECISION_MASK | ROUNDING_MASK)) | PRECISION_SINGLE | ROUND_TOWARD_ZERO;
-                let turns = Turns::new();
+        common::watchdog(
+            30,
+            "task_that_restores_x87_control_word_before_switching_leaves_others_unaffected",
+            || {
+                let _restore = RestoreControlWord(control_word());
+                bobine::Builder::new().domains(1).run(|| {
+                    let default_cw = control_word();
+                    let changed_cw = (default_cw & !(PRECISION_MASK | ROUNDING_MASK))
+                        | PRECISION_SINGLE
+                        | ROUND_TOWARD_ZERO;
+                    let turns = Turns::new();
 
-                let t = turns.clone();
-                let a = thread::spawn(move || {
-                    let mut inside = Vec::new();
-                    for step in 0..10 {
-                        // SAFETY: restored just below, before the switch.
-                        unsafe { set_control_word(changed_cw) };
-                        inside.push(observe());
-                        // SAFETY: back to the value read at the start.
-                        unsafe { set_control_word(default_cw) };
-                        t.advance_to(2 * step + 1);
-                        t.wait_for(2 * step + 2);
-                    }
-                    inside
+                    let t = turns.clone();
+                    let a = thread::spawn(move || {
+                        let mut inside = Vec::new();
+                        for step in 0..10 {
+                            // SAFETY: restored just below, before the switch.
+                            unsafe { set_control_word(changed_cw) };
+                            inside.push(observe());
+                            // SAFETY: back to the value read at the start.
+                            unsafe { set_control_word(default_cw) };
+                            t.advance_to(2 * step + 1);
+                            t.wait_for(2 * step + 2);
+                        }
+                        inside
+                    });
+
+                    let t = turns.clone();
+                    let b = thread::spawn(move || {
+                        let mut seen = Vec::new();
+                        for step in 0..10 {
+                            t.wait_for(2 * step + 1);
+                            seen.push(observe());
+                            t.advance_to(2 * step + 2);
+                        }
+                        seen
+                    });
+
+                    let seen = b.join().expect("task B failed");
+                    let inside = a.join().expect("task A failed");
+                    assert_eq!(
+                        inside,
+                        vec![CHANGED_OBSERVATION; 10],
+                        "A's own x87 arithmetic did not use its mode"
+                    );
+                    assert_eq!(
+                        seen,
+                        vec![default_observation(); 10],
+                        "B saw a changed x87 mode"
+                    );
                 });
-
-                let t = turns.clone();
-                let b = thread::spawn(move || {
-                    let mut seen = Vec::new();
-                    for step in 0..10 {
-                        t.wait_for(2 * step + 1);
-                        seen.push(observe());
-                        t.advance_to(2 * step + 2);
-                    }
-                    seen
-                });
-
-                let seen = b.join().expect("task B failed");
-                let inside = a.join().expect("task A failed");
-                assert_eq!(inside, vec![CHANGED_OBSERVATION; 10], "A's own x87 arithmetic did not use its mode");
-                assert_eq!(seen, vec![default_observation(); 10], "B saw a changed x87 mode");
-            });
-        });
+            },
+        );
     }
 }

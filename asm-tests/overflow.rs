@@ -52,15 +52,19 @@ fn announce() {
     );
 }
 
-/// Child side: runs one case. Returns only if the case failed to overflow.
+/// Child side: runs one case. Never returns: the case kills the process, or the child exits
+/// with code 2 after printing why the case could not be run.
 fn child(case: &str) -> ! {
     // No core files from the aborts we provoke.
-    let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let no_core = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: setrlimit reads a valid rlimit; lowering our own core limit is always allowed.
     unsafe { libc::setrlimit(libc::RLIMIT_CORE, &no_core) };
 
     match case {
-        "named_default_stack" => {
+        "named_default_stack" | "named_default_stack_mprotect_guard" => {
             bobine::Builder::new().domains(1).run(|| {
                 // id 1: the first task after the main task (id 0).
                 let deep = thread::Builder::new()
@@ -161,8 +165,9 @@ fn child(case: &str) -> ! {
                     .name("wild".into())
                     .spawn(|| {
                         announce();
-                        // SAFETY: none; this is the point. Address 8 is never mapped, so the read
-                        // faults, outside any guard page; the volatile read cannot be elided.
+                        // SAFETY: deliberately unsound, in a child process that exists to die of
+                        // it: address 8 is never mapped, so this volatile read (which cannot be
+                        // elided) faults outside any guard page.
                         unsafe { std::ptr::read_volatile(std::ptr::without_provenance::<u8>(8)) }
                     })
                     .expect("spawn task");
@@ -188,7 +193,11 @@ struct ChildOutcome {
 fn run_child(case: &str, extra_env: &[(&str, &str)]) -> ChildOutcome {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
-    cmd.env(CHILD_ENV, case).env("RUST_BACKTRACE", "0").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.env(CHILD_ENV, case)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
@@ -217,12 +226,21 @@ fn run_child(case: &str, extra_env: &[(&str, &str)]) -> ChildOutcome {
 }
 
 /// Checks that the child was ended by `signal` and that its stderr has every expected line.
-fn check(outcome: &ChildOutcome, signal: libc::c_int, expected: &[String], unexpected: &[&str]) -> Result<(), String> {
+fn check(
+    outcome: &ChildOutcome,
+    signal: libc::c_int,
+    expected: &[String],
+    unexpected: &[&str],
+) -> Result<(), String> {
     let Some(status) = outcome.status else {
-        return Err(format!("the child did not end within {CHILD_TIMEOUT:?} and was killed"));
+        return Err(format!(
+            "the child did not end within {CHILD_TIMEOUT:?} and was killed"
+        ));
     };
     if status.signal() != Some(signal) {
-        return Err(format!("the child ended with {status}, expected signal {signal}"));
+        return Err(format!(
+            "the child ended with {status}, expected signal {signal}"
+        ));
     }
     for line in expected {
         if !outcome.stderr.lines().any(|l| l == line) {
@@ -239,7 +257,9 @@ fn check(outcome: &ChildOutcome, signal: libc::c_int, expected: &[String], unexp
 
 /// The task name the child announced, if it did.
 fn announced(stderr: &str) -> Option<(String, String)> {
-    let line = stderr.lines().find(|l| l.starts_with("overflow-child: task '"))?;
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("overflow-child: task '"))?;
     let rest = line.strip_prefix("overflow-child: task '")?;
     let (task, rest) = rest.split_once("' recursing on thread '")?;
     let thread = rest.strip_suffix('\'')?;
@@ -276,6 +296,22 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "named_default_stack_mprotect_guard",
+            proves: "the same report when guard pages are made with mprotect (the pre-6.13 fallback)",
+            env: &[("BOBINE_GUARD", "mprotect")],
+            verify: |o| {
+                check(
+                    o,
+                    libc::SIGABRT,
+                    &[
+                        "task 'deep' (id 1) has overflowed its stack of 256 KiB".into(),
+                        OVERFLOW_LINE_END.into(),
+                    ],
+                    &[],
+                )
+            },
+        },
+        Case {
             name: "unnamed_64k_stack",
             proves: "an unnamed task with a 64 KiB stack is reported as '<unnamed>' with its own stack size",
             env: &[],
@@ -283,7 +319,10 @@ fn cases() -> Vec<Case> {
                 check(
                     o,
                     libc::SIGABRT,
-                    &["task '<unnamed>' (id 1) has overflowed its stack of 64 KiB".into(), OVERFLOW_LINE_END.into()],
+                    &[
+                        "task '<unnamed>' (id 1) has overflowed its stack of 64 KiB".into(),
+                        OVERFLOW_LINE_END.into(),
+                    ],
                     &[],
                 )
             },
@@ -300,7 +339,9 @@ fn cases() -> Vec<Case> {
                     return Err("the child did not announce its overflowing task".into());
                 };
                 if thread != "bobine-domain-1" {
-                    return Err(format!("the task overflowed on thread {thread:?}, not bobine-domain-1"));
+                    return Err(format!(
+                        "the task overflowed on thread {thread:?}, not bobine-domain-1"
+                    ));
                 }
                 let Some(id) = task.strip_prefix("worker-") else {
                     return Err(format!("unexpected task {task:?}"));
@@ -308,7 +349,10 @@ fn cases() -> Vec<Case> {
                 check(
                     o,
                     libc::SIGABRT,
-                    &[format!("task '{task}' (id {id}) has overflowed its stack of 256 KiB"), OVERFLOW_LINE_END.into()],
+                    &[
+                        format!("task '{task}' (id {id}) has overflowed its stack of 256 KiB"),
+                        OVERFLOW_LINE_END.into(),
+                    ],
                     &[],
                 )
             },
@@ -322,12 +366,17 @@ fn cases() -> Vec<Case> {
                     return Err("the child did not announce its overflowing task".into());
                 };
                 if !thread.starts_with("bobine-global-") {
-                    return Err(format!("the task ran on thread {thread:?}, not a global domain thread"));
+                    return Err(format!(
+                        "the task ran on thread {thread:?}, not a global domain thread"
+                    ));
                 }
                 check(
                     o,
                     libc::SIGABRT,
-                    &["task 'far' (id 1) has overflowed its stack of 256 KiB".into(), OVERFLOW_LINE_END.into()],
+                    &[
+                        "task 'far' (id 1) has overflowed its stack of 256 KiB".into(),
+                        OVERFLOW_LINE_END.into(),
+                    ],
                     &[],
                 )
             },

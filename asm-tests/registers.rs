@@ -203,6 +203,9 @@ mod arch {
         "    ldp x21, x22, [sp], #16",
         "    ldp x19, x20, [sp], #16",
         "    ldp x29, x30, [sp], #16",
+        ".cfi_def_cfa sp, 0",
+        ".cfi_restore x30",
+        ".cfi_restore x29",
         "    ret",
         ".cfi_endproc",
         ".size bobine_asmtest_call_with_callee_saved, . - bobine_asmtest_call_with_callee_saved",
@@ -216,7 +219,11 @@ const N: usize = arch::NAMES.len();
 // aligned as the C ABI requires, and restores every callee-saved register before returning.
 unsafe extern "C-unwind" {
     #[link_name = "bobine_asmtest_call_with_callee_saved"]
-    fn call_with_callee_saved(values: *const u64, out: *mut u64, trampoline: extern "C-unwind" fn());
+    fn call_with_callee_saved(
+        values: *const u64,
+        out: *mut u64,
+        trampoline: extern "C-unwind" fn(),
+    );
 }
 
 /// A value that differs for every task, round and register (and is never 0).
@@ -240,30 +247,43 @@ fn check_registers(task: u64, round: u64, trampoline: extern "C-unwind" fn()) {
     unsafe { call_with_callee_saved(values.as_ptr(), out.as_mut_ptr(), trampoline) };
     for r in 0..N {
         assert_eq!(
-            out[r], values[r],
+            out[r],
+            values[r],
             "task {task}, round {round}: {} was {:#018x} before the switch and {:#018x} after",
-            arch::NAMES[r], values[r], out[r]
+            arch::NAMES[r],
+            values[r],
+            out[r]
         );
     }
 }
 
+/// Mostly yields, with a timed park every fourth round.
+fn mixed_switch(round: u64) -> extern "C-unwind" fn() {
+    if round % 4 == 3 {
+        sleep_trampoline
+    } else {
+        yield_trampoline
+    }
+}
+
 /// Runs `tasks` tasks (plus the calling task) that each check the registers `rounds` times,
-/// switching with `pick(round)`; returns the OS threads the tasks ran on.
-fn many_tasks_check(tasks: u64, rounds: u64, pick: fn(u64) -> extern "C-unwind" fn()) -> HashSet<String> {
+/// switching with `pick(round)`.
+fn many_tasks_check(tasks: u64, rounds: u64, pick: fn(u64) -> extern "C-unwind" fn()) {
     let handles: Vec<_> = (1..=tasks)
         .map(|t| {
             thread::spawn(move || {
                 for round in 0..rounds {
                     check_registers(t, round, pick(round));
                 }
-                std::thread::current().name().unwrap_or("<unnamed>").to_owned()
             })
         })
         .collect();
     for round in 0..rounds {
         check_registers(0, round, pick(round));
     }
-    handles.into_iter().map(|h| h.join().expect("a checking task failed")).collect()
+    for h in handles {
+        h.join().expect("a checking task failed");
+    }
 }
 
 /// Callee-saved registers hold their values after `yield_now`, with 8 other tasks clobbering
@@ -271,7 +291,9 @@ fn many_tasks_check(tasks: u64, rounds: u64, pick: fn(u64) -> extern "C-unwind" 
 #[test]
 fn callee_saved_registers_survive_yield() {
     common::watchdog(30, "callee_saved_registers_survive_yield", || {
-        bobine::Builder::new().domains(1).run(|| many_tasks_check(8, 200, |_| yield_trampoline));
+        bobine::Builder::new()
+            .domains(1)
+            .run(|| many_tasks_check(8, 200, |_| yield_trampoline));
     });
 }
 
@@ -280,40 +302,66 @@ fn callee_saved_registers_survive_yield() {
 #[test]
 fn callee_saved_registers_survive_sleep() {
     common::watchdog(30, "callee_saved_registers_survive_sleep", || {
-        bobine::Builder::new().domains(1).run(|| many_tasks_check(8, 20, |_| sleep_trampoline));
+        bobine::Builder::new()
+            .domains(1)
+            .run(|| many_tasks_check(8, 20, |_| sleep_trampoline));
     });
 }
 
-/// Callee-saved registers survive yields and parks mixed, in a runtime of two domains.
+/// Callee-saved registers survive yields and parks mixed, in a runtime of two domains. (Which
+/// domain runs each task is the scheduler's choice; the next test is the one that makes sure
+/// several OS threads take part.)
 #[test]
 fn callee_saved_registers_survive_switches_on_two_domains() {
-    common::watchdog(30, "callee_saved_registers_survive_switches_on_two_domains", || {
-        bobine::Builder::new().domains(2).run(|| {
-            many_tasks_check(16, 60, |round| if round % 4 == 3 { sleep_trampoline } else { yield_trampoline })
-        });
-    });
+    common::watchdog(
+        30,
+        "callee_saved_registers_survive_switches_on_two_domains",
+        || {
+            bobine::Builder::new()
+                .domains(2)
+                .run(|| many_tasks_check(16, 60, mixed_switch));
+        },
+    );
 }
 
 /// Callee-saved registers survive switches on the global runtime's domain threads, where
 /// tasks spawned from a plain thread are spread over several OS threads.
 #[test]
 fn callee_saved_registers_survive_switches_on_global_runtime_domains() {
-    common::watchdog(30, "callee_saved_registers_survive_switches_on_global_runtime_domains", || {
-        let handles: Vec<_> = (100..116u64)
-            .map(|t| {
-                thread::spawn(move || {
-                    for round in 0..60 {
-                        check_registers(t, round, if round % 4 == 3 { sleep_trampoline } else { yield_trampoline });
-                    }
-                    std::thread::current().name().unwrap_or("<unnamed>").to_owned()
+    common::watchdog(
+        30,
+        "callee_saved_registers_survive_switches_on_global_runtime_domains",
+        || {
+            let handles: Vec<_> = (100..116u64)
+                .map(|t| {
+                    thread::spawn(move || {
+                        for round in 0..60 {
+                            check_registers(t, round, mixed_switch(round));
+                        }
+                        std::thread::current()
+                            .name()
+                            .unwrap_or("<unnamed>")
+                            .to_owned()
+                    })
                 })
-            })
-            .collect();
-        let threads: HashSet<String> = handles.into_iter().map(|h| h.join().expect("a checking task failed")).collect();
-        assert!(threads.iter().all(|n| n.starts_with("bobine-global-")), "tasks ran on {threads:?}");
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        if cores >= 2 && std::env::var_os("BOBINE_DOMAINS").is_none() {
-            assert!(threads.len() >= 2, "16 tasks spawned from a plain thread all ran on {threads:?}");
-        }
-    });
+                .collect();
+            let threads: HashSet<String> = handles
+                .into_iter()
+                .map(|h| h.join().expect("a checking task failed"))
+                .collect();
+            assert!(
+                threads.iter().all(|n| n.starts_with("bobine-global-")),
+                "tasks ran on {threads:?}"
+            );
+            let cores = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            if cores >= 2 && std::env::var_os("BOBINE_DOMAINS").is_none() {
+                assert!(
+                    threads.len() >= 2,
+                    "16 tasks spawned from a plain thread all ran on {threads:?}"
+                );
+            }
+        },
+    );
 }

@@ -37,8 +37,14 @@ fn main() {
             .join()
             .is_err();
 
-        format!("sum of ids = {sum}\nwords = {}\nthe doomed task panicked: {failed}", words.join(" "))
+        format!(
+            "sum of ids = {sum}\nwords = {}\nthe doomed task panicked: {failed}",
+            words.join(" ")
+        )
     });
     println!("{report}");
-    println!("10 000 sleepers overlapped: {}", started.elapsed() < Duration::from_secs(5));
+    println!(
+        "10 000 sleepers overlapped: {}",
+        started.elapsed() < Duration::from_secs(5)
+    );
 }

@@ -36,7 +36,9 @@
 //! closure on a stack. An idle domain picks the domain that publishes the most never-started
 //! tasks and stores its own index in that domain's `steal_request`. The busy domain sees the
 //! request at its next round and moves half of its never-started, non-pinned tasks to the
-//! requester's inbox. The busy domain's run queue stays single-threaded (no lock, no
+//! requester's inbox. So that a domain asleep in epoll hears of new work, a domain whose count
+//! of never-started tasks goes from 0 to 1 wakes one sleeping peer (clearing its `sleeping`
+//! flag first, as a remote waker does), which then asks for work as above. The busy domain's run queue stays single-threaded (no lock, no
 //! work-stealing deque on the spawn path).
 
 use std::cell::{Cell, RefCell};
@@ -184,9 +186,29 @@ impl Local {
     /// Queues a runnable task at the back of the run queue.
     pub(crate) fn push_ready(&self, task: Arc<Task>) {
         if !task.is_started() && !task.pinned {
-            self.set_stealable(self.stealable.get() + 1);
+            let n = self.stealable.get() + 1;
+            self.set_stealable(n);
+            if n == 1 {
+                self.wake_idle_peer();
+            }
         }
         self.run_queue.borrow_mut().push_back(task);
+    }
+
+    /// Work that another domain could take has appeared here: wake one sleeping domain so it can
+    /// ask for it (it would otherwise sleep until its next timer). Called when our count of
+    /// never-started tasks goes from 0 to 1, so a busy spawner pays one scan of the domains'
+    /// flags per batch, and a syscall only when a domain actually sleeps.
+    fn wake_idle_peer(&self) {
+        for d in &self.rt.domains {
+            if d.index != self.shared.index
+                && d.sleeping.load(Ordering::Relaxed)
+                && d.sleeping.swap(false, Ordering::SeqCst)
+            {
+                d.poller.wake();
+                return;
+            }
+        }
     }
 
     fn set_stealable(&self, n: usize) {
@@ -247,7 +269,9 @@ impl Local {
         }
         super::set_current(Arc::as_ptr(&task));
         // SAFETY: we are the task's domain thread and the fiber is not running.
-        let fiber = unsafe { task.fiber_mut() }.as_mut().expect("a queued task has a fiber");
+        let fiber = unsafe { task.fiber_mut() }
+            .as_mut()
+            .expect("a queued task has a fiber");
         let outcome = fiber.resume();
         super::set_current(std::ptr::null());
         match outcome {

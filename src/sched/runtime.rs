@@ -366,21 +366,30 @@ fn install_panic_hook() {
                 if task.face == Face::OCaml {
                     return;
                 }
-                let name = task.name().unwrap_or("<unnamed>");
+                let name = task.name().unwrap_or("<unnamed>").to_owned();
+                let id = task.id;
                 let msg = payload_text(info.payload());
                 let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+                // Capturing walks this stack; resolving symbols and formatting need far more
+                // room than a small task stack has, so they run on the scheduler's stack.
                 let backtrace = std::backtrace::Backtrace::capture();
-                let mut text = format!("thread '{name}' (task {}) panicked at {location}:\n{msg}\n", task.id);
-                match backtrace.status() {
-                    std::backtrace::BacktraceStatus::Captured => text.push_str(&format!("stack backtrace:\n{backtrace}\n")),
-                    _ => {
-                        static NOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-                        if !NOTED.swap(true, Ordering::Relaxed) {
-                            text.push_str("note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n");
+                task.on_parent_stack(move || {
+                    let mut text = format!("thread '{name}' (task {id}) panicked at {location}:\n{msg}\n");
+                    match backtrace.status() {
+                        std::backtrace::BacktraceStatus::Captured => {
+                            text.push_str(&format!("stack backtrace:\n{backtrace}\n"))
+                        }
+                        _ => {
+                            static NOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+                            if !NOTED.swap(true, Ordering::Relaxed) {
+                                text.push_str(
+                                    "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
+                                );
+                            }
                         }
                     }
-                }
-                eprint!("{text}");
+                    eprint!("{text}");
+                });
             });
             if handled.is_none() {
                 previous(info);

@@ -76,7 +76,9 @@ pub(crate) fn guard_mode() -> GuardMode {
         match std::env::var("BOBINE_GUARD").as_deref() {
             Ok("mprotect") => return GuardMode::Mprotect,
             Ok("madvise") | Err(_) => {}
-            Ok(other) => panic!("bobine: BOBINE_GUARD must be 'madvise' or 'mprotect', got {other:?}"),
+            Ok(other) => {
+                panic!("bobine: BOBINE_GUARD must be 'madvise' or 'mprotect', got {other:?}")
+            }
         }
         let page = page_size();
         let Ok(map) = MmapOptions::new().len(2 * page).map_anon() else {

@@ -210,6 +210,15 @@ impl Task {
         unsafe { crate::switch::suspend(y, why) }
     }
 
+    /// Runs `f` on the stack of the scheduler that resumed this task (which must be the one
+    /// running): for work too deep for a small task stack, such as formatting a backtrace.
+    pub(crate) fn on_parent_stack<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        let y = self.yielder.get();
+        debug_assert!(!y.is_null());
+        // SAFETY: as in `suspend`: `y` is the yielder of the fiber running now.
+        unsafe { (*y).on_parent_stack(f) }
+    }
+
     pub(crate) fn set_park_site(&self, site: Option<(&'static str, &'static Location<'static>)>) {
         self.park_site.set(site);
     }
