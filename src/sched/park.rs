@@ -28,7 +28,9 @@
 //!
 //! ## Protocol (task)
 //!
-//! 1. `Park::new` stores `(g, ARMED)`; only the waiter writes the word while it is IDLE.
+//! 1. `Park::new` stores `(g, ARMED)`; only the waiter writes the word while it is IDLE. A park
+//!    dropped without waiting retires its generation the way a waker would (its unparkers go
+//!    stale), so an abandoned park never leaks into the next one.
 //! 2. The waiter publishes `Unparker{g}` (the publication's own lock or release orders step 1).
 //! 3. `Park::wait`: if the word already left `(g, ARMED)`, return its reason without switching.
 //!    Otherwise register the deadline (a timer holding another `Unparker{g}`) and switch to the
@@ -310,6 +312,19 @@ impl Park {
             Target::Task(task) => wait_task(task, self.gen_, reason, site, deadline),
             Target::Thread(t) => wait_thread(t, self.gen_, deadline),
         }
+    }
+}
+
+impl Drop for Park {
+    /// A park dropped without waiting (an early return after arming) retires its generation:
+    /// `(g, ARMED) -> (g+1, IDLE)`, so its unparkers go stale and the next park starts clean.
+    /// After a wait the generation has already moved on and this does nothing.
+    fn drop(&mut self) {
+        let word = match &self.target {
+            Target::Task(t) => &t.park,
+            Target::Thread(t) => &t.word,
+        };
+        word.wake(self.gen_, Wake::Unparked);
     }
 }
 
