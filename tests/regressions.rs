@@ -57,7 +57,12 @@ fn sleeping_domain_takes_work_spawned_after_it_slept() {
             let hs: Vec<_> = (0..200)
                 .map(|_| {
                     bobine::thread::spawn(|| {
-                        bobine::thread::sleep(Duration::from_millis(2));
+                        // Hold the domain for a while, as CPU-bound work does, so the spawning
+                        // domain cannot start all 200 before the sleeper wakes up.
+                        let until = std::time::Instant::now() + Duration::from_millis(1);
+                        while std::time::Instant::now() < until {
+                            std::hint::spin_loop();
+                        }
                         std::thread::current().id()
                     })
                 })

@@ -648,6 +648,12 @@ fn work_spreads_to_an_idle_second_domain() {
                 .map(|i| {
                     let (seen, done) = (seen.clone(), done.clone());
                     thread::spawn(move || {
+                        // Hold the domain before the first yield, as CPU-bound work does, so the
+                        // spawning domain cannot start all 1000 before the sleeper wakes up.
+                        let until = std::time::Instant::now() + Duration::from_micros(200);
+                        while std::time::Instant::now() < until {
+                            std::hint::spin_loop();
+                        }
                         let mut x = i;
                         for _ in 0..20 {
                             for k in 0..200u64 {
