@@ -15,12 +15,12 @@
 //! `new_current_thread().enable_all()`, so every runtime schedules on a single thread.
 //!
 //! After the groups have run, a markdown table gives each runtime's median (read back from
-//! criterion's `<target>/criterion/<group>/<runtime>/new/estimates.json`) and each peer's median
-//! divided by bobine's: above 1 means bobine is faster. Only ratios from one run mean anything on
-//! a shared machine.
+//! criterion's `<target>/criterion/compare_<operation>/<runtime>/new/estimates.json`) and each
+//! peer's median divided by bobine's: above 1 means bobine is faster. Only ratios from one run
+//! mean anything on a shared machine.
 //!
 //! Run with `cargo bench --bench compare` (criterion arguments follow `--`, e.g.
-//! `cargo bench --bench compare -- yield`).
+//! `cargo bench --bench compare -- compare_yield`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -37,7 +37,13 @@ const TOKIO: &str = "tokio-ct";
 const MAY: &str = "may";
 const STD: &str = "std";
 const RUNTIMES: [&str; 4] = [BOBINE, TOKIO, MAY, STD];
-const GROUPS: [&str; 2] = ["yield", "spawn_join"];
+/// Criterion groups and the operation each measures. The groups are prefixed so that their
+/// results do not overwrite those of `benches/core.rs` (criterion keys results by group and
+/// function name only).
+const GROUPS: [(&str, &str); 2] = [
+    ("compare_yield", "yield"),
+    ("compare_spawn_join", "spawn_join"),
+];
 
 /// Splits `iters` into batches of at most `batch` and calls `f` with each batch size.
 fn batches(iters: u64, batch: u64, mut f: impl FnMut(u64)) {
@@ -219,7 +225,7 @@ fn bench(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, f: fn(u64) -> Duratio
 }
 
 fn yield_group(c: &mut Criterion) {
-    let mut g = c.benchmark_group("yield");
+    let mut g = c.benchmark_group(GROUPS[0].0);
     g.throughput(Throughput::Elements(1));
     bench(&mut g, BOBINE, bobine_yield);
     bench(&mut g, TOKIO, tokio_yield);
@@ -228,7 +234,7 @@ fn yield_group(c: &mut Criterion) {
 }
 
 fn spawn_join_group(c: &mut Criterion) {
-    let mut g = c.benchmark_group("spawn_join");
+    let mut g = c.benchmark_group(GROUPS[1].0);
     g.throughput(Throughput::Elements(1));
     bench(&mut g, BOBINE, bobine_spawn_join);
     bench(&mut g, TOKIO, tokio_spawn_join);
@@ -291,7 +297,7 @@ fn fmt_ns(v: Option<f64>) -> String {
 fn print_ratio_table(since: SystemTime) {
     let dir = criterion_dir();
     let mut rows = Vec::new();
-    for group in GROUPS {
+    for (group, operation) in GROUPS {
         let medians: Vec<Option<f64>> = RUNTIMES
             .iter()
             .map(|r| median_ns(&dir, group, r, since))
@@ -300,17 +306,12 @@ fn print_ratio_table(since: SystemTime) {
             continue;
         }
         let base = medians[0];
-        let ratios: Vec<String> = RUNTIMES[1..]
-            .iter()
-            .zip(&medians[1..])
-            .filter_map(|(name, m)| Some(format!("{name} {:.2}x", (*m)? / base?)))
-            .collect();
-        let cells: Vec<String> = medians.iter().map(|m| fmt_ns(*m)).collect();
-        rows.push(format!(
-            "| {group} | {} | {} |",
-            cells.join(" | "),
-            ratios.join(", ")
-        ));
+        let mut cells: Vec<String> = medians.iter().map(|m| fmt_ns(*m)).collect();
+        cells.extend(medians[1..].iter().map(|m| match (*m, base) {
+            (Some(m), Some(b)) => format!("{:.2}", m / b),
+            _ => "-".to_owned(),
+        }));
+        rows.push(format!("| {operation} | {} |", cells.join(" | ")));
     }
     if rows.is_empty() {
         println!(
@@ -324,8 +325,11 @@ fn print_ratio_table(since: SystemTime) {
         "Medians per operation (ns); ratio = peer median / bobine median (> 1: bobine is faster)"
     );
     println!();
-    println!("| operation | bobine ns | tokio-ct ns | may ns | std ns | ratios (peer / bobine) |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| operation | bobine ns | tokio-ct ns | may ns | std ns \
+         | tokio-ct / bobine | may / bobine | std / bobine |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         println!("{row}");
     }
