@@ -12,20 +12,29 @@
 //!    nothing to run             -> fire timers, ask a busy domain for work, sleep in epoll
 //! ```
 //!
-//! A yield or a park touches no atomics beyond the task's park word and makes no syscall:
-//! `Instant::now` is read only every 61 rounds (when timers exist) or when idle, and epoll only
-//! when idle.
+//! A yield or a park touches no atomics beyond the task's park word and one relaxed load of the
+//! domain's `attention` word, and makes no syscall: `Instant::now` is read only every 61 rounds
+//! (when timers exist) or when idle, and epoll only when idle.
+//!
+//! ## Who owns a task
+//!
+//! Every task of a domain, started or not, is owned by the domain's **registry** (one strong
+//! reference) from the moment it is queued there until it ends or the runtime unwinds it. The
+//! run queue holds plain pointers into the registry, so queueing, yielding and waking locally
+//! cost no reference counting. The **inbox** is different: it holds owning references (a remote
+//! waker's, or a task handed over by another thread), which the domain turns into registry
+//! entries or drops when it drains the inbox.
 //!
 //! ## Cross-thread wake-up (inbox + eventfd)
 //!
-//! 1. A waker on another thread pushes the task on the inbox (a short mutex) and then sets
-//!    `pending` (SeqCst).
+//! 1. A waker on another thread pushes the task on the inbox (a short mutex) and then sets the
+//!    INBOX bit of `attention` (SeqCst).
 //! 2. It then does `sleeping.swap(false)` (SeqCst); only if that returned true does it write the
 //!    eventfd. A busy domain therefore costs its wakers no syscall.
-//! 3. A domain about to sleep stores `sleeping = true` (SeqCst), then re-checks `pending`; if set
+//! 3. A domain about to sleep stores `sleeping = true` (SeqCst), then re-checks INBOX; if set
 //!    it does not sleep. Otherwise it waits in epoll, and clears `sleeping` when it wakes.
 //! 4. Steps 1-2 and 3 form a Dekker pair: either the waker sees `sleeping` and writes the
-//!    eventfd, or the domain sees `pending` and does not sleep. No wake-up is lost.
+//!    eventfd, or the domain sees INBOX and does not sleep. No wake-up is lost.
 //!
 //! Rejected alternative: writing the eventfd on every remote wake (simpler, but a syscall per
 //! cross-domain message even when the target is busy).
@@ -34,16 +43,17 @@
 //!
 //! Tasks never migrate once started, but a task that has not started yet is only a `Send`
 //! closure on a stack. An idle domain picks the domain that publishes the most never-started
-//! tasks and stores its own index in that domain's `steal_request`. The busy domain sees the
+//! tasks, stores its own index in that domain's `steal_request` and sets its STEAL bit. The busy domain sees the
 //! request at its next round and moves half of its never-started, non-pinned tasks to the
 //! requester's inbox. So that a domain asleep in epoll hears of new work, a domain whose count
 //! of never-started tasks goes from 0 to 1 wakes one sleeping peer (clearing its `sleeping`
 //! flag first, as a remote waker does), which then asks for work as above. The busy domain's run queue stays single-threaded (no lock, no
 //! work-stealing deque on the spawn path).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -59,11 +69,17 @@ const NO_REQUEST: usize = usize::MAX;
 /// Rounds between checks of timers and of `done` while tasks keep the domain busy.
 const MAINTENANCE_INTERVAL: u32 = 61;
 
+/// `attention` bits: the inbox has tasks.
+const INBOX: u8 = 1;
+/// `attention` bits: an idle domain asked for work.
+const STEAL: u8 = 2;
+
 /// The part of a domain that other threads use.
 pub(crate) struct DomainShared {
     pub(crate) index: usize,
     inbox: Mutex<Vec<Arc<Task>>>,
-    pending: AtomicBool,
+    /// INBOX | STEAL: what the loop must look at besides its run queue (one load per round).
+    attention: AtomicU8,
     sleeping: AtomicBool,
     pub(crate) stop: AtomicBool,
     steal_request: AtomicUsize,
@@ -77,7 +93,7 @@ impl DomainShared {
         Ok(DomainShared {
             index,
             inbox: Mutex::new(Vec::new()),
-            pending: AtomicBool::new(false),
+            attention: AtomicU8::new(0),
             sleeping: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             steal_request: AtomicUsize::new(NO_REQUEST),
@@ -104,10 +120,16 @@ impl DomainShared {
     }
 
     fn notify(&self) {
-        self.pending.store(true, Ordering::SeqCst);
-        if self.sleeping.swap(false, Ordering::SeqCst) {
+        self.attention.fetch_or(INBOX, Ordering::SeqCst);
+        self.wake_if_sleeping();
+    }
+
+    fn wake_if_sleeping(&self) -> bool {
+        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::SeqCst) {
             self.poller.wake();
+            return true;
         }
+        false
     }
 
     /// Asks the domain to stop, waking it if it sleeps.
@@ -117,12 +139,12 @@ impl DomainShared {
     }
 
     pub(crate) fn take_inbox(&self) -> Vec<Arc<Task>> {
-        self.pending.store(false, Ordering::SeqCst);
+        self.attention.fetch_and(!INBOX, Ordering::SeqCst);
         std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
 
-/// Started tasks of a domain: what the domain must unwind if the runtime ends.
+/// The tasks a domain owns (see "Who owns a task").
 #[derive(Default)]
 struct Registry {
     slots: Vec<Option<Arc<Task>>>,
@@ -151,16 +173,64 @@ impl Registry {
     }
 }
 
+/// A pointer to a task owned by the domain's registry.
+type TaskPtr = NonNull<Task>;
+
+/// The FIFO run queue: non-owning pointers into the registry.
+///
+/// Accessed only by the domain's thread (a `Local` is `!Sync`), and no borrow of the deque
+/// escapes a method, so the methods cannot overlap; that is what the unsafe blocks rely on.
+#[derive(Default)]
+struct RunQueue(UnsafeCell<VecDeque<TaskPtr>>);
+
+impl RunQueue {
+    #[inline]
+    fn push(&self, t: TaskPtr) {
+        // SAFETY: see the type's doc: this is the only live reference to the deque.
+        unsafe { (*self.0.get()).push_back(t) }
+    }
+    #[inline]
+    fn pop(&self) -> Option<TaskPtr> {
+        // SAFETY: as in `push`.
+        unsafe { (*self.0.get()).pop_front() }
+    }
+    fn is_empty(&self) -> bool {
+        // SAFETY: as in `push`.
+        unsafe { (*self.0.get()).is_empty() }
+    }
+    /// Removes the entries for which `take` says true, in queue order.
+    fn extract(&self, mut take: impl FnMut(TaskPtr) -> bool) -> Vec<TaskPtr> {
+        let mut out = Vec::new();
+        // SAFETY: as in `push`; `take` does not touch the run queue (callers pass plain
+        // predicates).
+        unsafe {
+            (*self.0.get()).retain(|&t| {
+                if take(t) {
+                    out.push(t);
+                    false
+                } else {
+                    true
+                }
+            })
+        };
+        out
+    }
+    fn clear(&self) {
+        // SAFETY: as in `push`.
+        unsafe { (*self.0.get()).clear() }
+    }
+}
+
 /// A domain, as seen from its own thread.
 pub(crate) struct Local {
     pub(crate) shared: Arc<DomainShared>,
     pub(crate) rt: Arc<RuntimeShared>,
-    run_queue: RefCell<VecDeque<Arc<Task>>>,
+    run_queue: RunQueue,
     timers: RefCell<Timers>,
     registry: RefCell<Registry>,
     pub(crate) stacks: RefCell<Pool>,
     stealable: Cell<usize>,
-    tick: Cell<u32>,
+    countdown: Cell<u32>,
 }
 
 impl Local {
@@ -168,12 +238,12 @@ impl Local {
         Local {
             shared: rt.domains[index].clone(),
             rt,
-            run_queue: RefCell::new(VecDeque::with_capacity(256)),
+            run_queue: RunQueue::default(),
             timers: RefCell::new(Timers::default()),
             registry: RefCell::new(Registry::default()),
             stacks: RefCell::new(Pool::default()),
             stealable: Cell::new(0),
-            tick: Cell::new(0),
+            countdown: Cell::new(MAINTENANCE_INTERVAL),
         }
     }
 
@@ -183,16 +253,28 @@ impl Local {
         EnterGuard { prev }
     }
 
-    /// Queues a runnable task at the back of the run queue.
-    pub(crate) fn push_ready(&self, task: Arc<Task>) {
-        if !task.is_started() && !task.pinned {
+    /// Takes ownership of a task that is new to this domain (spawned here, or handed over
+    /// through the inbox) and queues it.
+    pub(crate) fn adopt(&self, task: Arc<Task>) {
+        let ptr = NonNull::from(&*task);
+        let slot = self.registry.borrow_mut().insert(task);
+        // SAFETY: the registry now owns the task, which lives until it is removed from there.
+        let t = unsafe { ptr.as_ref() };
+        t.set_slot(slot);
+        if !t.is_started() && !t.pinned {
             let n = self.stealable.get() + 1;
             self.set_stealable(n);
             if n == 1 {
                 self.wake_idle_peer();
             }
         }
-        self.run_queue.borrow_mut().push_back(task);
+        self.run_queue.push(ptr);
+    }
+
+    /// Queues a task this domain already owns that was woken on this thread.
+    #[inline]
+    pub(crate) fn requeue(&self, task: &Task) {
+        self.run_queue.push(NonNull::from(task));
     }
 
     /// Work that another domain could take has appeared here: wake one sleeping domain so it can
@@ -201,11 +283,7 @@ impl Local {
     /// flags per batch, and a syscall only when a domain actually sleeps.
     fn wake_idle_peer(&self) {
         for d in &self.rt.domains {
-            if d.index != self.shared.index
-                && d.sleeping.load(Ordering::Relaxed)
-                && d.sleeping.swap(false, Ordering::SeqCst)
-            {
-                d.poller.wake();
+            if d.index != self.shared.index && d.wake_if_sleeping() {
                 return;
             }
         }
@@ -228,9 +306,10 @@ impl Local {
     /// and before sleeping: off the yield path.
     pub(crate) fn run_until(&self, done: &dyn Fn() -> bool) {
         loop {
-            let tick = self.tick.get().wrapping_add(1);
-            self.tick.set(tick);
-            if tick % MAINTENANCE_INTERVAL == 0 {
+            let countdown = self.countdown.get() - 1;
+            self.countdown.set(countdown);
+            if countdown == 0 {
+                self.countdown.set(MAINTENANCE_INTERVAL);
                 if done() {
                     return;
                 }
@@ -238,14 +317,16 @@ impl Local {
                     self.fire_timers(Instant::now());
                 }
             }
-            if self.shared.pending.load(Ordering::Relaxed) {
-                self.drain_inbox();
+            let attention = self.shared.attention.load(Ordering::Relaxed);
+            if attention != 0 {
+                if attention & INBOX != 0 {
+                    self.drain_inbox();
+                }
+                if attention & STEAL != 0 {
+                    self.donate();
+                }
             }
-            if self.shared.steal_request.load(Ordering::Relaxed) != NO_REQUEST {
-                self.donate();
-            }
-            let next = self.run_queue.borrow_mut().pop_front();
-            match next {
+            match self.run_queue.pop() {
                 Some(task) => {
                     if self.run_task(task) && done() {
                         return;
@@ -263,11 +344,13 @@ impl Local {
 
     /// Runs `task` until it gives the CPU back; returns whether it ended.
     #[inline]
-    fn run_task(&self, task: Arc<Task>) -> bool {
+    fn run_task(&self, ptr: TaskPtr) -> bool {
+        // SAFETY: queued tasks are owned by our registry until they are retired here.
+        let task = unsafe { ptr.as_ref() };
         if !task.is_started() {
-            self.start(&task);
+            self.start(task);
         }
-        super::set_current(Arc::as_ptr(&task));
+        super::set_current(task);
         // SAFETY: we are the task's domain thread and the fiber is not running.
         let fiber = unsafe { task.fiber_mut() }
             .as_mut()
@@ -275,11 +358,11 @@ impl Local {
         let outcome = fiber.resume();
         super::set_current(std::ptr::null());
         match outcome {
-            Some(Suspend::Yield) => self.run_queue.borrow_mut().push_back(task),
+            Some(Suspend::Yield) => self.run_queue.push(ptr),
             Some(Suspend::Park) => {
                 if !task.park.commit() {
                     // Woken between its switch and our commit: runnable at once.
-                    self.run_queue.borrow_mut().push_back(task);
+                    self.run_queue.push(ptr);
                 }
             }
             None => {
@@ -291,28 +374,34 @@ impl Local {
     }
 
     #[cold]
-    fn start(&self, task: &Arc<Task>) {
-        let slot = self.registry.borrow_mut().insert(task.clone());
-        // SAFETY: this is the task's first run, on the thread of the domain taking it.
-        unsafe { task.start(&self.shared, slot) };
+    fn start(&self, task: &Task) {
+        // SAFETY: this is the task's first run, on the thread of the domain that owns it.
+        unsafe { task.start(&self.shared) };
         if !task.pinned {
             self.set_stealable(self.stealable.get().saturating_sub(1));
         }
     }
 
-    fn retire(&self, task: Arc<Task>) {
+    fn retire(&self, task: &Task) {
         // SAFETY: the fiber has returned; we are its domain thread.
         let fiber = unsafe { task.fiber_mut() }
             .take()
             .expect("a finished task had a fiber");
         self.stacks.borrow_mut().put(fiber.into_slot());
-        self.registry.borrow_mut().remove(task.slot());
         task.finish();
+        // Last: this may drop the task.
+        drop(self.registry.borrow_mut().remove(task.slot()));
     }
 
     fn drain_inbox(&self) {
         for task in self.shared.take_inbox() {
-            self.push_ready(task);
+            if task.is_started() {
+                // A remote wake-up of one of ours: the registry owns it; drop the waker's
+                // reference.
+                self.requeue(&task);
+            } else {
+                self.adopt(task);
+            }
         }
     }
 
@@ -330,6 +419,7 @@ impl Local {
 
     /// Moves half of our never-started tasks to the domain that asked for work.
     fn donate(&self) {
+        self.shared.attention.fetch_and(!STEAL, Ordering::Relaxed);
         let thief = self
             .shared
             .steal_request
@@ -340,19 +430,28 @@ impl Local {
         }
         let give = stealable.div_ceil(2);
         let mut skip = stealable - give;
-        let mut out = Vec::with_capacity(give);
-        self.run_queue.borrow_mut().retain(|t| {
-            if t.is_started() || t.pinned || out.len() == give {
-                return true;
+        let mut taken = 0;
+        let moved = self.run_queue.extract(|ptr| {
+            // SAFETY: queued tasks are owned by our registry.
+            let t = unsafe { ptr.as_ref() };
+            if t.is_started() || t.pinned || taken == give {
+                return false;
             }
             if skip > 0 {
                 skip -= 1;
-                return true;
+                return false;
             }
-            out.push(t.clone());
-            false
+            taken += 1;
+            true
         });
-        self.set_stealable(stealable - out.len());
+        self.set_stealable(stealable - moved.len());
+        let mut registry = self.registry.borrow_mut();
+        let out: Vec<Arc<Task>> = moved
+            .into_iter()
+            // SAFETY: still owned by the registry until removed just here.
+            .filter_map(|ptr| registry.remove(unsafe { ptr.as_ref() }.slot()))
+            .collect();
+        drop(registry);
         if let Some(d) = self.rt.domains.get(thief) {
             d.push_many(out);
         }
@@ -369,12 +468,12 @@ impl Local {
             .filter(|(n, _)| *n > 0)
             .max_by_key(|(n, _)| *n);
         if let Some((_, d)) = victim {
-            let _ = d.steal_request.compare_exchange(
-                NO_REQUEST,
-                me,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
+            if d.steal_request
+                .compare_exchange(NO_REQUEST, me, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                d.attention.fetch_or(STEAL, Ordering::Relaxed);
+            }
         }
     }
 
@@ -382,7 +481,7 @@ impl Local {
         let mut next_deadline = None;
         if !self.timers.borrow().is_empty() {
             self.fire_timers(Instant::now());
-            if !self.run_queue.borrow().is_empty() {
+            if !self.run_queue.is_empty() {
                 return;
             }
             next_deadline = self.timers.borrow().next_deadline();
@@ -395,7 +494,10 @@ impl Local {
         }
         let shared = &self.shared;
         shared.sleeping.store(true, Ordering::SeqCst);
-        if shared.pending.load(Ordering::SeqCst) || shared.stop.load(Ordering::SeqCst) || done() {
+        if shared.attention.load(Ordering::SeqCst) & INBOX != 0
+            || shared.stop.load(Ordering::SeqCst)
+            || done()
+        {
             shared.sleeping.store(false, Ordering::SeqCst);
             return;
         }
@@ -404,8 +506,9 @@ impl Local {
         shared.sleeping.store(false, Ordering::SeqCst);
     }
 
-    /// Shutdown step 4 for one depth: force-unwinds our started tasks of scope depth `depth`,
-    /// newest first.
+    /// Shutdown step 4 for one depth: drops our tasks of scope depth `depth`, newest first.
+    /// A started task is force-unwound on its own stack (destructors run); a task that never ran
+    /// has its closure dropped.
     pub(crate) fn unwind_depth(&self, depth: u32) {
         let mut victims: Vec<Arc<Task>> = self
             .registry
@@ -432,12 +535,12 @@ impl Local {
         }
     }
 
-    /// Shutdown step 5: drops every queued task and timer; never-started fibers are dropped
-    /// without running.
+    /// Shutdown step 5: forgets the run queue (its tasks were all dropped in step 4), drops the
+    /// inbox and the timers.
     pub(crate) fn drop_queued(&self) {
+        self.run_queue.clear();
         loop {
-            let mut batch: Vec<Arc<Task>> = self.run_queue.borrow_mut().drain(..).collect();
-            batch.extend(self.shared.take_inbox());
+            let batch = self.shared.take_inbox();
             if batch.is_empty() {
                 break;
             }
@@ -448,7 +551,6 @@ impl Local {
         self.set_stealable(0);
         let timers = std::mem::take(&mut *self.timers.borrow_mut());
         drop(timers);
-        self.timers.borrow_mut().clear();
     }
 }
 
@@ -458,7 +560,7 @@ pub(crate) fn drop_unstarted(task: &Arc<Task>) {
     if task.is_started() || task.is_finished() {
         return;
     }
-    // SAFETY: the task never started and the caller holds it from a queue it drained, so no
+    // SAFETY: the task never started and the caller holds it from an inbox it drained, so no
     // other thread touches its fiber.
     let fiber = unsafe { task.fiber_mut() }.take();
     drop(fiber);
@@ -478,8 +580,8 @@ impl Drop for EnterGuard {
 
 impl Drop for Local {
     fn drop(&mut self) {
-        // Leftover started tasks would hold stacks of the arena: unwinding happens in the
-        // shutdown protocol before a Local is dropped.
+        // Leftover tasks would hold stacks of the arena: the shutdown protocol unwinds every
+        // task before a Local is dropped.
         debug_assert!(self.registry.borrow().slots.iter().all(Option::is_none));
     }
 }

@@ -89,19 +89,18 @@ pub(crate) fn with_local<R>(f: impl FnOnce(&Local) -> R) -> R {
 }
 
 /// Makes a woken task runnable again: on the local run queue when the caller runs on the task's
-/// domain, else through that domain's inbox.
-pub(crate) fn schedule(task: Arc<Task>) {
+/// domain (no reference counting: the domain owns the task), else through that domain's inbox.
+pub(crate) fn schedule(task: &Arc<Task>) {
     let p = LOCAL.with(|l| l.get());
     if !p.is_null() {
         // SAFETY: as in `with_local`.
         let local = unsafe { &*p };
         if Arc::ptr_eq(&local.shared, task.domain()) {
-            local.push_ready(task);
+            local.requeue(task);
             return;
         }
     }
-    let domain = task.domain().clone();
-    domain.push(task);
+    task.domain().push(task.clone());
 }
 
 /// Gives the rest of this time slice to the other ready tasks of the domain (FIFO). Outside a

@@ -157,6 +157,15 @@ impl ParkWord {
         self.wake(w >> GEN_SHIFT, why)
     }
 
+    /// Moves the word past any armed or parked generation without waking anyone: called when a
+    /// task ends, so that an unparker that outlives it can never reschedule it.
+    pub(crate) fn retire(&self) {
+        let w = self.0.load(Ordering::Acquire);
+        if w & STATE_MASK != IDLE {
+            self.wake(w >> GEN_SHIFT, Wake::Interrupted);
+        }
+    }
+
     /// The outcome of generation `gen_`, if it has ended.
     fn outcome(&self, gen_: u64) -> Option<Wake> {
         let w = self.0.load(Ordering::Acquire);
@@ -205,7 +214,7 @@ impl Unparker {
         match &self.target {
             Target::Task(task) => match task.park.wake(self.gen_, why) {
                 Some(PARKED) => {
-                    super::schedule(task.clone());
+                    super::schedule(task);
                     true
                 }
                 Some(_) => true,
@@ -250,7 +259,7 @@ pub(crate) fn interrupt(task: &Arc<Task>) -> bool {
     task.cancelled.store(true, Ordering::Release);
     match task.park.wake_current(Wake::Interrupted) {
         Some(PARKED) => {
-            super::schedule(task.clone());
+            super::schedule(task);
             true
         }
         Some(_) => true,

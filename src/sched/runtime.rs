@@ -172,29 +172,48 @@ pub(crate) unsafe fn spawn_raw<B>(opts: SpawnOptions, body: B) -> io::Result<Arc
 where
     B: FnOnce(&Task),
 {
-    let on_domain = super::on_domain();
-    if opts.pinned && !on_domain {
-        return Err(io::Error::other(
+    if super::on_domain() {
+        super::with_local(|local| {
+            // SAFETY: forwarded from our caller.
+            let task = unsafe { new_task(&local.rt, &mut local.stacks.borrow_mut(), opts, body) }?;
+            local.adopt(task.clone());
+            Ok(task)
+        })
+    } else if opts.pinned {
+        Err(io::Error::other(
             "bobine: spawn_local must be called from a task",
-        ));
-    }
-    let rt = if on_domain {
-        super::with_local(|l| l.rt.clone())
+        ))
     } else {
-        global().clone()
-    };
+        let rt = global();
+        let mut pool = rt.foreign_pool.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: forwarded from our caller.
+        let task = unsafe { new_task(rt, &mut pool, opts, body) }?;
+        drop(pool);
+        let i = rt.next_domain.fetch_add(1, Ordering::Relaxed) % rt.domains.len();
+        rt.domains[i].push(task.clone());
+        Ok(task)
+    }
+}
+
+/// Builds a task (stack, ids, fiber) without queueing it.
+///
+/// # Safety
+///
+/// As for [`spawn_raw`].
+unsafe fn new_task<B>(
+    rt: &RuntimeShared,
+    pool: &mut Pool,
+    opts: SpawnOptions,
+    body: B,
+) -> io::Result<Arc<Task>>
+where
+    B: FnOnce(&Task),
+{
     let size = opts
         .stack_size
         .map(stack::normalise_size)
         .unwrap_or(rt.config.stack_size);
-    let slot = if on_domain {
-        super::with_local(|l| l.stacks.borrow_mut().get(&rt.arena, size))?
-    } else {
-        rt.foreign_pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&rt.arena, size)?
-    };
+    let slot = pool.get(&rt.arena, size)?;
     if opts.depth > 0 {
         rt.max_depth.fetch_max(opts.depth, Ordering::Relaxed);
     }
@@ -207,24 +226,17 @@ where
         pinned: opts.pinned,
         depth: opts.depth,
     };
-    let task = Task::new(cfg, slot, |slot, task_ptr| {
+    Ok(Task::new(cfg, slot, |slot, task_ptr| {
         let root = move |y: &crate::switch::FiberYielder| {
-            // SAFETY: the fiber runs only while its task is alive (the registry or the run
-            // queue holds it), and the task never moves (it is in an Arc).
+            // SAFETY: the fiber runs only while its task is alive (its domain's registry owns
+            // it), and the task never moves (it is in an Arc).
             let task = unsafe { &*task_ptr };
             task.set_yielder(y);
             body(task);
         };
         // SAFETY: forwarded to our caller (what `body` borrows outlives the task).
         unsafe { Fiber::new_unchecked(slot, root) }
-    });
-    if on_domain {
-        super::with_local(|l| l.push_ready(task.clone()));
-    } else {
-        let i = rt.next_domain.fetch_add(1, Ordering::Relaxed) % rt.domains.len();
-        rt.domains[i].push(task.clone());
-    }
-    Ok(task)
+    }))
 }
 
 /// The standard task root: runs `f`, stores its value or panic, reports an uncaught panic the

@@ -194,7 +194,11 @@ impl Arena {
                 self.created.fetch_sub(count, Ordering::Relaxed);
                 return Err(err);
             }
-            slots.push(Slot { limit, size });
+            slots.push(Slot {
+                limit,
+                size,
+                top: limit + page + size,
+            });
         }
         self.chunks
             .lock()
@@ -212,6 +216,7 @@ impl Arena {
 pub(crate) struct Slot {
     limit: usize,
     size: usize,
+    top: usize,
 }
 
 impl Slot {
@@ -228,7 +233,7 @@ impl Slot {
         self.limit + page_size()
     }
     fn top(&self) -> usize {
-        self.limit + page_size() + self.size
+        self.top
     }
 
     /// Gives the deep part of the stack back to the kernel if the last task used it.
@@ -242,8 +247,8 @@ impl Slot {
         // there. A page never touched reads as zeros (the shared zero page), as does a
         // trimmed one.
         let probe = boundary - page;
-        let dirty = (0..8).any(|i| {
-            let p = (probe + i * (page / 8)) as *const u64;
+        let dirty = (0..4).any(|i| {
+            let p = (probe + i * (page / 4)) as *const u64;
             // SAFETY: `p` is aligned and inside the usable range of this slot, which no task is
             // using (the slot is being returned); a volatile read keeps the check honest.
             unsafe { std::ptr::read_volatile(p) != 0 }

@@ -5,8 +5,8 @@
 //!
 //! | state    | fiber                 | where the task is                                   | may be resumed |
 //! |----------|-----------------------|-----------------------------------------------------|----------------|
-//! | NEW      | `Some`, not started   | a run queue or an inbox; may move to another domain  | yes (first run) |
-//! | STARTED  | `Some`, started       | its domain's registry, and a run queue when ready    | when ready     |
+//! | NEW      | `Some`, not started   | a domain's registry and run queue, or an inbox; may move to another domain | yes (first run) |
+//! | STARTED  | `Some`, started       | its domain's registry, and its run queue when ready  | when ready     |
 //! | FINISHED | `None`                | nowhere; only handles (join, `Thread`) keep it alive | no             |
 //!
 //! Transitions: NEW -> STARTED when a domain first runs it (the domain is fixed from then on:
@@ -19,8 +19,9 @@
 //!   that owns the task (for a NEW task: whoever holds it in a queue, which hands it over with
 //!   the queue's own synchronisation).
 //! - `park`, `cancelled`: any thread (atomics).
-//! - `result`: written by the task before FINISHED is published (release), read by a joiner after
-//!   it observed FINISHED (acquire), under the `joiners` lock.
+//! - `result`: written by the task (or its domain) before FINISHED is published, taken by the one
+//!   `JoinHandle` after it observed FINISHED.
+//! - `joiners`: any thread, under its spin lock; see [`Task::finish`] for the lock-free fast path.
 
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
@@ -84,6 +85,7 @@ pub(crate) struct Task {
     slot: Cell<usize>,
     park_site: Cell<Option<(&'static str, &'static Location<'static>)>>,
     result: UnsafeCell<Option<Outcome>>,
+    has_joiners: AtomicBool,
     joiners: SpinLock<Vec<Unparker>>,
 }
 
@@ -135,6 +137,7 @@ impl Task {
             slot: Cell::new(usize::MAX),
             park_site: Cell::new(None),
             result: UnsafeCell::new(None),
+            has_joiners: AtomicBool::new(false),
             joiners: SpinLock::new(Vec::new()),
         });
         let fiber = make_fiber(slot, Arc::as_ptr(&task));
@@ -170,20 +173,24 @@ impl Task {
         unsafe { (*self.domain.get()).as_ref().expect("task has not started") }
     }
 
-    /// NEW -> STARTED on `domain`, recording its registry slot.
+    /// NEW -> STARTED on `domain`.
     ///
     /// # Safety
     ///
     /// Called once, by the domain thread that is about to run the task for the first time.
-    pub(crate) unsafe fn start(&self, domain: &Arc<DomainShared>, slot: usize) {
-        // SAFETY: per the contract, nobody else touches these fields now.
+    pub(crate) unsafe fn start(&self, domain: &Arc<DomainShared>) {
+        // SAFETY: per the contract, nobody else touches this field now.
         unsafe { *self.domain.get() = Some(domain.clone()) };
-        self.slot.set(slot);
         self.state.store(STARTED, Ordering::Relaxed);
     }
 
+    /// The task's index in its domain's registry.
     pub(crate) fn slot(&self) -> usize {
         self.slot.get()
+    }
+
+    pub(crate) fn set_slot(&self, slot: usize) {
+        self.slot.set(slot);
     }
 
     /// The task's fiber.
@@ -235,21 +242,27 @@ impl Task {
         unsafe { *self.result.get() = Some(outcome) };
     }
 
-    /// -> FINISHED: publishes the outcome (or `TaskDropped` if there is none) and wakes every
-    /// joiner.
+    /// -> FINISHED: publishes the outcome (or `TaskDropped` if there is none), retires the park
+    /// word (so a late unparker does nothing), and wakes every joiner.
+    ///
+    /// Joiners and the finisher meet through a Dekker pair, so that finishing a task nobody
+    /// waits for takes no lock: the joiner pushes its unparker under the lock, then stores
+    /// `has_joiners` and re-reads the state; the finisher stores FINISHED, then reads
+    /// `has_joiners` (all SeqCst). Either the finisher sees the joiner and wakes it, or the
+    /// joiner sees FINISHED and does not sleep.
     pub(crate) fn finish(&self) {
-        let waiters = {
-            let mut joiners = self.joiners.lock();
-            // SAFETY: the task has stopped running; under the joiners lock nobody else reads.
-            let result = unsafe { &mut *self.result.get() };
-            if result.is_none() {
-                *result = Some(Err(Box::new(TaskDropped)));
+        // SAFETY: the task has stopped running and is not FINISHED yet: no joiner reads.
+        let result = unsafe { &mut *self.result.get() };
+        if result.is_none() {
+            *result = Some(Err(Box::new(TaskDropped)));
+        }
+        self.park.retire();
+        self.state.store(FINISHED, Ordering::SeqCst);
+        if self.has_joiners.load(Ordering::SeqCst) {
+            let waiters = std::mem::take(&mut *self.joiners.lock());
+            for w in waiters {
+                w.unpark();
             }
-            self.state.store(FINISHED, Ordering::Release);
-            std::mem::take(&mut *joiners)
-        };
-        for w in waiters {
-            w.unpark();
         }
     }
 
@@ -259,23 +272,24 @@ impl Task {
         while !self.is_finished() {
             let park = crate::sched::park::Park::new();
             {
-                let mut joiners = self.joiners.lock();
-                if self.is_finished() {
-                    return;
-                }
                 let me = park.unparker();
+                let mut joiners = self.joiners.lock();
                 joiners.retain(|w| !w.same_waiter(&me));
                 joiners.push(me);
+            }
+            self.has_joiners.store(true, Ordering::SeqCst);
+            if self.state.load(Ordering::SeqCst) == FINISHED {
+                return;
             }
             park.wait("join");
         }
     }
 
-    /// Takes the outcome of a finished task.
+    /// Takes the outcome of a finished task (once: `JoinHandle::join` consumes the handle).
     pub(crate) fn take_outcome(&self) -> Option<Outcome> {
         debug_assert!(self.is_finished());
-        let _joiners = self.joiners.lock();
-        // SAFETY: FINISHED was observed (acquire) and we hold the joiners lock.
+        // SAFETY: FINISHED was observed (acquire), so the outcome is written and nothing writes
+        // it again; only the one `JoinHandle` takes it.
         unsafe { (*self.result.get()).take() }
     }
 }

@@ -123,10 +123,4 @@ impl Timers {
             self.stale = 0;
         }
     }
-
-    /// Drops every entry (runtime shutdown).
-    pub(crate) fn clear(&mut self) {
-        self.heap.clear();
-        self.stale = 0;
-    }
 }
