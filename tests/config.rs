@@ -1,0 +1,145 @@
+//! Runtime configuration from the builder and the environment (`BOBINE_DOMAINS`,
+//! `BOBINE_STACK_SIZE`), checked in child processes so the variables do not leak into other
+//! tests.
+
+mod common;
+
+use std::process::{Command, Output};
+
+/// Re-runs this test binary on one test with extra environment variables.
+fn child(test: &str, env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]);
+    cmd.env("BOBINE_CONFIG_CHILD", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn is_child() -> bool {
+    std::env::var_os("BOBINE_CONFIG_CHILD").is_some()
+}
+
+/// The names of this process's OS threads.
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .map(|s| s.trim().to_owned())
+        .collect()
+}
+
+/// `BOBINE_DOMAINS=3` starts three domains: the caller plus two domain threads.
+#[test]
+fn domains_from_the_environment() {
+    if is_child() {
+        let names = bobine::run(thread_names);
+        let domains = names
+            .iter()
+            .filter(|n| n.starts_with("bobine-domain-"))
+            .count();
+        println!("domain threads: {domains}");
+        return;
+    }
+    let out = child("domains_from_the_environment", &[("BOBINE_DOMAINS", "3")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("domain threads: 2"), "{stdout}");
+}
+
+/// An explicit `Builder::domains` wins over `BOBINE_DOMAINS`.
+#[test]
+fn builder_wins_over_the_environment() {
+    if is_child() {
+        let names = bobine::Builder::new().domains(2).run(thread_names);
+        let domains = names
+            .iter()
+            .filter(|n| n.starts_with("bobine-domain-"))
+            .count();
+        println!("domain threads: {domains}");
+        return;
+    }
+    let out = child(
+        "builder_wins_over_the_environment",
+        &[("BOBINE_DOMAINS", "4")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("domain threads: 1"), "{stdout}");
+}
+
+/// `BOBINE_STACK_SIZE=32K` is the default stack of tasks: a task that needs more overflows,
+/// and the report names the size.
+#[test]
+fn stack_size_from_the_environment() {
+    if is_child() {
+        bobine::Builder::new().domains(1).run(|| {
+            #[inline(never)]
+            fn dig(n: u32) -> u64 {
+                let buf = std::hint::black_box([n as u8; 1024]);
+                if n == 0 {
+                    buf[7] as u64
+                } else {
+                    dig(n - 1) + buf[3] as u64
+                }
+            }
+            let _ = bobine::thread::spawn(|| dig(200)).join();
+        });
+        return;
+    }
+    let out = child(
+        "stack_size_from_the_environment",
+        &[("BOBINE_STACK_SIZE", "32K")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("task '<unnamed>' (id 1) has overflowed its stack of 32 KiB"),
+        "{stderr}"
+    );
+}
+
+/// A malformed `BOBINE_DOMAINS` is refused with a message that names the variable.
+#[test]
+fn malformed_environment_is_a_clear_error() {
+    if is_child() {
+        bobine::run(|| ());
+        return;
+    }
+    for bad in ["zero", "0", "-2", ""] {
+        let out = child(
+            "malformed_environment_is_a_clear_error",
+            &[("BOBINE_DOMAINS", bad)],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "BOBINE_DOMAINS={bad:?} was accepted");
+        assert!(
+            stderr.contains("BOBINE_DOMAINS must be a positive integer"),
+            "{stderr}"
+        );
+    }
+}
+
+/// Requested stack sizes are rounded up to whole pages and to the 16 KiB minimum, so tiny
+/// requests still get a usable stack.
+#[test]
+fn tiny_stack_requests_get_the_minimum() {
+    common::watchdog(30, "tiny_stack_requests_get_the_minimum", || {
+        bobine::Builder::new().domains(1).stack_size(1).run(|| {
+            let h = bobine::thread::Builder::new().stack_size(100).spawn(|| {
+                let buf = std::hint::black_box([1u8; 4096]);
+                buf.iter().map(|&b| b as u32).sum::<u32>()
+            });
+            assert_eq!(h.unwrap().join().unwrap(), 4096);
+        });
+    });
+}
