@@ -12,6 +12,7 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -251,14 +252,14 @@ impl Builder {
 /// An owned permission to join a task, like `std::thread::JoinHandle`. Dropping it detaches
 /// the task.
 pub struct JoinHandle<T> {
-    thread: Thread,
+    thread: ManuallyDrop<Thread>,
     _value: PhantomData<T>,
 }
 
 impl<T> JoinHandle<T> {
     fn new(task: Arc<Task>) -> Self {
         JoinHandle {
-            thread: Thread::from_task(task),
+            thread: ManuallyDrop::new(Thread::from_task(task)),
             _value: PhantomData,
         }
     }
@@ -293,6 +294,16 @@ impl<T: 'static> JoinHandle<T> {
                 .downcast::<T>()
                 .expect("task value of the joined type")),
             Err(payload) => Err(payload),
+        }
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        // SAFETY: `thread` is not used after this point.
+        let thread = unsafe { ManuallyDrop::take(&mut self.thread) };
+        if let Inner::Task(task) = thread.inner {
+            crate::sched::release(task);
         }
     }
 }

@@ -30,6 +30,10 @@ impl<T> SpinLock<T> {
         }
     }
 
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut()
+    }
+
     pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
         let mut spins = 0u32;
         while self

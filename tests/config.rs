@@ -21,24 +21,30 @@ fn is_child() -> bool {
     std::env::var_os("BOBINE_CONFIG_CHILD").is_some()
 }
 
-/// The names of this process's OS threads.
-fn thread_names() -> Vec<String> {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-        .map(|s| s.trim().to_owned())
-        .collect()
+/// How many domain threads this process has. A new thread names itself once it runs, so
+/// the count is read until it reaches `expect` (or 5 s pass), then read once more after a pause
+/// to catch any extra thread.
+fn domain_threads(expect: usize) -> usize {
+    let count = || {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("bobine-domain-"))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while count() < expect && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    count()
 }
 
 /// `BOBINE_DOMAINS=3` starts three domains: the caller plus two domain threads.
 #[test]
 fn domains_from_the_environment() {
     if is_child() {
-        let names = bobine::run(thread_names);
-        let domains = names
-            .iter()
-            .filter(|n| n.starts_with("bobine-domain-"))
-            .count();
+        let domains = bobine::run(|| domain_threads(2));
         println!("domain threads: {domains}");
         return;
     }
@@ -56,11 +62,7 @@ fn domains_from_the_environment() {
 #[test]
 fn builder_wins_over_the_environment() {
     if is_child() {
-        let names = bobine::Builder::new().domains(2).run(thread_names);
-        let domains = names
-            .iter()
-            .filter(|n| n.starts_with("bobine-domain-"))
-            .count();
+        let domains = bobine::Builder::new().domains(2).run(|| domain_threads(1));
         println!("domain threads: {domains}");
         return;
     }

@@ -66,6 +66,8 @@ use crate::task::Task;
 use crate::time::Timers;
 
 const NO_REQUEST: usize = usize::MAX;
+/// Finished tasks kept per domain for reuse by the next spawns.
+const TASK_CACHE: usize = 1024;
 /// Rounds between checks of timers and of `done` while tasks keep the domain busy.
 const MAINTENANCE_INTERVAL: u32 = 61;
 
@@ -229,6 +231,7 @@ pub(crate) struct Local {
     timers: RefCell<Timers>,
     registry: RefCell<Registry>,
     pub(crate) stacks: RefCell<Pool>,
+    task_cache: RefCell<Vec<Arc<Task>>>,
     stealable: Cell<usize>,
     countdown: Cell<u32>,
 }
@@ -242,6 +245,7 @@ impl Local {
             timers: RefCell::new(Timers::default()),
             registry: RefCell::new(Registry::default()),
             stacks: RefCell::new(Pool::default()),
+            task_cache: RefCell::new(Vec::new()),
             stealable: Cell::new(0),
             countdown: Cell::new(MAINTENANCE_INTERVAL),
         }
@@ -269,6 +273,22 @@ impl Local {
             }
         }
         self.run_queue.push(ptr);
+    }
+
+    /// Keeps the allocation of a finished task whose last reference this is, for the next spawn.
+    pub(crate) fn recycle(&self, mut task: Arc<Task>) {
+        let mut cache = self.task_cache.borrow_mut();
+        if cache.len() < TASK_CACHE {
+            if let Some(t) = Arc::get_mut(&mut task) {
+                t.clear();
+                cache.push(task);
+            }
+        }
+    }
+
+    /// A cleared task allocation to build the next task in, if the cache has one.
+    pub(crate) fn cached_task(&self) -> Option<Arc<Task>> {
+        self.task_cache.borrow_mut().pop()
     }
 
     /// Queues a task this domain already owns that was woken on this thread.
@@ -389,8 +409,11 @@ impl Local {
             .expect("a finished task had a fiber");
         self.stacks.borrow_mut().put(fiber.into_slot());
         task.finish();
-        // Last: this may drop the task.
-        drop(self.registry.borrow_mut().remove(task.slot()));
+        // Last: this may be the task's last reference (a detached task).
+        let owned = self.registry.borrow_mut().remove(task.slot());
+        if let Some(owned) = owned {
+            self.recycle(owned);
+        }
     }
 
     fn drain_inbox(&self) {

@@ -103,6 +103,16 @@ pub(crate) fn schedule(task: &Arc<Task>) {
     task.domain().push(task.clone());
 }
 
+/// Drops a reference to a task; if it was the last one and this is a domain thread, the
+/// allocation goes to the domain's cache for the next spawn.
+pub(crate) fn release(task: Arc<Task>) {
+    let p = LOCAL.with(|l| l.get());
+    if !p.is_null() && task.is_finished() {
+        // SAFETY: as in `with_local`.
+        unsafe { &*p }.recycle(task);
+    }
+}
+
 /// Gives the rest of this time slice to the other ready tasks of the domain (FIFO). Outside a
 /// task it yields the OS thread.
 pub(crate) fn yield_now() {

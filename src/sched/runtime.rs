@@ -175,7 +175,15 @@ where
     if super::on_domain() {
         super::with_local(|local| {
             // SAFETY: forwarded from our caller.
-            let task = unsafe { new_task(&local.rt, &mut local.stacks.borrow_mut(), opts, body) }?;
+            let task = unsafe {
+                new_task(
+                    &local.rt,
+                    &mut local.stacks.borrow_mut(),
+                    local.cached_task(),
+                    opts,
+                    body,
+                )
+            }?;
             local.adopt(task.clone());
             Ok(task)
         })
@@ -187,7 +195,7 @@ where
         let rt = global();
         let mut pool = rt.foreign_pool.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: forwarded from our caller.
-        let task = unsafe { new_task(rt, &mut pool, opts, body) }?;
+        let task = unsafe { new_task(rt, &mut pool, None, opts, body) }?;
         drop(pool);
         let i = rt.next_domain.fetch_add(1, Ordering::Relaxed) % rt.domains.len();
         rt.domains[i].push(task.clone());
@@ -203,6 +211,7 @@ where
 unsafe fn new_task<B>(
     rt: &RuntimeShared,
     pool: &mut Pool,
+    recycled: Option<Arc<Task>>,
     opts: SpawnOptions,
     body: B,
 ) -> io::Result<Arc<Task>>
@@ -226,7 +235,7 @@ where
         pinned: opts.pinned,
         depth: opts.depth,
     };
-    Ok(Task::new(cfg, slot, |slot, task_ptr| {
+    Ok(Task::new(recycled, cfg, slot, |slot, task_ptr| {
         let root = move |y: &crate::switch::FiberYielder| {
             // SAFETY: the fiber runs only while its task is alive (its domain's registry owns
             // it), and the task never moves (it is in an Arc).
