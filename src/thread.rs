@@ -285,7 +285,10 @@ impl<T: 'static> JoinHandle<T> {
     #[track_caller]
     pub fn join(self) -> Result<T> {
         let task = self.task();
-        task.wait_finished();
+        if !task.wait_finished() {
+            // Interrupted: the joiner is being unwound (its runtime is ending).
+            return Err(Box::new(crate::task::TaskDropped));
+        }
         match task
             .take_outcome()
             .expect("a task's outcome is taken once, by its JoinHandle")
@@ -303,6 +306,9 @@ impl<T> Drop for JoinHandle<T> {
         // SAFETY: `thread` is not used after this point.
         let thread = unsafe { ManuallyDrop::take(&mut self.thread) };
         if let Inner::Task(task) = thread.inner {
+            // A value nobody joined is dropped here, by whoever drops the handle (std does the
+            // same), or by the task itself if it has not finished yet.
+            drop(task.detach());
             crate::sched::release(task);
         }
     }
@@ -383,7 +389,11 @@ impl ScopeData {
             if self.running.load(Ordering::Acquire) == 0 {
                 break;
             }
-            park.wait("thread::scope");
+            if park.wait("thread::scope") == crate::Wake::Interrupted && crate::sched::forcing() {
+                // The runtime is ending and unwinds this task. Its scoped tasks are deeper and
+                // were unwound before it (shutdown step 4), so nothing borrows our stack.
+                break;
+            }
         }
     }
 }
@@ -499,7 +509,9 @@ impl<T> ScopedJoinHandle<'_, T> {
             .thread
             .task()
             .expect("a scoped handle refers to a task");
-        task.wait_finished();
+        if !task.wait_finished() {
+            return Err(Box::new(crate::task::TaskDropped));
+        }
         // SAFETY: the task has finished writing the packet (FINISHED acquire in wait_finished).
         match unsafe { (*self.packet.result.get()).take() } {
             Some(result) => {

@@ -97,3 +97,275 @@ fn dropped_park_is_retired() {
         });
     });
 }
+
+/// Never-started scoped tasks that one domain handed to another just before `run` ended are
+/// dropped before the task whose stack they borrow (they used to be dropped after it, reading a
+/// dead frame).
+#[test]
+fn handed_over_scoped_tasks_drop_before_their_scope_owner() {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::time::Instant;
+    const ALIVE: u64 = 0xA11CE;
+    const DEAD: u64 = 0xDEAD;
+    static BAD_READS: AtomicUsize = AtomicUsize::new(0);
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Canary(AtomicU64);
+    impl Drop for Canary {
+        fn drop(&mut self) {
+            self.0.store(DEAD, Ordering::SeqCst);
+        }
+    }
+    struct Borrower<'a>(&'a Canary);
+    impl Drop for Borrower<'_> {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+            if self.0.0.load(Ordering::SeqCst) != ALIVE {
+                BAD_READS.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    fn busy_until(t: Instant) {
+        while Instant::now() < t {
+            std::hint::spin_loop();
+        }
+    }
+    common::watchdog(30, "handed_over_scoped_tasks", || {
+        bobine::Builder::new().domains(2).run(|| {
+            let base = Instant::now() + Duration::from_millis(50);
+            // Keep domain 1 busy around the end, so work handed to it waits in its inbox.
+            drop(bobine::thread::spawn(move || {
+                bobine::time::sleep_until(base + Duration::from_millis(10));
+                busy_until(base + Duration::from_millis(200));
+            }));
+            busy_until(Instant::now() + Duration::from_millis(5));
+            bobine::thread::sleep(Duration::from_millis(1));
+            bobine::time::sleep_until(base);
+            drop(bobine::thread::spawn_local(move || {
+                let canary = Canary(AtomicU64::new(ALIVE));
+                bobine::thread::scope(|s| {
+                    for _ in 0..8 {
+                        let b = Borrower(&canary);
+                        s.spawn(move || {
+                            let _b = b;
+                            bobine::Park::new().wait("forever");
+                        });
+                    }
+                    busy_until(base + Duration::from_millis(30));
+                    bobine::Park::new().wait("forever");
+                });
+            }));
+            bobine::time::sleep_until(base + Duration::from_millis(60));
+        });
+    });
+    assert_eq!(
+        DROPS.load(Ordering::SeqCst),
+        8,
+        "every borrower is dropped once"
+    );
+    assert_eq!(
+        BAD_READS.load(Ordering::SeqCst),
+        0,
+        "a borrower outlived the frame it borrows"
+    );
+}
+
+/// A destructor run by the shutdown that spawns a task gets a task that is already finished
+/// with `TaskDropped`; its closure is dropped at once (it used to leak a task nobody would run,
+/// whose closure was later dropped from unmapped memory).
+#[test]
+fn spawn_from_a_destructor_during_shutdown_gives_a_dropped_task() {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static LATE: Mutex<Option<bobine::thread::JoinHandle<()>>> = Mutex::new(None);
+    static CLOSURE_DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            CLOSURE_DROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    struct SpawnOnDrop;
+    impl Drop for SpawnOnDrop {
+        fn drop(&mut self) {
+            let c = Counted;
+            let h = bobine::thread::spawn(move || drop(c));
+            *LATE.lock().unwrap() = Some(h);
+        }
+    }
+    common::watchdog(30, "spawn_from_a_destructor", || {
+        bobine::Builder::new().domains(1).run(|| {
+            drop(bobine::thread::spawn(|| {
+                let _g = SpawnOnDrop;
+                bobine::thread::sleep(Duration::from_secs(3600));
+            }));
+            bobine::thread::sleep(Duration::from_millis(20));
+        });
+        let late = LATE.lock().unwrap().take().expect("the destructor ran");
+        assert!(late.is_finished());
+        assert_eq!(CLOSURE_DROPS.load(Ordering::SeqCst), 1);
+        let err = late.join().unwrap_err();
+        assert!(err.downcast_ref::<bobine::TaskDropped>().is_some());
+    });
+}
+
+/// A detached task whose value holds the `JoinHandle` of another finished task: recycling the
+/// detached task drops that handle, which recycles the other task (this re-entered the task
+/// cache and panicked on the scheduler).
+#[test]
+fn detached_value_holding_a_join_handle() {
+    common::watchdog(30, "detached_value_holding_a_join_handle", || {
+        for domains in [1, 2] {
+            let n = bobine::Builder::new().domains(domains).run(|| {
+                for _ in 0..50 {
+                    drop(bobine::thread::spawn(|| {
+                        let inner = bobine::thread::spawn(|| 1u32);
+                        bobine::thread::sleep(Duration::from_millis(1));
+                        inner
+                    }));
+                }
+                bobine::thread::sleep(Duration::from_millis(30));
+                bobine::thread::spawn(|| 7).join().unwrap()
+            });
+            assert_eq!(n, 7);
+        }
+    });
+}
+
+/// The value of a detached task is dropped by the task itself, so a destructor that joins
+/// another task parks that task instead of blocking the domain's OS thread (which deadlocked).
+#[test]
+fn detached_value_whose_destructor_joins() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static JOINED: AtomicUsize = AtomicUsize::new(0);
+    struct JoinOnDrop(Option<bobine::thread::JoinHandle<()>>);
+    impl Drop for JoinOnDrop {
+        fn drop(&mut self) {
+            if let Some(h) = self.0.take() {
+                h.join().unwrap();
+                JOINED.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    common::watchdog(30, "detached_value_whose_destructor_joins", || {
+        bobine::Builder::new().domains(1).run(|| {
+            drop(bobine::thread::spawn(|| {
+                JoinOnDrop(Some(bobine::thread::spawn(|| {
+                    bobine::thread::sleep(Duration::from_millis(10))
+                })))
+            }));
+            bobine::thread::sleep(Duration::from_millis(100));
+        });
+    });
+    assert_eq!(JOINED.load(Ordering::SeqCst), 1);
+}
+
+/// A destructor that blocks while the runtime unwinds a task at shutdown returns at once
+/// (the park is interrupted) instead of aborting with a panic during unwinding.
+#[test]
+fn blocking_destructor_during_shutdown_returns() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static FLUSHED: AtomicUsize = AtomicUsize::new(0);
+    struct FlushOnDrop;
+    impl Drop for FlushOnDrop {
+        fn drop(&mut self) {
+            bobine::thread::sleep(Duration::from_millis(1));
+            let other = bobine::thread::spawn(|| ());
+            let _ = other.join();
+            FLUSHED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    common::watchdog(30, "blocking_destructor_during_shutdown", || {
+        bobine::Builder::new().domains(2).run(|| {
+            for _ in 0..4 {
+                drop(bobine::thread::spawn(|| {
+                    let _g = FlushOnDrop;
+                    bobine::thread::sleep(Duration::from_secs(3600));
+                }));
+            }
+            bobine::thread::sleep(Duration::from_millis(20));
+        });
+    });
+    assert_eq!(FLUSHED.load(Ordering::SeqCst), 4);
+}
+
+/// A never-started task's closure is dropped outside any task at shutdown, so a destructor
+/// that blocks there does not switch on a task that has no stack context (it crashed).
+#[test]
+fn never_started_closure_with_blocking_destructor() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SLEPT: AtomicUsize = AtomicUsize::new(0);
+    struct SleepOnDrop;
+    impl Drop for SleepOnDrop {
+        fn drop(&mut self) {
+            bobine::thread::sleep(Duration::from_millis(1));
+            SLEPT.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    common::watchdog(30, "never_started_closure", || {
+        bobine::Builder::new().domains(1).run(|| {
+            let g = SleepOnDrop;
+            drop(bobine::thread::spawn(move || drop(g)));
+        });
+    });
+    assert_eq!(SLEPT.load(Ordering::SeqCst), 1);
+}
+
+/// Stacks freed on one domain serve spawns on another: with at most 17 tasks alive, a runtime
+/// capped at 300 stacks never runs out (stolen tasks used to strand their stacks).
+#[test]
+fn freed_stacks_serve_every_domain() {
+    common::watchdog(60, "freed_stacks_serve_every_domain", || {
+        bobine::Builder::new().domains(2).max_tasks(300).run(|| {
+            for round in 0..200 {
+                let hs: Vec<_> = (0..16)
+                    .map(|_| {
+                        bobine::thread::Builder::new()
+                            .spawn(|| {
+                                let t = std::time::Instant::now();
+                                while t.elapsed() < Duration::from_micros(100) {
+                                    std::hint::spin_loop();
+                                }
+                            })
+                            .unwrap_or_else(|e| panic!("round {round}: {e}"))
+                    })
+                    .collect();
+                for h in hs {
+                    h.join().unwrap();
+                }
+            }
+        });
+    });
+}
+
+/// A `Park` waited on by a task other than the one that made it is refused with a clear panic
+/// (it used to switch the wrong fiber).
+#[test]
+fn park_waited_by_another_task_panics() {
+    common::watchdog(30, "park_waited_by_another_task_panics", || {
+        let err = bobine::Builder::new().domains(1).run(|| {
+            let park = bobine::Park::new();
+            let h = bobine::thread::spawn_local(move || park.wait("stolen"));
+            h.join().unwrap_err()
+        });
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(
+            msg.contains("must be waited on by the task or thread that made it"),
+            "{msg}"
+        );
+    });
+}
+
+/// An absurd stack size is an error from `Builder::spawn`, not a crash.
+#[test]
+fn huge_stack_size_is_an_error() {
+    common::watchdog(30, "huge_stack_size_is_an_error", || {
+        bobine::Builder::new().domains(1).run(|| {
+            let err = bobine::thread::Builder::new()
+                .stack_size(usize::MAX)
+                .spawn(|| ())
+                .unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("too large"), "{err}");
+        });
+    });
+}

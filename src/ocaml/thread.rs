@@ -87,7 +87,9 @@ pub fn id(t: &T) -> u64 {
 /// fine). `join (self ())` blocks forever, as in OCaml.
 pub fn join(t: &T) {
     match t.thread.task() {
-        Some(task) => task.wait_finished(),
+        Some(task) => {
+            task.wait_finished();
+        }
         // A plain OS thread can only be "joined" by itself: that never returns.
         None => loop {
             crate::sched::park::Park::new().wait("Thread.join (self ())");

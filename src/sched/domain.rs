@@ -66,6 +66,8 @@ use crate::task::Task;
 use crate::time::Timers;
 
 const NO_REQUEST: usize = usize::MAX;
+/// How long an idle domain sleeps before asking again when a peer has work it did not get.
+const IDLE_RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
 /// Finished tasks kept per domain for reuse by the next spawns.
 const TASK_CACHE: usize = 1024;
 /// Rounds between checks of timers and of `done` while tasks keep the domain busy.
@@ -126,8 +128,11 @@ impl DomainShared {
         self.wake_if_sleeping();
     }
 
+    /// The waker's half of the Dekker pair: called after a SeqCst write the sleeper re-checks
+    /// (INBOX, or `stealable`), so this load must be SeqCst too (on aarch64 a weaker load may be
+    /// satisfied before that write is visible).
     fn wake_if_sleeping(&self) -> bool {
-        if self.sleeping.load(Ordering::Relaxed) && self.sleeping.swap(false, Ordering::SeqCst) {
+        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
             self.poller.wake();
             return true;
         }
@@ -277,13 +282,16 @@ impl Local {
 
     /// Keeps the allocation of a finished task whose last reference this is, for the next spawn.
     pub(crate) fn recycle(&self, mut task: Arc<Task>) {
-        let mut cache = self.task_cache.borrow_mut();
-        if cache.len() < TASK_CACHE {
-            if let Some(t) = Arc::get_mut(&mut task) {
-                t.clear();
-                cache.push(task);
-            }
+        if self.task_cache.borrow().len() >= TASK_CACHE {
+            return;
         }
+        let Some(t) = Arc::get_mut(&mut task) else {
+            return;
+        };
+        let leftovers = t.clear();
+        self.task_cache.borrow_mut().push(task);
+        // Dropped outside the cache's borrow: it may hold other tasks' last references.
+        drop(leftovers);
     }
 
     /// A cleared task allocation to build the next task in, if the cache has one.
@@ -311,7 +319,7 @@ impl Local {
 
     fn set_stealable(&self, n: usize) {
         self.stealable.set(n);
-        self.shared.stealable.store(n, Ordering::Relaxed);
+        self.shared.stealable.store(n, Ordering::SeqCst);
     }
 
     pub(crate) fn add_timer(&self, deadline: Instant, u: Unparker) {
@@ -319,7 +327,9 @@ impl Local {
     }
 
     pub(crate) fn timer_went_stale(&self) {
-        self.timers.borrow_mut().went_stale();
+        let dropped = self.timers.borrow_mut().went_stale();
+        // Dropped outside the borrow: an unparker may hold a task's last reference.
+        drop(dropped);
     }
 
     /// Runs tasks until `done()` holds. `done` is checked every few rounds, after a task ends,
@@ -386,7 +396,7 @@ impl Local {
                 }
             }
             None => {
-                self.retire(task);
+                self.retire(ptr);
                 return true;
             }
         }
@@ -402,15 +412,22 @@ impl Local {
         }
     }
 
-    fn retire(&self, task: &Task) {
-        // SAFETY: the fiber has returned; we are its domain thread.
-        let fiber = unsafe { task.fiber_mut() }
-            .take()
-            .expect("a finished task had a fiber");
-        self.stacks.borrow_mut().put(fiber.into_slot());
-        task.finish();
+    fn retire(&self, ptr: TaskPtr) {
+        let slot = {
+            // SAFETY: the registry owns the task until we remove it below.
+            let task = unsafe { ptr.as_ref() };
+            // SAFETY: the fiber has returned; we are its domain thread.
+            let fiber = unsafe { task.fiber_mut() }
+                .take()
+                .expect("a finished task had a fiber");
+            self.stacks
+                .borrow_mut()
+                .put(&self.rt.arena, fiber.into_slot());
+            task.finish();
+            task.slot()
+        };
         // Last: this may be the task's last reference (a detached task).
-        let owned = self.registry.borrow_mut().remove(task.slot());
+        let owned = self.registry.borrow_mut().remove(slot);
         if let Some(owned) = owned {
             self.recycle(owned);
         }
@@ -495,9 +512,17 @@ impl Local {
                 .compare_exchange(NO_REQUEST, me, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
             {
-                d.attention.fetch_or(STEAL, Ordering::Relaxed);
+                d.attention.fetch_or(STEAL, Ordering::Release);
             }
         }
+    }
+
+    fn peer_has_stealable(&self) -> bool {
+        let me = self.shared.index;
+        self.rt
+            .domains
+            .iter()
+            .any(|d| d.index != me && d.stealable.load(Ordering::SeqCst) > 0)
     }
 
     fn idle(&self, done: &dyn Fn() -> bool) {
@@ -517,6 +542,14 @@ impl Local {
         }
         let shared = &self.shared;
         shared.sleeping.store(true, Ordering::SeqCst);
+        let mut timeout =
+            next_deadline.map(|d: Instant| d.saturating_duration_since(Instant::now()));
+        if self.rt.domains.len() > 1 && self.peer_has_stealable() {
+            // Work appeared on a peer after `try_steal` looked, and its 0 -> 1 wake-up may
+            // have found us not yet asleep: ask again shortly instead of sleeping for good.
+            self.try_steal();
+            timeout = Some(timeout.map_or(IDLE_RECHECK, |t| t.min(IDLE_RECHECK)));
+        }
         if shared.attention.load(Ordering::SeqCst) & INBOX != 0
             || shared.stop.load(Ordering::SeqCst)
             || done()
@@ -524,7 +557,6 @@ impl Local {
             shared.sleeping.store(false, Ordering::SeqCst);
             return;
         }
-        let timeout = next_deadline.map(|d: Instant| d.saturating_duration_since(Instant::now()));
         shared.poller.wait(timeout);
         shared.sleeping.store(false, Ordering::SeqCst);
     }
@@ -549,12 +581,34 @@ impl Local {
             let Some(fiber) = (unsafe { task.fiber_mut() }).take() else {
                 continue;
             };
-            task.forcing.set(true);
-            super::set_current(Arc::as_ptr(&task));
-            let slot = fiber.unwind();
-            super::set_current(std::ptr::null());
-            self.stacks.borrow_mut().put(slot);
+            let slot = if task.is_started() {
+                // Destructors run on the task's own stack, as the task (so `current()` and a
+                // blocking call, which returns `Interrupted` at once, behave).
+                task.forcing.set(true);
+                super::set_current(Arc::as_ptr(&task));
+                let slot = fiber.unwind();
+                super::set_current(std::ptr::null());
+                slot
+            } else {
+                // Never ran: its closure is dropped here, outside any task.
+                fiber.unwind()
+            };
+            self.stacks.borrow_mut().put(&self.rt.arena, slot);
             task.finish();
+        }
+    }
+
+    /// Shutdown, after every domain has stopped running tasks: takes ownership of the tasks
+    /// handed to us that are still in the inbox (so that step 4 drops them in scope order) and
+    /// drops the references that came with remote wake-ups.
+    pub(crate) fn adopt_inbox(&self) {
+        for task in self.shared.take_inbox() {
+            if !task.is_started() && !task.is_finished() {
+                let ptr = NonNull::from(&*task);
+                let slot = self.registry.borrow_mut().insert(task);
+                // SAFETY: the registry owns the task now.
+                unsafe { ptr.as_ref() }.set_slot(slot);
+            }
         }
     }
 

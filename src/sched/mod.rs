@@ -71,6 +71,11 @@ fn set_current(t: *const Task) {
     CURRENT.with(|c| c.set(t));
 }
 
+/// Whether the running task is being force-unwound because its runtime is ending.
+pub(crate) fn forcing() -> bool {
+    with_current(|t| t.forcing.get()).unwrap_or(false)
+}
+
 /// Whether this thread is a domain thread.
 pub(crate) fn on_domain() -> bool {
     !LOCAL.with(|l| l.get()).is_null()

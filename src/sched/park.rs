@@ -28,7 +28,8 @@
 //!
 //! ## Protocol (task)
 //!
-//! 1. `Park::new` stores `(g, ARMED)`; only the waiter writes the word while it is IDLE. A park
+//! 1. `Park::new` stores `(g, ARMED)`; only the waiter writes the word while it is IDLE. A
+//!    waiter has one live park at a time: arming a new one retires an older armed one first. A park
 //!    dropped without waiting retires its generation the way a waker would (its unparkers go
 //!    stale), so an abandoned park never leaks into the next one.
 //! 2. The waiter publishes `Unparker{g}` (the publication's own lock or release orders step 1).
@@ -101,10 +102,15 @@ impl ParkWord {
         ParkWord(AtomicU64::new(0))
     }
 
-    /// Step 1: announce a park; returns its generation.
+    /// Step 1: announce a park; returns its generation. A park of this waiter that is still
+    /// armed (made and not yet waited on or dropped) is superseded: its generation is retired
+    /// as if woken, so its unparkers go stale and waiting on it returns at once.
     fn arm(&self) -> u64 {
-        let w = self.0.load(Ordering::Relaxed);
-        debug_assert_eq!(w & STATE_MASK, IDLE, "park armed twice");
+        let mut w = self.0.load(Ordering::Relaxed);
+        if w & STATE_MASK != IDLE {
+            self.wake(w >> GEN_SHIFT, Wake::Unparked);
+            w = self.0.load(Ordering::Relaxed);
+        }
         let gen_ = w >> GEN_SHIFT;
         self.0.store(gen_ << GEN_SHIFT | ARMED, Ordering::Relaxed);
         gen_
@@ -269,6 +275,9 @@ pub(crate) fn interrupt(task: &Arc<Task>) -> bool {
 
 /// One armed park of the current task or thread. `!Send`: it must be waited on where it was
 /// made.
+///
+/// A waiter has one live park at a time: making another one (directly, or through any blocking
+/// call such as `join` or `sleep`) supersedes the first, whose `wait` then returns at once.
 pub struct Park {
     target: Target,
     gen_: u64,
@@ -315,8 +324,25 @@ impl Park {
 
     /// Blocks until unparked or until `deadline`.
     #[track_caller]
+    ///
+    /// # Panics
+    ///
+    /// If called by another task or thread than the one that made the park (a `Park` is
+    /// `!Send`, but a `spawn_local` task could still capture another task's park).
     pub fn wait_until(self, reason: &'static str, deadline: Option<Instant>) -> Wake {
         let site = Location::caller();
+        let mine = match &self.target {
+            Target::Task(task) => {
+                super::with_current(|c| std::ptr::eq(c, Arc::as_ptr(task))).unwrap_or(false)
+            }
+            Target::Thread(t) => {
+                super::with_current(|_| ()).is_none() && THREAD_PARKER.with(|me| Arc::ptr_eq(me, t))
+            }
+        };
+        assert!(
+            mine,
+            "bobine: a Park must be waited on by the task or thread that made it (at {site})"
+        );
         match &self.target {
             Target::Task(task) => wait_task(task, self.gen_, reason, site, deadline),
             Target::Thread(t) => wait_thread(t, self.gen_, deadline),
@@ -346,6 +372,12 @@ fn wait_task(
 ) -> Wake {
     if let Some(why) = task.park.outcome(gen_) {
         return why;
+    }
+    if task.forcing.get() {
+        // The runtime is ending and is unwinding this task: a destructor that blocks gets
+        // `Interrupted` at once instead of a switch (nothing would ever resume it).
+        task.park.wake(gen_, Wake::Interrupted);
+        return Wake::Interrupted;
     }
     if std::thread::panicking() {
         panic!(

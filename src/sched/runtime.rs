@@ -8,10 +8,15 @@
 //!
 //! ## Shutdown (when the main task returns)
 //!
-//! 1. Domain 0 leaves its loop as soon as the main task has finished.
+//! 1. Domain 0 leaves its loop as soon as the main task has finished, and sets `closing`: from
+//!    then on a spawn (say, by a destructor run below) drops its closure at once and returns a
+//!    task that is already finished with `TaskDropped`, so no task is created that nobody
+//!    would run or unwind.
 //! 2. It sets `stop` on every other domain and wakes it.
 //! 3. Each domain leaves its loop at its next round (a running task ends its slice first) and
-//!    waits at the runtime's barrier: past it, no task runs anywhere.
+//!    waits at the runtime's barrier: past it, no task runs anywhere. Each domain then adopts
+//!    the never-started tasks still in its inbox (work another domain handed over), so that
+//!    step 4 drops them in scope order too.
 //! 4. For each scope depth d from the deepest down to 0, every domain force-unwinds its started
 //!    tasks of depth d, newest first (destructors run on the task's own stack), then waits at the
 //!    barrier. Scoped tasks are gone before the tasks whose stacks they borrow.
@@ -26,7 +31,7 @@
 
 use std::io;
 use std::panic::resume_unwind;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 
 use super::domain::{DomainShared, Local, drop_unstarted};
@@ -73,7 +78,7 @@ impl Config {
         );
         Config {
             domains,
-            stack_size: stack::normalise_size(stack_size),
+            stack_size: stack::normalise_size(stack_size).unwrap_or_else(|e| panic!("{e}")),
             max_tasks,
         }
     }
@@ -90,7 +95,10 @@ fn env_number(var: &str) -> Option<usize> {
         _ => (s, 1),
     };
     match digits.parse::<usize>() {
-        Ok(n) if n > 0 => Some(n * mult),
+        Ok(n) if n > 0 => Some(
+            n.checked_mul(mult)
+                .unwrap_or_else(|| panic!("bobine: {var} is too large: {raw:?}")),
+        ),
         _ => panic!(
             "bobine: {var} must be a positive integer (optionally with K, M or G), got {raw:?}"
         ),
@@ -109,6 +117,8 @@ pub(crate) struct RuntimeShared {
     foreign_pool: Mutex<Pool>,
     next_domain: AtomicUsize,
     barrier: Barrier,
+    /// Set when the main task has finished: spawns from then on give tasks that never run.
+    closing: AtomicBool,
 }
 
 impl RuntimeShared {
@@ -128,6 +138,7 @@ impl RuntimeShared {
             max_depth: AtomicU32::new(0),
             foreign_pool: Mutex::new(Pool::default()),
             next_domain: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
         }))
     }
 
@@ -174,6 +185,12 @@ where
 {
     if super::on_domain() {
         super::with_local(|local| {
+            if local.rt.closing.load(Ordering::Acquire) {
+                // The runtime is ending (this is a destructor run by the shutdown): the task
+                // would never run. Its closure is dropped now and joiners get `TaskDropped`.
+                drop(body);
+                return Ok(Task::dropped(dropped_config(&local.rt, opts)));
+            }
             // SAFETY: forwarded from our caller.
             let task = unsafe {
                 new_task(
@@ -203,6 +220,18 @@ where
     }
 }
 
+fn dropped_config(rt: &RuntimeShared, opts: SpawnOptions) -> TaskConfig {
+    let id = rt.next_id();
+    TaskConfig {
+        id,
+        thread_id: rt.thread_id(id),
+        name: opts.name.map(String::into_boxed_str),
+        face: opts.face,
+        pinned: opts.pinned,
+        depth: opts.depth,
+    }
+}
+
 /// Builds a task (stack, ids, fiber) without queueing it.
 ///
 /// # Safety
@@ -218,10 +247,10 @@ unsafe fn new_task<B>(
 where
     B: FnOnce(&Task),
 {
-    let size = opts
-        .stack_size
-        .map(stack::normalise_size)
-        .unwrap_or(rt.config.stack_size);
+    let size = match opts.stack_size {
+        Some(bytes) => stack::normalise_size(bytes)?,
+        None => rt.config.stack_size,
+    };
     let slot = pool.get(&rt.arena, size)?;
     if opts.depth > 0 {
         rt.max_depth.fetch_max(opts.depth, Ordering::Relaxed);
@@ -286,6 +315,7 @@ fn global() -> &'static Arc<RuntimeShared> {
                     let _enter = local.enter();
                     let _alt = stack::AltStack::ensure();
                     let shared = local.shared.clone();
+                    let _abort_guard = AbortOnPanic;
                     local.run_until(&|| shared.stop.load(Ordering::Acquire));
                 })
                 .unwrap_or_else(|e| panic!("bobine: cannot start a global domain thread: {e}"));
@@ -313,6 +343,7 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
                 let _enter = local.enter();
                 let _alt = stack::AltStack::ensure();
                 let shared = local.shared.clone();
+                let _abort_guard = AbortOnPanic;
                 local.run_until(&|| shared.stop.load(Ordering::Acquire));
                 shut_down(&local);
             })
@@ -339,11 +370,14 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
     // finished, so what `f` borrows outlives it.
     let main = unsafe { spawn_raw(opts, body) }
         .unwrap_or_else(|e| panic!("bobine: cannot start the main task: {e}"));
+    let abort_guard = AbortOnPanic;
     local.run_until(&|| main.is_finished());
+    rt.closing.store(true, Ordering::SeqCst);
     for d in &rt.domains[1..] {
         d.request_stop();
     }
     shut_down(&local);
+    drop(abort_guard);
     drop(enter);
     drop(local);
     for t in threads {
@@ -363,10 +397,28 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Aborts the process if a scheduler loop unwinds: its state (run queue, registry, the shutdown
+/// barrier every domain must reach) would be broken, and the other domains would hang.
+/// Task panics never get here: they are caught at each task's root.
+struct AbortOnPanic;
+
+impl Drop for AbortOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "bobine: fatal: a domain's scheduler panicked (a bug in bobine, or a destructor \
+                 that panicked while the runtime dropped a task); aborting"
+            );
+            std::process::abort();
+        }
+    }
+}
+
 /// Steps 3-5 of the shutdown protocol, on one domain's thread.
 fn shut_down(local: &Local) {
     let rt = &local.rt;
     rt.barrier.wait();
+    local.adopt_inbox();
     let deepest = rt.max_depth.load(Ordering::Relaxed);
     for depth in (0..=deepest).rev() {
         local.unwind_depth(depth);

@@ -115,14 +115,26 @@ fn round_to_page(n: usize) -> usize {
     n.div_ceil(page) * page
 }
 
-/// Normalises a requested stack size: at least [`MIN_STACK`], rounded up to whole pages.
-pub(crate) fn normalise_size(bytes: usize) -> usize {
-    round_to_page(bytes.max(MIN_STACK))
+/// The largest usable stack we hand out: 1 TiB of address space.
+pub(crate) const MAX_STACK: usize = 1 << 40;
+
+/// Normalises a requested stack size: at least [`MIN_STACK`], rounded up to whole pages; a size
+/// past [`MAX_STACK`] is an error.
+pub(crate) fn normalise_size(bytes: usize) -> io::Result<usize> {
+    if bytes > MAX_STACK {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bobine: a stack size of {bytes} bytes is too large (the limit is 1 TiB)"),
+        ));
+    }
+    Ok(round_to_page(bytes.max(MIN_STACK)))
 }
 
 /// The runtime-wide owner of stack memory.
 pub(crate) struct Arena {
     chunks: Mutex<Vec<MmapMut>>,
+    /// Free slots that domains' pools spilled, per stack size, for any pool to take.
+    depot: Mutex<Vec<(usize, Vec<Slot>)>>,
     created: AtomicUsize,
     capacity: usize,
 }
@@ -131,6 +143,7 @@ impl Arena {
     pub(crate) fn new(capacity: usize) -> Self {
         Arena {
             chunks: Mutex::new(Vec::new()),
+            depot: Mutex::new(Vec::new()),
             created: AtomicUsize::new(0),
             capacity,
         }
@@ -164,8 +177,15 @@ impl Arena {
         };
         let page = page_size();
         let slot_len = size + page;
+        let Some(len) = slot_len.checked_mul(count) else {
+            self.created.fetch_sub(count, Ordering::Relaxed);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "bobine: stack chunk size overflows",
+            ));
+        };
         let map = MmapOptions::new()
-            .len(slot_len * count)
+            .len(len)
             .no_reserve_swap()
             .map_anon()
             .inspect_err(|_| {
@@ -205,6 +225,28 @@ impl Arena {
             .unwrap_or_else(|e| e.into_inner())
             .push(map);
         Ok(slots)
+    }
+}
+
+impl Arena {
+    /// Moves up to [`CHUNK_SLOTS`] free slots of `size` from the depot into `free`.
+    fn refill(&self, size: usize, free: &mut Vec<Slot>) -> bool {
+        let mut depot = self.depot.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((_, slots)) = depot.iter_mut().find(|(s, _)| *s == size) else {
+            return false;
+        };
+        let n = slots.len().min(CHUNK_SLOTS);
+        free.extend(slots.drain(slots.len() - n..));
+        n > 0
+    }
+
+    /// Takes free slots a pool holds beyond its share.
+    fn spill(&self, size: usize, slots: impl Iterator<Item = Slot>) {
+        let mut depot = self.depot.lock().unwrap_or_else(|e| e.into_inner());
+        match depot.iter_mut().find(|(s, _)| *s == size) {
+            Some((_, free)) => free.extend(slots),
+            None => depot.push((size, slots.collect())),
+        }
     }
 }
 
@@ -281,6 +323,11 @@ unsafe impl Stack for Slot {
 }
 
 /// A LIFO pool of free slots, one list per stack size.
+///
+/// A pool keeps at most `2 * CHUNK_SLOTS` free slots of a size; past that it spills the least
+/// recently used half to the arena's depot, where any domain's pool (and spawns from plain
+/// threads) refill before carving new memory. So slots freed on one domain serve spawns on
+/// another, and at most two chunks' worth of free stacks sit in any one pool.
 #[derive(Default)]
 pub(crate) struct Pool {
     classes: Vec<(usize, Vec<Slot>)>,
@@ -300,6 +347,9 @@ impl Pool {
         if let Some(slot) = free.pop() {
             return Ok(slot);
         }
+        if arena.refill(size, free) {
+            return Ok(free.pop().expect("refill moved at least one slot"));
+        }
         let mut fresh = arena.carve(size)?;
         // Hand out the lowest slot first; the rest wait in the pool.
         fresh.reverse();
@@ -308,12 +358,21 @@ impl Pool {
         Ok(slot)
     }
 
-    /// Returns a slot whose fiber has finished.
-    pub(crate) fn put(&mut self, slot: Slot) {
+    /// Returns a slot whose fiber has finished (or was dropped).
+    pub(crate) fn put(&mut self, arena: &Arena, slot: Slot) {
         slot.trim();
-        match self.classes.iter_mut().find(|(s, _)| *s == slot.size) {
-            Some((_, free)) => free.push(slot),
-            None => self.classes.push((slot.size, vec![slot])),
+        let size = slot.size;
+        let idx = match self.classes.iter().position(|(s, _)| *s == size) {
+            Some(i) => i,
+            None => {
+                self.classes.push((size, Vec::new()));
+                self.classes.len() - 1
+            }
+        };
+        let free = &mut self.classes[idx].1;
+        free.push(slot);
+        if free.len() > 2 * CHUNK_SLOTS {
+            arena.spill(size, free.drain(..CHUNK_SLOTS));
         }
     }
 }

@@ -136,7 +136,7 @@ impl AltStack {
         if old.ss_flags & libc::SS_DISABLE == 0 {
             return AltStack { mapping: None };
         }
-        let len = 64 * 1024usize.max(libc::SIGSTKSZ);
+        let len = (64 * 1024usize).max(libc::SIGSTKSZ);
         // SAFETY: a fresh anonymous private mapping; no memory is aliased.
         let ptr = unsafe {
             libc::mmap(

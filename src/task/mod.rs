@@ -23,8 +23,9 @@
 //!   that owns the task (for a NEW task: whoever holds it in a queue, which hands it over with
 //!   the queue's own synchronisation).
 //! - `park`, `cancelled`: any thread (atomics).
-//! - `result`: written by the task (or its domain) before FINISHED is published, taken by the one
-//!   `JoinHandle` after it observed FINISHED.
+//! - `result`: written once by the task (or by its domain, for a task it dropped) before
+//!   `outcome_ready` is published, then taken once (`outcome_taken`) by the `JoinHandle`, or by
+//!   whichever of the task and the dropped handle sees the other gone (see `set_outcome`).
 //! - `joiners`: any thread, under its spin lock; see [`Task::finish`] for the lock-free fast path.
 
 use std::any::Any;
@@ -89,6 +90,12 @@ pub(crate) struct Task {
     slot: Cell<usize>,
     park_site: Cell<Option<(&'static str, &'static Location<'static>)>>,
     result: UnsafeCell<Option<Outcome>>,
+    /// The outcome is in `result` (set once, by the task or its domain).
+    outcome_ready: AtomicBool,
+    /// Someone took the outcome (a joiner, or whoever dropped a detached task's value).
+    outcome_taken: AtomicBool,
+    /// The task's `JoinHandle` still exists.
+    handle_alive: AtomicBool,
     has_joiners: AtomicBool,
     joiners: SpinLock<Vec<Unparker>>,
 }
@@ -121,14 +128,41 @@ impl Task {
         slot: crate::stack::Slot,
         make_fiber: impl FnOnce(crate::stack::Slot, *const Task) -> Fiber,
     ) -> Arc<Task> {
+        let fresh = Task::blank(cfg, (slot.guard_low(), slot.guard_high(), slot.size()));
+        let task = match recycled {
+            Some(mut task) => {
+                *Arc::get_mut(&mut task).expect("a cached task is not shared") = fresh;
+                task
+            }
+            None => Arc::new(fresh),
+        };
+        let fiber = make_fiber(slot, Arc::as_ptr(&task));
+        // SAFETY: the task has not been shared yet; we are its only user.
+        unsafe { *task.fiber.get() = Some(fiber) };
+        task
+    }
+
+    /// A task that will never run: the runtime was ending when it was spawned.
+    pub(crate) fn dropped(cfg: TaskConfig) -> Arc<Task> {
+        let task = Task::blank(cfg, (0, 0, 0));
+        task.state.store(FINISHED, Ordering::Relaxed);
+        // SAFETY: the task is not shared yet.
+        unsafe { *task.result.get() = Some(Err(Box::new(TaskDropped))) };
+        task.outcome_ready.store(true, Ordering::Relaxed);
+        Arc::new(task)
+    }
+
+    /// A NEW task with no fiber; `stack` is (guard low, guard high, usable size).
+    fn blank(cfg: TaskConfig, stack: (usize, usize, usize)) -> Task {
+        let (guard_low, guard_high, stack_size) = stack;
         let overflow = OverflowInfo {
-            guard_low: slot.guard_low(),
-            guard_high: slot.guard_high(),
-            stack_size: slot.size(),
+            guard_low,
+            guard_high,
+            stack_size,
             id: cfg.id,
             name: cfg.name,
         };
-        let fresh = Task {
+        Task {
             park: ParkWord::new(),
             cancelled: AtomicBool::new(false),
             id: cfg.id,
@@ -145,34 +179,29 @@ impl Task {
             slot: Cell::new(usize::MAX),
             park_site: Cell::new(None),
             result: UnsafeCell::new(None),
+            outcome_ready: AtomicBool::new(false),
+            outcome_taken: AtomicBool::new(false),
+            handle_alive: AtomicBool::new(true),
             has_joiners: AtomicBool::new(false),
             joiners: SpinLock::new(Vec::new()),
-        };
-        let task = match recycled {
-            Some(mut task) => {
-                *Arc::get_mut(&mut task).expect("a cached task is not shared") = fresh;
-                task
-            }
-            None => Arc::new(fresh),
-        };
-        let fiber = make_fiber(slot, Arc::as_ptr(&task));
-        // SAFETY: the task has not been shared yet; we are its only user.
-        unsafe { *task.fiber.get() = Some(fiber) };
-        task
+        }
     }
 
-    /// Releases what a finished task still holds (name, domain, outcome, joiners) so that its
-    /// allocation can wait in a domain's cache for the next spawn. `&mut` proves that no other
-    /// reference (no handle, unparker or queue entry) exists.
-    pub(crate) fn clear(&mut self) {
+    /// Takes out what a finished task still holds (name, domain, outcome, joiners) so that its
+    /// allocation can wait in a domain's cache for the next spawn; the caller drops the
+    /// leftovers where that is safe. `&mut` proves that no other reference (no handle,
+    /// unparker or queue entry) exists.
+    pub(crate) fn clear(&mut self) -> Leftovers {
         debug_assert!(
             self.fiber.get_mut().is_none(),
             "a task is recycled only once it has ended"
         );
-        self.overflow.name = None;
-        *self.domain.get_mut() = None;
-        *self.result.get_mut() = None;
-        self.joiners.get_mut().clear();
+        Leftovers {
+            _name: self.overflow.name.take(),
+            _domain: self.domain.get_mut().take(),
+            _outcome: self.result.get_mut().take(),
+            _joiners: std::mem::take(self.joiners.get_mut()),
+        }
     }
 
     pub(crate) fn name(&self) -> Option<&str> {
@@ -240,7 +269,10 @@ impl Task {
     /// Switches from this task (which must be the one running) to its scheduler.
     pub(crate) fn suspend(&self, why: Suspend) {
         let y = self.yielder.get();
-        debug_assert!(!y.is_null());
+        assert!(
+            !y.is_null(),
+            "bobine: a task that is not running tried to switch"
+        );
         // SAFETY: only the running task calls this on itself (it reached us through the
         // current-task thread-local), so `y` is the yielder of the fiber running now.
         unsafe { crate::switch::suspend(y, why) }
@@ -250,7 +282,10 @@ impl Task {
     /// running): for work too deep for a small task stack, such as formatting a backtrace.
     pub(crate) fn on_parent_stack<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         let y = self.yielder.get();
-        debug_assert!(!y.is_null());
+        assert!(
+            !y.is_null(),
+            "bobine: a task that is not running asked for its scheduler's stack"
+        );
         // SAFETY: as in `suspend`: `y` is the yielder of the fiber running now.
         unsafe { (*y).on_parent_stack(f) }
     }
@@ -266,9 +301,41 @@ impl Task {
     }
 
     /// Stores the body's outcome. Called by the task itself, at its root.
+    ///
+    /// If the task's `JoinHandle` is gone, nobody will take the value: it is dropped right here,
+    /// on the task's own stack and as the task, as std drops a detached thread's value on that
+    /// thread, rather than later on the scheduler's stack where a destructor could neither
+    /// block nor panic safely. The handle and the task meet through a Dekker pair
+    /// (`outcome_ready` / `handle_alive`, SeqCst) and `outcome_taken` makes the take exclusive.
     pub(crate) fn set_outcome(&self, outcome: Outcome) {
-        // SAFETY: the task runs on one thread, and no joiner reads before FINISHED.
+        // SAFETY: the task runs on one thread, and nobody reads before `outcome_ready`.
         unsafe { *self.result.get() = Some(outcome) };
+        self.outcome_ready.store(true, Ordering::SeqCst);
+        if !self.handle_alive.load(Ordering::SeqCst) {
+            if let Some(value) = self.claim_outcome() {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
+            }
+        }
+    }
+
+    /// The `JoinHandle` is being dropped: returns the value for the caller to drop, if it is
+    /// already there (else the task drops it when it ends).
+    pub(crate) fn detach(&self) -> Option<Outcome> {
+        self.handle_alive.store(false, Ordering::SeqCst);
+        if self.outcome_ready.load(Ordering::SeqCst) {
+            self.claim_outcome()
+        } else {
+            None
+        }
+    }
+
+    fn claim_outcome(&self) -> Option<Outcome> {
+        if self.outcome_taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        // SAFETY: `outcome_ready` was observed (or we are the task that set it), nothing writes
+        // `result` after that, and the swap above makes this the only taker.
+        unsafe { (*self.result.get()).take() }
     }
 
     /// -> FINISHED: publishes the outcome (or `TaskDropped` if there is none), retires the park
@@ -280,10 +347,11 @@ impl Task {
     /// `has_joiners` (all SeqCst). Either the finisher sees the joiner and wakes it, or the
     /// joiner sees FINISHED and does not sleep.
     pub(crate) fn finish(&self) {
-        // SAFETY: the task has stopped running and is not FINISHED yet: no joiner reads.
-        let result = unsafe { &mut *self.result.get() };
-        if result.is_none() {
-            *result = Some(Err(Box::new(TaskDropped)));
+        if !self.outcome_ready.load(Ordering::Acquire) {
+            // The task never reached the end of its body (the runtime dropped it).
+            // SAFETY: the task has stopped running and nobody reads before `outcome_ready`.
+            unsafe { *self.result.get() = Some(Err(Box::new(TaskDropped))) };
+            self.outcome_ready.store(true, Ordering::SeqCst);
         }
         self.park.retire();
         self.state.store(FINISHED, Ordering::SeqCst);
@@ -295,9 +363,10 @@ impl Task {
         }
     }
 
-    /// Blocks the caller until the task has finished.
+    /// Blocks the caller until the task has finished; returns false if the wait was interrupted
+    /// first (the caller is being cancelled, or unwound because its runtime is ending).
     #[track_caller]
-    pub(crate) fn wait_finished(&self) {
+    pub(crate) fn wait_finished(&self) -> bool {
         while !self.is_finished() {
             let park = crate::sched::park::Park::new();
             {
@@ -308,19 +377,28 @@ impl Task {
             }
             self.has_joiners.store(true, Ordering::SeqCst);
             if self.state.load(Ordering::SeqCst) == FINISHED {
-                return;
+                return true;
             }
-            park.wait("join");
+            if park.wait("join") == crate::sched::park::Wake::Interrupted && !self.is_finished() {
+                return false;
+            }
         }
+        true
     }
 
     /// Takes the outcome of a finished task (once: `JoinHandle::join` consumes the handle).
     pub(crate) fn take_outcome(&self) -> Option<Outcome> {
         debug_assert!(self.is_finished());
-        // SAFETY: FINISHED was observed (acquire), so the outcome is written and nothing writes
-        // it again; only the one `JoinHandle` takes it.
-        unsafe { (*self.result.get()).take() }
+        self.claim_outcome()
     }
+}
+
+/// What [`Task::clear`] takes out of a task; the caller decides where it is dropped.
+pub(crate) struct Leftovers {
+    _name: Option<Box<str>>,
+    _domain: Option<Arc<DomainShared>>,
+    _outcome: Option<Outcome>,
+    _joiners: Vec<Unparker>,
 }
 
 /// The text of a panic payload, as printed in messages.

@@ -115,12 +115,20 @@ impl Timers {
         Some(e.unparker)
     }
 
-    /// A timed park ended before its deadline; its entry is now dead weight.
-    pub(crate) fn went_stale(&mut self) {
+    /// A timed park ended before its deadline; its entry is now dead weight. Returns the entries
+    /// removed by a rebuild, for the caller to drop once it no longer borrows the timers.
+    pub(crate) fn went_stale(&mut self) -> Vec<Unparker> {
         self.stale += 1;
+        let mut dropped = Vec::new();
         if self.stale > 64 && self.stale * 2 > self.heap.len() {
-            self.heap.retain(|e| e.unparker.is_pending());
+            let (live, dead): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.heap)
+                .into_vec()
+                .into_iter()
+                .partition(|e| e.unparker.is_pending());
+            self.heap = BinaryHeap::from(live);
+            dropped = dead.into_iter().map(|e| e.unparker).collect();
             self.stale = 0;
         }
+        dropped
     }
 }
