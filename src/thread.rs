@@ -283,20 +283,29 @@ impl<T: 'static> JoinHandle<T> {
     /// Waits for the task to end (parking the caller) and returns its value, or the payload of
     /// its panic as `Err`.
     #[track_caller]
-    pub fn join(self) -> Result<T> {
-        let task = self.task();
-        if !task.wait_finished() {
-            // Interrupted: the joiner is being unwound (its runtime is ending).
-            return Err(Box::new(crate::task::TaskDropped));
-        }
-        match task
-            .take_outcome()
-            .expect("a task's outcome is taken once, by its JoinHandle")
-        {
-            Ok(value) => Ok(*(value as Box<dyn Any>)
+    pub fn join(mut self) -> Result<T> {
+        let finished = self.task().wait_finished();
+        // SAFETY: `self` is forgotten right after, so `thread` is neither used nor dropped again.
+        let thread = unsafe { ManuallyDrop::take(&mut self.thread) };
+        std::mem::forget(self);
+        let Inner::Task(task) = thread.inner else {
+            unreachable!("a join handle refers to a task")
+        };
+        let outcome = if finished {
+            task.take_outcome()
+        } else {
+            // Interrupted (the joiner is being unwound as its runtime ends): let the task drop
+            // its value.
+            drop(task.detach());
+            None
+        };
+        crate::sched::release(task);
+        match outcome {
+            Some(Ok(value)) => Ok(*(value as Box<dyn Any>)
                 .downcast::<T>()
                 .expect("task value of the joined type")),
-            Err(payload) => Err(payload),
+            Some(Err(payload)) => Err(payload),
+            None => Err(Box::new(crate::task::TaskDropped)),
         }
     }
 }

@@ -62,7 +62,7 @@ use super::runtime::RuntimeShared;
 use crate::io::Poller;
 use crate::stack::Pool;
 use crate::switch::Suspend;
-use crate::task::Task;
+use crate::task::{CachedTask, Task, TaskCache};
 use crate::time::Timers;
 
 const NO_REQUEST: usize = usize::MAX;
@@ -236,7 +236,7 @@ pub(crate) struct Local {
     timers: RefCell<Timers>,
     registry: RefCell<Registry>,
     pub(crate) stacks: RefCell<Pool>,
-    task_cache: RefCell<Vec<Arc<Task>>>,
+    task_cache: RefCell<TaskCache>,
     stealable: Cell<usize>,
     countdown: Cell<u32>,
 }
@@ -250,7 +250,7 @@ impl Local {
             timers: RefCell::new(Timers::default()),
             registry: RefCell::new(Registry::default()),
             stacks: RefCell::new(Pool::default()),
-            task_cache: RefCell::new(Vec::new()),
+            task_cache: RefCell::new(TaskCache::default()),
             stealable: Cell::new(0),
             countdown: Cell::new(MAINTENANCE_INTERVAL),
         }
@@ -281,22 +281,15 @@ impl Local {
     }
 
     /// Keeps the allocation of a finished task whose last reference this is, for the next spawn.
-    pub(crate) fn recycle(&self, mut task: Arc<Task>) {
-        if self.task_cache.borrow().len() >= TASK_CACHE {
-            return;
-        }
-        let Some(t) = Arc::get_mut(&mut task) else {
-            return;
-        };
-        let leftovers = t.clear();
-        self.task_cache.borrow_mut().push(task);
+    pub(crate) fn recycle(&self, task: Arc<Task>) {
+        let leftovers = self.task_cache.borrow_mut().put(task, TASK_CACHE);
         // Dropped outside the cache's borrow: it may hold other tasks' last references.
         drop(leftovers);
     }
 
     /// A cleared task allocation to build the next task in, if the cache has one.
-    pub(crate) fn cached_task(&self) -> Option<Arc<Task>> {
-        self.task_cache.borrow_mut().pop()
+    pub(crate) fn cached_task(&self) -> Option<CachedTask> {
+        self.task_cache.borrow_mut().take()
     }
 
     /// Queues a task this domain already owns that was woken on this thread.

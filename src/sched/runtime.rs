@@ -240,7 +240,7 @@ fn dropped_config(rt: &RuntimeShared, opts: SpawnOptions) -> TaskConfig {
 unsafe fn new_task<B>(
     rt: &RuntimeShared,
     pool: &mut Pool,
-    recycled: Option<Arc<Task>>,
+    recycled: Option<crate::task::CachedTask>,
     opts: SpawnOptions,
     body: B,
 ) -> io::Result<Arc<Task>>

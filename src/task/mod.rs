@@ -23,14 +23,15 @@
 //!   that owns the task (for a NEW task: whoever holds it in a queue, which hands it over with
 //!   the queue's own synchronisation).
 //! - `park`, `cancelled`: any thread (atomics).
-//! - `result`: written once by the task (or by its domain, for a task it dropped) before
-//!   `outcome_ready` is published, then taken once (`outcome_taken`) by the `JoinHandle`, or by
-//!   whichever of the task and the dropped handle sees the other gone (see `set_outcome`).
+//! - `result`: written once by the task (or by its domain, for a task it dropped) before READY
+//!   is published, then taken once: by the joining `JoinHandle`, or by whichever of the task
+//!   and a dropped handle comes second (see [`Task::set_outcome`]).
 //! - `joiners`: any thread, under its spin lock; see [`Task::finish`] for the lock-free fast path.
 
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -43,6 +44,11 @@ use crate::util::SpinLock;
 const NEW: u8 = 0;
 const STARTED: u8 = 1;
 const FINISHED: u8 = 2;
+
+/// `outcome_state`: the outcome is in `result`.
+const READY: u8 = 1;
+/// `outcome_state`: the `JoinHandle` was dropped without joining.
+const DETACHED: u8 = 2;
 
 /// The value a task's body produced, type-erased, or its panic payload.
 pub(crate) type Outcome = Result<Box<dyn Any>, Box<dyn Any + Send>>;
@@ -90,12 +96,8 @@ pub(crate) struct Task {
     slot: Cell<usize>,
     park_site: Cell<Option<(&'static str, &'static Location<'static>)>>,
     result: UnsafeCell<Option<Outcome>>,
-    /// The outcome is in `result` (set once, by the task or its domain).
-    outcome_ready: AtomicBool,
-    /// Someone took the outcome (a joiner, or whoever dropped a detached task's value).
-    outcome_taken: AtomicBool,
-    /// The task's `JoinHandle` still exists.
-    handle_alive: AtomicBool,
+    /// READY | DETACHED: who may take `result` (see [`Task::set_outcome`]).
+    outcome_state: AtomicU8,
     has_joiners: AtomicBool,
     joiners: SpinLock<Vec<Unparker>>,
 }
@@ -123,17 +125,14 @@ impl Task {
     /// `recycled`, when given, is a finished task from a domain's cache (see [`Task::clear`]):
     /// its allocation is reused, so a warm spawn does not allocate.
     pub(crate) fn new(
-        recycled: Option<Arc<Task>>,
+        recycled: Option<CachedTask>,
         cfg: TaskConfig,
         slot: crate::stack::Slot,
         make_fiber: impl FnOnce(crate::stack::Slot, *const Task) -> Fiber,
     ) -> Arc<Task> {
         let fresh = Task::blank(cfg, (slot.guard_low(), slot.guard_high(), slot.size()));
         let task = match recycled {
-            Some(mut task) => {
-                *Arc::get_mut(&mut task).expect("a cached task is not shared") = fresh;
-                task
-            }
+            Some(cached) => cached.fill(fresh),
             None => Arc::new(fresh),
         };
         let fiber = make_fiber(slot, Arc::as_ptr(&task));
@@ -148,7 +147,7 @@ impl Task {
         task.state.store(FINISHED, Ordering::Relaxed);
         // SAFETY: the task is not shared yet.
         unsafe { *task.result.get() = Some(Err(Box::new(TaskDropped))) };
-        task.outcome_ready.store(true, Ordering::Relaxed);
+        task.outcome_state.store(READY, Ordering::Relaxed);
         Arc::new(task)
     }
 
@@ -179,9 +178,7 @@ impl Task {
             slot: Cell::new(usize::MAX),
             park_site: Cell::new(None),
             result: UnsafeCell::new(None),
-            outcome_ready: AtomicBool::new(false),
-            outcome_taken: AtomicBool::new(false),
-            handle_alive: AtomicBool::new(true),
+            outcome_state: AtomicU8::new(0),
             has_joiners: AtomicBool::new(false),
             joiners: SpinLock::new(Vec::new()),
         }
@@ -305,36 +302,34 @@ impl Task {
     /// If the task's `JoinHandle` is gone, nobody will take the value: it is dropped right here,
     /// on the task's own stack and as the task, as std drops a detached thread's value on that
     /// thread, rather than later on the scheduler's stack where a destructor could neither
-    /// block nor panic safely. The handle and the task meet through a Dekker pair
-    /// (`outcome_ready` / `handle_alive`, SeqCst) and `outcome_taken` makes the take exclusive.
+    /// block nor panic safely. The task sets READY and a dropped handle sets DETACHED, each with
+    /// one `fetch_add` on `outcome_state` (each bit is set once, so adding is or-ing, in one
+    /// `lock xadd` instead of a compare-exchange loop): whichever sets its bit second saw the other's and
+    /// takes the value, so exactly one of them drops it. A handle that joins never sets
+    /// DETACHED; it takes the value after FINISHED.
     pub(crate) fn set_outcome(&self, outcome: Outcome) {
-        // SAFETY: the task runs on one thread, and nobody reads before `outcome_ready`.
+        // SAFETY: the task runs on one thread, and nobody takes before READY.
         unsafe { *self.result.get() = Some(outcome) };
-        self.outcome_ready.store(true, Ordering::SeqCst);
-        if !self.handle_alive.load(Ordering::SeqCst) {
-            if let Some(value) = self.claim_outcome() {
+        if self.outcome_state.fetch_add(READY, Ordering::AcqRel) & DETACHED != 0 {
+            if let Some(value) = self.take_result() {
                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)));
             }
         }
     }
 
-    /// The `JoinHandle` is being dropped: returns the value for the caller to drop, if it is
-    /// already there (else the task drops it when it ends).
+    /// The `JoinHandle` is dropped without joining: returns the value for the caller to drop if
+    /// it is already there (else the task drops it when it ends).
     pub(crate) fn detach(&self) -> Option<Outcome> {
-        self.handle_alive.store(false, Ordering::SeqCst);
-        if self.outcome_ready.load(Ordering::SeqCst) {
-            self.claim_outcome()
+        if self.outcome_state.fetch_add(DETACHED, Ordering::AcqRel) & READY != 0 {
+            self.take_result()
         } else {
             None
         }
     }
 
-    fn claim_outcome(&self) -> Option<Outcome> {
-        if self.outcome_taken.swap(true, Ordering::AcqRel) {
-            return None;
-        }
-        // SAFETY: `outcome_ready` was observed (or we are the task that set it), nothing writes
-        // `result` after that, and the swap above makes this the only taker.
+    fn take_result(&self) -> Option<Outcome> {
+        // SAFETY: the caller won the READY/DETACHED exchange (or joins after FINISHED with the
+        // handle alive), so it is the only one to take, and nothing writes `result` after READY.
         unsafe { (*self.result.get()).take() }
     }
 
@@ -347,11 +342,9 @@ impl Task {
     /// `has_joiners` (all SeqCst). Either the finisher sees the joiner and wakes it, or the
     /// joiner sees FINISHED and does not sleep.
     pub(crate) fn finish(&self) {
-        if !self.outcome_ready.load(Ordering::Acquire) {
+        if self.outcome_state.load(Ordering::Acquire) & READY == 0 {
             // The task never reached the end of its body (the runtime dropped it).
-            // SAFETY: the task has stopped running and nobody reads before `outcome_ready`.
-            unsafe { *self.result.get() = Some(Err(Box::new(TaskDropped))) };
-            self.outcome_ready.store(true, Ordering::SeqCst);
+            self.set_outcome(Err(Box::new(TaskDropped)));
         }
         self.park.retire();
         self.state.store(FINISHED, Ordering::SeqCst);
@@ -386,10 +379,79 @@ impl Task {
         true
     }
 
-    /// Takes the outcome of a finished task (once: `JoinHandle::join` consumes the handle).
+    /// Takes the outcome of a finished task, for the `JoinHandle` that joins it (it never
+    /// detached, so the task left the value there).
     pub(crate) fn take_outcome(&self) -> Option<Outcome> {
         debug_assert!(self.is_finished());
-        self.claim_outcome()
+        self.take_result()
+    }
+}
+
+/// A domain's cache of finished task allocations, for spawns to reuse.
+///
+/// Entries are uniquely owned: a task enters only when the reference handed in is its last one.
+/// `Arc<Task>` is never downgraded (no `Weak` exists), so a strong count of 1, read with an
+/// acquire fence like `Arc::drop` uses, proves that nobody else can reach the task. The cache
+/// then keeps the raw allocation and writes the next task into it in place: no allocation and
+/// no atomic read-modify-write on either side.
+#[derive(Default)]
+pub(crate) struct TaskCache {
+    free: Vec<NonNull<Task>>,
+}
+
+/// A cleared task allocation taken from a [`TaskCache`].
+pub(crate) struct CachedTask(NonNull<Task>);
+
+impl CachedTask {
+    /// Writes `fresh` into the allocation and hands it out again as an `Arc`.
+    fn fill(self, fresh: Task) -> Arc<Task> {
+        let ptr = self.0.as_ptr();
+        std::mem::forget(self);
+        // SAFETY: the allocation came from `Arc::into_raw` of the last reference (see
+        // `TaskCache::put`), so nobody else can see it; assigning drops the cleared old value
+        // in place.
+        unsafe {
+            *ptr = fresh;
+            Arc::from_raw(ptr)
+        }
+    }
+}
+
+impl Drop for CachedTask {
+    fn drop(&mut self) {
+        // SAFETY: as in `fill`: we own the allocation's last reference.
+        drop(unsafe { Arc::from_raw(self.0.as_ptr()) });
+    }
+}
+
+impl TaskCache {
+    /// Keeps `task` if this is its last reference and the cache has room; returns what the
+    /// task still held, for the caller to drop (outside any borrow of the cache).
+    pub(crate) fn put(&mut self, task: Arc<Task>, limit: usize) -> Option<Leftovers> {
+        if self.free.len() >= limit || Arc::strong_count(&task) != 1 {
+            return None;
+        }
+        // Pairs with the release decrements of the references dropped before ours.
+        std::sync::atomic::fence(Ordering::Acquire);
+        let ptr = Arc::into_raw(task) as *mut Task;
+        // SAFETY: a strong count of 1 with no `Weak` in existence means this was the only
+        // reference, so we may mutate through it.
+        let leftovers = unsafe { (*ptr).clear() };
+        // SAFETY: `Arc::into_raw` never returns null.
+        self.free.push(unsafe { NonNull::new_unchecked(ptr) });
+        Some(leftovers)
+    }
+
+    pub(crate) fn take(&mut self) -> Option<CachedTask> {
+        self.free.pop().map(CachedTask)
+    }
+}
+
+impl Drop for TaskCache {
+    fn drop(&mut self) {
+        for ptr in self.free.drain(..) {
+            drop(CachedTask(ptr));
+        }
     }
 }
 
