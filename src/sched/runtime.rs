@@ -307,21 +307,41 @@ fn global() -> &'static Arc<RuntimeShared> {
         // Id 0 stands for "the main task" in every runtime; the global one has none.
         rt.next_id();
         for i in 0..rt.domains.len() {
-            let rt2 = rt.clone();
-            std::thread::Builder::new()
-                .name(format!("bobine-global-{i}"))
-                .spawn(move || {
-                    let local = Local::new(rt2, i);
-                    let _enter = local.enter();
-                    let _alt = stack::AltStack::ensure();
-                    let shared = local.shared.clone();
-                    let _abort_guard = AbortOnPanic;
-                    local.run_until(&|| shared.stop.load(Ordering::Acquire));
-                })
-                .unwrap_or_else(|e| panic!("bobine: cannot start a global domain thread: {e}"));
+            // Detached: the global runtime's domains end with the process.
+            drop(start_domain_thread(
+                &rt,
+                i,
+                format!("bobine-global-{i}"),
+                false,
+            ));
         }
         rt
     })
+}
+
+/// Starts the OS thread of domain `i`: it runs tasks until its domain is asked to stop, then
+/// (when `shuts_down`) takes its part in the shutdown protocol.
+fn start_domain_thread(
+    rt: &Arc<RuntimeShared>,
+    i: usize,
+    name: String,
+    shuts_down: bool,
+) -> std::thread::JoinHandle<()> {
+    let rt = rt.clone();
+    std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let local = Local::new(rt, i);
+            let _enter = local.enter();
+            let _alt = stack::AltStack::ensure();
+            let shared = local.shared.clone();
+            let _abort_guard = AbortOnPanic;
+            local.run_until(&|| shared.stop.load(Ordering::Acquire));
+            if shuts_down {
+                shut_down(&local);
+            }
+        })
+        .unwrap_or_else(|e| panic!("bobine: cannot start the thread of domain {i}: {e}"))
 }
 
 /// Runs `f` as the main task of a new runtime and returns its value (see the module doc).
@@ -335,20 +355,12 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
         .unwrap_or_else(|e| panic!("bobine: cannot start a runtime: {e}"));
     let mut threads = Vec::with_capacity(rt.domains.len() - 1);
     for i in 1..rt.domains.len() {
-        let rt2 = rt.clone();
-        let t = std::thread::Builder::new()
-            .name(format!("bobine-domain-{i}"))
-            .spawn(move || {
-                let local = Local::new(rt2, i);
-                let _enter = local.enter();
-                let _alt = stack::AltStack::ensure();
-                let shared = local.shared.clone();
-                let _abort_guard = AbortOnPanic;
-                local.run_until(&|| shared.stop.load(Ordering::Acquire));
-                shut_down(&local);
-            })
-            .unwrap_or_else(|e| panic!("bobine: cannot start domain thread {i}: {e}"));
-        threads.push(t);
+        threads.push(start_domain_thread(
+            &rt,
+            i,
+            format!("bobine-domain-{i}"),
+            true,
+        ));
     }
 
     let local = Local::new(rt.clone(), 0);

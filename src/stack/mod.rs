@@ -334,8 +334,8 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    /// Takes a free slot of `size` usable bytes (already normalised), carving a chunk if none.
-    pub(crate) fn get(&mut self, arena: &Arena, size: usize) -> io::Result<Slot> {
+    /// The free list for stacks of `size` usable bytes.
+    fn class(&mut self, size: usize) -> &mut Vec<Slot> {
         let idx = match self.classes.iter().position(|(s, _)| *s == size) {
             Some(i) => i,
             None => {
@@ -343,7 +343,12 @@ impl Pool {
                 self.classes.len() - 1
             }
         };
-        let free = &mut self.classes[idx].1;
+        &mut self.classes[idx].1
+    }
+
+    /// Takes a free slot of `size` usable bytes (already normalised), carving a chunk if none.
+    pub(crate) fn get(&mut self, arena: &Arena, size: usize) -> io::Result<Slot> {
+        let free = self.class(size);
         if let Some(slot) = free.pop() {
             return Ok(slot);
         }
@@ -362,14 +367,7 @@ impl Pool {
     pub(crate) fn put(&mut self, arena: &Arena, slot: Slot) {
         slot.trim();
         let size = slot.size;
-        let idx = match self.classes.iter().position(|(s, _)| *s == size) {
-            Some(i) => i,
-            None => {
-                self.classes.push((size, Vec::new()));
-                self.classes.len() - 1
-            }
-        };
-        let free = &mut self.classes[idx].1;
+        let free = self.class(size);
         free.push(slot);
         if free.len() > 2 * CHUNK_SLOTS {
             arena.spill(size, free.drain(..CHUNK_SLOTS));
