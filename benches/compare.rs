@@ -27,8 +27,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
 
-/// Green tasks spawned before they are joined.
-const BATCH: u64 = 1000;
+mod common;
+
+use common::{BATCH, bobine_yield};
+
 /// OS threads spawned before they are joined.
 const STD_BATCH: u64 = 100;
 
@@ -58,40 +60,8 @@ fn batches(iters: u64, batch: u64, mut f: impl FnMut(u64)) {
 // ---------------------------------------------------------------------------------------------
 // bobine
 
-fn bobine_runtime() -> bobine::Builder {
-    bobine::Builder::new().domains(1)
-}
-
-fn bobine_yield(iters: u64) -> Duration {
-    bobine_runtime().run(move || {
-        let start = Instant::now();
-        let other = bobine::thread::spawn(move || {
-            for _ in 0..iters {
-                bobine::thread::yield_now();
-            }
-        });
-        for _ in 0..iters {
-            bobine::thread::yield_now();
-        }
-        other.join().expect("yielding task panicked");
-        start.elapsed() / 2
-    })
-}
-
 fn bobine_spawn_join(iters: u64) -> Duration {
-    bobine_runtime().run(move || {
-        let mut handles = Vec::with_capacity(BATCH as usize);
-        let start = Instant::now();
-        batches(iters, BATCH, |n| {
-            for _ in 0..n {
-                handles.push(bobine::thread::spawn(|| ()));
-            }
-            for h in handles.drain(..) {
-                h.join().expect("empty task panicked");
-            }
-        });
-        start.elapsed()
-    })
+    common::runtime().run(move || common::spawn_join_loop(iters))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,21 +21,18 @@
 
 use std::hint::black_box;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
 
-/// Tasks spawned before they are joined, in the spawn + join loops.
-const BATCH: u64 = 1000;
+mod common;
+
+use common::{BATCH, bobine_yield, runtime, spawn_join_loop};
+
 /// Live parked tasks in the "no collapse" variant and in the memory measurement.
 const PARKED: usize = 100_000;
 /// How long the parked tasks sleep: far longer than any run, so they stay parked.
 const PARK_FOR: Duration = Duration::from_secs(3600);
-
-/// A one-domain runtime: what every benchmark here measures.
-fn runtime() -> bobine::Builder {
-    bobine::Builder::new().domains(1)
-}
 
 /// The floor: one corosensei resume + suspend round trip, no scheduler.
 fn raw_switch(c: &mut Criterion) {
@@ -50,47 +47,11 @@ fn raw_switch(c: &mut Criterion) {
     g.finish();
 }
 
-/// Two tasks each yield `iters` times; returns the time of `iters` yields (half the total).
-fn bobine_yield(iters: u64) -> Duration {
-    runtime().run(move || {
-        let start = Instant::now();
-        let other = bobine::thread::spawn(move || {
-            for _ in 0..iters {
-                bobine::thread::yield_now();
-            }
-        });
-        for _ in 0..iters {
-            bobine::thread::yield_now();
-        }
-        other.join().expect("yielding task panicked");
-        start.elapsed() / 2
-    })
-}
-
 fn yield_bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("yield");
     g.throughput(Throughput::Elements(1));
     g.bench_function("bobine", |b| b.iter_custom(bobine_yield));
     g.finish();
-}
-
-/// Spawns `iters` empty tasks in batches of [`BATCH`], joining each batch before the next;
-/// must run inside a task. Returns the time taken.
-fn spawn_join_loop(iters: u64) -> Duration {
-    let mut handles = Vec::with_capacity(BATCH as usize);
-    let start = Instant::now();
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(BATCH);
-        for _ in 0..n {
-            handles.push(bobine::thread::spawn(|| ()));
-        }
-        for h in handles.drain(..) {
-            h.join().expect("empty task panicked");
-        }
-        left -= n;
-    }
-    start.elapsed()
 }
 
 /// Spawns [`PARKED`] tasks that sleep for an hour, and lets each of them run once (so it has

@@ -189,7 +189,7 @@ where
                 // The runtime is ending (this is a destructor run by the shutdown): the task
                 // would never run. Its closure is dropped now and joiners get `TaskDropped`.
                 drop(body);
-                return Ok(Task::dropped(dropped_config(&local.rt, opts)));
+                return Ok(Task::dropped(task_config(&local.rt, opts)));
             }
             // SAFETY: forwarded from our caller.
             let task = unsafe {
@@ -220,7 +220,8 @@ where
     }
 }
 
-fn dropped_config(rt: &RuntimeShared, opts: SpawnOptions) -> TaskConfig {
+/// Ids and the name for a new task.
+fn task_config(rt: &RuntimeShared, opts: SpawnOptions) -> TaskConfig {
     let id = rt.next_id();
     TaskConfig {
         id,
@@ -255,15 +256,7 @@ where
     if opts.depth > 0 {
         rt.max_depth.fetch_max(opts.depth, Ordering::Relaxed);
     }
-    let id = rt.next_id();
-    let cfg = TaskConfig {
-        id,
-        thread_id: rt.thread_id(id),
-        name: opts.name.map(String::into_boxed_str),
-        face: opts.face,
-        pinned: opts.pinned,
-        depth: opts.depth,
-    };
+    let cfg = task_config(rt, opts);
     Ok(Task::new(recycled, cfg, slot, |slot, task_ptr| {
         let root = move |y: &crate::switch::FiberYielder| {
             // SAFETY: the fiber runs only while its task is alive (its domain's registry owns
