@@ -323,12 +323,12 @@ impl Park {
     }
 
     /// Blocks until unparked or until `deadline`.
-    #[track_caller]
     ///
     /// # Panics
     ///
     /// If called by another task or thread than the one that made the park (a `Park` is
     /// `!Send`, but a `spawn_local` task could still capture another task's park).
+    #[track_caller]
     pub fn wait_until(self, reason: &'static str, deadline: Option<Instant>) -> Wake {
         let site = Location::caller();
         let mine = match &self.target {
