@@ -4,7 +4,7 @@
 //! domain fires due entries when it has nothing to run, and every few scheduling rounds
 //! otherwise, so a timer never costs a syscall on the yield path. Entries are not removed when
 //! their park ends some other way: the stale [`Unparker`] does nothing when it fires. The task
-//! that was woken early reports it ([`Timers::went_stale`]), and once stale entries are the
+//! that was woken early reports it (`Timers::went_stale`), and once stale entries are the
 //! majority of a large heap the heap is rebuilt without them, so memory stays flat under
 //! millions of timed waits that end early.
 
