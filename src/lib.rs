@@ -39,6 +39,7 @@ mod task;
 mod util;
 
 pub mod ocaml;
+pub mod sync;
 pub mod thread;
 pub mod time;
 

@@ -1,5 +1,5 @@
-//! The OCaml threads face: OCaml's `Thread` (and, in later modules, `Mutex`, `Condition`,
-//! `Semaphore`, `Event`) with OCaml's names and error messages, so that OCaml thread programs
+//! The OCaml threads face: OCaml's `Thread`, `Mutex`, `Condition` and `Semaphore` (and, with
+//! the events issue, `Event`) with OCaml's names and error messages, so that OCaml thread programs
 //! port line by line.
 //!
 //! Names follow the OCaml manual's `Thread` module (OCaml 4.14/5.x threads library); `yield`,
@@ -8,4 +8,7 @@
 //! `bobine::run(|| { ... })`. This module is thin: names and messages only; the behaviour lives
 //! in the runtime core.
 
+pub mod condition;
+pub mod mutex;
+pub mod semaphore;
 pub mod thread;

@@ -76,6 +76,26 @@ pub(crate) fn forcing() -> bool {
     with_current(|t| t.forcing.get()).unwrap_or(false)
 }
 
+/// Whether spinning on a held lock could see it released: true on a plain OS thread, or on a
+/// domain of a runtime with other domains (the holder may be running there). On a lone domain
+/// the holder cannot run while we spin, so we park at once.
+pub(crate) fn spinning_may_help() -> bool {
+    let p = LOCAL.with(|l| l.get());
+    // SAFETY: as in `with_local`.
+    p.is_null() || unsafe { &*p }.rt.domains.len() > 1
+}
+
+/// A wait that cannot fail (a std-like `lock`, `wait`, `recv`) was interrupted: the runtime
+/// is unwinding this task at shutdown (or, later, the task is being cancelled) while the thing
+/// it waits for can never be handed to it.
+#[track_caller]
+pub(crate) fn interrupted_wait(what: &str) -> ! {
+    panic!(
+        "bobine: {what} was interrupted: this task is being unwound (its runtime is ending) \
+         while it waits, and what it waits for can no longer be handed to it"
+    )
+}
+
 /// Whether this thread is a domain thread.
 pub(crate) fn on_domain() -> bool {
     !LOCAL.with(|l| l.get()).is_null()

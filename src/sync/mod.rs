@@ -1,0 +1,41 @@
+//! Synchronisation: std's `sync` API (`Mutex`, `Condvar`, `RwLock`, `Barrier`, `mpsc`) plus a
+//! counting `Semaphore`, whose blocking calls park the task instead of the OS thread.
+//!
+//! Every primitive here works the same for tasks on any domain and for plain OS threads, in any
+//! mix: they all wait through one FIFO wait queue ([`waitqueue`]) on top of `sched::park`. The
+//! signatures are std's, so a program written for `std::sync` compiles and behaves the same
+//! after changing only its `use` lines. This module owns the primitives' state; it must not
+//! touch scheduler internals beyond `Park`/`Unparker`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bobine::sync::{Condvar, Mutex};
+//!
+//! bobine::run(|| {
+//!     let latch = Arc::new((Mutex::new(0u32), Condvar::new()));
+//!     for _ in 0..4 {
+//!         let latch = latch.clone();
+//!         bobine::thread::spawn(move || {
+//!             *latch.0.lock().unwrap() += 1;
+//!             latch.1.notify_all();
+//!         });
+//!     }
+//!     let (count, cvar) = &*latch;
+//!     let n = cvar.wait_while(count.lock().unwrap(), |n| *n < 4).unwrap();
+//!     assert_eq!(*n, 4);
+//! });
+//! ```
+
+mod condvar;
+pub mod mpsc;
+mod mutex;
+pub(crate) mod raw;
+mod rwlock;
+mod semaphore;
+pub(crate) mod waitqueue;
+
+pub use condvar::{Condvar, WaitTimeoutResult};
+pub use mutex::{Mutex, MutexGuard};
+pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+pub use semaphore::{Barrier, BarrierWaitResult, Semaphore};
+pub use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};

@@ -1,0 +1,501 @@
+//! `mpsc`: std's multi-producer, single-consumer channels, whose blocking calls park the task.
+//!
+//! One flavour-agnostic channel: a buffer, a sender count, a receiver flag and two wait lists
+//! (the receiver; blocked senders) under one spin lock.
+//!
+//! | constructor        | `send` blocks                                  |
+//! |--------------------|------------------------------------------------|
+//! | `channel()`        | never                                          |
+//! | `sync_channel(n)`  | while `n` values are buffered                  |
+//! | `sync_channel(0)`  | until the receiver has taken this very value   |
+//!
+//! Rendezvous (`sync_channel(0)`): the sender puts its value in the buffer, marked as having a
+//! blocked sender, and waits until the receive count passes its value's sequence number. The
+//! receiver, taking a marked value, wakes the oldest blocked sender (senders queue in the order
+//! they put values). If the receiver goes away first, the sender takes its value back and
+//! returns it in `SendError`, as std does.
+//!
+//! The error types are std's own, re-exported.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
+
+use super::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::park::Unparker;
+use crate::util::SpinLock;
+
+struct Slot<T> {
+    value: Option<T>,
+    /// A `send` is blocked until this value is taken (rendezvous).
+    sender_waits: bool,
+}
+
+struct State<T> {
+    buffer: VecDeque<Slot<T>>,
+    /// `None`: unbounded.
+    capacity: Option<usize>,
+    pushed: u64,
+    received: u64,
+    senders: usize,
+    receiver: bool,
+    recv_queue: WaitList,
+    send_queue: WaitList,
+}
+
+struct Chan<T> {
+    state: SpinLock<State<T>>,
+}
+
+fn new_chan<T>(capacity: Option<usize>) -> Arc<Chan<T>> {
+    Arc::new(Chan {
+        state: SpinLock::new(State {
+            buffer: VecDeque::new(),
+            capacity,
+            pushed: 0,
+            received: 0,
+            senders: 1,
+            receiver: true,
+            recv_queue: WaitList::new(),
+            send_queue: WaitList::new(),
+        }),
+    })
+}
+
+/// An unbounded channel, like `std::sync::mpsc::channel`.
+///
+/// ```
+/// use bobine::sync::mpsc;
+/// bobine::run(|| {
+///     let (tx, rx) = mpsc::channel();
+///     for i in 0..3 {
+///         let tx = tx.clone();
+///         bobine::thread::spawn(move || tx.send(i).unwrap());
+///     }
+///     drop(tx);
+///     let mut got: Vec<i32> = rx.iter().collect();
+///     got.sort();
+///     assert_eq!(got, [0, 1, 2]);
+/// });
+/// ```
+pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
+    let chan = new_chan(None);
+    (
+        Sender { chan: chan.clone() },
+        Receiver {
+            chan,
+            _not_sync: PhantomData,
+        },
+    )
+}
+
+/// A bounded channel, like `std::sync::mpsc::sync_channel`: `bound` values may wait in the
+/// buffer; with `bound` 0 every `send` waits for the matching `recv` (a rendezvous).
+pub fn sync_channel<T>(bound: usize) -> (SyncSender<T>, Receiver<T>) {
+    let chan = new_chan(Some(bound));
+    (
+        SyncSender { chan: chan.clone() },
+        Receiver {
+            chan,
+            _not_sync: PhantomData,
+        },
+    )
+}
+
+/// The sending half of [`channel`].
+pub struct Sender<T> {
+    chan: Arc<Chan<T>>,
+}
+
+/// The sending half of [`sync_channel`].
+pub struct SyncSender<T> {
+    chan: Arc<Chan<T>>,
+}
+
+/// The receiving half of a channel. Like std's it may move between threads but is not shared.
+pub struct Receiver<T> {
+    chan: Arc<Chan<T>>,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+impl<T> Chan<T> {
+    /// Blocking send (every flavour).
+    #[track_caller]
+    fn send(&self, value: T) -> Result<(), SendError<T>> {
+        let mut state = self.state.lock();
+        loop {
+            if !state.receiver {
+                return Err(SendError(value));
+            }
+            match state.capacity {
+                Some(0) => break,
+                Some(cap) if state.buffer.len() >= cap => {}
+                _ => {
+                    state.buffer.push_back(Slot {
+                        value: Some(value),
+                        sender_waits: false,
+                    });
+                    state.pushed += 1;
+                    let receiver = state.recv_queue.pop_front();
+                    drop(state);
+                    wake(receiver);
+                    return Ok(());
+                }
+            }
+            // Bounded and full: wait for room.
+            let (again, woken) = wait_in(
+                &self.state,
+                state,
+                |s| &mut s.send_queue,
+                0,
+                "SyncSender::send",
+                None,
+                || (),
+            );
+            if woken == Woken::Interrupted {
+                crate::sched::interrupted_wait("SyncSender::send");
+            }
+            state = again;
+        }
+        // Rendezvous: hand the value over and wait until it is taken.
+        let seq = state.pushed;
+        state.buffer.push_back(Slot {
+            value: Some(value),
+            sender_waits: true,
+        });
+        state.pushed += 1;
+        let receiver = state.recv_queue.pop_front();
+        wake(receiver);
+        loop {
+            if state.received > seq {
+                return Ok(());
+            }
+            if !state.receiver {
+                let index = (seq - state.received) as usize;
+                let value = state.buffer[index]
+                    .value
+                    .take()
+                    .expect("an untaken rendezvous value");
+                return Err(SendError(value));
+            }
+            let (again, woken) = wait_in(
+                &self.state,
+                state,
+                |s| &mut s.send_queue,
+                0,
+                "SyncSender::send",
+                None,
+                || (),
+            );
+            if woken == Woken::Interrupted {
+                crate::sched::interrupted_wait("SyncSender::send");
+            }
+            state = again;
+        }
+    }
+
+    fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+        let mut state = self.state.lock();
+        if !state.receiver {
+            return Err(TrySendError::Disconnected(value));
+        }
+        let room = match state.capacity {
+            // A rendezvous completes at once only if the receiver is already waiting.
+            Some(0) => state.buffer.is_empty() && !state.recv_queue.is_empty(),
+            Some(cap) => state.buffer.len() < cap,
+            None => true,
+        };
+        if !room {
+            return Err(TrySendError::Full(value));
+        }
+        state.buffer.push_back(Slot {
+            value: Some(value),
+            sender_waits: false,
+        });
+        state.pushed += 1;
+        let receiver = state.recv_queue.pop_front();
+        drop(state);
+        wake(receiver);
+        Ok(())
+    }
+
+    #[track_caller]
+    fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        let mut state = self.state.lock();
+        loop {
+            if let Some(slot) = state.buffer.pop_front() {
+                state.received += 1;
+                let value = slot
+                    .value
+                    .expect("the receiver is alive, so no value was taken back");
+                let sender = match state.capacity {
+                    Some(0) if slot.sender_waits => state.send_queue.pop_front(),
+                    Some(0) | None => None,
+                    Some(_) => state.send_queue.pop_front(),
+                };
+                drop(state);
+                wake(sender);
+                return Ok(value);
+            }
+            if state.senders == 0 {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            let (again, woken) = wait_in(
+                &self.state,
+                state,
+                |s| &mut s.recv_queue,
+                0,
+                "Receiver::recv",
+                deadline,
+                || (),
+            );
+            if woken == Woken::Interrupted {
+                crate::sched::interrupted_wait("Receiver::recv");
+            }
+            state = again;
+        }
+    }
+
+    fn try_recv(&self) -> Result<T, TryRecvError> {
+        let mut state = self.state.lock();
+        match state.buffer.pop_front() {
+            Some(slot) => {
+                state.received += 1;
+                let value = slot
+                    .value
+                    .expect("the receiver is alive, so no value was taken back");
+                let sender = match state.capacity {
+                    Some(0) if slot.sender_waits => state.send_queue.pop_front(),
+                    Some(0) | None => None,
+                    Some(_) => state.send_queue.pop_front(),
+                };
+                drop(state);
+                wake(sender);
+                Ok(value)
+            }
+            None if state.senders == 0 => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
+    }
+
+    fn add_sender(&self) {
+        self.state.lock().senders += 1;
+    }
+
+    fn drop_sender(&self) {
+        let mut state = self.state.lock();
+        state.senders -= 1;
+        let receiver = if state.senders == 0 {
+            state.recv_queue.pop_front()
+        } else {
+            None
+        };
+        drop(state);
+        wake(receiver);
+    }
+
+    fn drop_receiver(&self) {
+        let mut state = self.state.lock();
+        state.receiver = false;
+        while let Some(u) = state.send_queue.pop_front() {
+            u.unpark();
+        }
+        // Buffered values are dropped now, outside the lock; a rendezvous sender still waiting
+        // takes its own value back.
+        let dropped = if state.capacity == Some(0) {
+            VecDeque::new()
+        } else {
+            std::mem::take(&mut state.buffer)
+        };
+        drop(state);
+        drop(dropped);
+    }
+}
+
+fn wake(u: Option<Unparker>) {
+    if let Some(u) = u {
+        u.unpark();
+    }
+}
+
+impl<T> Sender<T> {
+    /// Sends a value; fails (returning it) only if the receiver is gone. Never blocks.
+    pub fn send(&self, t: T) -> Result<(), SendError<T>> {
+        self.chan.send(t)
+    }
+}
+
+impl<T> SyncSender<T> {
+    /// Sends a value, parking while the buffer is full (or, for `sync_channel(0)`, until the
+    /// receiver takes it). Fails, returning the value, if the receiver is gone.
+    ///
+    /// # Panics
+    ///
+    /// If the task is unwound while it waits (its runtime is ending).
+    #[track_caller]
+    pub fn send(&self, t: T) -> Result<(), SendError<T>> {
+        self.chan.send(t)
+    }
+
+    /// Sends a value only if that needs no waiting.
+    pub fn try_send(&self, t: T) -> Result<(), TrySendError<T>> {
+        self.chan.try_send(t)
+    }
+}
+
+impl<T> Receiver<T> {
+    /// Takes the next value, parking until one arrives; `Err` once every sender is gone and the
+    /// buffer is empty.
+    ///
+    /// # Panics
+    ///
+    /// If the task is unwound while it waits (its runtime is ending).
+    #[track_caller]
+    pub fn recv(&self) -> Result<T, RecvError> {
+        self.chan.recv(None).map_err(|_| RecvError)
+    }
+
+    /// Takes the next value if one is there.
+    pub fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.chan.try_recv()
+    }
+
+    /// Like [`Receiver::recv`], giving up after `timeout` (a timer of the domain).
+    #[track_caller]
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
+        self.chan.recv(Instant::now().checked_add(timeout))
+    }
+
+    /// Like [`Receiver::recv`], giving up at `deadline`.
+    #[track_caller]
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
+        self.chan.recv(Some(deadline))
+    }
+
+    /// An iterator that blocks for each value and ends when the channel is disconnected.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { rx: self }
+    }
+
+    /// An iterator over the values already there; it never blocks.
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { rx: self }
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Self {
+        self.chan.add_sender();
+        Sender {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl<T> Clone for SyncSender<T> {
+    fn clone(&self) -> Self {
+        self.chan.add_sender();
+        SyncSender {
+            chan: self.chan.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        self.chan.drop_sender();
+    }
+}
+
+impl<T> Drop for SyncSender<T> {
+    fn drop(&mut self) {
+        self.chan.drop_sender();
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        self.chan.drop_receiver();
+    }
+}
+
+/// Blocking iterator of a [`Receiver`] (see [`Receiver::iter`]).
+#[derive(Debug)]
+pub struct Iter<'a, T: 'a> {
+    rx: &'a Receiver<T>,
+}
+
+/// Non-blocking iterator of a [`Receiver`] (see [`Receiver::try_iter`]).
+#[derive(Debug)]
+pub struct TryIter<'a, T: 'a> {
+    rx: &'a Receiver<T>,
+}
+
+/// Owning blocking iterator of a [`Receiver`].
+#[derive(Debug)]
+pub struct IntoIter<T> {
+    rx: Receiver<T>,
+}
+
+impl<T> Iterator for Iter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.recv().ok()
+    }
+}
+
+impl<T> Iterator for TryIter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl<T> Iterator for IntoIter<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        self.rx.recv().ok()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Receiver<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T> IntoIterator for Receiver<T> {
+    type Item = T;
+    type IntoIter = IntoIter<T>;
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter { rx: self }
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender").finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for SyncSender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncSender").finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Debug for Receiver<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver").finish_non_exhaustive()
+    }
+}

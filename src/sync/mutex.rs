@@ -1,0 +1,227 @@
+//! `Mutex<T>`: std's `Mutex` with a task-parking lock (see `raw.rs` for the protocol).
+//!
+//! Poisoning is std's: a guard dropped while its thread (task) panics poisons the mutex, and
+//! later `lock`s return `Err(PoisonError)` that still carries the guard.
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
+
+use super::raw::RawMutex;
+
+/// A mutual exclusion lock, like `std::sync::Mutex`, whose `lock` parks the task (not the
+/// domain) while another holds it. The oldest waiter gets the lock next.
+///
+/// ```
+/// use std::sync::Arc;
+/// use bobine::sync::Mutex;
+///
+/// let total = bobine::run(|| {
+///     let m = Arc::new(Mutex::new(0u64));
+///     let hs: Vec<_> = (0..8).map(|_| {
+///         let m = m.clone();
+///         bobine::thread::spawn(move || for _ in 0..100 { *m.lock().unwrap() += 1 })
+///     }).collect();
+///     hs.into_iter().for_each(|h| h.join().unwrap());
+///     let n = *m.lock().unwrap();
+///     n
+/// });
+/// assert_eq!(total, 800);
+/// ```
+pub struct Mutex<T: ?Sized> {
+    raw: RawMutex,
+    poison: AtomicBool,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the mutex gives access to `T` to one holder at a time; sending it moves the `T`.
+unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
+// SAFETY: as std's: `&Mutex<T>` only gives `&mut T` under the lock, so `T: Send` suffices.
+unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
+
+/// The guard of a locked [`Mutex`]; unlocks when dropped. Like std's, it stays on the thread
+/// (task) that locked it.
+#[must_use = "if unused the Mutex will immediately unlock"]
+pub struct MutexGuard<'a, T: ?Sized + 'a> {
+    pub(super) mutex: &'a Mutex<T>,
+    /// Whether the holder was already panicking when it locked (then its drop does not poison).
+    panicking: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: a shared guard only gives `&T`, as `&Mutex<T>` would to the holder.
+unsafe impl<T: ?Sized + Sync> Sync for MutexGuard<'_, T> {}
+
+impl<T> Mutex<T> {
+    /// A new unlocked mutex.
+    pub const fn new(value: T) -> Mutex<T> {
+        Mutex {
+            raw: RawMutex::new(),
+            poison: AtomicBool::new(false),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// Consumes the mutex and returns its value (`Err` if poisoned, still with the value).
+    pub fn into_inner(self) -> LockResult<T> {
+        let poisoned = self.poison.load(Ordering::Relaxed);
+        let value = self.data.into_inner();
+        if poisoned {
+            Err(PoisonError::new(value))
+        } else {
+            Ok(value)
+        }
+    }
+}
+
+impl<T: ?Sized> Mutex<T> {
+    /// Locks the mutex, parking the caller until it is free.
+    ///
+    /// # Panics
+    ///
+    /// If the task is unwound while it waits (its runtime is ending) and the lock cannot be
+    /// handed to it. Relocking a mutex the caller holds blocks forever, as std allows.
+    #[track_caller]
+    pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
+        if self.raw.lock().is_err() {
+            crate::sched::interrupted_wait("Mutex::lock");
+        }
+        self.guard()
+    }
+
+    /// Locks the mutex if it is free, without blocking.
+    pub fn try_lock(&self) -> TryLockResult<MutexGuard<'_, T>> {
+        if !self.raw.try_lock() {
+            return Err(TryLockError::WouldBlock);
+        }
+        self.guard().map_err(TryLockError::Poisoned)
+    }
+
+    fn guard(&self) -> LockResult<MutexGuard<'_, T>> {
+        let guard = MutexGuard {
+            mutex: self,
+            panicking: std::thread::panicking(),
+            _not_send: PhantomData,
+        };
+        if self.poison.load(Ordering::Relaxed) {
+            Err(PoisonError::new(guard))
+        } else {
+            Ok(guard)
+        }
+    }
+
+    /// Whether a holder panicked while holding the lock.
+    pub fn is_poisoned(&self) -> bool {
+        self.poison.load(Ordering::Relaxed)
+    }
+
+    /// Clears the poison flag.
+    pub fn clear_poison(&self) {
+        self.poison.store(false, Ordering::Relaxed);
+    }
+
+    /// A mutable reference to the value: no locking needed, the borrow proves exclusivity.
+    pub fn get_mut(&mut self) -> LockResult<&mut T> {
+        let poisoned = self.poison.load(Ordering::Relaxed);
+        let value = self.data.get_mut();
+        if poisoned {
+            Err(PoisonError::new(value))
+        } else {
+            Ok(value)
+        }
+    }
+
+    /// Releases the lock on behalf of a guard that is being taken apart (condition variables).
+    pub(super) fn unlock_raw(&self) {
+        self.raw.unlock()
+    }
+
+    /// Re-takes the lock for a condition variable's waiter and rebuilds its guard.
+    #[track_caller]
+    pub(super) fn relock(&self, panicking: bool) -> LockResult<MutexGuard<'_, T>> {
+        if self.raw.lock().is_err() {
+            crate::sched::interrupted_wait("Condvar::wait (relocking the mutex)");
+        }
+        let guard = MutexGuard {
+            mutex: self,
+            panicking,
+            _not_send: PhantomData,
+        };
+        if self.poison.load(Ordering::Relaxed) {
+            Err(PoisonError::new(guard))
+        } else {
+            Ok(guard)
+        }
+    }
+}
+
+impl<T: ?Sized> MutexGuard<'_, T> {
+    pub(super) fn was_panicking(&self) -> bool {
+        self.panicking
+    }
+}
+
+impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.panicking && std::thread::panicking() {
+            self.mutex.poison.store(true, Ordering::Relaxed);
+        }
+        self.mutex.raw.unlock();
+    }
+}
+
+impl<T: ?Sized> Deref for MutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the guard exists only while the lock is held.
+        unsafe { &*self.mutex.data.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: the guard exists only while the lock is held, and `&mut self` is unique.
+        unsafe { &mut *self.mutex.data.get() }
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized + fmt::Display> fmt::Display for MutexGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+impl<T: Default> Default for Mutex<T> {
+    fn default() -> Self {
+        Mutex::new(T::default())
+    }
+}
+
+impl<T> From<T> for Mutex<T> {
+    fn from(value: T) -> Self {
+        Mutex::new(value)
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Mutex");
+        match self.try_lock() {
+            Ok(guard) => d.field("data", &&*guard),
+            Err(TryLockError::Poisoned(err)) => d.field("data", &&**err.get_ref()),
+            Err(TryLockError::WouldBlock) => d.field("data", &format_args!("<locked>")),
+        };
+        d.field("poisoned", &self.is_poisoned())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,307 @@
+//! `RwLock<T>`: std's reader-writer lock, fair between readers and writers.
+//!
+//! All state sits under one short spin lock with the wait list. A newcomer takes the lock only
+//! if no one is queued ahead of it, so a waiting writer stops new readers and is not starved;
+//! on release the front of the queue is served: one writer, or every reader up to the next
+//! writer (hand-off: the releaser counts them in before waking them).
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
+
+use super::waitqueue::{WaitList, Woken, wait_in};
+use crate::util::SpinLock;
+
+const READER: u8 = 0;
+const WRITER: u8 = 1;
+
+struct State {
+    readers: usize,
+    writer: bool,
+    queue: WaitList,
+}
+
+impl State {
+    /// Serves the front of the queue after a release, waking whom it lets in. (Unparking under
+    /// the spin lock is brief: it queues a task, it never switches.)
+    fn grant(&mut self) {
+        while let Some(kind) = self.queue.front_kind() {
+            if kind == WRITER {
+                if self.readers == 0 && !self.writer {
+                    self.writer = true;
+                    self.queue.pop_front().map(|u| u.unpark());
+                }
+                return;
+            }
+            if self.writer {
+                return;
+            }
+            self.readers += 1;
+            self.queue.pop_front().map(|u| u.unpark());
+        }
+    }
+}
+
+/// A reader-writer lock, like `std::sync::RwLock`, whose waits park the task.
+pub struct RwLock<T: ?Sized> {
+    state: SpinLock<State>,
+    poison: AtomicBool,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: as std's: the lock hands out `&mut T` to one writer or `&T` to readers.
+unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
+// SAFETY: as std's: readers share `&T` across threads, so `T: Sync` is needed too.
+unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
+
+/// Shared access to a locked [`RwLock`]'s value.
+#[must_use = "if unused the RwLock will immediately unlock"]
+pub struct RwLockReadGuard<'a, T: ?Sized + 'a> {
+    lock: &'a RwLock<T>,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Exclusive access to a locked [`RwLock`]'s value.
+#[must_use = "if unused the RwLock will immediately unlock"]
+pub struct RwLockWriteGuard<'a, T: ?Sized + 'a> {
+    lock: &'a RwLock<T>,
+    panicking: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+// SAFETY: shared guards only give `&T`.
+unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + Sync> Sync for RwLockWriteGuard<'_, T> {}
+
+impl<T> RwLock<T> {
+    /// A new unlocked lock.
+    pub const fn new(value: T) -> RwLock<T> {
+        RwLock {
+            state: SpinLock::new(State {
+                readers: 0,
+                writer: false,
+                queue: WaitList::new(),
+            }),
+            poison: AtomicBool::new(false),
+            data: UnsafeCell::new(value),
+        }
+    }
+
+    /// Consumes the lock and returns its value (`Err` if poisoned, still with the value).
+    pub fn into_inner(self) -> LockResult<T> {
+        let poisoned = self.poison.load(Ordering::Relaxed);
+        let value = self.data.into_inner();
+        if poisoned {
+            Err(PoisonError::new(value))
+        } else {
+            Ok(value)
+        }
+    }
+}
+
+impl<T: ?Sized> RwLock<T> {
+    /// Locks for reading, parking while a writer holds the lock or waits for it.
+    #[track_caller]
+    pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
+        let mut state = self.state.lock();
+        if !state.writer && state.queue.is_empty() {
+            state.readers += 1;
+        } else {
+            let (_state, woken) = wait_in(
+                &self.state,
+                state,
+                |s| &mut s.queue,
+                READER,
+                "RwLock::read",
+                None,
+                || (),
+            );
+            if woken != Woken::Notified {
+                crate::sched::interrupted_wait("RwLock::read");
+            }
+        }
+        self.read_guard()
+    }
+
+    /// Locks for writing, parking while anyone holds the lock or waits ahead.
+    #[track_caller]
+    pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
+        let mut state = self.state.lock();
+        if !state.writer && state.readers == 0 && state.queue.is_empty() {
+            state.writer = true;
+        } else {
+            let (_state, woken) = wait_in(
+                &self.state,
+                state,
+                |s| &mut s.queue,
+                WRITER,
+                "RwLock::write",
+                None,
+                || (),
+            );
+            if woken != Woken::Notified {
+                crate::sched::interrupted_wait("RwLock::write");
+            }
+        }
+        self.write_guard()
+    }
+
+    /// Locks for reading if that needs no waiting.
+    pub fn try_read(&self) -> TryLockResult<RwLockReadGuard<'_, T>> {
+        let mut state = self.state.lock();
+        if state.writer || !state.queue.is_empty() {
+            return Err(TryLockError::WouldBlock);
+        }
+        state.readers += 1;
+        drop(state);
+        self.read_guard().map_err(TryLockError::Poisoned)
+    }
+
+    /// Locks for writing if that needs no waiting.
+    pub fn try_write(&self) -> TryLockResult<RwLockWriteGuard<'_, T>> {
+        let mut state = self.state.lock();
+        if state.writer || state.readers > 0 || !state.queue.is_empty() {
+            return Err(TryLockError::WouldBlock);
+        }
+        state.writer = true;
+        drop(state);
+        self.write_guard().map_err(TryLockError::Poisoned)
+    }
+
+    /// Whether a writer panicked while holding the lock.
+    pub fn is_poisoned(&self) -> bool {
+        self.poison.load(Ordering::Relaxed)
+    }
+
+    /// Clears the poison flag.
+    pub fn clear_poison(&self) {
+        self.poison.store(false, Ordering::Relaxed);
+    }
+
+    /// A mutable reference to the value: the borrow proves exclusivity.
+    pub fn get_mut(&mut self) -> LockResult<&mut T> {
+        let poisoned = self.poison.load(Ordering::Relaxed);
+        let value = self.data.get_mut();
+        if poisoned {
+            Err(PoisonError::new(value))
+        } else {
+            Ok(value)
+        }
+    }
+
+    fn read_guard(&self) -> LockResult<RwLockReadGuard<'_, T>> {
+        let guard = RwLockReadGuard {
+            lock: self,
+            _not_send: PhantomData,
+        };
+        if self.is_poisoned() {
+            Err(PoisonError::new(guard))
+        } else {
+            Ok(guard)
+        }
+    }
+
+    fn write_guard(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
+        let guard = RwLockWriteGuard {
+            lock: self,
+            panicking: std::thread::panicking(),
+            _not_send: PhantomData,
+        };
+        if self.is_poisoned() {
+            Err(PoisonError::new(guard))
+        } else {
+            Ok(guard)
+        }
+    }
+
+    fn release(&self, writer: bool) {
+        let mut state = self.state.lock();
+        if writer {
+            state.writer = false;
+        } else {
+            state.readers -= 1;
+        }
+        if state.readers == 0 && !state.writer {
+            state.grant();
+        }
+    }
+}
+
+impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
+    fn drop(&mut self) {
+        self.lock.release(false);
+    }
+}
+
+impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
+    fn drop(&mut self) {
+        if !self.panicking && std::thread::panicking() {
+            self.lock.poison.store(true, Ordering::Relaxed);
+        }
+        self.lock.release(true);
+    }
+}
+
+impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: readers hold shared access while the guard lives.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> Deref for RwLockWriteGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the writer holds exclusive access while the guard lives.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T: ?Sized> DerefMut for RwLockWriteGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as above, and `&mut self` is unique.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T: Default> Default for RwLock<T> {
+    fn default() -> Self {
+        RwLock::new(T::default())
+    }
+}
+
+impl<T> From<T> for RwLock<T> {
+    fn from(value: T) -> Self {
+        RwLock::new(value)
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("RwLock");
+        match self.try_read() {
+            Ok(guard) => d.field("data", &&*guard),
+            Err(TryLockError::Poisoned(err)) => d.field("data", &&**err.get_ref()),
+            Err(TryLockError::WouldBlock) => d.field("data", &format_args!("<locked>")),
+        };
+        d.field("poisoned", &self.is_poisoned())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLockWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}

@@ -1,0 +1,196 @@
+//! `Semaphore` (counting, FIFO) and `Barrier`.
+//!
+//! Both keep their count and their wait list under one spin lock. A released permit goes
+//! straight to the oldest waiter (hand-off), so a newcomer never overtakes a queued task.
+
+use super::waitqueue::{WaitList, Woken, wait_in};
+use crate::util::SpinLock;
+
+struct SemState {
+    permits: usize,
+    queue: WaitList,
+}
+
+/// A counting semaphore whose `acquire` parks the task while no permit is free.
+///
+/// ```
+/// use std::sync::Arc;
+/// let sem = Arc::new(bobine::sync::Semaphore::new(2));
+/// assert!(sem.try_acquire());
+/// assert_eq!(sem.available(), 1);
+/// sem.release();
+/// assert_eq!(sem.available(), 2);
+/// ```
+pub struct Semaphore {
+    state: SpinLock<SemState>,
+}
+
+impl Semaphore {
+    /// A semaphore with `permits` free permits.
+    pub const fn new(permits: usize) -> Semaphore {
+        Semaphore {
+            state: SpinLock::new(SemState {
+                permits,
+                queue: WaitList::new(),
+            }),
+        }
+    }
+
+    /// Takes a permit, parking until one is free (oldest waiter first).
+    ///
+    /// # Panics
+    ///
+    /// If the task is unwound while it waits (its runtime is ending).
+    #[track_caller]
+    pub fn acquire(&self) {
+        let mut state = self.state.lock();
+        if state.permits > 0 && state.queue.is_empty() {
+            state.permits -= 1;
+            return;
+        }
+        let (_state, woken) = wait_in(
+            &self.state,
+            state,
+            |s| &mut s.queue,
+            0,
+            "Semaphore::acquire",
+            None,
+            || (),
+        );
+        if woken != Woken::Notified {
+            crate::sched::interrupted_wait("Semaphore::acquire");
+        }
+    }
+
+    /// Takes a permit if one is free and nobody is queued; never blocks.
+    pub fn try_acquire(&self) -> bool {
+        let mut state = self.state.lock();
+        if state.permits > 0 && state.queue.is_empty() {
+            state.permits -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gives a permit back: to the oldest waiter if there is one.
+    ///
+    /// # Panics
+    ///
+    /// If the count would overflow `usize`.
+    pub fn release(&self) {
+        let mut state = self.state.lock();
+        match state.queue.pop_front() {
+            Some(next) => {
+                drop(state);
+                next.unpark();
+            }
+            None => {
+                state.permits = state
+                    .permits
+                    .checked_add(1)
+                    .expect("Semaphore::release: permit count overflow");
+            }
+        }
+    }
+
+    /// The free permits now.
+    pub fn available(&self) -> usize {
+        self.state.lock().permits
+    }
+}
+
+impl std::fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("available", &self.available())
+            .finish()
+    }
+}
+
+struct BarrierState {
+    arrived: usize,
+    queue: WaitList,
+}
+
+/// A barrier for `n` tasks, like `std::sync::Barrier`.
+///
+/// ```
+/// use std::sync::Arc;
+/// bobine::run(|| {
+///     let b = Arc::new(bobine::sync::Barrier::new(3));
+///     let hs: Vec<_> = (0..3).map(|_| {
+///         let b = b.clone();
+///         bobine::thread::spawn(move || b.wait().is_leader())
+///     }).collect();
+///     let leaders = hs.into_iter().map(|h| h.join().unwrap()).filter(|l| *l).count();
+///     assert_eq!(leaders, 1);
+/// });
+/// ```
+pub struct Barrier {
+    n: usize,
+    state: SpinLock<BarrierState>,
+}
+
+/// What [`Barrier::wait`] returns, like `std::sync::BarrierWaitResult`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BarrierWaitResult(bool);
+
+impl BarrierWaitResult {
+    /// True for exactly one of the tasks that passed the barrier together: the last to arrive.
+    pub fn is_leader(&self) -> bool {
+        self.0
+    }
+}
+
+impl Barrier {
+    /// A barrier that opens when `n` tasks wait on it (`n` of 0 or 1 never blocks).
+    pub const fn new(n: usize) -> Barrier {
+        Barrier {
+            n,
+            state: SpinLock::new(BarrierState {
+                arrived: 0,
+                queue: WaitList::new(),
+            }),
+        }
+    }
+
+    /// Waits until `n` tasks are waiting, then lets them all through; reusable.
+    ///
+    /// # Panics
+    ///
+    /// If the task is unwound while it waits (its runtime is ending).
+    #[track_caller]
+    pub fn wait(&self) -> BarrierWaitResult {
+        let mut state = self.state.lock();
+        state.arrived += 1;
+        if state.arrived >= self.n {
+            state.arrived = 0;
+            while let Some(u) = state.queue.pop_front() {
+                u.unpark();
+            }
+            return BarrierWaitResult(true);
+        }
+        let (_state, woken) = wait_in(
+            &self.state,
+            state,
+            |s| &mut s.queue,
+            0,
+            "Barrier::wait",
+            None,
+            || (),
+        );
+        if woken != Woken::Notified {
+            crate::sched::interrupted_wait("Barrier::wait");
+        }
+        BarrierWaitResult(false)
+    }
+}
+
+impl std::fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Barrier")
+            .field("n", &self.n)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,207 @@
+//! The wait queue every blocking primitive shares: a FIFO list of waiters whose nodes live on
+//! the waiters' own stacks.
+//!
+//! A primitive keeps a [`WaitList`] inside its own [`SpinLock`], next to its state, so that
+//! checking the state and queueing happen under one short lock. Waiting is [`wait_in`]; waking
+//! is [`WaitList::pop_front`] (which unlinks the oldest waiter and hands back its `Unparker`).
+//!
+//! ## Protocol
+//!
+//! 1. The waiter arms a [`Park`], links a node holding its `Unparker` at the back of the list
+//!    (under the primitive's lock), releases the lock and parks.
+//! 2. A waker, under the same lock, unlinks the front node and takes its `Unparker` out of it,
+//!    then (usually after releasing the lock) unparks it. From the moment it is unlinked the
+//!    node belongs to its waiter again; the waker never touches it after that.
+//! 3. The waiter, once its park ends for any reason, takes the lock again and looks at its node:
+//!    unlinked means a waker chose it ([`Woken::Notified`]): whatever the waker handed over
+//!    (a mutex, a permit, a value) is the waiter's, even if its park ended by timeout at the
+//!    same moment; still linked means it timed out or was interrupted, and it unlinks itself.
+//! 4. A waiter always leaves the list before its frame ends: on unwinding too (a guard unlinks
+//!    the node), so the list never points into a dead stack.
+//!
+//! Nodes on the stack cost no allocation; stacks never move, so a node's address is stable for
+//! as long as its waiter is inside [`wait_in`]. Rejected alternative: a `VecDeque` of
+//! unparkers, which allocates, and cannot remove a timed-out waiter without a search.
+
+use std::cell::Cell;
+use std::time::Instant;
+
+use crate::sched::park::{Park, Unparker, Wake};
+use crate::util::{SpinGuard, SpinLock};
+
+/// One waiter, on its owner's stack. Every field is touched only under the lock of the list
+/// the node is in (or by its owner while it is in no list).
+pub(crate) struct Waiter {
+    unparker: Cell<Option<Unparker>>,
+    prev: Cell<*const Waiter>,
+    next: Cell<*const Waiter>,
+    linked: Cell<bool>,
+    /// What the waiter waits for, for primitives with several kinds (readers and writers).
+    kind: u8,
+}
+
+/// How a wait in [`wait_in`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// A waker unlinked us: what it handed over is ours.
+    Notified,
+    /// The deadline passed first.
+    TimedOut,
+    /// The park was interrupted (cancellation, or the runtime unwinding this task).
+    Interrupted,
+}
+
+/// A FIFO list of [`Waiter`]s. Plain data: the owning primitive's lock protects it.
+pub(crate) struct WaitList {
+    head: *const Waiter,
+    tail: *const Waiter,
+    len: usize,
+}
+
+// SAFETY: the raw pointers name nodes of waiters that are blocked inside `wait_in`; the list is
+// only touched under its primitive's lock, from whichever thread holds it.
+unsafe impl Send for WaitList {}
+
+impl WaitList {
+    pub(crate) const fn new() -> Self {
+        WaitList {
+            head: std::ptr::null(),
+            tail: std::ptr::null(),
+            len: 0,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// The kind of the oldest waiter.
+    pub(crate) fn front_kind(&self) -> Option<u8> {
+        // SAFETY: a linked node is alive (its waiter is blocked in `wait_in`).
+        (!self.head.is_null()).then(|| unsafe { (*self.head).kind })
+    }
+
+    /// Unlinks the oldest waiter and returns its unparker, for the caller to unpark.
+    pub(crate) fn pop_front(&mut self) -> Option<Unparker> {
+        if self.head.is_null() {
+            return None;
+        }
+        // SAFETY: a linked node is alive; we hold the list's lock.
+        let node = unsafe { &*self.head };
+        // SAFETY: as above.
+        unsafe { self.unlink(node) };
+        node.unparker.take()
+    }
+
+    /// Links `node` at the back.
+    ///
+    /// # Safety
+    ///
+    /// `node` must stay alive and in place until it is unlinked (see the protocol, step 4).
+    unsafe fn push_back(&mut self, node: &Waiter) {
+        node.prev.set(self.tail);
+        node.next.set(std::ptr::null());
+        if self.tail.is_null() {
+            self.head = node;
+        } else {
+            // SAFETY: the tail is a linked, live node.
+            unsafe { (*self.tail).next.set(node) };
+        }
+        self.tail = node;
+        node.linked.set(true);
+        self.len += 1;
+    }
+
+    /// Unlinks `node`, which must be linked in this list.
+    ///
+    /// # Safety
+    ///
+    /// `node` is linked in `self`, and its neighbours are live linked nodes.
+    unsafe fn unlink(&mut self, node: &Waiter) {
+        let (prev, next) = (node.prev.get(), node.next.get());
+        if prev.is_null() {
+            self.head = next;
+        } else {
+            // SAFETY: per the contract, neighbours are live.
+            unsafe { (*prev).next.set(next) };
+        }
+        if next.is_null() {
+            self.tail = prev;
+        } else {
+            // SAFETY: as above.
+            unsafe { (*next).prev.set(prev) };
+        }
+        node.linked.set(false);
+        self.len -= 1;
+    }
+}
+
+/// Unlinks a node on the way out of `wait_in` if a waker did not (step 4), also on unwinding.
+struct LeaveOnDrop<'a, S, L: Fn(&mut S) -> &mut WaitList> {
+    lock: &'a SpinLock<S>,
+    list: &'a L,
+    node: &'a Waiter,
+}
+
+impl<S, L: Fn(&mut S) -> &mut WaitList> Drop for LeaveOnDrop<'_, S, L> {
+    fn drop(&mut self) {
+        let mut guard = self.lock.lock();
+        if self.node.linked.get() {
+            // SAFETY: the node is linked in this list, which we hold the lock of.
+            unsafe { (self.list)(&mut guard).unlink(self.node) };
+        }
+    }
+}
+
+/// Queues the caller at the back of the list `list(state)` of `lock` (whose guard the caller
+/// holds), releases the lock, runs `after_queued` (a condition variable unlocks its mutex
+/// there: any waker that comes after it finds the caller queued), parks until a waker unlinks
+/// it, the deadline passes, or the park is interrupted, then re-takes the lock and returns it
+/// with how the wait ended.
+///
+/// Whatever happens, the caller's node is out of the list when this returns or unwinds.
+#[track_caller]
+pub(crate) fn wait_in<'a, S, L>(
+    lock: &'a SpinLock<S>,
+    mut guard: SpinGuard<'a, S>,
+    list: L,
+    kind: u8,
+    reason: &'static str,
+    deadline: Option<Instant>,
+    after_queued: impl FnOnce(),
+) -> (SpinGuard<'a, S>, Woken)
+where
+    L: Fn(&mut S) -> &mut WaitList,
+{
+    let park = Park::new();
+    let node = Waiter {
+        unparker: Cell::new(Some(park.unparker())),
+        prev: Cell::new(std::ptr::null()),
+        next: Cell::new(std::ptr::null()),
+        linked: Cell::new(false),
+        kind,
+    };
+    // SAFETY: `leave` below unlinks the node before this frame ends, on every path.
+    unsafe { list(&mut guard).push_back(&node) };
+    drop(guard);
+    let leave = LeaveOnDrop {
+        lock,
+        list: &list,
+        node: &node,
+    };
+    after_queued();
+    let why = park.wait_until(reason, deadline);
+    let mut guard = lock.lock();
+    let woken = if node.linked.get() {
+        // SAFETY: linked in this list, under its lock.
+        unsafe { list(&mut guard).unlink(&node) };
+        match why {
+            Wake::TimedOut => Woken::TimedOut,
+            _ => Woken::Interrupted,
+        }
+    } else {
+        Woken::Notified
+    };
+    std::mem::forget(leave);
+    (guard, woken)
+}
