@@ -53,8 +53,7 @@ pub fn wait(c: &T, m: &mutex::T) {
         m.inner.owner.store(0, Ordering::Relaxed);
         m.inner.raw.unlock();
     };
-    let (queue, _woken) = wait_in(&c.waiters, queue, |l| l, 0, "Condition.wait", None, release);
-    drop(queue);
+    let _woken = wait_in(&c.waiters, queue, |l| l, 0, "Condition.wait", None, release);
     if m.inner.raw.lock().is_err() {
         crate::sched::interrupted_wait("Condition.wait (relocking the mutex)");
     }

@@ -81,7 +81,7 @@ pub mod counting {
             state.value -= 1;
             return;
         }
-        let (_state, woken) = wait_in(
+        let woken = wait_in(
             &s.state,
             state,
             |st| &mut st.queue,
@@ -177,7 +177,7 @@ pub mod binary {
             state.value = false;
             return;
         }
-        let (_state, woken) = wait_in(
+        let woken = wait_in(
             &s.state,
             state,
             |st| &mut st.queue,

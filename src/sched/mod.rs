@@ -43,6 +43,12 @@ pub(crate) fn current_task() -> Option<Arc<Task>> {
     }
 }
 
+/// The running task, as a raw pointer (null outside a task). Valid while that task runs.
+#[inline]
+pub(crate) fn current_ptr() -> *const Task {
+    CURRENT.with(|c| c.get())
+}
+
 /// Calls `f` with the running task, without touching its reference count.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&Task) -> R) -> Option<R> {

@@ -350,6 +350,53 @@ impl Park {
     }
 }
 
+/// Parks the running task (or the current thread) once, without a [`Park`] object: arms the
+/// park word, hands an [`Unparker`] to `publish` (which queues it wherever wakers look), then
+/// waits. The waiting primitives use this: it saves the reference count a `Park` holds on its
+/// task, since the running task is alive for as long as this frame runs.
+///
+/// If `publish` panics, the armed generation is retired before the panic goes on.
+#[track_caller]
+pub(crate) fn park_current(
+    reason: &'static str,
+    deadline: Option<Instant>,
+    publish: impl FnOnce(Unparker),
+) -> Wake {
+    let site = Location::caller();
+    let current = super::current_ptr();
+    if !current.is_null() {
+        // SAFETY: the running task is alive while it runs, and this frame is on its stack.
+        let task = unsafe { &*current };
+        let gen_ = task.park.arm();
+        let retire = RetireOnUnwind(&task.park, gen_);
+        publish(Unparker {
+            target: Target::Task(task.arc()),
+            gen_,
+        });
+        std::mem::forget(retire);
+        wait_task(task, gen_, reason, site, deadline)
+    } else {
+        let t = THREAD_PARKER.with(Arc::clone);
+        let gen_ = t.word.arm();
+        let retire = RetireOnUnwind(&t.word, gen_);
+        publish(Unparker {
+            target: Target::Thread(t.clone()),
+            gen_,
+        });
+        std::mem::forget(retire);
+        wait_thread(&t, gen_, deadline)
+    }
+}
+
+/// Retires an armed generation if the code between arming and waiting unwinds.
+struct RetireOnUnwind<'a>(&'a ParkWord, u64);
+
+impl Drop for RetireOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.0.wake(self.1, Wake::Unparked);
+    }
+}
+
 impl Drop for Park {
     /// A park dropped without waiting (an early return after arming) retires its generation:
     /// `(g, ARMED) -> (g+1, IDLE)`, so its unparkers go stale and the next park starts clean.
@@ -364,7 +411,7 @@ impl Drop for Park {
 }
 
 fn wait_task(
-    task: &Arc<Task>,
+    task: &Task,
     gen_: u64,
     reason: &'static str,
     site: &'static Location<'static>,
@@ -403,7 +450,7 @@ fn wait_task(
             local.add_timer(
                 d,
                 Unparker {
-                    target: Target::Task(task.clone()),
+                    target: Target::Task(task.arc()),
                     gen_,
                 },
             )

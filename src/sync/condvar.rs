@@ -150,8 +150,7 @@ impl Condvar {
             std::mem::forget(guard);
             mutex.unlock_raw();
         };
-        let (queue, woken) = wait_in(&self.waiters, queue, |l| l, 0, "condvar", deadline, release);
-        drop(queue);
+        let woken = wait_in(&self.waiters, queue, |l| l, 0, "condvar", deadline, release);
         (mutex.relock(panicking), woken == Woken::TimedOut)
     }
 }

@@ -148,7 +148,7 @@ impl<T> Chan<T> {
                 }
             }
             // Bounded and full: wait for room.
-            let (again, woken) = wait_in(
+            let woken = wait_in(
                 &self.state,
                 state,
                 |s| &mut s.send_queue,
@@ -160,7 +160,7 @@ impl<T> Chan<T> {
             if woken == Woken::Interrupted {
                 crate::sched::interrupted_wait("SyncSender::send");
             }
-            state = again;
+            state = self.state.lock();
         }
         // Rendezvous: hand the value over and wait until it is taken.
         let seq = state.pushed;
@@ -183,7 +183,7 @@ impl<T> Chan<T> {
                     .expect("an untaken rendezvous value");
                 return Err(SendError(value));
             }
-            let (again, woken) = wait_in(
+            let woken = wait_in(
                 &self.state,
                 state,
                 |s| &mut s.send_queue,
@@ -195,7 +195,7 @@ impl<T> Chan<T> {
             if woken == Woken::Interrupted {
                 crate::sched::interrupted_wait("SyncSender::send");
             }
-            state = again;
+            state = self.state.lock();
         }
     }
 
@@ -248,7 +248,7 @@ impl<T> Chan<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvTimeoutError::Timeout);
             }
-            let (again, woken) = wait_in(
+            let woken = wait_in(
                 &self.state,
                 state,
                 |s| &mut s.recv_queue,
@@ -260,7 +260,7 @@ impl<T> Chan<T> {
             if woken == Woken::Interrupted {
                 crate::sched::interrupted_wait("Receiver::recv");
             }
-            state = again;
+            state = self.state.lock();
         }
     }
 

@@ -110,10 +110,11 @@ impl RawMutex {
             }
             return Ok(());
         }
-        let (queue, woken) = wait_in(&self.queue, queue, |l| l, 0, "mutex", None, || ());
+        let woken = wait_in(&self.queue, queue, |l| l, 0, "mutex", None, || ());
         match woken {
             Woken::Notified => Ok(()),
             Woken::TimedOut | Woken::Interrupted => {
+                let queue = self.queue.lock();
                 if queue.is_empty() {
                     self.state.fetch_and(!QUEUED, Ordering::Relaxed);
                 }

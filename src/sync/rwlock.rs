@@ -111,7 +111,7 @@ impl<T: ?Sized> RwLock<T> {
         if !state.writer && state.queue.is_empty() {
             state.readers += 1;
         } else {
-            let (_state, woken) = wait_in(
+            let woken = wait_in(
                 &self.state,
                 state,
                 |s| &mut s.queue,
@@ -134,7 +134,7 @@ impl<T: ?Sized> RwLock<T> {
         if !state.writer && state.readers == 0 && state.queue.is_empty() {
             state.writer = true;
         } else {
-            let (_state, woken) = wait_in(
+            let woken = wait_in(
                 &self.state,
                 state,
                 |s| &mut s.queue,

@@ -48,7 +48,7 @@ impl Semaphore {
             state.permits -= 1;
             return;
         }
-        let (_state, woken) = wait_in(
+        let woken = wait_in(
             &self.state,
             state,
             |s| &mut s.queue,
@@ -171,7 +171,7 @@ impl Barrier {
             }
             return BarrierWaitResult(true);
         }
-        let (_state, woken) = wait_in(
+        let woken = wait_in(
             &self.state,
             state,
             |s| &mut s.queue,

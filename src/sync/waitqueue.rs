@@ -12,10 +12,11 @@
 //! 2. A waker, under the same lock, unlinks the front node and takes its `Unparker` out of it,
 //!    then (usually after releasing the lock) unparks it. From the moment it is unlinked the
 //!    node belongs to its waiter again; the waker never touches it after that.
-//! 3. The waiter, once its park ends for any reason, takes the lock again and looks at its node:
-//!    unlinked means a waker chose it ([`Woken::Notified`]): whatever the waker handed over
-//!    (a mutex, a permit, a value) is the waiter's, even if its park ended by timeout at the
-//!    same moment; still linked means it timed out or was interrupted, and it unlinks itself.
+//! 3. The waiter, once its park ends for any reason, looks at its node's `linked` flag, which
+//!    the waker cleared (release) as its last touch of the node: unlinked means a waker chose it
+//!    ([`Woken::Notified`]): whatever the waker handed over (a mutex, a permit, a value) is the
+//!    waiter's, even if its park ended by timeout at the same moment. Still linked, it takes the
+//!    lock, looks again, and unlinks itself: it timed out or was interrupted.
 //! 4. A waiter always leaves the list before its frame ends: on unwinding too (a guard unlinks
 //!    the node), so the list never points into a dead stack.
 //!
@@ -24,18 +25,22 @@
 //! unparkers, which allocates, and cannot remove a timed-out waiter without a search.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::sched::park::{Park, Unparker, Wake};
+use crate::sched::park::{Unparker, Wake, park_current};
 use crate::util::{SpinGuard, SpinLock};
 
 /// One waiter, on its owner's stack. Every field is touched only under the lock of the list
-/// the node is in (or by its owner while it is in no list).
+/// the node is in (or by its owner while it is in no list), except `linked`, which the owner
+/// may read without the lock once woken.
 pub(crate) struct Waiter {
     unparker: Cell<Option<Unparker>>,
     prev: Cell<*const Waiter>,
     next: Cell<*const Waiter>,
-    linked: Cell<bool>,
+    /// Cleared (release) by whoever unlinks the node; a woken owner that reads it cleared
+    /// (acquire) knows a waker chose it without taking the lock.
+    linked: AtomicBool,
     /// What the waiter waits for, for primitives with several kinds (readers and writers).
     kind: u8,
 }
@@ -88,9 +93,12 @@ impl WaitList {
         }
         // SAFETY: a linked node is alive; we hold the list's lock.
         let node = unsafe { &*self.head };
+        // Take the unparker first: once `unlink` clears `linked`, the owner may return and its
+        // node be gone.
+        let unparker = node.unparker.take();
         // SAFETY: as above.
         unsafe { self.unlink(node) };
-        node.unparker.take()
+        unparker
     }
 
     /// Links `node` at the back.
@@ -108,11 +116,12 @@ impl WaitList {
             unsafe { (*self.tail).next.set(node) };
         }
         self.tail = node;
-        node.linked.set(true);
+        node.linked.store(true, Ordering::Relaxed);
         self.len += 1;
     }
 
-    /// Unlinks `node`, which must be linked in this list.
+    /// Unlinks `node`, which must be linked in this list. Clearing `linked` is the last access
+    /// to the node: after it the owner may return without the lock.
     ///
     /// # Safety
     ///
@@ -131,7 +140,7 @@ impl WaitList {
             // SAFETY: as above.
             unsafe { (*next).prev.set(prev) };
         }
-        node.linked.set(false);
+        node.linked.store(false, Ordering::Release);
         self.len -= 1;
     }
 }
@@ -146,7 +155,7 @@ struct LeaveOnDrop<'a, S, L: Fn(&mut S) -> &mut WaitList> {
 impl<S, L: Fn(&mut S) -> &mut WaitList> Drop for LeaveOnDrop<'_, S, L> {
     fn drop(&mut self) {
         let mut guard = self.lock.lock();
-        if self.node.linked.get() {
+        if self.node.linked.load(Ordering::Relaxed) {
             // SAFETY: the node is linked in this list, which we hold the lock of.
             unsafe { (self.list)(&mut guard).unlink(self.node) };
         }
@@ -156,43 +165,52 @@ impl<S, L: Fn(&mut S) -> &mut WaitList> Drop for LeaveOnDrop<'_, S, L> {
 /// Queues the caller at the back of the list `list(state)` of `lock` (whose guard the caller
 /// holds), releases the lock, runs `after_queued` (a condition variable unlocks its mutex
 /// there: any waker that comes after it finds the caller queued), parks until a waker unlinks
-/// it, the deadline passes, or the park is interrupted, then re-takes the lock and returns it
-/// with how the wait ended.
+/// it, the deadline passes, or the park is interrupted, and says how the wait ended. The lock
+/// is not held on return: a caller that needs the state again takes it.
 ///
 /// Whatever happens, the caller's node is out of the list when this returns or unwinds.
 #[track_caller]
-pub(crate) fn wait_in<'a, S, L>(
-    lock: &'a SpinLock<S>,
-    mut guard: SpinGuard<'a, S>,
+pub(crate) fn wait_in<S, L>(
+    lock: &SpinLock<S>,
+    guard: SpinGuard<'_, S>,
     list: L,
     kind: u8,
     reason: &'static str,
     deadline: Option<Instant>,
     after_queued: impl FnOnce(),
-) -> (SpinGuard<'a, S>, Woken)
+) -> Woken
 where
     L: Fn(&mut S) -> &mut WaitList,
 {
-    let park = Park::new();
     let node = Waiter {
-        unparker: Cell::new(Some(park.unparker())),
+        unparker: Cell::new(None),
         prev: Cell::new(std::ptr::null()),
         next: Cell::new(std::ptr::null()),
-        linked: Cell::new(false),
+        linked: AtomicBool::new(false),
         kind,
     };
-    // SAFETY: `leave` below unlinks the node before this frame ends, on every path.
-    unsafe { list(&mut guard).push_back(&node) };
-    drop(guard);
-    let leave = LeaveOnDrop {
-        lock,
-        list: &list,
-        node: &node,
-    };
-    after_queued();
-    let why = park.wait_until(reason, deadline);
+    let mut guard = Some(guard);
+    let mut leave = None;
+    let why = park_current(reason, deadline, |unparker| {
+        let mut guard = guard.take().expect("published once");
+        node.unparker.set(Some(unparker));
+        // SAFETY: `leave` below unlinks the node before this frame ends, on every path.
+        unsafe { list(&mut guard).push_back(&node) };
+        drop(guard);
+        leave = Some(LeaveOnDrop {
+            lock,
+            list: &list,
+            node: &node,
+        });
+        after_queued();
+    });
+    if !node.linked.load(Ordering::Acquire) {
+        // A waker unlinked us (release): what it handed over is ours.
+        std::mem::forget(leave);
+        return Woken::Notified;
+    }
     let mut guard = lock.lock();
-    let woken = if node.linked.get() {
+    let woken = if node.linked.load(Ordering::Relaxed) {
         // SAFETY: linked in this list, under its lock.
         unsafe { list(&mut guard).unlink(&node) };
         match why {
@@ -202,6 +220,7 @@ where
     } else {
         Woken::Notified
     };
+    drop(guard);
     std::mem::forget(leave);
-    (guard, woken)
+    woken
 }

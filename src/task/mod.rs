@@ -201,6 +201,17 @@ impl Task {
         }
     }
 
+    /// A new counted reference to this task.
+    pub(crate) fn arc(&self) -> Arc<Task> {
+        let ptr: *const Task = self;
+        // SAFETY: every `Task` lives in an `Arc` (`Task::new` and `Task::dropped` are the only
+        // constructors and both return one), and `&self` proves it is alive now.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        }
+    }
+
     pub(crate) fn name(&self) -> Option<&str> {
         self.overflow.name.as_deref()
     }
