@@ -38,6 +38,7 @@ mod switch;
 mod task;
 mod util;
 
+pub mod event;
 pub mod ocaml;
 pub mod sync;
 pub mod thread;

@@ -1,5 +1,5 @@
-//! The OCaml threads face: OCaml's `Thread`, `Mutex`, `Condition` and `Semaphore` (and, with
-//! the events issue, `Event`) with OCaml's names and error messages, so that OCaml thread programs
+//! The OCaml threads face: OCaml's `Thread`, `Mutex`, `Condition`, `Semaphore` and `Event`,
+//! with OCaml's names and error messages, so that OCaml thread programs
 //! port line by line.
 //!
 //! Names follow the OCaml manual's `Thread` module (OCaml 4.14/5.x threads library); `yield`,
@@ -9,6 +9,7 @@
 //! in the runtime core.
 
 pub mod condition;
+pub mod event;
 pub mod mutex;
 pub mod semaphore;
 pub mod thread;

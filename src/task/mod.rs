@@ -367,20 +367,26 @@ impl Task {
         }
     }
 
+    /// Adds `waker` to the joiners, to be unparked when the task finishes; false (and nothing
+    /// added) if it has already finished. A later waker of the same waiter replaces an earlier
+    /// one.
+    pub(crate) fn add_joiner(&self, waker: Unparker) -> bool {
+        {
+            let mut joiners = self.joiners.lock();
+            joiners.retain(|w| !w.same_waiter(&waker));
+            joiners.push(waker);
+        }
+        self.has_joiners.store(true, Ordering::SeqCst);
+        self.state.load(Ordering::SeqCst) != FINISHED
+    }
+
     /// Blocks the caller until the task has finished; returns false if the wait was interrupted
     /// first (the caller is being cancelled, or unwound because its runtime is ending).
     #[track_caller]
     pub(crate) fn wait_finished(&self) -> bool {
         while !self.is_finished() {
             let park = crate::sched::park::Park::new();
-            {
-                let me = park.unparker();
-                let mut joiners = self.joiners.lock();
-                joiners.retain(|w| !w.same_waiter(&me));
-                joiners.push(me);
-            }
-            self.has_joiners.store(true, Ordering::SeqCst);
-            if self.state.load(Ordering::SeqCst) == FINISHED {
+            if !self.add_joiner(park.unparker()) {
                 return true;
             }
             if park.wait("join") == crate::sched::park::Wake::Interrupted && !self.is_finished() {

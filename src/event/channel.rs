@@ -1,0 +1,182 @@
+//! CML channels: synchronous rendezvous points shared by any number of senders and receivers,
+//! tasks on any domain and plain OS threads alike.
+//!
+//! A channel is two FIFO queues of offers (blocked senders, blocked receivers) under one spin
+//! lock. An offer names a blocked sync ([`SyncState`]) and one of its leaves; a send offer's
+//! value waits in that sync's slot, not in the channel. A sync that commits elsewhere leaves
+//! stale offers behind: they are skipped and dropped when a partner scans past them, and swept
+//! every [`SWEEP_EVERY`] registrations, so memory stays flat however many choices are made.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use super::commit::{Payload, SyncState};
+use super::{BaseOp, Event};
+use crate::util::SpinLock;
+
+/// Registrations between two full sweeps of a queue's stale offers.
+const SWEEP_EVERY: u32 = 64;
+
+/// A blocked sync's interest in one channel.
+pub(crate) struct Offer {
+    pub(crate) sync: Arc<SyncState>,
+    pub(crate) leaf: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct Queues {
+    senders: VecDeque<Offer>,
+    receivers: VecDeque<Offer>,
+    registrations: u32,
+}
+
+impl Queues {
+    /// Hands `value` to the oldest blocked receiver; gives it back if there is none.
+    pub(crate) fn give(&mut self, value: Payload) -> Result<(), Payload> {
+        while let Some(offer) = self.receivers.pop_front() {
+            if offer.sync.claim() {
+                offer.sync.put(offer.leaf, value);
+                offer.sync.complete(offer.leaf);
+                return Ok(());
+            }
+        }
+        Err(value)
+    }
+
+    /// Takes the value of the oldest blocked sender, if any.
+    pub(crate) fn take(&mut self) -> Option<Payload> {
+        while let Some(offer) = self.senders.pop_front() {
+            if offer.sync.claim() {
+                let value = offer.sync.take(offer.leaf);
+                offer.sync.complete(offer.leaf);
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// Whether a blocked receiver is waiting (stale offers at the front are dropped).
+    pub(crate) fn has_receiver(&mut self) -> bool {
+        Self::live_front(&mut self.receivers)
+    }
+
+    /// Whether a blocked sender is waiting (stale offers at the front are dropped).
+    pub(crate) fn has_sender(&mut self) -> bool {
+        Self::live_front(&mut self.senders)
+    }
+
+    fn live_front(q: &mut VecDeque<Offer>) -> bool {
+        while let Some(front) = q.front() {
+            if front.sync.is_waiting() {
+                return true;
+            }
+            q.pop_front();
+        }
+        false
+    }
+
+    pub(crate) fn register(&mut self, offer: Offer, sender: bool) {
+        self.registrations = self.registrations.wrapping_add(1);
+        if self.registrations % SWEEP_EVERY == 0 {
+            self.senders.retain(|o| o.sync.is_waiting());
+            self.receivers.retain(|o| o.sync.is_waiting());
+        }
+        if sender {
+            self.senders.push_back(offer);
+        } else {
+            self.receivers.push_back(offer);
+        }
+    }
+}
+
+pub(crate) struct ChanInner {
+    pub(crate) queues: SpinLock<Queues>,
+}
+
+/// A CML channel carrying values of type `T`: a rendezvous point (no buffer). Cloning gives
+/// another handle to the same channel.
+///
+/// ```
+/// use bobine::event::Channel;
+/// bobine::run(|| {
+///     let c = Channel::new();
+///     let c2 = c.clone();
+///     bobine::thread::spawn(move || c2.send("hello"));
+///     assert_eq!(c.recv(), "hello");
+/// });
+/// ```
+pub struct Channel<T> {
+    pub(crate) inner: Arc<ChanInner>,
+    _values: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Channel<T> {
+    fn clone(&self) -> Self {
+        Channel {
+            inner: self.inner.clone(),
+            _values: PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Channel<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Channel({:p})", Arc::as_ptr(&self.inner))
+    }
+}
+
+impl<T: Send + 'static> Default for Channel<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Send + 'static> Channel<T> {
+    /// A new channel.
+    pub fn new() -> Self {
+        Channel {
+            inner: Arc::new(ChanInner {
+                queues: SpinLock::new(Queues::default()),
+            }),
+            _values: PhantomData,
+        }
+    }
+
+    /// The event of sending `v` on this channel: it commits when a receiver takes `v`.
+    pub fn send_evt(&self, v: T) -> Event<()> {
+        Event::base(
+            BaseOp::Send {
+                chan: self.inner.clone(),
+                value: Box::new(v),
+            },
+            |_| (),
+        )
+    }
+
+    /// The event of receiving a value from this channel.
+    pub fn recv_evt(&self) -> Event<T> {
+        Event::base(
+            BaseOp::Recv {
+                chan: self.inner.clone(),
+            },
+            |payload| {
+                *payload
+                    .downcast::<T>()
+                    .expect("a channel carries values of its own type")
+            },
+        )
+    }
+
+    /// Sends `v`, parking until a receiver takes it (`sync(send_evt(v))`).
+    #[track_caller]
+    pub fn send(&self, v: T) {
+        self.send_evt(v).sync()
+    }
+
+    /// Receives a value, parking until a sender offers one (`sync(recv_evt())`).
+    #[track_caller]
+    pub fn recv(&self) -> T {
+        self.recv_evt().sync()
+    }
+}

@@ -1,0 +1,135 @@
+//! The commit point of a blocking sync: one atomic state word, and the per-leaf value slots.
+//!
+//! | state     | meaning                                                          | who leaves it, to what |
+//! |-----------|------------------------------------------------------------------|------------------------|
+//! | WAITING   | offers are registered, nothing chosen                            | a channel partner: -> CLAIMED; the syncer itself (timer, join, nack ready): -> SYNCHED(leaf); the syncer when interrupted: -> ABANDONED |
+//! | CLAIMED   | a partner won and is moving the value in or out of the slot      | that partner: -> SYNCHED(leaf) |
+//! | SYNCHED k | leaf `k` committed; its slot holds the received value, if any    | nobody                 |
+//! | ABANDONED | the syncer gave up (cancelled); its offers are dead              | nobody                 |
+//!
+//! Every source commits only through a CAS from WAITING, so exactly one leaf commits. A partner
+//! goes through CLAIMED so the value is in place (or taken) before SYNCHED is visible: the
+//! syncer, woken for any reason, waits out a CLAIMED word (a few instructions, under no lock
+//! of its own) before it reads its slot.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::sched::park::Unparker;
+use crate::util::SpinLock;
+
+/// A type-erased value travelling through a channel or out of a leaf.
+pub(crate) type Payload = Box<dyn Any + Send>;
+
+const WAITING: u64 = 0;
+const CLAIMED: u64 = 1;
+const SYNCHED: u64 = 2;
+const ABANDONED: u64 = 3;
+const TAG: u64 = 0b11;
+const LEAF_SHIFT: u32 = 2;
+
+/// Where the syncer stands, as seen by [`SyncState::outcome`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Waiting,
+    Synched(usize),
+    Abandoned,
+}
+
+/// One blocking sync: its state word, a value slot per leaf, and how to wake it.
+pub(crate) struct SyncState {
+    word: AtomicU64,
+    slots: Box<[SpinLock<Option<Payload>>]>,
+    unparker: SpinLock<Option<Unparker>>,
+}
+
+impl SyncState {
+    pub(crate) fn new(slots: impl Iterator<Item = Option<Payload>>) -> SyncState {
+        SyncState {
+            word: AtomicU64::new(WAITING),
+            slots: slots.map(SpinLock::new).collect(),
+            unparker: SpinLock::new(None),
+        }
+    }
+
+    /// Whether the sync still waits (offers of a sync that does not are stale).
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.word.load(Ordering::Acquire) == WAITING
+    }
+
+    /// A partner's step 1: WAITING -> CLAIMED. On success the caller owns the slots until it
+    /// calls [`SyncState::complete`].
+    pub(crate) fn claim(&self) -> bool {
+        self.word
+            .compare_exchange(WAITING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Moves a value into `leaf`'s slot (a receive offer), after a successful claim.
+    pub(crate) fn put(&self, leaf: usize, value: Payload) {
+        *self.slots[leaf].lock() = Some(value);
+    }
+
+    /// Takes the value out of `leaf`'s slot (a send offer), after a successful claim.
+    pub(crate) fn take(&self, leaf: usize) -> Payload {
+        self.slots[leaf]
+            .lock()
+            .take()
+            .expect("a send offer holds its value until it commits")
+    }
+
+    /// A partner's step 2: CLAIMED -> SYNCHED(leaf), then wakes the syncer.
+    pub(crate) fn complete(&self, leaf: usize) {
+        self.word
+            .store(SYNCHED | (leaf as u64) << LEAF_SHIFT, Ordering::Release);
+        let waker = self.unparker.lock().take();
+        if let Some(u) = waker {
+            u.unpark();
+        }
+    }
+
+    /// The syncer commits one of its own leaves (a timer, a join, a nack became ready).
+    pub(crate) fn commit_self(&self, leaf: usize) -> bool {
+        let synched = SYNCHED | (leaf as u64) << LEAF_SHIFT;
+        self.word
+            .compare_exchange(WAITING, synched, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The syncer gives up (it was interrupted): false if something committed first.
+    pub(crate) fn abandon(&self) -> bool {
+        self.word
+            .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Where the sync stands; waits out a partner's CLAIMED window.
+    pub(crate) fn outcome(&self) -> Outcome {
+        loop {
+            let w = self.word.load(Ordering::Acquire);
+            match w & TAG {
+                WAITING => return Outcome::Waiting,
+                SYNCHED => return Outcome::Synched((w >> LEAF_SHIFT) as usize),
+                ABANDONED => return Outcome::Abandoned,
+                _ => std::hint::spin_loop(),
+            }
+        }
+    }
+
+    /// Sets the unparker committers wake. The syncer re-reads the word afterwards, so a
+    /// committer that took an older unparker (now stale) is never missed.
+    pub(crate) fn set_unparker(&self, u: Unparker) {
+        *self.unparker.lock() = Some(u);
+    }
+
+    /// Takes the unparker back once the sync has settled.
+    pub(crate) fn take_unparker(&self) -> Option<Unparker> {
+        self.unparker.lock().take()
+    }
+
+    /// Takes the value a committed leaf left in its slot (a receive), or the value a send leaf
+    /// never gave away.
+    pub(crate) fn slot_value(&self, leaf: usize) -> Option<Payload> {
+        self.slots[leaf].lock().take()
+    }
+}
