@@ -11,9 +11,10 @@ use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::commit::{Payload, SyncState};
+use super::commit::{Outcome, Payload, SyncState};
 use super::{BaseOp, Event};
-use crate::util::SpinLock;
+use crate::sched::park::park_current;
+use crate::util::{SpinGuard, SpinLock};
 
 /// Registrations between two full sweeps of a queue's stale offers.
 const SWEEP_EVERY: u32 = 64;
@@ -168,15 +169,88 @@ impl<T: Send + 'static> Channel<T> {
         )
     }
 
-    /// Sends `v`, parking until a receiver takes it (`sync(send_evt(v))`).
+    /// Sends `v`, parking until a receiver takes it (`sync(send_evt(v))`, without building
+    /// the event).
+    ///
+    /// # Panics
+    ///
+    /// If the task is unwound while it waits (its runtime is ending).
     #[track_caller]
     pub fn send(&self, v: T) {
-        self.send_evt(v).sync()
+        let mut queues = self.inner.queues.lock();
+        let value: Payload = Box::new(v);
+        let value = match queues.give(value) {
+            Ok(()) => return,
+            Err(value) => value,
+        };
+        let state = SyncState::single_reused(Some(value));
+        let offer = Offer {
+            sync: state.clone(),
+            leaf: 0,
+        };
+        wait_single(&state, queues, offer, true, "Channel::send");
+        SyncState::reuse(state);
     }
 
-    /// Receives a value, parking until a sender offers one (`sync(recv_evt())`).
+    /// Receives a value, parking until a sender offers one (`sync(recv_evt())`, without
+    /// building the event).
+    ///
+    /// # Panics
+    ///
+    /// If the task is unwound while it waits (its runtime is ending).
     #[track_caller]
     pub fn recv(&self) -> T {
-        self.recv_evt().sync()
+        let mut queues = self.inner.queues.lock();
+        let payload = match queues.take() {
+            Some(p) => p,
+            None => {
+                let state = SyncState::single_reused(None);
+                let offer = Offer {
+                    sync: state.clone(),
+                    leaf: 0,
+                };
+                wait_single(&state, queues, offer, false, "Channel::recv");
+                let value = state
+                    .slot_value(0)
+                    .expect("a committed receive has its value");
+                SyncState::reuse(state);
+                value
+            }
+        };
+        *payload
+            .downcast::<T>()
+            .expect("a channel carries values of its own type")
+    }
+}
+
+/// The blocking half of a one-leaf sync on a channel: registers `offer` (the unparker is in
+/// the commit word's hands before the offer is visible, so no commit can miss it), releases the
+/// channel, and parks until a partner commits it.
+#[track_caller]
+fn wait_single(
+    state: &SyncState,
+    queues: SpinGuard<'_, Queues>,
+    offer: Offer,
+    sender: bool,
+    what: &'static str,
+) {
+    let mut queues = Some(queues);
+    let why = park_current(what, None, |u| {
+        state.set_unparker(u);
+        let mut queues = queues.take().expect("published once");
+        queues.register(offer, sender);
+    });
+    match state.outcome() {
+        Outcome::Synched(_) => {}
+        Outcome::Waiting | Outcome::Abandoned => {
+            debug_assert_eq!(why, crate::sched::park::Wake::Interrupted);
+            if state.abandon() {
+                // Our offer is stale now; a value we did not send is dropped here, by us.
+                drop(state.slot_value(0));
+                crate::sched::interrupted_wait(what);
+            }
+            // A partner committed first: it wins (outcome waits out its claim).
+            state.outcome();
+        }
     }
 }

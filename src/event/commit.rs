@@ -13,6 +13,8 @@
 //! of its own) before it reads its slot.
 
 use std::any::Any;
+use std::cell::Cell;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sched::park::Unparker;
@@ -28,6 +30,11 @@ const ABANDONED: u64 = 3;
 const TAG: u64 = 0b11;
 const LEAF_SHIFT: u32 = 2;
 
+thread_local! {
+    /// One settled one-leaf sync state kept for the next channel shorthand on this thread.
+    static SPARE: Cell<Option<Arc<SyncState>>> = const { Cell::new(None) };
+}
+
 /// Where the syncer stands, as seen by [`SyncState::outcome`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -39,15 +46,68 @@ pub(crate) enum Outcome {
 /// One blocking sync: its state word, a value slot per leaf, and how to wake it.
 pub(crate) struct SyncState {
     word: AtomicU64,
-    slots: Box<[SpinLock<Option<Payload>>]>,
+    slots: Slots,
     unparker: SpinLock<Option<Unparker>>,
+}
+
+/// Per-leaf value slots; a one-leaf sync (the `Channel::send`/`recv` shorthand) keeps its one
+/// slot inline.
+enum Slots {
+    One(SpinLock<Option<Payload>>),
+    Many(Box<[SpinLock<Option<Payload>>]>),
+}
+
+impl std::ops::Index<usize> for Slots {
+    type Output = SpinLock<Option<Payload>>;
+    fn index(&self, leaf: usize) -> &Self::Output {
+        match self {
+            Slots::One(slot) if leaf == 0 => slot,
+            Slots::One(_) => panic!("a one-leaf sync has no leaf {leaf}"),
+            Slots::Many(slots) => &slots[leaf],
+        }
+    }
 }
 
 impl SyncState {
     pub(crate) fn new(slots: impl Iterator<Item = Option<Payload>>) -> SyncState {
         SyncState {
             word: AtomicU64::new(WAITING),
-            slots: slots.map(SpinLock::new).collect(),
+            slots: Slots::Many(slots.map(SpinLock::new).collect()),
+            unparker: SpinLock::new(None),
+        }
+    }
+
+    /// A one-leaf sync state for the channel shorthands, reusing this thread's spare one when
+    /// it has one (see [`SyncState::reuse`]): a blocking `send`/`recv` then allocates nothing
+    /// for its commit word.
+    pub(crate) fn single_reused(value: Option<Payload>) -> Arc<SyncState> {
+        match SPARE.with(|s| s.take()) {
+            Some(state) => {
+                *state.slots[0].lock() = value;
+                state
+            }
+            None => Arc::new(SyncState::single(value)),
+        }
+    }
+
+    /// Keeps a settled one-leaf state as this thread's spare if nothing else refers to it any
+    /// more (no stale offer, no committer still holding it).
+    pub(crate) fn reuse(mut state: Arc<SyncState>) {
+        if let Some(s) = Arc::get_mut(&mut state) {
+            if let Slots::One(slot) = &mut s.slots {
+                *slot.get_mut() = None;
+                *s.word.get_mut() = WAITING;
+                *s.unparker.get_mut() = None;
+                SPARE.with(|spare| spare.set(Some(state)));
+            }
+        }
+    }
+
+    /// A sync of one leaf, whose slot starts with `value`.
+    pub(crate) fn single(value: Option<Payload>) -> SyncState {
+        SyncState {
+            word: AtomicU64::new(WAITING),
+            slots: Slots::One(SpinLock::new(value)),
             unparker: SpinLock::new(None),
         }
     }
