@@ -16,8 +16,8 @@
 //! assert_eq!(total, 285);
 //! ```
 //!
-//! Faces: std-like ([`run`], [`Builder`], [`thread`], [`time`]) and OCaml threads
-//! ([`ocaml::thread`]). See `README.md` for the guarantees.
+//! Faces: std-like ([`run`], [`Builder`], [`thread`], [`time`], [`sync`]), CML events
+//! ([`event`]) and OCaml threads ([`ocaml`]). See `README.md` for the guarantees.
 
 #![deny(
     unsafe_op_in_unsafe_fn,
