@@ -114,8 +114,16 @@ pub fn current() -> Thread {
             })
         };
     }
+    // While the thread's locals are being destroyed, a fresh handle (with a fresh id) stands in.
+    let os = OS.try_with(Arc::clone).unwrap_or_else(|_| {
+        static LATE: AtomicU64 = AtomicU64::new(1 << 39);
+        Arc::new(OsThread {
+            id: ThreadId(NonZeroU64::new(LATE.fetch_add(1, Ordering::Relaxed)).expect("non-zero")),
+            name: None,
+        })
+    });
     Thread {
-        inner: Inner::Os(OS.with(Arc::clone)),
+        inner: Inner::Os(os),
     }
 }
 

@@ -22,6 +22,11 @@ unsafe impl<T: Send> Sync for SpinLock<T> {}
 // SAFETY: the lock owns its `T`; moving the lock moves the `T`.
 unsafe impl<T: Send> Send for SpinLock<T> {}
 
+// Like std's `Mutex`: state behind a lock is not observed half-updated by a caught panic (no
+// user code runs under a spin lock).
+impl<T> std::panic::RefUnwindSafe for SpinLock<T> {}
+impl<T> std::panic::UnwindSafe for SpinLock<T> {}
+
 impl<T> SpinLock<T> {
     pub(crate) const fn new(value: T) -> Self {
         SpinLock {

@@ -232,21 +232,21 @@ fn counting_make_negative_is_an_invalid_argument() {
     });
 }
 
-/// `release` at `i64::MAX` raises the overflow error and leaves the value as it was; the
+/// `release` at OCaml's `max_int` raises the overflow error and leaves the value as it was; the
 /// semaphore still works afterwards.
 #[test]
 fn counting_release_at_max_overflows_and_keeps_the_value() {
     on_one_domain("counting_release_at_max_overflows", || {
-        let s = counting::make(i64::MAX);
+        let s = counting::make(bobine::ocaml::MAX_INT);
         assert_eq!(panic_message(|| counting::release(&s)), OVERFLOW);
-        assert_eq!(counting::get_value(&s), i64::MAX);
+        assert_eq!(counting::get_value(&s), bobine::ocaml::MAX_INT);
         assert!(counting::try_acquire(&s));
-        assert_eq!(counting::get_value(&s), i64::MAX - 1);
+        assert_eq!(counting::get_value(&s), bobine::ocaml::MAX_INT - 1);
         counting::release(&s);
-        assert_eq!(counting::get_value(&s), i64::MAX);
+        assert_eq!(counting::get_value(&s), bobine::ocaml::MAX_INT);
         assert_eq!(panic_message(|| counting::release(&s)), OVERFLOW);
         counting::acquire(&s);
-        assert_eq!(counting::get_value(&s), i64::MAX - 1);
+        assert_eq!(counting::get_value(&s), bobine::ocaml::MAX_INT - 1);
     });
 }
 

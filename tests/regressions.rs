@@ -369,3 +369,179 @@ fn huge_stack_size_is_an_error() {
         });
     });
 }
+
+/// The OCaml idiom `protect m (fun () -> while true do Condition.wait c m done)` in a thread
+/// left blocked when `run` ends unwinds cleanly (protect's unlock used to raise from a
+/// destructor and abort the process).
+#[test]
+fn protect_around_condition_wait_unwinds_at_shutdown() {
+    use bobine::ocaml::{condition, mutex, thread};
+    common::watchdog(30, "protect_around_condition_wait", || {
+        let m = mutex::create();
+        let m_after = m.clone();
+        bobine::Builder::new().domains(1).run(|| {
+            let c = condition::create();
+            let (m2, c2) = (m.clone(), c.clone());
+            thread::create(
+                move |()| {
+                    mutex::protect(&m2, || {
+                        loop {
+                            condition::wait(&c2, &m2)
+                        }
+                    })
+                },
+                (),
+            );
+            thread::delay(0.02);
+        });
+        // The mutex was released by the wait, and nobody holds it now.
+        assert!(mutex::try_lock(&m_after));
+        mutex::unlock(&m_after);
+    });
+}
+
+/// A mutex handed to a waiter that the runtime then unwinds before it runs is passed on, not
+/// lost (it used to stay locked forever with no owner).
+#[test]
+fn mutex_handed_to_an_unwound_waiter_is_passed_on() {
+    static M: bobine::sync::Mutex<u32> = bobine::sync::Mutex::new(0);
+    common::watchdog(30, "mutex_handed_to_an_unwound_waiter", || {
+        bobine::Builder::new().domains(1).run(|| {
+            let g = M.lock().unwrap();
+            drop(bobine::thread::spawn(|| *M.lock().unwrap() += 1));
+            bobine::thread::sleep(Duration::from_millis(20));
+            drop(g);
+        });
+        assert!(
+            M.try_lock().is_ok(),
+            "the mutex stayed locked after its waiter was dropped"
+        );
+        assert!(!M.is_poisoned(), "a forced unwind is not a panic");
+    });
+}
+
+/// A rendezvous sender unwound at shutdown withdraws its value: later receives take the other
+/// senders' values and wake exactly those senders (the receiver used to wake the wrong one).
+#[test]
+fn unwound_rendezvous_sender_withdraws_its_value() {
+    common::watchdog(30, "unwound_rendezvous_sender", || {
+        let (tx, rx) = bobine::sync::mpsc::sync_channel::<u32>(0);
+        let mut plain = Vec::new();
+        bobine::Builder::new().domains(1).run(|| {
+            let t0 = tx.clone();
+            drop(bobine::thread::spawn(move || {
+                let _ = t0.send(0);
+            }));
+            bobine::thread::sleep(Duration::from_millis(20));
+            for i in 1..=2u32 {
+                let t = tx.clone();
+                plain.push(std::thread::spawn(move || t.send(i).unwrap()));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let got: Vec<u32> = (0..2)
+            .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+            .collect();
+        assert_eq!(
+            got,
+            [1, 2],
+            "the unwound sender's value must not be delivered"
+        );
+        for p in plain {
+            p.join().unwrap();
+        }
+        assert!(rx.try_recv().is_err());
+    });
+}
+
+/// Tasks holding a `Mutex` guard while the runtime unwinds them do not poison it.
+#[test]
+fn forced_unwind_does_not_poison() {
+    static M: bobine::sync::Mutex<u32> = bobine::sync::Mutex::new(0);
+    common::watchdog(30, "forced_unwind_does_not_poison", || {
+        bobine::Builder::new().domains(1).run(|| {
+            let (tx, rx) = bobine::sync::mpsc::channel::<()>();
+            drop(bobine::thread::spawn(move || {
+                let _g = M.lock().unwrap();
+                let _ = rx.recv();
+            }));
+            bobine::thread::sleep(Duration::from_millis(20));
+            std::mem::forget(tx);
+        });
+        assert!(!M.is_poisoned());
+    });
+}
+
+/// Every receiver blocked on a channel learns of the disconnection when the last sender goes
+/// (two local tasks may share a `Receiver` through an `Rc`; only one used to be woken).
+#[test]
+fn disconnection_wakes_every_blocked_receiver() {
+    common::watchdog(30, "disconnection_wakes_every_blocked_receiver", || {
+        bobine::Builder::new().domains(1).run(|| {
+            let (tx, rx) = bobine::sync::mpsc::channel::<u32>();
+            let rx = std::rc::Rc::new(rx);
+            let (r1, r2) = (rx.clone(), rx.clone());
+            let h1 = bobine::thread::spawn_local(move || r1.recv());
+            let h2 = bobine::thread::spawn_local(move || r2.recv());
+            bobine::thread::sleep(Duration::from_millis(10));
+            drop(tx);
+            assert!(h1.join().unwrap().is_err());
+            assert!(h2.join().unwrap().is_err());
+        });
+    });
+}
+
+/// A thread-local destructor of a plain thread may block on a bobine `Mutex` (the parker's own
+/// thread-local may already be gone; that used to abort).
+#[test]
+fn thread_local_destructor_may_block_on_a_mutex() {
+    use std::sync::Arc;
+    struct OnExit(Arc<bobine::sync::Mutex<u32>>);
+    impl Drop for OnExit {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() += 1;
+        }
+    }
+    thread_local! {
+        static X: std::cell::RefCell<Option<OnExit>> = const { std::cell::RefCell::new(None) };
+    }
+    common::watchdog(30, "thread_local_destructor_may_block", || {
+        let m = Arc::new(bobine::sync::Mutex::new(0));
+        let g = m.lock().unwrap();
+        let m2 = m.clone();
+        let t = std::thread::spawn(move || {
+            X.with(|x| *x.borrow_mut() = Some(OnExit(m2)));
+            let (tx, rx) = bobine::sync::mpsc::channel::<()>();
+            let h = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                tx.send(()).unwrap();
+            });
+            rx.recv().unwrap();
+            h.join().unwrap();
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        drop(g);
+        t.join().unwrap();
+        assert_eq!(*m.lock().unwrap(), 1);
+    });
+}
+
+/// std's unwind-safety markers hold, so `catch_unwind` code written for std compiles.
+#[test]
+fn sync_types_are_unwind_safe_like_std() {
+    fn check<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+    check::<bobine::sync::Mutex<u32>>();
+    check::<bobine::sync::RwLock<u32>>();
+    check::<bobine::sync::Condvar>();
+    check::<bobine::sync::Barrier>();
+    check::<bobine::sync::Semaphore>();
+    check::<bobine::sync::mpsc::Sender<u32>>();
+    check::<bobine::sync::mpsc::Receiver<u32>>();
+    let m = bobine::sync::Mutex::new(1);
+    let r = std::panic::catch_unwind(|| {
+        let _g = m.lock().unwrap();
+        panic!("poison it");
+    });
+    assert!(r.is_err());
+    assert!(m.is_poisoned());
+}

@@ -53,7 +53,16 @@ pub fn wait(c: &T, m: &mutex::T) {
         m.inner.owner.store(0, Ordering::Relaxed);
         m.inner.raw.unlock();
     };
-    let _woken = wait_in(&c.waiters, queue, |l| l, 0, "Condition.wait", None, release);
+    let _woken = wait_in(
+        &c.waiters,
+        queue,
+        |l| l,
+        0,
+        "Condition.wait",
+        None,
+        release,
+        || signal(c),
+    );
     if m.inner.raw.lock().is_err() {
         crate::sched::interrupted_wait("Condition.wait (relocking the mutex)");
     }

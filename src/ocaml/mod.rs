@@ -8,6 +8,10 @@
 //! `bobine::run(|| { ... })`. This module is thin: names and messages only; the behaviour lives
 //! in the runtime core.
 
+/// OCaml's `max_int` on 64-bit platforms (2^62 - 1): the largest value of an OCaml `int`, and so
+/// of a counting semaphore.
+pub const MAX_INT: i64 = (1 << 62) - 1;
+
 pub mod condition;
 pub mod event;
 pub mod mutex;

@@ -105,7 +105,13 @@ pub fn protect<R>(m: &T, f: impl FnOnce() -> R) -> R {
     struct Unlock<'a>(&'a T);
     impl Drop for Unlock<'_> {
         fn drop(&mut self) {
-            unlock(self.0);
+            // While unwinding, a mutex the caller no longer holds (`f` unlocked it, or a
+            // `Condition.wait` inside `f` was unwound after releasing it) is left alone: raising
+            // `Sys_error` from a destructor during a panic would abort the process.
+            let owned = self.0.inner.owner.load(Ordering::Relaxed) == crate::thread::current_id();
+            if owned || !std::thread::panicking() {
+                unlock(self.0);
+            }
         }
     }
     lock(m);

@@ -7,7 +7,7 @@
 /// | OCaml                          | here                  | error (panic message)                                       |
 /// |--------------------------------|-----------------------|-------------------------------------------------------------|
 /// | `Semaphore.Counting.make n`    | [`make`](counting::make)`(n)` | `Invalid_argument("Semaphore.Counting.init: wrong initial value")` if `n < 0` |
-/// | `release s`                    | [`release`](counting::release)`(&s)` | `Sys_error("Semaphore.Counting.release: overflow")` at `i64::MAX` |
+/// | `release s`                    | [`release`](counting::release)`(&s)` | `Sys_error("Semaphore.Counting.release: overflow")` at [`MAX_INT`](crate::ocaml::MAX_INT) |
 /// | `acquire s` / `try_acquire s`  | [`acquire`](counting::acquire) / [`try_acquire`](counting::try_acquire) | `try_acquire` never blocks |
 /// | `get_value s`                  | [`get_value`](counting::get_value)`(&s)` |                                                   |
 pub mod counting {
@@ -57,7 +57,7 @@ pub mod counting {
     ///
     /// # Panics
     ///
-    /// `Sys_error("Semaphore.Counting.release: overflow")` if the value is `i64::MAX`.
+    /// `Sys_error("Semaphore.Counting.release: overflow")` if the value is OCaml's `max_int` ([`MAX_INT`](crate::ocaml::MAX_INT)).
     #[track_caller]
     pub fn release(s: &T) {
         let mut state = s.state.lock();
@@ -66,7 +66,7 @@ pub mod counting {
             next.unpark();
             return;
         }
-        if state.value == i64::MAX {
+        if state.value >= crate::ocaml::MAX_INT {
             drop(state);
             panic!("Sys_error(\"Semaphore.Counting.release: overflow\")");
         }
@@ -89,6 +89,7 @@ pub mod counting {
             "Semaphore.Counting.acquire",
             None,
             || (),
+            || release(s),
         );
         if woken != Woken::Notified {
             crate::sched::interrupted_wait("Semaphore.Counting.acquire");
@@ -185,6 +186,7 @@ pub mod binary {
             "Semaphore.Binary.acquire",
             None,
             || (),
+            || release(s),
         );
         if woken != Woken::Notified {
             crate::sched::interrupted_wait("Semaphore.Binary.acquire");

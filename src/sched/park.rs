@@ -196,6 +196,17 @@ thread_local! {
     });
 }
 
+/// This thread's parker; a fresh one while the thread's locals are being destroyed (a
+/// destructor that blocks on a bobine lock then still works).
+fn thread_parker() -> Arc<ThreadParker> {
+    THREAD_PARKER.try_with(Arc::clone).unwrap_or_else(|_| {
+        Arc::new(ThreadParker {
+            word: ParkWord::new(),
+            thread: std::thread::current(),
+        })
+    })
+}
+
 #[derive(Clone)]
 enum Target {
     Task(Arc<Task>),
@@ -295,7 +306,7 @@ impl Park {
     pub fn new() -> Park {
         let target = match super::current_task() {
             Some(task) => Target::Task(task),
-            None => Target::Thread(THREAD_PARKER.with(Arc::clone)),
+            None => Target::Thread(thread_parker()),
         };
         let gen_ = match &target {
             Target::Task(t) => t.park.arm(),
@@ -336,7 +347,10 @@ impl Park {
                 super::with_current(|c| std::ptr::eq(c, Arc::as_ptr(task))).unwrap_or(false)
             }
             Target::Thread(t) => {
-                super::with_current(|_| ()).is_none() && THREAD_PARKER.with(|me| Arc::ptr_eq(me, t))
+                super::with_current(|_| ()).is_none()
+                    && THREAD_PARKER
+                        .try_with(|me| Arc::ptr_eq(me, t))
+                        .unwrap_or(t.thread.id() == std::thread::current().id())
             }
         };
         assert!(
@@ -376,7 +390,7 @@ pub(crate) fn park_current(
         std::mem::forget(retire);
         wait_task(task, gen_, reason, site, deadline)
     } else {
-        let t = THREAD_PARKER.with(Arc::clone);
+        let t = thread_parker();
         let gen_ = t.word.arm();
         let retire = RetireOnUnwind(&t.word, gen_);
         publish(Unparker {

@@ -112,9 +112,15 @@ impl Condvar {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok((guard, WaitTimeoutResult(true)));
             }
-            guard = match self.wait_deadline(guard, deadline).0 {
+            let (result, timed_out) = self.wait_deadline(guard, deadline);
+            guard = match result {
                 Ok(g) => g,
-                Err(e) => return Err(PoisonError::new((e.into_inner(), WaitTimeoutResult(false)))),
+                Err(e) => {
+                    return Err(PoisonError::new((
+                        e.into_inner(),
+                        WaitTimeoutResult(timed_out),
+                    )));
+                }
             };
         }
     }
@@ -150,7 +156,16 @@ impl Condvar {
             std::mem::forget(guard);
             mutex.unlock_raw();
         };
-        let woken = wait_in(&self.waiters, queue, |l| l, 0, "condvar", deadline, release);
+        let woken = wait_in(
+            &self.waiters,
+            queue,
+            |l| l,
+            0,
+            "condvar",
+            deadline,
+            release,
+            || self.notify_one(),
+        );
         (mutex.relock(panicking), woken == Woken::TimedOut)
     }
 }

@@ -48,6 +48,46 @@ struct State<T> {
     send_queue: WaitList,
 }
 
+impl<T> State<T> {
+    /// Takes the next value (skipping slots whose sender withdrew) and, for a bounded channel
+    /// or a rendezvous whose sender waits, the sender to wake.
+    fn pop_value(&mut self) -> Option<(T, Option<Unparker>)> {
+        while let Some(slot) = self.buffer.pop_front() {
+            self.received += 1;
+            let Some(value) = slot.value else { continue };
+            let sender = match self.capacity {
+                Some(0) if slot.sender_waits => self.send_queue.pop_front(),
+                Some(0) | None => None,
+                Some(_) => self.send_queue.pop_front(),
+            };
+            return Some((value, sender));
+        }
+        None
+    }
+}
+
+/// Takes a rendezvous sender's value back if it unwinds before the value was received.
+struct Withdraw<'a, T> {
+    chan: &'a Chan<T>,
+    seq: u64,
+}
+
+impl<T> Drop for Withdraw<'_, T> {
+    fn drop(&mut self) {
+        let mut state = self.chan.state.lock();
+        let mut value = None;
+        if state.received <= self.seq {
+            let index = (self.seq - state.received) as usize;
+            if let Some(slot) = state.buffer.get_mut(index) {
+                value = slot.value.take();
+                slot.sender_waits = false;
+            }
+        }
+        drop(state);
+        drop(value);
+    }
+}
+
 struct Chan<T> {
     state: SpinLock<State<T>>,
 }
@@ -156,6 +196,7 @@ impl<T> Chan<T> {
                 "SyncSender::send",
                 None,
                 || (),
+                || self.wake_next_sender(),
             );
             if woken == Woken::Interrupted {
                 crate::sched::interrupted_wait("SyncSender::send");
@@ -171,11 +212,16 @@ impl<T> Chan<T> {
         state.pushed += 1;
         let receiver = state.recv_queue.pop_front();
         wake(receiver);
+        // If this sender unwinds while it waits (cancellation, or its runtime ending), its
+        // value must not be delivered later, nor its slot wake another sender.
+        let withdraw = Withdraw { chan: self, seq };
         loop {
             if state.received > seq {
+                std::mem::forget(withdraw);
                 return Ok(());
             }
             if !state.receiver {
+                std::mem::forget(withdraw);
                 let index = (seq - state.received) as usize;
                 let value = state.buffer[index]
                     .value
@@ -190,6 +236,7 @@ impl<T> Chan<T> {
                 0,
                 "SyncSender::send",
                 None,
+                || (),
                 || (),
             );
             if woken == Woken::Interrupted {
@@ -228,16 +275,7 @@ impl<T> Chan<T> {
     fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let mut state = self.state.lock();
         loop {
-            if let Some(slot) = state.buffer.pop_front() {
-                state.received += 1;
-                let value = slot
-                    .value
-                    .expect("the receiver is alive, so no value was taken back");
-                let sender = match state.capacity {
-                    Some(0) if slot.sender_waits => state.send_queue.pop_front(),
-                    Some(0) | None => None,
-                    Some(_) => state.send_queue.pop_front(),
-                };
+            if let Some((value, sender)) = state.pop_value() {
                 drop(state);
                 wake(sender);
                 return Ok(value);
@@ -256,6 +294,7 @@ impl<T> Chan<T> {
                 "Receiver::recv",
                 deadline,
                 || (),
+                || (),
             );
             if woken == Woken::Interrupted {
                 crate::sched::interrupted_wait("Receiver::recv");
@@ -266,17 +305,8 @@ impl<T> Chan<T> {
 
     fn try_recv(&self) -> Result<T, TryRecvError> {
         let mut state = self.state.lock();
-        match state.buffer.pop_front() {
-            Some(slot) => {
-                state.received += 1;
-                let value = slot
-                    .value
-                    .expect("the receiver is alive, so no value was taken back");
-                let sender = match state.capacity {
-                    Some(0) if slot.sender_waits => state.send_queue.pop_front(),
-                    Some(0) | None => None,
-                    Some(_) => state.send_queue.pop_front(),
-                };
+        match state.pop_value() {
+            Some((value, sender)) => {
                 drop(state);
                 wake(sender);
                 Ok(value)
@@ -286,6 +316,12 @@ impl<T> Chan<T> {
         }
     }
 
+    /// Passes a "room freed" wake-up on to the next blocked sender (one that got it unwound).
+    fn wake_next_sender(&self) {
+        let next = self.state.lock().send_queue.pop_front();
+        wake(next);
+    }
+
     fn add_sender(&self) {
         self.state.lock().senders += 1;
     }
@@ -293,13 +329,13 @@ impl<T> Chan<T> {
     fn drop_sender(&self) {
         let mut state = self.state.lock();
         state.senders -= 1;
-        let receiver = if state.senders == 0 {
-            state.recv_queue.pop_front()
-        } else {
-            None
-        };
-        drop(state);
-        wake(receiver);
+        if state.senders == 0 {
+            // Every blocked receiver learns of the disconnection (several can wait: a `Receiver`
+            // shared through an `Rc` by local tasks).
+            while let Some(u) = state.recv_queue.pop_front() {
+                u.unpark();
+            }
+        }
     }
 
     fn drop_receiver(&self) {
@@ -390,6 +426,15 @@ impl<T> Receiver<T> {
         TryIter { rx: self }
     }
 }
+
+// As std's channels: unwinding cannot leave a channel half-updated (no user code runs under
+// its lock).
+impl<T> std::panic::UnwindSafe for Sender<T> {}
+impl<T> std::panic::RefUnwindSafe for Sender<T> {}
+impl<T> std::panic::UnwindSafe for SyncSender<T> {}
+impl<T> std::panic::RefUnwindSafe for SyncSender<T> {}
+impl<T> std::panic::UnwindSafe for Receiver<T> {}
+impl<T> std::panic::RefUnwindSafe for Receiver<T> {}
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {

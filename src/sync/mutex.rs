@@ -42,6 +42,10 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 // SAFETY: as std's: `&Mutex<T>` only gives `&mut T` under the lock, so `T: Send` suffices.
 unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
 
+// As std's: poisoning is how a mutex reports a broken invariant after a panic.
+impl<T: ?Sized> std::panic::UnwindSafe for Mutex<T> {}
+impl<T: ?Sized> std::panic::RefUnwindSafe for Mutex<T> {}
+
 /// The guard of a locked [`Mutex`]; unlocks when dropped. Like std's, it stays on the thread
 /// (task) that locked it.
 #[must_use = "if unused the Mutex will immediately unlock"]
@@ -83,7 +87,9 @@ impl<T: ?Sized> Mutex<T> {
     /// # Panics
     ///
     /// If the task is unwound while it waits (its runtime is ending) and the lock cannot be
-    /// handed to it. Relocking a mutex the caller holds blocks forever, as std allows.
+    /// handed to it; when that wait is itself in a destructor run by the unwinding, the panic
+    /// aborts the process (as any panic during unwinding does), after printing why. Relocking
+    /// a mutex the caller holds blocks forever, as std allows.
     #[track_caller]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
         if self.raw.lock().is_err() {
@@ -167,7 +173,8 @@ impl<T: ?Sized> MutexGuard<'_, T> {
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        if !self.panicking && std::thread::panicking() {
+        // A forced unwind (the runtime dropping a blocked task) is not a panic of the holder.
+        if !self.panicking && std::thread::panicking() && !crate::sched::forcing() {
             self.mutex.poison.store(true, Ordering::Relaxed);
         }
         self.mutex.raw.unlock();

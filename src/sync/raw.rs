@@ -110,7 +110,16 @@ impl RawMutex {
             }
             return Ok(());
         }
-        let woken = wait_in(&self.queue, queue, |l| l, 0, "mutex", None, || ());
+        let woken = wait_in(
+            &self.queue,
+            queue,
+            |l| l,
+            0,
+            "mutex",
+            None,
+            || (),
+            || self.unlock(),
+        );
         match woken {
             Woken::Notified => Ok(()),
             Woken::TimedOut | Woken::Interrupted => {

@@ -57,6 +57,10 @@ unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 // SAFETY: as std's: readers share `&T` across threads, so `T: Sync` is needed too.
 unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 
+// As std's: poisoning is how the lock reports a broken invariant after a panic.
+impl<T: ?Sized> std::panic::UnwindSafe for RwLock<T> {}
+impl<T: ?Sized> std::panic::RefUnwindSafe for RwLock<T> {}
+
 /// Shared access to a locked [`RwLock`]'s value.
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockReadGuard<'a, T: ?Sized + 'a> {
@@ -119,8 +123,11 @@ impl<T: ?Sized> RwLock<T> {
                 "RwLock::read",
                 None,
                 || (),
+                || self.release(false),
             );
             if woken != Woken::Notified {
+                // We left the queue: those behind us may be able to come in now.
+                self.state.lock().grant();
                 crate::sched::interrupted_wait("RwLock::read");
             }
         }
@@ -142,8 +149,11 @@ impl<T: ?Sized> RwLock<T> {
                 "RwLock::write",
                 None,
                 || (),
+                || self.release(true),
             );
             if woken != Woken::Notified {
+                // A writer left the queue: the readers it held back may come in now.
+                self.state.lock().grant();
                 crate::sched::interrupted_wait("RwLock::write");
             }
         }
@@ -239,7 +249,8 @@ impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
-        if !self.panicking && std::thread::panicking() {
+        // A forced unwind (the runtime dropping a blocked task) is not a panic of the holder.
+        if !self.panicking && std::thread::panicking() && !crate::sched::forcing() {
             self.lock.poison.store(true, Ordering::Relaxed);
         }
         self.lock.release(true);
@@ -291,6 +302,36 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for RwLock<T> {
         };
         d.field("poisoned", &self.is_poisoned())
             .finish_non_exhaustive()
+    }
+}
+
+impl<T: ?Sized + fmt::Display> fmt::Display for RwLockReadGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized + fmt::Display> fmt::Display for RwLockWriteGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
+    /// Turns exclusive access into shared access without letting a writer in between; readers
+    /// queued at the front come in with it.
+    pub fn downgrade(s: Self) -> RwLockReadGuard<'a, T> {
+        let lock = s.lock;
+        std::mem::forget(s);
+        let mut state = lock.state.lock();
+        state.writer = false;
+        state.readers += 1;
+        state.grant();
+        drop(state);
+        RwLockReadGuard {
+            lock,
+            _not_send: PhantomData,
+        }
     }
 }
 

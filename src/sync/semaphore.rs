@@ -56,6 +56,7 @@ impl Semaphore {
             "Semaphore::acquire",
             None,
             || (),
+            || self.release(),
         );
         if woken != Woken::Notified {
             crate::sched::interrupted_wait("Semaphore::acquire");
@@ -179,8 +180,11 @@ impl Barrier {
             "Barrier::wait",
             None,
             || (),
+            || (),
         );
         if woken != Woken::Notified {
+            // We no longer wait: do not count us towards the opening.
+            self.state.lock().arrived -= 1;
             crate::sched::interrupted_wait("Barrier::wait");
         }
         BarrierWaitResult(false)

@@ -67,6 +67,10 @@ pub(crate) struct WaitList {
 // only touched under its primitive's lock, from whichever thread holds it.
 unsafe impl Send for WaitList {}
 
+// The nodes' cells are only touched under the list's lock, never across user code.
+impl std::panic::UnwindSafe for WaitList {}
+impl std::panic::RefUnwindSafe for WaitList {}
+
 impl WaitList {
     pub(crate) const fn new() -> Self {
         WaitList {
@@ -91,11 +95,11 @@ impl WaitList {
         if self.head.is_null() {
             return None;
         }
-        // SAFETY: a linked node is alive; we hold the list's lock.
-        let node = unsafe { &*self.head };
+        let node = self.head;
         // Take the unparker first: once `unlink` clears `linked`, the owner may return and its
         // node be gone.
-        let unparker = node.unparker.take();
+        // SAFETY: a linked node is alive; we hold the list's lock.
+        let unparker = unsafe { (*node).unparker.take() };
         // SAFETY: as above.
         unsafe { self.unlink(node) };
         unparker
@@ -126,8 +130,9 @@ impl WaitList {
     /// # Safety
     ///
     /// `node` is linked in `self`, and its neighbours are live linked nodes.
-    unsafe fn unlink(&mut self, node: &Waiter) {
-        let (prev, next) = (node.prev.get(), node.next.get());
+    unsafe fn unlink(&mut self, node: *const Waiter) {
+        // SAFETY: per the contract, the node is live until the store at the end.
+        let (prev, next) = unsafe { ((*node).prev.get(), (*node).next.get()) };
         if prev.is_null() {
             self.head = next;
         } else {
@@ -140,24 +145,37 @@ impl WaitList {
             // SAFETY: as above.
             unsafe { (*next).prev.set(prev) };
         }
-        node.linked.store(false, Ordering::Release);
         self.len -= 1;
+        // SAFETY: still live; after this store the owner may free it, so this is the last use.
+        unsafe { (*node).linked.store(false, Ordering::Release) };
     }
 }
 
-/// Unlinks a node on the way out of `wait_in` if a waker did not (step 4), also on unwinding.
-struct LeaveOnDrop<'a, S, L: Fn(&mut S) -> &mut WaitList> {
+/// Runs when `wait_in` unwinds (the task is force-unwound, or later cancelled, while it waits):
+/// unlinks the node if no waker did (step 4); if a waker did, what it handed over (a mutex, a
+/// permit, a signal) would be lost with this waiter, so `pass_on` gives it to the next one.
+struct LeaveOnDrop<'a, S, L: Fn(&mut S) -> &mut WaitList, P: FnOnce()> {
     lock: &'a SpinLock<S>,
     list: &'a L,
     node: &'a Waiter,
+    pass_on: Option<P>,
 }
 
-impl<S, L: Fn(&mut S) -> &mut WaitList> Drop for LeaveOnDrop<'_, S, L> {
+impl<S, L: Fn(&mut S) -> &mut WaitList, P: FnOnce()> Drop for LeaveOnDrop<'_, S, L, P> {
     fn drop(&mut self) {
-        let mut guard = self.lock.lock();
-        if self.node.linked.load(Ordering::Relaxed) {
-            // SAFETY: the node is linked in this list, which we hold the lock of.
-            unsafe { (self.list)(&mut guard).unlink(self.node) };
+        let was_linked = {
+            let mut guard = self.lock.lock();
+            let linked = self.node.linked.load(Ordering::Relaxed);
+            if linked {
+                // SAFETY: the node is linked in this list, which we hold the lock of.
+                unsafe { (self.list)(&mut guard).unlink(self.node) };
+            }
+            linked
+        };
+        if !was_linked {
+            if let Some(pass_on) = self.pass_on.take() {
+                pass_on();
+            }
         }
     }
 }
@@ -168,8 +186,10 @@ impl<S, L: Fn(&mut S) -> &mut WaitList> Drop for LeaveOnDrop<'_, S, L> {
 /// it, the deadline passes, or the park is interrupted, and says how the wait ended. The lock
 /// is not held on return: a caller that needs the state again takes it.
 ///
-/// Whatever happens, the caller's node is out of the list when this returns or unwinds.
+/// Whatever happens, the caller's node is out of the list when this returns or unwinds; if it
+/// unwinds after a waker chose it, `pass_on` hands the waker's gift to the next waiter.
 #[track_caller]
+#[allow(clippy::too_many_arguments)] // each is a distinct part of the protocol; see above
 pub(crate) fn wait_in<S, L>(
     lock: &SpinLock<S>,
     guard: SpinGuard<'_, S>,
@@ -178,6 +198,7 @@ pub(crate) fn wait_in<S, L>(
     reason: &'static str,
     deadline: Option<Instant>,
     after_queued: impl FnOnce(),
+    pass_on: impl FnOnce(),
 ) -> Woken
 where
     L: Fn(&mut S) -> &mut WaitList,
@@ -201,6 +222,7 @@ where
             lock,
             list: &list,
             node: &node,
+            pass_on: Some(pass_on),
         });
         after_queued();
     });
