@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::commit::{Outcome, Payload, SyncState};
+use super::commit::{AbandonOnUnwind, Outcome, Payload, SyncState};
 use super::{BaseOp, Event};
 use crate::sched::park::park_current;
 use crate::util::{SpinGuard, SpinLock};
@@ -235,11 +235,13 @@ fn wait_single(
     what: &'static str,
 ) {
     let mut queues = Some(queues);
+    let abandon = AbandonOnUnwind { state };
     let why = park_current(what, None, |u| {
         state.set_unparker(u);
         let mut queues = queues.take().expect("published once");
         queues.register(offer, sender);
     });
+    std::mem::forget(abandon);
     match state.outcome() {
         Outcome::Synched(_) => {}
         Outcome::Waiting | Outcome::Abandoned => {

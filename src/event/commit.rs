@@ -35,6 +35,32 @@ thread_local! {
     static SPARE: Cell<Option<Arc<SyncState>>> = const { Cell::new(None) };
 }
 
+/// Guards a blocked sync while it parks: if the syncer unwinds there (the runtime dropping its
+/// task, or cancellation), the sync is abandoned, so its offers go stale instead of looking
+/// alive to later partners, and every value it still holds is dropped here, by the syncer, not
+/// later under some channel's lock.
+pub(crate) struct AbandonOnUnwind<'a> {
+    pub(crate) state: &'a SyncState,
+}
+
+impl Drop for AbandonOnUnwind<'_> {
+    fn drop(&mut self) {
+        if !self.state.abandon() {
+            // A partner committed first: wait out its claim.
+            self.state.outcome();
+        }
+        let slots = match &self.state.slots {
+            Slots::One(_) => 1,
+            Slots::Many(s) => s.len(),
+        };
+        let values: Vec<_> = (0..slots)
+            .filter_map(|i| self.state.slot_value(i))
+            .collect();
+        drop(self.state.take_unparker());
+        drop(values);
+    }
+}
+
 /// Where the syncer stands, as seen by [`SyncState::outcome`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {

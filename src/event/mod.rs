@@ -52,7 +52,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use channel::{ChanInner, Offer};
-use commit::{Outcome, Payload, SyncState};
+use commit::{AbandonOnUnwind, Outcome, Payload, SyncState};
 
 use crate::sched::park::{Park, Unparker, Wake};
 use crate::task::Task;
@@ -634,8 +634,12 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usi
             return k;
         }
         // Interrupted, and nothing committed first (if something did, it wins): abandon. Our
-        // offers are stale from now on; the nacks fire as `flat` is dropped.
-        if park.wait_until("Event.sync", deadline) == Wake::Interrupted && state.abandon() {
+        // offers are stale from now on; the nacks fire as `flat` is dropped. If the park
+        // unwinds instead (the runtime dropping this task), the guard abandons.
+        let abandon = AbandonOnUnwind { state };
+        let why = park.wait_until("Event.sync", deadline);
+        std::mem::forget(abandon);
+        if why == Wake::Interrupted && state.abandon() {
             flat.aborts.clear();
             drop(release_slots(state, leaves));
             crate::sched::interrupted_wait("Event.sync");
