@@ -37,7 +37,8 @@ impl Queues {
     pub(crate) fn give(&mut self, value: Payload) -> Result<(), Payload> {
         while let Some(offer) = self.receivers.pop_front() {
             if offer.sync.claim() {
-                offer.sync.put(offer.leaf, value);
+                // SAFETY: we hold the claim until `complete`.
+                unsafe { offer.sync.put(offer.leaf, value) };
                 offer.sync.complete(offer.leaf);
                 return Ok(());
             }
@@ -49,7 +50,8 @@ impl Queues {
     pub(crate) fn take(&mut self) -> Option<Payload> {
         while let Some(offer) = self.senders.pop_front() {
             if offer.sync.claim() {
-                let value = offer.sync.take(offer.leaf);
+                // SAFETY: we hold the claim until `complete`.
+                let value = unsafe { offer.sync.take(offer.leaf) };
                 offer.sync.complete(offer.leaf);
                 return Some(value);
             }
@@ -210,9 +212,9 @@ impl<T: Send + 'static> Channel<T> {
                     leaf: 0,
                 };
                 wait_single(&state, queues, offer, false, "Channel::recv");
-                let value = state
-                    .slot_value(0)
-                    .expect("a committed receive has its value");
+                // SAFETY: `wait_single` returned, so the word has settled.
+                let value =
+                    unsafe { state.slot_value(0) }.expect("a committed receive has its value");
                 SyncState::reuse(state);
                 value
             }
@@ -248,7 +250,8 @@ fn wait_single(
             debug_assert_eq!(why, crate::sched::park::Wake::Interrupted);
             if state.abandon() {
                 // Our offer is stale now; a value we did not send is dropped here, by us.
-                drop(state.slot_value(0));
+                // SAFETY: we abandoned the word, so no partner can claim it any more.
+                drop(unsafe { state.slot_value(0) });
                 crate::sched::interrupted_wait(what);
             }
             // A partner committed first: it wins (outcome waits out its claim).

@@ -13,7 +13,7 @@
 //! of its own) before it reads its slot.
 
 use std::any::Any;
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -49,12 +49,9 @@ impl Drop for AbandonOnUnwind<'_> {
             // A partner committed first: wait out its claim.
             self.state.outcome();
         }
-        let slots = match &self.state.slots {
-            Slots::One(_) => 1,
-            Slots::Many(s) => s.len(),
-        };
-        let values: Vec<_> = (0..slots)
-            .filter_map(|i| self.state.slot_value(i))
+        let values: Vec<_> = (0..self.state.slot_count())
+            // SAFETY: the word has settled (abandoned by us, or synched and waited out).
+            .filter_map(|i| unsafe { self.state.slot_value(i) })
             .collect();
         drop(self.state.take_unparker());
         drop(values);
@@ -76,15 +73,40 @@ pub(crate) struct SyncState {
     unparker: SpinLock<Option<Unparker>>,
 }
 
+/// A value slot. Who may touch it is fixed by the commit word, so it needs no lock of its own:
+/// the syncer, before its offers are visible and after the word has settled (SYNCHED or
+/// ABANDONED, a CLAIMED window waited out); a partner, between its successful `claim` and its
+/// `complete`.
+struct Slot(UnsafeCell<Option<Payload>>);
+
+// SAFETY: accesses are serialised by the commit word as described on `Slot` (the claim CAS and
+// the release store of SYNCHED order the partner's access against the syncer's).
+unsafe impl Sync for Slot {}
+
+impl Slot {
+    fn new(value: Option<Payload>) -> Slot {
+        Slot(UnsafeCell::new(value))
+    }
+
+    /// # Safety
+    ///
+    /// The caller has the access right described on [`Slot`].
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get(&self) -> &mut Option<Payload> {
+        // SAFETY: forwarded to the caller.
+        unsafe { &mut *self.0.get() }
+    }
+}
+
 /// Per-leaf value slots; a one-leaf sync (the `Channel::send`/`recv` shorthand) keeps its one
 /// slot inline.
 enum Slots {
-    One(SpinLock<Option<Payload>>),
-    Many(Box<[SpinLock<Option<Payload>>]>),
+    One(Slot),
+    Many(Box<[Slot]>),
 }
 
 impl std::ops::Index<usize> for Slots {
-    type Output = SpinLock<Option<Payload>>;
+    type Output = Slot;
     fn index(&self, leaf: usize) -> &Self::Output {
         match self {
             Slots::One(slot) if leaf == 0 => slot,
@@ -98,7 +120,7 @@ impl SyncState {
     pub(crate) fn new(slots: impl Iterator<Item = Option<Payload>>) -> SyncState {
         SyncState {
             word: AtomicU64::new(WAITING),
-            slots: Slots::Many(slots.map(SpinLock::new).collect()),
+            slots: Slots::Many(slots.map(Slot::new).collect()),
             unparker: SpinLock::new(None),
         }
     }
@@ -108,9 +130,14 @@ impl SyncState {
     /// for its commit word.
     pub(crate) fn single_reused(value: Option<Payload>) -> Arc<SyncState> {
         match SPARE.with(|s| s.take()) {
-            Some(state) => {
-                *state.slots[0].lock() = value;
-                state
+            Some(mut state) => {
+                if let Some(s) = Arc::get_mut(&mut state) {
+                    if let Slots::One(slot) = &mut s.slots {
+                        *slot.0.get_mut() = value;
+                        return state;
+                    }
+                }
+                unreachable!("the spare state is a one-leaf state nobody else holds")
             }
             None => Arc::new(SyncState::single(value)),
         }
@@ -121,7 +148,7 @@ impl SyncState {
     pub(crate) fn reuse(mut state: Arc<SyncState>) {
         if let Some(s) = Arc::get_mut(&mut state) {
             if let Slots::One(slot) = &mut s.slots {
-                *slot.get_mut() = None;
+                *slot.0.get_mut() = None;
                 *s.word.get_mut() = WAITING;
                 *s.unparker.get_mut() = None;
                 SPARE.with(|spare| spare.set(Some(state)));
@@ -133,7 +160,7 @@ impl SyncState {
     pub(crate) fn single(value: Option<Payload>) -> SyncState {
         SyncState {
             word: AtomicU64::new(WAITING),
-            slots: Slots::One(SpinLock::new(value)),
+            slots: Slots::One(Slot::new(value)),
             unparker: SpinLock::new(None),
         }
     }
@@ -151,15 +178,24 @@ impl SyncState {
             .is_ok()
     }
 
-    /// Moves a value into `leaf`'s slot (a receive offer), after a successful claim.
-    pub(crate) fn put(&self, leaf: usize, value: Payload) {
-        *self.slots[leaf].lock() = Some(value);
+    /// Moves a value into `leaf`'s slot (a receive offer).
+    ///
+    /// # Safety
+    ///
+    /// Only after a successful [`SyncState::claim`], before [`SyncState::complete`].
+    pub(crate) unsafe fn put(&self, leaf: usize, value: Payload) {
+        // SAFETY: the claim gives us the slots until `complete`.
+        unsafe { *self.slots[leaf].get() = Some(value) };
     }
 
-    /// Takes the value out of `leaf`'s slot (a send offer), after a successful claim.
-    pub(crate) fn take(&self, leaf: usize) -> Payload {
-        self.slots[leaf]
-            .lock()
+    /// Takes the value out of `leaf`'s slot (a send offer).
+    ///
+    /// # Safety
+    ///
+    /// Only after a successful [`SyncState::claim`], before [`SyncState::complete`].
+    pub(crate) unsafe fn take(&self, leaf: usize) -> Payload {
+        // SAFETY: the claim gives us the slots until `complete`.
+        unsafe { self.slots[leaf].get() }
             .take()
             .expect("a send offer holds its value until it commits")
     }
@@ -215,7 +251,21 @@ impl SyncState {
 
     /// Takes the value a committed leaf left in its slot (a receive), or the value a send leaf
     /// never gave away.
-    pub(crate) fn slot_value(&self, leaf: usize) -> Option<Payload> {
-        self.slots[leaf].lock().take()
+    ///
+    /// # Safety
+    ///
+    /// Only by the syncer, once [`SyncState::outcome`] has returned `Synched` or `Abandoned`
+    /// (no partner can be inside its claim any more).
+    pub(crate) unsafe fn slot_value(&self, leaf: usize) -> Option<Payload> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.slots[leaf].get() }.take()
+    }
+
+    /// How many slots (leaves) the sync has.
+    pub(crate) fn slot_count(&self) -> usize {
+        match &self.slots {
+            Slots::One(_) => 1,
+            Slots::Many(s) => s.len(),
+        }
     }
 }

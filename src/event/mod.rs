@@ -56,7 +56,7 @@ use commit::{AbandonOnUnwind, Outcome, Payload, SyncState};
 
 use crate::sched::park::{Park, Unparker, Wake};
 use crate::task::Task;
-use crate::util::SpinLock;
+use crate::util::{SpinGuard, SpinLock};
 
 /// A base operation, type-erased.
 pub(crate) enum BaseOp {
@@ -119,7 +119,8 @@ struct Leaf<T> {
 
 /// What flattening collects besides the leaves.
 struct Flat {
-    start: Instant,
+    /// When the sync started: read at the first `after` leaf (a clock read only when needed).
+    start: Option<Instant>,
     aborts: Vec<Option<Box<dyn FnOnce() + Send>>>,
     abort_stack: Vec<usize>,
     nacks: Vec<Arc<NackCell>>,
@@ -163,11 +164,14 @@ struct BaseNode<T> {
 impl<T> Flatten<T> for BaseNode<T> {
     fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
         let op = match self.op {
-            BaseOp::After(d) => BaseOp::At(
-                flat.start
-                    .checked_add(d)
-                    .unwrap_or(flat.start + Duration::from_secs(u32::MAX as u64)),
-            ),
+            BaseOp::After(d) => {
+                let start = *flat.start.get_or_insert_with(Instant::now);
+                BaseOp::At(
+                    start
+                        .checked_add(d)
+                        .unwrap_or(start + Duration::from_secs(u32::MAX as u64)),
+                )
+            }
             op => op,
         };
         out.push(Leaf {
@@ -433,7 +437,7 @@ fn channels<T>(leaves: &[Leaf<T>]) -> Vec<Arc<ChanInner>> {
 #[track_caller]
 fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
     let mut flat = Flat {
-        start: Instant::now(),
+        start: None,
         aborts: Vec::new(),
         abort_stack: Vec::new(),
         nacks: Vec::new(),
@@ -451,34 +455,23 @@ fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
     // Step 2: attempt, under every channel lock.
     let mut guards: Vec<_> = chans.iter().map(|c| c.queues.lock()).collect();
     let mut committed: Option<(usize, Payload)> = None;
-    let mut ready = Vec::new();
     loop {
-        // The ready leaves now; pick one uniformly; a channel leaf can still lose its partner
-        // to another sync between the look and the claim, then look again.
-        ready.clear();
-        for (i, leaf) in leaves.iter().enumerate() {
-            let is_ready = match &leaf.op {
-                BaseOp::Always(_) => true,
-                BaseOp::Never => false,
-                BaseOp::At(t) => Instant::now() >= *t,
-                BaseOp::After(_) => unreachable!("resolved at flattening"),
-                BaseOp::Join(task) => task.is_finished(),
-                BaseOp::Nack(cell) => cell.is_fired(),
-                BaseOp::Send { chan, .. } => guards[index_of(chan)].has_receiver(),
-                BaseOp::Recv { chan } => guards[index_of(chan)].has_sender(),
-            };
-            if is_ready {
-                ready.push(i);
-            }
-        }
-        if ready.is_empty() {
+        // Pick uniformly among the leaves ready now (count them, draw, find the drawn one: no
+        // allocation); a channel leaf can still lose its partner to another sync between the
+        // look and the claim, then look again.
+        let count = (0..leaves.len())
+            .filter(|&i| leaf_ready(&leaves[i], &mut guards, &chans))
+            .count();
+        if count == 0 {
             break;
         }
-        let i = ready[if ready.len() == 1 {
-            0
-        } else {
-            random(ready.len())
-        }];
+        let draw = if count == 1 { 0 } else { random(count) };
+        let Some(i) = (0..leaves.len())
+            .filter(|&i| leaf_ready(&leaves[i], &mut guards, &chans))
+            .nth(draw)
+        else {
+            continue;
+        };
         let done = match &mut leaves[i].op {
             BaseOp::Send { chan, value } => {
                 let v = std::mem::replace(value, Box::new(()));
@@ -540,9 +533,10 @@ fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
             drop(guards);
             let chosen = wait_commit(&state, &leaves, &mut flat);
             let payload = match &leaves[chosen].op {
-                BaseOp::Recv { .. } => state
-                    .slot_value(chosen)
-                    .expect("a committed receive has its value"),
+                BaseOp::Recv { .. } => {
+                    // SAFETY: `wait_commit` returned a committed leaf: the word has settled.
+                    unsafe { state.slot_value(chosen) }.expect("a committed receive has its value")
+                }
                 _ => Box::new(()) as Payload,
             };
             // Our stale offers may linger in channels (and be dropped under their locks): leave
@@ -570,6 +564,30 @@ fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
     Some(value)
 }
 
+/// Whether `leaf` can complete now (channel leaves: a live partner is queued).
+fn leaf_ready<T>(
+    leaf: &Leaf<T>,
+    guards: &mut [SpinGuard<'_, channel::Queues>],
+    chans: &[Arc<ChanInner>],
+) -> bool {
+    let queues = |chan: &Arc<ChanInner>| {
+        chans
+            .iter()
+            .position(|c| Arc::ptr_eq(c, chan))
+            .expect("collected")
+    };
+    match &leaf.op {
+        BaseOp::Always(_) => true,
+        BaseOp::Never => false,
+        BaseOp::At(t) => Instant::now() >= *t,
+        BaseOp::After(_) => unreachable!("resolved at flattening"),
+        BaseOp::Join(task) => task.is_finished(),
+        BaseOp::Nack(cell) => cell.is_fired(),
+        BaseOp::Send { chan, .. } => guards[queues(chan)].has_receiver(),
+        BaseOp::Recv { chan } => guards[queues(chan)].has_sender(),
+    }
+}
+
 /// Takes what a settled sync still holds (values it did not send, its unparker) so that they
 /// are dropped by the syncer, not by whoever drops a stale offer under a channel lock.
 fn release_slots<T>(state: &SyncState, leaves: &[Leaf<T>]) -> (Vec<Payload>, Option<Unparker>) {
@@ -577,7 +595,8 @@ fn release_slots<T>(state: &SyncState, leaves: &[Leaf<T>]) -> (Vec<Payload>, Opt
         .iter()
         .enumerate()
         .filter(|(_, l)| matches!(l.op, BaseOp::Send { .. }))
-        .filter_map(|(i, _)| state.slot_value(i))
+        // SAFETY: callers call this once the word has settled (committed or abandoned by us).
+        .filter_map(|(i, _)| unsafe { state.slot_value(i) })
         .collect();
     (unsent, state.take_unparker())
 }
