@@ -23,7 +23,7 @@
 //!    live partner offer (first come, first served) through the partner's commit word.
 //! 3. **Offer**: if nothing was ready, register an offer on every channel leaf (still under the
 //!    locks, so nothing can slip between the attempt and the offer), then release the locks and
-//!    park. Partners commit us through our commit word ([`commit`]); timer, join and nack leaves
+//!    park. Partners commit us through our commit word (`commit.rs`); timer, join and nack leaves
 //!    wake us and we commit them ourselves. Exactly one leaf commits.
 //! 4. After the commit: fire the nacks of the groups that do not enclose the chosen leaf, apply
 //!    the chosen leaf's wraps (inner first), then run the `wrap_abort` functions that do not

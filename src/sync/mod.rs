@@ -2,7 +2,7 @@
 //! counting `Semaphore`, whose blocking calls park the task instead of the OS thread.
 //!
 //! Every primitive here works the same for tasks on any domain and for plain OS threads, in any
-//! mix: they all wait through one FIFO wait queue ([`waitqueue`]) on top of `sched::park`. The
+//! mix: they all wait through one FIFO wait queue (`waitqueue`) on top of `sched::park`. The
 //! signatures are std's, so a program written for `std::sync` compiles and behaves the same
 //! after changing only its `use` lines. This module owns the primitives' state; it must not
 //! touch scheduler internals beyond `Park`/`Unparker`.
