@@ -545,3 +545,59 @@ fn sync_types_are_unwind_safe_like_std() {
     assert!(r.is_err());
     assert!(m.is_poisoned());
 }
+
+/// A channel receive may block in a thread-local destructor of a plain thread (the per-thread
+/// spare commit word may already be destroyed; that used to abort).
+#[test]
+fn channel_recv_may_block_in_a_thread_local_destructor() {
+    use bobine::event::Channel;
+    struct Guard(Channel<u32>, std::sync::mpsc::Sender<u32>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let v = self.0.recv();
+            self.1.send(v).unwrap();
+        }
+    }
+    thread_local! {
+        static G: std::cell::RefCell<Option<Guard>> = const { std::cell::RefCell::new(None) };
+    }
+    common::watchdog(30, "channel_recv_in_tls_destructor", || {
+        let c: Channel<u32> = Channel::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c2 = c.clone();
+        let t = std::thread::spawn(move || {
+            G.with(|g| *g.borrow_mut() = Some(Guard(c2.clone(), tx)));
+            // A first blocking receive sets up the spare commit word after the guard.
+            assert_eq!(c2.recv(), 1);
+        });
+        c.send(1);
+        c.send(2);
+        t.join().unwrap();
+        assert_eq!(rx.recv().unwrap(), 2);
+    });
+}
+
+/// `after(d)` counts from the start of the sync, before any guard runs (a slow guard used to
+/// delay the timeout it preceded).
+#[test]
+fn after_counts_from_before_the_guards() {
+    use bobine::event::{self, Channel};
+    common::watchdog(30, "after_counts_from_before_the_guards", || {
+        bobine::Builder::new().domains(1).run(|| {
+            let c: Channel<()> = Channel::new();
+            let start = std::time::Instant::now();
+            let slow_guard = event::guard(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                c.recv_evt()
+            });
+            event::select(vec![slow_guard, event::after(Duration::from_millis(50))]);
+            // The timeout counted from the start, so it was already due when the guard ended:
+            // the sync returns at once after the 60 ms guard, not 50 ms after it.
+            assert!(
+                start.elapsed() < Duration::from_millis(105),
+                "{:?}",
+                start.elapsed()
+            );
+        });
+    });
+}

@@ -252,6 +252,7 @@ fn wait_single(
                 // Our offer is stale now; a value we did not send is dropped here, by us.
                 // SAFETY: we abandoned the word, so no partner can claim it any more.
                 drop(unsafe { state.slot_value(0) });
+                drop(state.take_unparker());
                 crate::sched::interrupted_wait(what);
             }
             // A partner committed first: it wins (outcome waits out its claim).

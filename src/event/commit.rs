@@ -129,7 +129,8 @@ impl SyncState {
     /// it has one (see [`SyncState::reuse`]): a blocking `send`/`recv` then allocates nothing
     /// for its commit word.
     pub(crate) fn single_reused(value: Option<Payload>) -> Arc<SyncState> {
-        match SPARE.with(|s| s.take()) {
+        // `try_with`: in a thread-local destructor the spare may be gone already.
+        match SPARE.try_with(|s| s.take()).ok().flatten() {
             Some(mut state) => {
                 if let Some(s) = Arc::get_mut(&mut state) {
                     if let Slots::One(slot) = &mut s.slots {
@@ -151,7 +152,7 @@ impl SyncState {
                 *slot.0.get_mut() = None;
                 *s.word.get_mut() = WAITING;
                 *s.unparker.get_mut() = None;
-                SPARE.with(|spare| spare.set(Some(state)));
+                let _ = SPARE.try_with(|spare| spare.set(Some(state)));
             }
         }
     }
@@ -227,13 +228,23 @@ impl SyncState {
 
     /// Where the sync stands; waits out a partner's CLAIMED window.
     pub(crate) fn outcome(&self) -> Outcome {
+        let mut spins = 0u32;
         loop {
             let w = self.word.load(Ordering::Acquire);
             match w & TAG {
                 WAITING => return Outcome::Waiting,
                 SYNCHED => return Outcome::Synched((w >> LEAF_SHIFT) as usize),
                 ABANDONED => return Outcome::Abandoned,
-                _ => std::hint::spin_loop(),
+                _ => {
+                    // A partner is between its claim and its completion: a few instructions,
+                    // unless its thread was preempted, in which case let it run.
+                    spins += 1;
+                    if spins < 256 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
             }
         }
     }

@@ -102,7 +102,7 @@ impl NackCell {
         if self.is_fired() {
             return false;
         }
-        waiters.retain(|w| !w.same_waiter(&u));
+        waiters.retain(|w| w.is_pending() && !w.same_waiter(&u));
         waiters.push(u);
         true
     }
@@ -119,7 +119,8 @@ struct Leaf<T> {
 
 /// What flattening collects besides the leaves.
 struct Flat {
-    /// When the sync started: read at the first `after` leaf (a clock read only when needed).
+    /// When the sync started: read before the first guard or at the first `after` leaf,
+    /// whichever comes first (a clock read only when needed).
     start: Option<Instant>,
     aborts: Vec<Option<Box<dyn FnOnce() + Send>>>,
     abort_stack: Vec<usize>,
@@ -197,6 +198,8 @@ struct GuardNode<T>(Box<dyn FnOnce() -> Event<T> + Send>);
 
 impl<T> Flatten<T> for GuardNode<T> {
     fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
+        // The sync starts before any guard runs: an `after` leaf built later counts from here.
+        flat.start.get_or_insert_with(Instant::now);
         (self.0)().node.flatten(flat, out);
     }
 }
@@ -530,8 +533,12 @@ fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
                     _ => {}
                 }
             }
+            // From here until the commit, an unwind (the runtime dropping this task) abandons
+            // the sync and drops its values.
+            let abandon = AbandonOnUnwind { state: &state };
             drop(guards);
             let chosen = wait_commit(&state, &leaves, &mut flat);
+            std::mem::forget(abandon);
             let payload = match &leaves[chosen].op {
                 BaseOp::Recv { .. } => {
                     // SAFETY: `wait_commit` returned a committed leaf: the word has settled.
@@ -601,13 +608,23 @@ fn release_slots<T>(state: &SyncState, leaves: &[Leaf<T>]) -> (Vec<Payload>, Opt
     (unsent, state.take_unparker())
 }
 
-/// Runs the `wrap_abort` functions not in `keep`, in reverse order of appearance.
+/// Runs the `wrap_abort` functions not in `keep`, in reverse order of appearance. A panicking
+/// one does not stop the others; the first panic is raised again afterwards (unless the
+/// thread is already unwinding, when raising would abort).
 fn run_aborts(flat: &mut Flat, keep: &[usize]) {
+    let mut first_panic = None;
     for (id, abort) in flat.aborts.iter_mut().enumerate().rev() {
         if !keep.contains(&id) {
             if let Some(f) = abort.take() {
-                f();
+                if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                    first_panic.get_or_insert(p);
+                }
             }
+        }
+    }
+    if let Some(p) = first_panic {
+        if !std::thread::panicking() {
+            std::panic::resume_unwind(p);
         }
     }
 }
@@ -655,9 +672,7 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usi
         // Interrupted, and nothing committed first (if something did, it wins): abandon. Our
         // offers are stale from now on; the nacks fire as `flat` is dropped. If the park
         // unwinds instead (the runtime dropping this task), the guard abandons.
-        let abandon = AbandonOnUnwind { state };
         let why = park.wait_until("Event.sync", deadline);
-        std::mem::forget(abandon);
         if why == Wake::Interrupted && state.abandon() {
             flat.aborts.clear();
             drop(release_slots(state, leaves));

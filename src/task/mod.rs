@@ -373,7 +373,9 @@ impl Task {
     pub(crate) fn add_joiner(&self, waker: Unparker) -> bool {
         {
             let mut joiners = self.joiners.lock();
-            joiners.retain(|w| !w.same_waiter(&waker));
+            // Entries of parks that have ended (a sync that committed elsewhere) go too, so the
+            // list stays as long as the number of live waiters.
+            joiners.retain(|w| w.is_pending() && !w.same_waiter(&waker));
             joiners.push(waker);
         }
         self.has_joiners.store(true, Ordering::SeqCst);
