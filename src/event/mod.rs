@@ -148,7 +148,35 @@ trait Flatten<T>: Send {
 /// Building an event does nothing; [`Event::sync`] consumes it (build a new one for each sync:
 /// events are cheap).
 pub struct Event<T> {
-    node: Box<dyn Flatten<T>>,
+    node: Node<T>,
+}
+
+/// The common shapes are stored inline, so building `select(vec![c.recv_evt(), ...])`
+/// allocates no node per alternative; the rarer combinators are boxed.
+enum Node<T> {
+    Base(BaseNode<T>),
+    Choose(Vec<Event<T>>),
+    Boxed(Box<dyn Flatten<T>>),
+}
+
+impl<T> Event<T> {
+    fn flatten_into(self, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
+        match self.node {
+            Node::Base(base) => base.flatten_base(flat, out),
+            Node::Choose(evs) => {
+                for ev in evs {
+                    ev.flatten_into(flat, out);
+                }
+            }
+            Node::Boxed(node) => node.flatten(flat, out),
+        }
+    }
+
+    fn boxed(node: impl Flatten<T> + 'static) -> Event<T> {
+        Event {
+            node: Node::Boxed(Box::new(node)),
+        }
+    }
 }
 
 impl<T> std::fmt::Debug for Event<T> {
@@ -162,8 +190,8 @@ struct BaseNode<T> {
     finish: Box<dyn FnOnce(Payload) -> T + Send>,
 }
 
-impl<T> Flatten<T> for BaseNode<T> {
-    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
+impl<T> BaseNode<T> {
+    fn flatten_base(self, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
         let op = match self.op {
             BaseOp::After(d) => {
                 let start = *flat.start.get_or_insert_with(Instant::now);
@@ -184,23 +212,13 @@ impl<T> Flatten<T> for BaseNode<T> {
     }
 }
 
-struct ChooseNode<T>(Vec<Event<T>>);
-
-impl<T> Flatten<T> for ChooseNode<T> {
-    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
-        for ev in self.0 {
-            ev.node.flatten(flat, out);
-        }
-    }
-}
-
 struct GuardNode<T>(Box<dyn FnOnce() -> Event<T> + Send>);
 
 impl<T> Flatten<T> for GuardNode<T> {
     fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
         // The sync starts before any guard runs: an `after` leaf built later counts from here.
         flat.start.get_or_insert_with(Instant::now);
-        (self.0)().node.flatten(flat, out);
+        (self.0)().flatten_into(flat, out);
     }
 }
 
@@ -212,7 +230,7 @@ struct WrapNode<T, U> {
 impl<T: 'static, U: 'static> Flatten<U> for WrapNode<T, U> {
     fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<U>>) {
         let mut inner = Vec::new();
-        self.inner.node.flatten(flat, &mut inner);
+        self.inner.flatten_into(flat, &mut inner);
         // One wrap function serves every leaf below it; only the chosen one calls it.
         let f = Arc::new(SpinLock::new(Some(self.f)));
         for leaf in inner {
@@ -241,7 +259,7 @@ impl<T> Flatten<T> for WrapAbortNode<T> {
         let id = flat.aborts.len();
         flat.aborts.push(Some(self.abort));
         flat.abort_stack.push(id);
-        self.inner.node.flatten(flat, out);
+        self.inner.flatten_into(flat, out);
         flat.abort_stack.pop();
     }
 }
@@ -258,7 +276,7 @@ impl<T> Flatten<T> for NackNode<T> {
         flat.nacks.push(cell.clone());
         let nack = Event::base(BaseOp::Nack(cell), |_| ());
         flat.group_stack.push(id);
-        (self.0)(nack).node.flatten(flat, out);
+        (self.0)(nack).flatten_into(flat, out);
         flat.group_stack.pop();
     }
 }
@@ -266,7 +284,7 @@ impl<T> Flatten<T> for NackNode<T> {
 impl<T: 'static> Event<T> {
     pub(crate) fn base(op: BaseOp, finish: impl FnOnce(Payload) -> T + Send + 'static) -> Event<T> {
         Event {
-            node: Box::new(BaseNode {
+            node: Node::Base(BaseNode {
                 op,
                 finish: Box::new(finish),
             }),
@@ -292,23 +310,19 @@ impl<T: 'static> Event<T> {
 
     /// Applies `f` to the result, in the syncing task, after the commit.
     pub fn wrap<U: 'static>(self, f: impl FnOnce(T) -> U + Send + 'static) -> Event<U> {
-        Event {
-            node: Box::new(WrapNode {
-                inner: self,
-                f: Box::new(f),
-            }),
-        }
+        Event::boxed(WrapNode {
+            inner: self,
+            f: Box::new(f),
+        })
     }
 
     /// Runs `f` (once, in the syncing task, after the commit) if the sync commits to a leaf
     /// outside this event, or `poll` finds nothing ready. Not under a choice, it never runs.
     pub fn wrap_abort(self, f: impl FnOnce() + Send + 'static) -> Self {
-        Event {
-            node: Box::new(WrapAbortNode {
-                inner: self,
-                abort: Box::new(f),
-            }),
-        }
+        Event::boxed(WrapAbortNode {
+            inner: self,
+            abort: Box::new(f),
+        })
     }
 
     /// Blocks until one alternative commits and returns its (wrapped) value.
@@ -344,7 +358,7 @@ pub fn choose<T: 'static>(evs: Vec<Event<T>>) -> Event<T> {
         panic!("Invalid_argument(\"Event.choose\")");
     }
     Event {
-        node: Box::new(ChooseNode(evs)),
+        node: Node::Choose(evs),
     }
 }
 
@@ -365,18 +379,14 @@ pub fn select<T: 'static>(evs: Vec<Event<T>>) -> T {
 
 /// An event built at sync time: `f` runs once per sync, when the sync starts.
 pub fn guard<T: 'static>(f: impl FnOnce() -> Event<T> + Send + 'static) -> Event<T> {
-    Event {
-        node: Box::new(GuardNode(Box::new(f))),
-    }
+    Event::boxed(GuardNode(Box::new(f)))
 }
 
 /// Like [`guard`], and `f` also gets a *nack* event, which becomes ready when the sync commits
 /// to a leaf outside the event `f` returns, when `poll` gives `None`, or when the sync is
 /// abandoned (a later guard panicked, or the task was interrupted).
 pub fn with_nack<T: 'static>(f: impl FnOnce(Event<()>) -> Event<T> + Send + 'static) -> Event<T> {
-    Event {
-        node: Box::new(NackNode(Box::new(f))),
-    }
+    Event::boxed(NackNode(Box::new(f)))
 }
 
 /// Ready `d` after the start of the sync it is part of.
@@ -396,7 +406,7 @@ pub fn join<T>(h: &crate::thread::JoinHandle<T>) -> Event<()> {
 
 fn flatten<T>(ev: Event<T>, flat: &mut Flat) -> Vec<Leaf<T>> {
     let mut leaves = Vec::new();
-    ev.node.flatten(flat, &mut leaves);
+    ev.flatten_into(flat, &mut leaves);
     leaves
 }
 
