@@ -29,6 +29,7 @@
 mod condvar;
 pub mod mpsc;
 mod mutex;
+mod poison;
 pub(crate) mod raw;
 mod rwlock;
 mod semaphore;

@@ -7,9 +7,9 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
+use std::sync::{LockResult, TryLockError, TryLockResult};
 
+use super::poison::Flag;
 use super::raw::RawMutex;
 
 /// A mutual exclusion lock, like `std::sync::Mutex`, whose `lock` parks the task (not the
@@ -33,7 +33,7 @@ use super::raw::RawMutex;
 /// ```
 pub struct Mutex<T: ?Sized> {
     raw: RawMutex,
-    poison: AtomicBool,
+    poison: Flag,
     data: UnsafeCell<T>,
 }
 
@@ -64,20 +64,14 @@ impl<T> Mutex<T> {
     pub const fn new(value: T) -> Mutex<T> {
         Mutex {
             raw: RawMutex::new(),
-            poison: AtomicBool::new(false),
+            poison: Flag::new(),
             data: UnsafeCell::new(value),
         }
     }
 
     /// Consumes the mutex and returns its value (`Err` if poisoned, still with the value).
     pub fn into_inner(self) -> LockResult<T> {
-        let poisoned = self.poison.load(Ordering::Relaxed);
-        let value = self.data.into_inner();
-        if poisoned {
-            Err(PoisonError::new(value))
-        } else {
-            Ok(value)
-        }
+        self.poison.map(self.data.into_inner())
     }
 }
 
@@ -112,32 +106,22 @@ impl<T: ?Sized> Mutex<T> {
             panicking: std::thread::panicking(),
             _not_send: PhantomData,
         };
-        if self.poison.load(Ordering::Relaxed) {
-            Err(PoisonError::new(guard))
-        } else {
-            Ok(guard)
-        }
+        self.poison.map(guard)
     }
 
     /// Whether a holder panicked while holding the lock.
     pub fn is_poisoned(&self) -> bool {
-        self.poison.load(Ordering::Relaxed)
+        self.poison.get()
     }
 
     /// Clears the poison flag.
     pub fn clear_poison(&self) {
-        self.poison.store(false, Ordering::Relaxed);
+        self.poison.clear();
     }
 
     /// A mutable reference to the value: no locking needed, the borrow proves exclusivity.
     pub fn get_mut(&mut self) -> LockResult<&mut T> {
-        let poisoned = self.poison.load(Ordering::Relaxed);
-        let value = self.data.get_mut();
-        if poisoned {
-            Err(PoisonError::new(value))
-        } else {
-            Ok(value)
-        }
+        self.poison.map(self.data.get_mut())
     }
 
     /// Releases the lock on behalf of a guard that is being taken apart (condition variables).
@@ -156,11 +140,7 @@ impl<T: ?Sized> Mutex<T> {
             panicking,
             _not_send: PhantomData,
         };
-        if self.poison.load(Ordering::Relaxed) {
-            Err(PoisonError::new(guard))
-        } else {
-            Ok(guard)
-        }
+        self.poison.map(guard)
     }
 }
 
@@ -173,10 +153,7 @@ impl<T: ?Sized> MutexGuard<'_, T> {
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        // A forced unwind (the runtime dropping a blocked task) is not a panic of the holder.
-        if !self.panicking && std::thread::panicking() && !crate::sched::forcing() {
-            self.mutex.poison.store(true, Ordering::Relaxed);
-        }
+        self.mutex.poison.on_release(self.panicking);
         self.mutex.raw.unlock();
     }
 }

@@ -9,9 +9,9 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
+use std::sync::{LockResult, TryLockError, TryLockResult};
 
+use super::poison::Flag;
 use super::waitqueue::{WaitList, Woken, wait_in};
 use crate::util::SpinLock;
 
@@ -48,7 +48,7 @@ impl State {
 /// A reader-writer lock, like `std::sync::RwLock`, whose waits park the task.
 pub struct RwLock<T: ?Sized> {
     state: SpinLock<State>,
-    poison: AtomicBool,
+    poison: Flag,
     data: UnsafeCell<T>,
 }
 
@@ -90,20 +90,14 @@ impl<T> RwLock<T> {
                 writer: false,
                 queue: WaitList::new(),
             }),
-            poison: AtomicBool::new(false),
+            poison: Flag::new(),
             data: UnsafeCell::new(value),
         }
     }
 
     /// Consumes the lock and returns its value (`Err` if poisoned, still with the value).
     pub fn into_inner(self) -> LockResult<T> {
-        let poisoned = self.poison.load(Ordering::Relaxed);
-        let value = self.data.into_inner();
-        if poisoned {
-            Err(PoisonError::new(value))
-        } else {
-            Ok(value)
-        }
+        self.poison.map(self.data.into_inner())
     }
 }
 
@@ -184,23 +178,17 @@ impl<T: ?Sized> RwLock<T> {
 
     /// Whether a writer panicked while holding the lock.
     pub fn is_poisoned(&self) -> bool {
-        self.poison.load(Ordering::Relaxed)
+        self.poison.get()
     }
 
     /// Clears the poison flag.
     pub fn clear_poison(&self) {
-        self.poison.store(false, Ordering::Relaxed);
+        self.poison.clear();
     }
 
     /// A mutable reference to the value: the borrow proves exclusivity.
     pub fn get_mut(&mut self) -> LockResult<&mut T> {
-        let poisoned = self.poison.load(Ordering::Relaxed);
-        let value = self.data.get_mut();
-        if poisoned {
-            Err(PoisonError::new(value))
-        } else {
-            Ok(value)
-        }
+        self.poison.map(self.data.get_mut())
     }
 
     fn read_guard(&self) -> LockResult<RwLockReadGuard<'_, T>> {
@@ -208,11 +196,7 @@ impl<T: ?Sized> RwLock<T> {
             lock: self,
             _not_send: PhantomData,
         };
-        if self.is_poisoned() {
-            Err(PoisonError::new(guard))
-        } else {
-            Ok(guard)
-        }
+        self.poison.map(guard)
     }
 
     fn write_guard(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
@@ -221,11 +205,7 @@ impl<T: ?Sized> RwLock<T> {
             panicking: std::thread::panicking(),
             _not_send: PhantomData,
         };
-        if self.is_poisoned() {
-            Err(PoisonError::new(guard))
-        } else {
-            Ok(guard)
-        }
+        self.poison.map(guard)
     }
 
     fn release(&self, writer: bool) {
@@ -249,10 +229,7 @@ impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
 
 impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
     fn drop(&mut self) {
-        // A forced unwind (the runtime dropping a blocked task) is not a panic of the holder.
-        if !self.panicking && std::thread::panicking() && !crate::sched::forcing() {
-            self.lock.poison.store(true, Ordering::Relaxed);
-        }
+        self.lock.poison.on_release(self.panicking);
         self.lock.release(true);
     }
 }
