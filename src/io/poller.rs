@@ -1,7 +1,7 @@
 //! A domain's epoll instance with one eventfd in its set, so other threads can wake it.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use super::syscall;
@@ -85,10 +85,5 @@ impl Poller {
             &mut buf as *mut u64 as *mut libc::c_void,
             8
         ));
-    }
-
-    #[allow(dead_code)]
-    pub(crate) fn raw(&self) -> RawFd {
-        self.epoll.as_raw_fd()
     }
 }

@@ -302,7 +302,8 @@ impl Task {
         self.park_site.set(site);
     }
 
-    /// Why and where the task is parked, if it is.
+    /// Why and where the task is parked, if it is. Recorded on every park for the task dump
+    /// of the diagnostics work (DESIGN.md §8), which will read it; nothing reads it yet.
     #[allow(dead_code)]
     pub(crate) fn park_site(&self) -> Option<(&'static str, &'static Location<'static>)> {
         self.park_site.get()
