@@ -22,14 +22,14 @@
 //! Run with `cargo bench --bench compare` (criterion arguments follow `--`, e.g.
 //! `cargo bench --bench compare -- compare_yield`).
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+use criterion::Criterion;
 
 mod common;
 
-use common::{BATCH, bobine_yield};
+use common::peers::{may_run, may_spawn, tokio_run};
+use common::{BATCH, batches, bobine_yield, group, report};
 
 /// OS threads spawned before they are joined.
 const STD_BATCH: u64 = 100;
@@ -47,16 +47,6 @@ const GROUPS: [(&str, &str); 2] = [
     ("compare_spawn_join", "spawn_join"),
 ];
 
-/// Splits `iters` into batches of at most `batch` and calls `f` with each batch size.
-fn batches(iters: u64, batch: u64, mut f: impl FnMut(u64)) {
-    let mut left = iters;
-    while left > 0 {
-        let n = left.min(batch);
-        f(n);
-        left -= n;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // bobine
 
@@ -66,22 +56,6 @@ fn bobine_spawn_join(iters: u64) -> Duration {
 
 // ---------------------------------------------------------------------------------------------
 // tokio, current-thread runtime
-
-fn tokio_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// Runs `fut` as a spawned task (not as the `block_on` future, which tokio schedules apart).
-fn tokio_run<F>(fut: F) -> Duration
-where
-    F: std::future::Future<Output = Duration> + Send + 'static,
-{
-    let rt = tokio_runtime();
-    rt.block_on(async move { tokio::spawn(fut).await.expect("driver task panicked") })
-}
 
 fn tokio_yield(iters: u64) -> Duration {
     tokio_run(async move {
@@ -103,16 +77,13 @@ fn tokio_spawn_join(iters: u64) -> Duration {
     tokio_run(async move {
         let mut handles = Vec::with_capacity(BATCH as usize);
         let start = Instant::now();
-        let mut left = iters;
-        while left > 0 {
-            let n = left.min(BATCH);
+        for n in batches(iters, BATCH) {
             for _ in 0..n {
                 handles.push(tokio::spawn(async {}));
             }
             for h in handles.drain(..) {
                 h.await.expect("empty task panicked");
             }
-            left -= n;
         }
         start.elapsed()
     })
@@ -121,21 +92,8 @@ fn tokio_spawn_join(iters: u64) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // may, one worker
 
-/// Spawns a may coroutine.
-fn may_spawn<F, T>(f: F) -> may::coroutine::JoinHandle<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    // SAFETY: may marks spawn unsafe because a coroutine may move between worker threads (so a
-    // thread-local it reads could change under it) and because blocking the OS thread stalls
-    // the worker. Every closure given here touches no thread-local and blocks only through
-    // may's own yield and join.
-    unsafe { may::coroutine::spawn(f) }
-}
-
 fn may_yield(iters: u64) -> Duration {
-    may_spawn(move || {
+    may_run(move || {
         let start = Instant::now();
         let other = may_spawn(move || {
             for _ in 0..iters {
@@ -148,26 +106,22 @@ fn may_yield(iters: u64) -> Duration {
         other.join().expect("yielding coroutine panicked");
         start.elapsed() / 2
     })
-    .join()
-    .expect("driver coroutine panicked")
 }
 
 fn may_spawn_join(iters: u64) -> Duration {
-    may_spawn(move || {
+    may_run(move || {
         let mut handles = Vec::with_capacity(BATCH as usize);
         let start = Instant::now();
-        batches(iters, BATCH, |n| {
+        for n in batches(iters, BATCH) {
             for _ in 0..n {
                 handles.push(may_spawn(|| ()));
             }
             for h in handles.drain(..) {
                 h.join().expect("empty coroutine panicked");
             }
-        });
+        }
         start.elapsed()
     })
-    .join()
-    .expect("driver coroutine panicked")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -176,146 +130,52 @@ fn may_spawn_join(iters: u64) -> Duration {
 fn std_spawn_join(iters: u64) -> Duration {
     let mut handles = Vec::with_capacity(STD_BATCH as usize);
     let start = Instant::now();
-    batches(iters, STD_BATCH, |n| {
+    for n in batches(iters, STD_BATCH) {
         for _ in 0..n {
             handles.push(std::thread::spawn(|| ()));
         }
         for h in handles.drain(..) {
             h.join().expect("empty thread panicked");
         }
-    });
+    }
     start.elapsed()
 }
 
 // ---------------------------------------------------------------------------------------------
 // criterion groups
 
-fn bench(g: &mut BenchmarkGroup<'_, WallTime>, name: &str, f: fn(u64) -> Duration) {
-    g.bench_function(name, |b| b.iter_custom(f));
-}
-
 fn yield_group(c: &mut Criterion) {
-    let mut g = c.benchmark_group(GROUPS[0].0);
-    g.throughput(Throughput::Elements(1));
-    bench(&mut g, BOBINE, bobine_yield);
-    bench(&mut g, TOKIO, tokio_yield);
-    bench(&mut g, MAY, may_yield);
-    g.finish();
+    group(
+        c,
+        GROUPS[0].0,
+        &[
+            (BOBINE, bobine_yield),
+            (TOKIO, tokio_yield),
+            (MAY, may_yield),
+        ],
+    );
 }
 
 fn spawn_join_group(c: &mut Criterion) {
-    let mut g = c.benchmark_group(GROUPS[1].0);
-    g.throughput(Throughput::Elements(1));
-    bench(&mut g, BOBINE, bobine_spawn_join);
-    bench(&mut g, TOKIO, tokio_spawn_join);
-    bench(&mut g, MAY, may_spawn_join);
-    bench(&mut g, STD, std_spawn_join);
-    g.finish();
-}
-
-// ---------------------------------------------------------------------------------------------
-// the ratio table
-
-/// Where criterion writes its results, found the way criterion finds it.
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    if let Some(target) = cargo_metadata_target_dir() {
-        return target.join("criterion");
-    }
-    PathBuf::from("target/criterion")
-}
-
-fn cargo_metadata_target_dir() -> Option<PathBuf> {
-    let cargo = std::env::var_os("CARGO")?;
-    let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .output()
-        .ok()?;
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    meta.get("target_directory")?.as_str().map(PathBuf::from)
-}
-
-/// The median (ns) criterion recorded for `group/function`, if it was written by this run.
-fn median_ns(dir: &Path, group: &str, function: &str, since: SystemTime) -> Option<f64> {
-    let path = dir
-        .join(group)
-        .join(function)
-        .join("new")
-        .join("estimates.json");
-    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-    if modified < since {
-        return None; // left over from an earlier run (this one filtered it out)
-    }
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
-    json.get("median")?.get("point_estimate")?.as_f64()
-}
-
-fn fmt_ns(v: Option<f64>) -> String {
-    match v {
-        Some(ns) if ns >= 100.0 => format!("{ns:.0}"),
-        Some(ns) => format!("{ns:.1}"),
-        None => "-".to_owned(),
-    }
-}
-
-fn print_ratio_table(since: SystemTime) {
-    let dir = criterion_dir();
-    let mut rows = Vec::new();
-    for (group, operation) in GROUPS {
-        let medians: Vec<Option<f64>> = RUNTIMES
-            .iter()
-            .map(|r| median_ns(&dir, group, r, since))
-            .collect();
-        if medians.iter().all(Option::is_none) {
-            continue;
-        }
-        let base = medians[0];
-        let mut cells: Vec<String> = medians.iter().map(|m| fmt_ns(*m)).collect();
-        cells.extend(medians[1..].iter().map(|m| match (*m, base) {
-            (Some(m), Some(b)) => format!("{:.2}", m / b),
-            _ => "-".to_owned(),
-        }));
-        rows.push(format!("| {operation} | {} |", cells.join(" | ")));
-    }
-    if rows.is_empty() {
-        println!(
-            "(no fresh criterion estimates under {}: no ratio table)",
-            dir.display()
-        );
-        return;
-    }
-    println!();
-    println!(
-        "Medians per operation (ns); ratio = peer median / bobine median (> 1: bobine is faster)"
+    group(
+        c,
+        GROUPS[1].0,
+        &[
+            (BOBINE, bobine_spawn_join),
+            (TOKIO, tokio_spawn_join),
+            (MAY, may_spawn_join),
+            (STD, std_spawn_join),
+        ],
     );
-    println!();
-    println!(
-        "| operation | bobine ns | tokio-ct ns | may ns | std ns \
-         | tokio-ct / bobine | may / bobine | std / bobine |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    for row in rows {
-        println!("{row}");
-    }
 }
 
 fn main() {
     // Before may's scheduler starts (it reads its configuration once).
     may::config().set_workers(1);
     let since = SystemTime::now();
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(25)
-        .configure_from_args();
+    let mut c = common::criterion();
     yield_group(&mut c);
     spawn_join_group(&mut c);
     c.final_summary();
-    print_ratio_table(since);
+    report::print_peer_table(&GROUPS, &RUNTIMES, since);
 }

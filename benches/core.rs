@@ -166,11 +166,7 @@ fn main() {
     // First, in a fresh process: memory freed by earlier benchmarks would stay resident in the
     // allocator and hide part of what the parked tasks cost.
     rss_per_parked_task();
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(25)
-        .configure_from_args();
+    let mut c = common::criterion();
     raw_switch(&mut c);
     yield_bench(&mut c);
     spawn_join(&mut c);

@@ -39,18 +39,19 @@
 //! Run with `cargo bench --bench events` (criterion arguments follow `--`, e.g.
 //! `cargo bench --bench events -- pingpong_two_domains`).
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant, SystemTime};
 
 use bobine::event::{Channel, choose, select};
-use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+use criterion::Criterion;
 
 mod common;
 
-use common::runtime;
+use common::peers::{may_run, may_spawn, tokio_run};
+use common::report::{self, Align, fmt_ns, fmt_ratio, median_ns};
+use common::{Loop, runtime};
 
 const BOBINE: &str = "bobine";
 const SELECT1: &str = "bobine-select1";
@@ -340,19 +341,6 @@ fn bobine_select3(iters: u64) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // tokio, current-thread runtime
 
-/// Runs `fut` as a spawned task (not as the `block_on` future, which tokio schedules apart) of
-/// a fresh current-thread runtime.
-fn tokio_run<F>(fut: F) -> Duration
-where
-    F: std::future::Future<Output = Duration> + Send + 'static,
-{
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async move { tokio::spawn(fut).await.expect("driver task panicked") })
-}
-
 fn tokio_pingpong(iters: u64) -> Duration {
     use tokio::sync::mpsc::channel;
     tokio_run(async move {
@@ -408,24 +396,11 @@ fn tokio_select3(iters: u64) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // may, one worker
 
-/// Spawns a may coroutine.
-fn may_spawn<F, T>(f: F) -> may::coroutine::JoinHandle<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    // SAFETY: may marks spawn unsafe because a coroutine may move between worker threads (so a
-    // thread-local it reads could change under it) and because blocking the OS thread stalls
-    // the worker. Every closure given here touches no thread-local and blocks only through
-    // may's own channel and join.
-    unsafe { may::coroutine::spawn(f) }
-}
-
 /// may's channel is unbounded (it has no `sync_channel`): the ping-pong alone makes each send
 /// wait for the previous receive.
 fn may_pingpong(iters: u64) -> Duration {
     use may::sync::mpsc::channel;
-    may_spawn(move || {
+    may_run(move || {
         let (ping_tx, ping_rx) = channel::<u64>();
         let (pong_tx, pong_rx) = channel::<u64>();
         let echo = may_spawn(move || {
@@ -442,8 +417,6 @@ fn may_pingpong(iters: u64) -> Duration {
         echo.join().expect("echo coroutine panicked");
         elapsed
     })
-    .join()
-    .expect("driver coroutine panicked")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -515,17 +488,10 @@ fn crossbeam_select3(iters: u64) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // criterion groups
 
-type Loop = fn(u64) -> Duration;
-
 /// Runs one criterion group, `(function name, loop)` per runtime.
 fn group(c: &mut Criterion, info: &GroupInfo, loops: &[(&str, Loop)]) {
     debug_assert!(loops.iter().map(|l| l.0).eq(info.functions.iter().copied()));
-    let mut g: BenchmarkGroup<'_, WallTime> = c.benchmark_group(info.name);
-    g.throughput(Throughput::Elements(1));
-    for &(function, f) in loops {
-        g.bench_function(function, |b| b.iter_custom(f));
-    }
-    g.finish();
+    common::group(c, info.name, loops);
 }
 
 fn pingpong_one_domain(c: &mut Criterion) {
@@ -571,61 +537,6 @@ fn select3(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------------
 // the ratio table
 
-/// Where criterion writes its results, found the way criterion finds it.
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    if let Some(target) = cargo_metadata_target_dir() {
-        return target.join("criterion");
-    }
-    PathBuf::from("target/criterion")
-}
-
-fn cargo_metadata_target_dir() -> Option<PathBuf> {
-    let cargo = std::env::var_os("CARGO")?;
-    let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .output()
-        .ok()?;
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    meta.get("target_directory")?.as_str().map(PathBuf::from)
-}
-
-/// The median (ns) criterion recorded for `group/function`, if it was written by this run.
-fn median_ns(dir: &Path, group: &str, function: &str, since: SystemTime) -> Option<f64> {
-    let path = dir
-        .join(group)
-        .join(function)
-        .join("new")
-        .join("estimates.json");
-    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-    if modified < since {
-        return None; // left over from an earlier run (this one filtered it out)
-    }
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
-    json.get("median")?.get("point_estimate")?.as_f64()
-}
-
-fn fmt_ns(v: Option<f64>) -> String {
-    match v {
-        Some(ns) if ns >= 100.0 => format!("{ns:.0}"),
-        Some(ns) => format!("{ns:.1}"),
-        None => "-".to_owned(),
-    }
-}
-
-fn fmt_ratio(num: Option<f64>, den: Option<f64>) -> String {
-    match (num, den) {
-        (Some(n), Some(d)) => format!("{:.2}", n / d),
-        _ => "-".to_owned(),
-    }
-}
-
 /// The first three fields of `/proc/loadavg` (1, 5 and 15 minutes), if readable.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -634,11 +545,10 @@ fn load_average() -> String {
 }
 
 fn print_ratio_table(since: SystemTime, load_before: &str) {
-    let dir = criterion_dir();
     let mut rows = Vec::new();
     let mut notes = Vec::new();
     for info in GROUPS {
-        let median = |f: &str| median_ns(&dir, info.name, f, since);
+        let median = |f: &str| median_ns(info.name, f, since);
         if info.functions.iter().all(|f| median(f).is_none()) {
             continue;
         }
@@ -653,12 +563,13 @@ fn print_ratio_table(since: SystemTime, load_before: &str) {
                 },
                 None => String::new(),
             };
-            rows.push(format!(
-                "| {} | {f} | {} | {} | {target} |",
-                info.operation,
+            rows.push(vec![
+                info.operation.to_owned(),
+                f.to_owned(),
                 fmt_ns(m),
-                fmt_ratio(m, base)
-            ));
+                fmt_ratio(m, base),
+                target,
+            ]);
         }
         for &(num, den) in info.extra {
             notes.push(format!(
@@ -668,23 +579,20 @@ fn print_ratio_table(since: SystemTime, load_before: &str) {
             ));
         }
     }
-    if rows.is_empty() {
-        println!(
-            "(no fresh criterion estimates under {}: no ratio table)",
-            dir.display()
-        );
-        return;
-    }
-    println!();
-    println!(
+    let printed = report::print_table(
         "Medians per operation (ns); ratio = median / the group's bobine baseline median \
-         (bobine, or bobine-busy for two domains): > 1 means bobine is faster"
+         (bobine, or bobine-busy for two domains): > 1 means bobine is faster",
+        &[
+            ("operation", Align::Left),
+            ("function", Align::Left),
+            ("median ns", Align::Right),
+            ("/ bobine", Align::Right),
+            ("target", Align::Left),
+        ],
+        &rows,
     );
-    println!();
-    println!("| operation | function | median ns | / bobine | target |");
-    println!("|---|---|---:|---:|---|");
-    for row in rows {
-        println!("{row}");
+    if !printed {
+        return;
     }
     println!();
     for note in notes {
@@ -722,11 +630,7 @@ fn main() {
     may::config().set_workers(1);
     let since = SystemTime::now();
     let load_before = load_average();
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(25)
-        .configure_from_args();
+    let mut c = common::criterion();
     pingpong_one_domain(&mut c);
     pingpong_two_domains(&mut c);
     select3(&mut c);

@@ -35,16 +35,16 @@
 //! `cargo bench --bench sync -- sync_rendezvous`).
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use criterion::{BenchmarkGroup, Criterion, Throughput, measurement::WallTime};
+use criterion::Criterion;
 
 mod common;
 
-use common::runtime;
+use common::peers::{may_run, may_spawn, tokio_run};
+use common::{group, report, runtime};
 
 /// Tasks (or threads) contending for the mutex in `contended_yield`.
 const CONTENDERS: u64 = 4;
@@ -210,19 +210,6 @@ fn bobine_rendezvous(iters: u64) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // tokio, current-thread runtime
 
-/// Runs `fut` as a spawned task (not as the `block_on` future, which tokio schedules apart) of
-/// a fresh current-thread runtime.
-fn tokio_run<F>(fut: F) -> Duration
-where
-    F: std::future::Future<Output = Duration> + Send + 'static,
-{
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async move { tokio::spawn(fut).await.expect("driver task panicked") })
-}
-
 fn tokio_uncontended(iters: u64) -> Duration {
     tokio_run(async move {
         let m = tokio::sync::Mutex::new(0u64);
@@ -318,24 +305,6 @@ fn tokio_rendezvous(iters: u64) -> Duration {
 
 // ---------------------------------------------------------------------------------------------
 // may, one worker
-
-/// Spawns a may coroutine.
-fn may_spawn<F, T>(f: F) -> may::coroutine::JoinHandle<T>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    // SAFETY: may marks spawn unsafe because a coroutine may move between worker threads (so a
-    // thread-local it reads could change under it) and because blocking the OS thread stalls
-    // the worker. Every closure given here touches no thread-local and blocks only through
-    // may's own primitives (mutex, condvar, channel, yield, join).
-    unsafe { may::coroutine::spawn(f) }
-}
-
-/// Runs `f` in a driver coroutine and returns what it measured.
-fn may_run(f: impl FnOnce() -> Duration + Send + 'static) -> Duration {
-    may_spawn(f).join().expect("driver coroutine panicked")
-}
 
 fn may_uncontended(iters: u64) -> Duration {
     may_run(move || {
@@ -511,18 +480,6 @@ fn std_rendezvous(iters: u64) -> Duration {
 // ---------------------------------------------------------------------------------------------
 // criterion groups
 
-type Loop = fn(u64) -> Duration;
-
-/// Runs one criterion group, `(function name, loop)` per runtime.
-fn group(c: &mut Criterion, name: &str, loops: &[(&str, Loop)]) {
-    let mut g: BenchmarkGroup<'_, WallTime> = c.benchmark_group(name);
-    g.throughput(Throughput::Elements(1));
-    for &(runtime, f) in loops {
-        g.bench_function(runtime, |b| b.iter_custom(f));
-    }
-    g.finish();
-}
-
 fn uncontended(c: &mut Criterion) {
     group(
         c,
@@ -580,109 +537,21 @@ fn rendezvous(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------------
 // the ratio table
 
-/// Where criterion writes its results, found the way criterion finds it.
-fn criterion_dir() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    if let Some(target) = cargo_metadata_target_dir() {
-        return target.join("criterion");
-    }
-    PathBuf::from("target/criterion")
-}
-
-fn cargo_metadata_target_dir() -> Option<PathBuf> {
-    let cargo = std::env::var_os("CARGO")?;
-    let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps"])
-        .output()
-        .ok()?;
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    meta.get("target_directory")?.as_str().map(PathBuf::from)
-}
-
-/// The median (ns) criterion recorded for `group/function`, if it was written by this run.
-fn median_ns(dir: &Path, group: &str, function: &str, since: SystemTime) -> Option<f64> {
-    let path = dir
-        .join(group)
-        .join(function)
-        .join("new")
-        .join("estimates.json");
-    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-    if modified < since {
-        return None; // left over from an earlier run (this one filtered it out)
-    }
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).ok()?).ok()?;
-    json.get("median")?.get("point_estimate")?.as_f64()
-}
-
-fn fmt_ns(v: Option<f64>) -> String {
-    match v {
-        Some(ns) if ns >= 100.0 => format!("{ns:.0}"),
-        Some(ns) => format!("{ns:.1}"),
-        None => "-".to_owned(),
-    }
-}
-
 fn print_ratio_table(since: SystemTime) {
-    let dir = criterion_dir();
-    let mut rows = Vec::new();
-    for (group, operation) in GROUPS {
-        let medians: Vec<Option<f64>> = RUNTIMES
-            .iter()
-            .map(|r| median_ns(&dir, group, r, since))
-            .collect();
-        if medians.iter().all(Option::is_none) {
-            continue;
-        }
-        let base = medians[0];
-        let mut cells: Vec<String> = medians.iter().map(|m| fmt_ns(*m)).collect();
-        cells.extend(medians[1..].iter().map(|m| match (*m, base) {
-            (Some(m), Some(b)) => format!("{:.2}", m / b),
-            _ => "-".to_owned(),
-        }));
-        rows.push(format!("| {operation} | {} |", cells.join(" | ")));
-    }
-    if rows.is_empty() {
+    if report::print_peer_table(&GROUPS, &RUNTIMES, since) {
+        println!();
         println!(
-            "(no fresh criterion estimates under {}: no ratio table)",
-            dir.display()
+            "tokio condvar_handoff: tokio::sync::Mutex + one Notify per task (no condition \
+             variable); may rendezvous: may's mpsc channel is unbounded (no sync_channel(0))."
         );
-        return;
     }
-    println!();
-    println!(
-        "Medians per operation (ns); ratio = peer median / bobine median (> 1: bobine is faster)"
-    );
-    println!();
-    println!(
-        "| operation | bobine ns | bobine-ocaml ns | tokio-ct ns | may ns | std ns \
-         | bobine-ocaml / bobine | tokio-ct / bobine | may / bobine | std / bobine |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for row in rows {
-        println!("{row}");
-    }
-    println!();
-    println!(
-        "tokio condvar_handoff: tokio::sync::Mutex + one Notify per task (no condition \
-         variable); may rendezvous: may's mpsc channel is unbounded (no sync_channel(0))."
-    );
 }
 
 fn main() {
     // Before may's scheduler starts (it reads its configuration once).
     may::config().set_workers(1);
     let since = SystemTime::now();
-    let mut c = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sample_size(25)
-        .configure_from_args();
+    let mut c = common::criterion();
     uncontended(&mut c);
     contended_yield(&mut c);
     condvar_handoff(&mut c);
