@@ -202,10 +202,19 @@ impl SyncState {
     }
 
     /// A partner's step 2: CLAIMED -> SYNCHED(leaf), then wakes the syncer.
+    ///
+    /// The unparker is taken *before* SYNCHED is stored: once the syncer sees SYNCHED it may
+    /// reuse or drop the state, so the partner must be done with it. (A syncer that re-sets its
+    /// unparker meanwhile sees CLAIMED and waits it out instead of parking.)
     pub(crate) fn complete(&self, leaf: usize) {
+        let waker = match self.slots {
+            // SAFETY: a one-leaf sync fixes its unparker before its offer is visible and never
+            // changes it; we hold the claim, so we are the only one to take it.
+            Slots::One(_) => unsafe { self.unparker.get_unlocked() }.take(),
+            Slots::Many(_) => self.unparker.lock().take(),
+        };
         self.word
             .store(SYNCHED | (leaf as u64) << LEAF_SHIFT, Ordering::Release);
-        let waker = self.unparker.lock().take();
         if let Some(u) = waker {
             u.unpark();
         }
@@ -251,13 +260,25 @@ impl SyncState {
 
     /// Sets the unparker committers wake. The syncer re-reads the word afterwards, so a
     /// committer that took an older unparker (now stale) is never missed.
+    ///
+    /// A one-leaf sync must call this once, before its offer is visible: its unparker is then
+    /// read without the lock (see `complete`).
     pub(crate) fn set_unparker(&self, u: Unparker) {
-        *self.unparker.lock() = Some(u);
+        match self.slots {
+            // SAFETY: per the contract above, no partner can see this state yet.
+            Slots::One(_) => *unsafe { self.unparker.get_unlocked() } = Some(u),
+            Slots::Many(_) => *self.unparker.lock() = Some(u),
+        }
     }
 
-    /// Takes the unparker back once the sync has settled.
+    /// Takes the unparker back once the sync has settled (abandoned by us, or SYNCHED: a
+    /// partner takes it before it stores SYNCHED).
     pub(crate) fn take_unparker(&self) -> Option<Unparker> {
-        self.unparker.lock().take()
+        match self.slots {
+            // SAFETY: settled: no partner touches the unparker any more.
+            Slots::One(_) => unsafe { self.unparker.get_unlocked() }.take(),
+            Slots::Many(_) => self.unparker.lock().take(),
+        }
     }
 
     /// Takes the value a committed leaf left in its slot (a receive), or the value a send leaf
