@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::commit::{AbandonOnUnwind, Outcome, Payload, SyncState};
+use super::commit::{Outcome, Payload, SyncState};
 use super::{BaseOp, Event};
 use crate::sched::park::park_current;
 use crate::util::{SpinGuard, SpinLock};
@@ -21,8 +21,43 @@ const SWEEP_EVERY: u32 = 64;
 
 /// A blocked sync's interest in one channel.
 pub(crate) struct Offer {
-    pub(crate) sync: Arc<SyncState>,
+    sync: OfferSync,
     pub(crate) leaf: usize,
+}
+
+enum OfferSync {
+    /// A general sync's state, shared with its syncer (stale offers keep it alive).
+    Shared(Arc<SyncState>),
+    /// The state of a `Channel::send`/`recv` shorthand, on its syncer's stack. The syncer never
+    /// returns before this offer has left the queue: a partner pops it to commit, and a syncer
+    /// that gives up (interrupted, or unwound) takes it out itself under the channel lock.
+    Borrowed(*const SyncState),
+}
+
+// SAFETY: `Borrowed` points to a `SyncState` (which is `Sync`) that stays alive while the offer
+// is queued (see `OfferSync::Borrowed`); the queue that holds it is behind the channel's lock.
+unsafe impl Send for Offer {}
+
+impl Offer {
+    pub(crate) fn shared(sync: Arc<SyncState>, leaf: usize) -> Offer {
+        Offer {
+            sync: OfferSync::Shared(sync),
+            leaf,
+        }
+    }
+
+    fn sync(&self) -> &SyncState {
+        match &self.sync {
+            OfferSync::Shared(state) => state,
+            // SAFETY: a queued borrowed offer's state is alive (see `OfferSync::Borrowed`), and
+            // the offer is only read while it is in, or just popped from, its queue.
+            OfferSync::Borrowed(state) => unsafe { &**state },
+        }
+    }
+
+    fn is(&self, state: *const SyncState) -> bool {
+        matches!(self.sync, OfferSync::Borrowed(p) if std::ptr::eq(p, state))
+    }
 }
 
 #[derive(Default)]
@@ -36,10 +71,10 @@ impl Queues {
     /// Hands `value` to the oldest blocked receiver; gives it back if there is none.
     pub(crate) fn give(&mut self, value: Payload) -> Result<(), Payload> {
         while let Some(offer) = self.receivers.pop_front() {
-            if offer.sync.claim() {
+            if offer.sync().claim() {
                 // SAFETY: we hold the claim until `complete`.
-                unsafe { offer.sync.put(offer.leaf, value) };
-                offer.sync.complete(offer.leaf);
+                unsafe { offer.sync().put(offer.leaf, value) };
+                offer.sync().complete(offer.leaf);
                 return Ok(());
             }
         }
@@ -49,10 +84,10 @@ impl Queues {
     /// Takes the value of the oldest blocked sender, if any.
     pub(crate) fn take(&mut self) -> Option<Payload> {
         while let Some(offer) = self.senders.pop_front() {
-            if offer.sync.claim() {
+            if offer.sync().claim() {
                 // SAFETY: we hold the claim until `complete`.
-                let value = unsafe { offer.sync.take(offer.leaf) };
-                offer.sync.complete(offer.leaf);
+                let value = unsafe { offer.sync().take(offer.leaf) };
+                offer.sync().complete(offer.leaf);
                 return Some(value);
             }
         }
@@ -71,7 +106,7 @@ impl Queues {
 
     fn live_front(q: &mut VecDeque<Offer>) -> bool {
         while let Some(front) = q.front() {
-            if front.sync.is_waiting() {
+            if front.sync().is_waiting() {
                 return true;
             }
             q.pop_front();
@@ -79,11 +114,17 @@ impl Queues {
         false
     }
 
+    /// Takes out the offers of a shorthand sync that gave up.
+    fn withdraw(&mut self, state: *const SyncState) {
+        self.senders.retain(|o| !o.is(state));
+        self.receivers.retain(|o| !o.is(state));
+    }
+
     pub(crate) fn register(&mut self, offer: Offer, sender: bool) {
         self.registrations = self.registrations.wrapping_add(1);
         if self.registrations % SWEEP_EVERY == 0 {
-            self.senders.retain(|o| o.sync.is_waiting());
-            self.receivers.retain(|o| o.sync.is_waiting());
+            self.senders.retain(|o| o.sync().is_waiting());
+            self.receivers.retain(|o| o.sync().is_waiting());
         }
         if sender {
             self.senders.push_back(offer);
@@ -185,13 +226,8 @@ impl<T: Send + 'static> Channel<T> {
             Ok(()) => return,
             Err(value) => value,
         };
-        let state = SyncState::single_reused(Some(value));
-        let offer = Offer {
-            sync: state.clone(),
-            leaf: 0,
-        };
-        wait_single(&state, queues, offer, true, "Channel::send");
-        SyncState::reuse(state);
+        let state = SyncState::single(Some(value));
+        wait_single(&self.inner, &state, queues, true, "Channel::send");
     }
 
     /// Receives a value, parking until a sender offers one (`sync(recv_evt())`, without
@@ -206,17 +242,11 @@ impl<T: Send + 'static> Channel<T> {
         let payload = match queues.take() {
             Some(p) => p,
             None => {
-                let state = SyncState::single_reused(None);
-                let offer = Offer {
-                    sync: state.clone(),
-                    leaf: 0,
-                };
-                wait_single(&state, queues, offer, false, "Channel::recv");
-                // SAFETY: `wait_single` returned, so the word has settled.
-                let value =
-                    unsafe { state.slot_value(0) }.expect("a committed receive has its value");
-                SyncState::reuse(state);
-                value
+                let state = SyncState::single(None);
+                wait_single(&self.inner, &state, queues, false, "Channel::recv");
+                // SAFETY: `wait_single` returned normally: the word is SYNCHED and the partner
+                // is done with the slot.
+                unsafe { state.slot_value(0) }.expect("a committed receive has its value")
             }
         };
         *payload
@@ -225,38 +255,117 @@ impl<T: Send + 'static> Channel<T> {
     }
 }
 
-/// The blocking half of a one-leaf sync on a channel: registers `offer` (the unparker is in
-/// the commit word's hands before the offer is visible, so no commit can miss it), releases the
-/// channel, and parks until a partner commits it.
+/// The blocking half of a one-leaf sync on a channel, whose `state` lives on the caller's
+/// stack: registers a borrowed offer (the unparker is fixed before the offer is visible, so no
+/// commit can miss it), releases the channel, and parks until a partner commits it. Whatever
+/// happens, the offer is out of the queue before this returns or unwinds.
 #[track_caller]
 fn wait_single(
+    chan: &ChanInner,
     state: &SyncState,
     queues: SpinGuard<'_, Queues>,
-    offer: Offer,
     sender: bool,
     what: &'static str,
 ) {
+    let offer = Offer {
+        sync: OfferSync::Borrowed(state),
+        leaf: 0,
+    };
     let mut queues = Some(queues);
-    let abandon = AbandonOnUnwind { state };
+    let withdraw = Withdraw { chan, state };
     let why = park_current(what, None, |u| {
         state.set_unparker(u);
         let mut queues = queues.take().expect("published once");
         queues.register(offer, sender);
     });
-    std::mem::forget(abandon);
-    match state.outcome() {
-        Outcome::Synched(_) => {}
-        Outcome::Waiting | Outcome::Abandoned => {
-            debug_assert_eq!(why, crate::sched::park::Wake::Interrupted);
-            if state.abandon() {
-                // Our offer is stale now; a value we did not send is dropped here, by us.
-                // SAFETY: we abandoned the word, so no partner can claim it any more.
-                drop(unsafe { state.slot_value(0) });
-                drop(state.take_unparker());
-                crate::sched::interrupted_wait(what);
-            }
-            // A partner committed first: it wins (outcome waits out its claim).
-            state.outcome();
+    if state.outcome() == Outcome::Waiting {
+        debug_assert_eq!(why, crate::sched::park::Wake::Interrupted);
+        if state.abandon() {
+            // Take our offer out and drop a value we did not send, then report.
+            drop(withdraw);
+            crate::sched::interrupted_wait(what);
         }
+        // A partner committed first: it wins (outcome waits out its claim).
+        state.outcome();
+    }
+    std::mem::forget(withdraw);
+}
+
+/// Makes a shorthand sync that gives up (interrupted, or unwound while parked) safe to leave:
+/// its word is abandoned (or a racing commit is waited out), its offer taken out of the queue,
+/// and what it still holds dropped here.
+struct Withdraw<'a> {
+    chan: &'a ChanInner,
+    state: &'a SyncState,
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        if !self.state.abandon() {
+            self.state.outcome();
+        }
+        self.chan.queues.lock().withdraw(self.state);
+        // SAFETY: settled (abandoned by us, or synched and waited out), and our offer is out of
+        // the queue: no partner can reach the state any more.
+        let value = unsafe { self.state.slot_value(0) };
+        drop(self.state.take_unparker());
+        drop(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// A shorthand `recv` whose task is interrupted (the cancellation hook) takes its offer out
+    /// of the queue: a later send finds no receiver, and the stack state is never touched again.
+    #[test]
+    fn interrupted_shorthand_recv_withdraws_its_offer() {
+        crate::Builder::new().domains(1).run(|| {
+            let c: Channel<u32> = Channel::new();
+            let c2 = c.clone();
+            let slot: Arc<Mutex<Option<Arc<crate::task::Task>>>> = Arc::new(Mutex::new(None));
+            let slot2 = slot.clone();
+            let h = crate::thread::spawn(move || {
+                *slot2.lock().unwrap() = crate::sched::current_task();
+                c2.recv()
+            });
+            crate::thread::sleep(std::time::Duration::from_millis(10));
+            let task = slot.lock().unwrap().clone().expect("the receiver started");
+            assert!(crate::sched::park::interrupt(&task));
+            let err = h.join().unwrap_err();
+            let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+            assert!(msg.contains("Channel::recv was interrupted"), "{msg}");
+            assert!(
+                c.send_evt(7).poll().is_none(),
+                "a withdrawn receiver must not take a value"
+            );
+            assert!(c.inner.queues.lock().receivers.is_empty());
+        });
+    }
+
+    /// The same for a shorthand `send`: its value is dropped by the sender, never delivered.
+    #[test]
+    fn interrupted_shorthand_send_withdraws_its_value() {
+        crate::Builder::new().domains(1).run(|| {
+            let c: Channel<u32> = Channel::new();
+            let c2 = c.clone();
+            let slot: Arc<Mutex<Option<Arc<crate::task::Task>>>> = Arc::new(Mutex::new(None));
+            let slot2 = slot.clone();
+            let h = crate::thread::spawn(move || {
+                *slot2.lock().unwrap() = crate::sched::current_task();
+                c2.send(5)
+            });
+            crate::thread::sleep(std::time::Duration::from_millis(10));
+            let task = slot.lock().unwrap().clone().expect("the sender started");
+            assert!(crate::sched::park::interrupt(&task));
+            assert!(h.join().is_err());
+            assert!(
+                c.recv_evt().poll().is_none(),
+                "a withdrawn sender's value must not be received"
+            );
+            assert!(c.inner.queues.lock().senders.is_empty());
+        });
     }
 }

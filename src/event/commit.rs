@@ -13,8 +13,7 @@
 //! of its own) before it reads its slot.
 
 use std::any::Any;
-use std::cell::{Cell, UnsafeCell};
-use std::sync::Arc;
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::sched::park::Unparker;
@@ -29,11 +28,6 @@ const SYNCHED: u64 = 2;
 const ABANDONED: u64 = 3;
 const TAG: u64 = 0b11;
 const LEAF_SHIFT: u32 = 2;
-
-thread_local! {
-    /// One settled one-leaf sync state kept for the next channel shorthand on this thread.
-    static SPARE: Cell<Option<Arc<SyncState>>> = const { Cell::new(None) };
-}
 
 /// Guards a blocked sync while it parks: if the syncer unwinds there (the runtime dropping its
 /// task, or cancellation), the sync is abandoned, so its offers go stale instead of looking
@@ -122,38 +116,6 @@ impl SyncState {
             word: AtomicU64::new(WAITING),
             slots: Slots::Many(slots.map(Slot::new).collect()),
             unparker: SpinLock::new(None),
-        }
-    }
-
-    /// A one-leaf sync state for the channel shorthands, reusing this thread's spare one when
-    /// it has one (see [`SyncState::reuse`]): a blocking `send`/`recv` then allocates nothing
-    /// for its commit word.
-    pub(crate) fn single_reused(value: Option<Payload>) -> Arc<SyncState> {
-        // `try_with`: in a thread-local destructor the spare may be gone already.
-        match SPARE.try_with(|s| s.take()).ok().flatten() {
-            Some(mut state) => {
-                if let Some(s) = Arc::get_mut(&mut state) {
-                    if let Slots::One(slot) = &mut s.slots {
-                        *slot.0.get_mut() = value;
-                        return state;
-                    }
-                }
-                unreachable!("the spare state is a one-leaf state nobody else holds")
-            }
-            None => Arc::new(SyncState::single(value)),
-        }
-    }
-
-    /// Keeps a settled one-leaf state as this thread's spare if nothing else refers to it any
-    /// more (no stale offer, no committer still holding it).
-    pub(crate) fn reuse(mut state: Arc<SyncState>) {
-        if let Some(s) = Arc::get_mut(&mut state) {
-            if let Slots::One(slot) = &mut s.slots {
-                *slot.0.get_mut() = None;
-                *s.word.get_mut() = WAITING;
-                *s.unparker.get_mut() = None;
-                let _ = SPARE.try_with(|spare| spare.set(Some(state)));
-            }
         }
     }
 

@@ -526,20 +526,12 @@ fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
             })));
             for (i, leaf) in leaves.iter().enumerate() {
                 match &leaf.op {
-                    BaseOp::Send { chan, .. } => guards[index_of(chan)].register(
-                        Offer {
-                            sync: state.clone(),
-                            leaf: i,
-                        },
-                        true,
-                    ),
-                    BaseOp::Recv { chan } => guards[index_of(chan)].register(
-                        Offer {
-                            sync: state.clone(),
-                            leaf: i,
-                        },
-                        false,
-                    ),
+                    BaseOp::Send { chan, .. } => {
+                        guards[index_of(chan)].register(Offer::shared(state.clone(), i), true)
+                    }
+                    BaseOp::Recv { chan } => {
+                        guards[index_of(chan)].register(Offer::shared(state.clone(), i), false)
+                    }
                     _ => {}
                 }
             }
