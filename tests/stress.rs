@@ -194,3 +194,55 @@ fn spawn_join_scope_detach_churn() {
         assert_eq!(sum, per_round * ROUNDS);
     });
 }
+
+/// Channel shorthands (`send`/`recv`, whose commit word lives on the waiter's stack) between
+/// tasks on two domains and plain threads: every message arrives exactly once.
+#[test]
+fn channel_shorthands_across_domains_and_threads_deliver_exactly_once() {
+    use bobine::event::Channel;
+    const PER_PRODUCER: u64 = 5_000;
+    common::watchdog(60, "channel_shorthands_exactly_once", || {
+        let c: Channel<u64> = Channel::new();
+        let plain_c = c.clone();
+        let plain = std::thread::spawn(move || {
+            for i in 0..PER_PRODUCER {
+                plain_c.send(3 * PER_PRODUCER + i);
+            }
+        });
+        let (count, sum) = bobine::Builder::new().domains(2).run(|| {
+            for p in 0..3u64 {
+                let c = c.clone();
+                drop(thread::spawn(move || {
+                    for i in 0..PER_PRODUCER {
+                        c.send(p * PER_PRODUCER + i);
+                    }
+                }));
+            }
+            let consumers: Vec<_> = (0..2)
+                .map(|k| {
+                    let c = c.clone();
+                    thread::spawn(move || {
+                        let (mut n, mut s) = (0u64, 0u64);
+                        for _ in 0..2 * PER_PRODUCER {
+                            let v = c.recv();
+                            n += 1;
+                            s += v;
+                            if (v + k) % 97 == 0 {
+                                thread::yield_now();
+                            }
+                        }
+                        (n, s)
+                    })
+                })
+                .collect();
+            consumers
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        });
+        plain.join().unwrap();
+        let total = 4 * PER_PRODUCER;
+        assert_eq!(count, total);
+        assert_eq!(sum, total * (total - 1) / 2);
+    });
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::commit::{Outcome, Payload, SyncState};
 use super::{BaseOp, Event};
-use crate::sched::park::park_current;
+use crate::sched::park::park_current_borrowed;
 use crate::util::{SpinGuard, SpinLock};
 
 /// Registrations between two full sweeps of a queue's stale offers.
@@ -273,11 +273,16 @@ fn wait_single(
     };
     let mut queues = Some(queues);
     let withdraw = Withdraw { chan, state };
-    let why = park_current(what, None, |u| {
-        state.set_unparker(u);
-        let mut queues = queues.take().expect("published once");
-        queues.register(offer, sender);
-    });
+    // SAFETY: the unparker goes into `state` only, whose one committer takes it under its
+    // claim and is done with it once it has woken us; we never return before our offer has left
+    // the queue and the word has settled (see `Withdraw`), so it never outlives this wait.
+    let why = unsafe {
+        park_current_borrowed(what, None, |u| {
+            state.set_unparker(u);
+            let mut queues = queues.take().expect("published once");
+            queues.register(offer, sender);
+        })
+    };
     if state.outcome() == Outcome::Waiting {
         debug_assert_eq!(why, crate::sched::park::Wake::Interrupted);
         if state.abandon() {

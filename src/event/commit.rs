@@ -8,9 +8,9 @@
 //! | ABANDONED | the syncer gave up (cancelled); its offers are dead              | nobody                 |
 //!
 //! Every source commits only through a CAS from WAITING, so exactly one leaf commits. A partner
-//! goes through CLAIMED so the value is in place (or taken) before SYNCHED is visible: the
-//! syncer, woken for any reason, waits out a CLAIMED word (a few instructions, under no lock
-//! of its own) before it reads its slot.
+//! goes through CLAIMED so the value is in place (or taken) and the syncer woken before SYNCHED
+//! is visible: the syncer, woken for any reason, waits out a CLAIMED word before it reads its
+//! slot, and SYNCHED is the partner's last touch of the state.
 
 use std::any::Any;
 use std::cell::UnsafeCell;
@@ -163,11 +163,12 @@ impl SyncState {
             .expect("a send offer holds its value until it commits")
     }
 
-    /// A partner's step 2: CLAIMED -> SYNCHED(leaf), then wakes the syncer.
+    /// A partner's step 2: wakes the syncer, then CLAIMED -> SYNCHED(leaf).
     ///
-    /// The unparker is taken *before* SYNCHED is stored: once the syncer sees SYNCHED it may
-    /// reuse or drop the state, so the partner must be done with it. (A syncer that re-sets its
-    /// unparker meanwhile sees CLAIMED and waits it out instead of parking.)
+    /// Waking comes first: once the syncer sees SYNCHED it may return and its state (possibly
+    /// on its stack) and task (known to a borrowed unparker only by reference) may be gone, so
+    /// SYNCHED is the partner's last touch. A syncer woken before it sees CLAIMED turn into
+    /// SYNCHED waits the short window out in `outcome`.
     pub(crate) fn complete(&self, leaf: usize) {
         let waker = match self.slots {
             // SAFETY: a one-leaf sync fixes its unparker before its offer is visible and never
@@ -175,11 +176,11 @@ impl SyncState {
             Slots::One(_) => unsafe { self.unparker.get_unlocked() }.take(),
             Slots::Many(_) => self.unparker.lock().take(),
         };
-        self.word
-            .store(SYNCHED | (leaf as u64) << LEAF_SHIFT, Ordering::Release);
         if let Some(u) = waker {
             u.unpark();
         }
+        self.word
+            .store(SYNCHED | (leaf as u64) << LEAF_SHIFT, Ordering::Release);
     }
 
     /// The syncer commits one of its own leaves (a timer, a join, a nack became ready).

@@ -144,6 +144,21 @@ pub(crate) fn release(task: Arc<Task>) {
     }
 }
 
+/// [`schedule`] for a task known only by reference (a borrowed unparker): the domain owns it,
+/// so a local requeue needs no count; a remote one takes a counted reference for the inbox.
+pub(crate) fn schedule_ref(task: &Task) {
+    let p = LOCAL.with(|l| l.get());
+    if !p.is_null() {
+        // SAFETY: as in `with_local`.
+        let local = unsafe { &*p };
+        if Arc::ptr_eq(&local.shared, task.domain()) {
+            local.requeue(task);
+            return;
+        }
+    }
+    task.domain().push(task.arc());
+}
+
 /// Gives the rest of this time slice to the other ready tasks of the domain (FIFO). Outside a
 /// task it yields the OS thread.
 pub(crate) fn yield_now() {

@@ -53,6 +53,7 @@
 //! itself CASes `(g, ARMED) -> (g+1, IDLE, TIMED_OUT)`; if that fails a waker won.
 
 use std::panic::Location;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -210,8 +211,17 @@ fn thread_parker() -> Arc<ThreadParker> {
 #[derive(Clone)]
 enum Target {
     Task(Arc<Task>),
+    /// A task woken by exactly one known waker, which is done with it once it has woken it (see
+    /// [`park_current_borrowed`]): no reference count.
+    TaskRef(NonNull<Task>),
     Thread(Arc<ThreadParker>),
 }
+
+// SAFETY: `Task` is `Send + Sync`; a `TaskRef` is only made by `park_current_borrowed`, whose
+// contract keeps the task alive for every use of the unparker, from whichever thread.
+unsafe impl Send for Target {}
+// SAFETY: as above.
+unsafe impl Sync for Target {}
 
 /// Wakes one park of one waiter, from any thread. Cloning it does not multiply wake-ups: the
 /// first `unpark` of any clone wins, the others do nothing.
@@ -237,6 +247,20 @@ impl Unparker {
                 Some(_) => true,
                 None => false,
             },
+            Target::TaskRef(task) => {
+                // SAFETY: per `park_current_borrowed`, the task is alive while its one waker
+                // holds this unparker. After a wake of an ARMED park we touch it no more (it may
+                // run on and end); after a wake of a PARKED one it cannot run until we requeue it.
+                let task = unsafe { task.as_ref() };
+                match task.park.wake(self.gen_, why) {
+                    Some(PARKED) => {
+                        super::schedule_ref(task);
+                        true
+                    }
+                    Some(_) => true,
+                    None => false,
+                }
+            }
             Target::Thread(t) => match t.word.wake(self.gen_, why) {
                 Some(_) => {
                     t.thread.unpark();
@@ -251,6 +275,7 @@ impl Unparker {
     pub(crate) fn same_waiter(&self, other: &Unparker) -> bool {
         match (&self.target, &other.target) {
             (Target::Task(a), Target::Task(b)) => Arc::ptr_eq(a, b),
+            (Target::TaskRef(a), Target::TaskRef(b)) => a == b,
             (Target::Thread(a), Target::Thread(b)) => Arc::ptr_eq(a, b),
             _ => false,
         }
@@ -261,6 +286,7 @@ impl std::fmt::Debug for Unparker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.target {
             Target::Task(t) => write!(f, "Unparker(task {}, gen {})", t.id, self.gen_),
+            Target::TaskRef(_) => write!(f, "Unparker(task, gen {})", self.gen_),
             Target::Thread(_) => write!(f, "Unparker(thread, gen {})", self.gen_),
         }
     }
@@ -311,6 +337,7 @@ impl Park {
         let gen_ = match &target {
             Target::Task(t) => t.park.arm(),
             Target::Thread(t) => t.word.arm(),
+            Target::TaskRef(_) => unreachable!("a Park holds a counted target"),
         };
         Park {
             target,
@@ -352,6 +379,7 @@ impl Park {
                         .try_with(|me| Arc::ptr_eq(me, t))
                         .unwrap_or(t.thread.id() == std::thread::current().id())
             }
+            Target::TaskRef(_) => unreachable!("a Park holds a counted target"),
         };
         assert!(
             mine,
@@ -360,6 +388,7 @@ impl Park {
         match &self.target {
             Target::Task(task) => wait_task(task, self.gen_, reason, site, deadline),
             Target::Thread(t) => wait_thread(t, self.gen_, deadline),
+            Target::TaskRef(_) => unreachable!("a Park holds a counted target"),
         }
     }
 }
@@ -376,6 +405,33 @@ pub(crate) fn park_current(
     deadline: Option<Instant>,
     publish: impl FnOnce(Unparker),
 ) -> Wake {
+    park_current_inner(reason, deadline, false, publish)
+}
+
+/// Like [`park_current`], with an unparker that holds no reference count on the task.
+///
+/// # Safety
+///
+/// The unparker handed to `publish` must reach exactly one waker, kept where the task itself
+/// can withdraw it, and every use of it (waking it, dropping it) must happen before the task
+/// returns from the wait: the task must not leave while the waker may still hold it (the
+/// channel shorthands guarantee this with their commit word and the channel lock).
+#[track_caller]
+pub(crate) unsafe fn park_current_borrowed(
+    reason: &'static str,
+    deadline: Option<Instant>,
+    publish: impl FnOnce(Unparker),
+) -> Wake {
+    park_current_inner(reason, deadline, true, publish)
+}
+
+#[track_caller]
+fn park_current_inner(
+    reason: &'static str,
+    deadline: Option<Instant>,
+    borrowed: bool,
+    publish: impl FnOnce(Unparker),
+) -> Wake {
     let site = Location::caller();
     let current = super::current_ptr();
     if !current.is_null() {
@@ -383,10 +439,12 @@ pub(crate) fn park_current(
         let task = unsafe { &*current };
         let gen_ = task.park.arm();
         let retire = RetireOnUnwind(&task.park, gen_);
-        publish(Unparker {
-            target: Target::Task(task.arc()),
-            gen_,
-        });
+        let target = if borrowed {
+            Target::TaskRef(NonNull::from(task))
+        } else {
+            Target::Task(task.arc())
+        };
+        publish(Unparker { target, gen_ });
         std::mem::forget(retire);
         wait_task(task, gen_, reason, site, deadline)
     } else {
@@ -419,6 +477,7 @@ impl Drop for Park {
         let word = match &self.target {
             Target::Task(t) => &t.park,
             Target::Thread(t) => &t.word,
+            Target::TaskRef(_) => unreachable!("a Park holds a counted target"),
         };
         word.wake(self.gen_, Wake::Unparked);
     }
@@ -509,6 +568,8 @@ impl Unparker {
     pub(crate) fn is_pending(&self) -> bool {
         let word = match &self.target {
             Target::Task(t) => &t.park,
+            // SAFETY: as in `wake`: alive while its one waker holds it.
+            Target::TaskRef(t) => unsafe { &t.as_ref().park },
             Target::Thread(t) => &t.word,
         };
         word.outcome(self.gen_).is_none()
