@@ -28,7 +28,7 @@ pub use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError, 
 
 use super::waitqueue::{WaitList, Woken, wait_in};
 use crate::sched::park::Unparker;
-use crate::util::SpinLock;
+use crate::util::{SpinGuard, SpinLock};
 
 struct Slot<T> {
     value: Option<T>,
@@ -86,6 +86,13 @@ impl<T> Drop for Withdraw<'_, T> {
         drop(state);
         drop(value);
     }
+}
+
+/// Which wait list of a channel.
+#[derive(Clone, Copy)]
+enum Queue {
+    Senders,
+    Receivers,
 }
 
 struct Chan<T> {
@@ -188,20 +195,9 @@ impl<T> Chan<T> {
                 }
             }
             // Bounded and full: wait for room.
-            let woken = wait_in(
-                &self.state,
-                state,
-                |s| &mut s.send_queue,
-                0,
-                "SyncSender::send",
-                None,
-                || (),
-                || self.wake_next_sender(),
-            );
-            if woken == Woken::Interrupted {
-                crate::sched::interrupted_wait("SyncSender::send");
-            }
-            state = self.state.lock();
+            state = self.wait(state, Queue::Senders, "SyncSender::send", None, || {
+                self.wake_next_sender()
+            });
         }
         // Rendezvous: hand the value over and wait until it is taken.
         let seq = state.pushed;
@@ -229,21 +225,38 @@ impl<T> Chan<T> {
                     .expect("an untaken rendezvous value");
                 return Err(SendError(value));
             }
-            let woken = wait_in(
-                &self.state,
-                state,
-                |s| &mut s.send_queue,
-                0,
-                "SyncSender::send",
-                None,
-                || (),
-                || (),
-            );
-            if woken == Woken::Interrupted {
-                crate::sched::interrupted_wait("SyncSender::send");
-            }
-            state = self.state.lock();
+            state = self.wait(state, Queue::Senders, "SyncSender::send", None, || ());
         }
+    }
+
+    /// Parks on one of the channel's wait lists (a timeout just ends the wait: callers loop on
+    /// their condition) and returns with the lock taken again. `pass_on` hands a wake-up on if
+    /// the waiter is unwound after being chosen.
+    #[track_caller]
+    fn wait<'a>(
+        &'a self,
+        state: SpinGuard<'a, State<T>>,
+        queue: Queue,
+        what: &'static str,
+        deadline: Option<Instant>,
+        pass_on: impl FnOnce(),
+    ) -> SpinGuard<'a, State<T>> {
+        fn senders<T>(s: &mut State<T>) -> &mut WaitList {
+            &mut s.send_queue
+        }
+        fn receivers<T>(s: &mut State<T>) -> &mut WaitList {
+            &mut s.recv_queue
+        }
+        let list: fn(&mut State<T>) -> &mut WaitList = match queue {
+            Queue::Senders => senders,
+            Queue::Receivers => receivers,
+        };
+        if wait_in(&self.state, state, list, 0, what, deadline, || (), pass_on)
+            == Woken::Interrupted
+        {
+            crate::sched::interrupted_wait(what);
+        }
+        self.state.lock()
     }
 
     fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
@@ -286,20 +299,7 @@ impl<T> Chan<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvTimeoutError::Timeout);
             }
-            let woken = wait_in(
-                &self.state,
-                state,
-                |s| &mut s.recv_queue,
-                0,
-                "Receiver::recv",
-                deadline,
-                || (),
-                || (),
-            );
-            if woken == Woken::Interrupted {
-                crate::sched::interrupted_wait("Receiver::recv");
-            }
-            state = self.state.lock();
+            state = self.wait(state, Queue::Receivers, "Receiver::recv", deadline, || ());
         }
     }
 
