@@ -35,18 +35,6 @@ impl<T> SpinLock<T> {
         }
     }
 
-    /// The value without taking the lock.
-    ///
-    /// # Safety
-    ///
-    /// Nobody else may access the value during the returned borrow (an outer protocol, such
-    /// as a commit word, must make the caller the only one allowed to touch it).
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn get_unlocked(&self) -> &mut T {
-        // SAFETY: forwarded to the caller.
-        unsafe { &mut *self.value.get() }
-    }
-
     pub(crate) fn get_mut(&mut self) -> &mut T {
         self.value.get_mut()
     }

@@ -2,61 +2,156 @@
 //! tasks on any domain and plain OS threads alike.
 //!
 //! A channel is two FIFO queues of offers (blocked senders, blocked receivers) under one spin
-//! lock. An offer names a blocked sync ([`SyncState`]) and one of its leaves; a send offer's
-//! value waits in that sync's slot, not in the channel. A sync that commits elsewhere leaves
-//! stale offers behind: they are skipped and dropped when a partner scans past them, and swept
-//! every [`SWEEP_EVERY`] registrations, so memory stays flat however many choices are made.
+//! lock. An offer is one of two kinds:
+//!
+//! - a **shared offer** names a blocked general sync ([`SyncState`], reference counted) and one
+//!   of its leaves; a send offer's value waits in that sync's slot. A partner commits it with the
+//!   sync's state word (claim, move the value, complete), because the sync may have committed
+//!   elsewhere. A sync that commits elsewhere leaves stale offers behind: they are skipped and
+//!   dropped when a partner scans past them, and swept every [`SWEEP_EVERY`] registrations, so
+//!   memory stays flat however many choices are made.
+//! - a **waiter** is a `Channel::send`/`recv` shorthand blocked on its own stack: one leaf, so
+//!   nothing else can commit it, and no state word is needed. The channel lock is its commit
+//!   point.
+//!
+//! ## The waiter protocol
+//!
+//! 1. The shorthand, under the channel lock, finds no partner. It arms its park, writes its
+//!    unparker and its value slot (an `Option<T>` on its stack: the value to send, or an empty
+//!    place for the one it will receive) into a [`Waiter`] on its stack, queues a pointer to it,
+//!    and releases the lock. Then it parks.
+//! 2. A partner, under the same lock, pops the waiter: popping is the commit. Still under the
+//!    lock it moves the value (typed, with no allocation, when the partner is a shorthand too;
+//!    through [`SlotFns`] when it is a general sync holding a boxed payload), then wakes the
+//!    waiter's park. That wake is its last touch of the waiter; it releases the lock.
+//! 3. The waiter, woken `Unparked`, returns: only its partner holds that unparker, and the
+//!    value was moved before the wake.
+//! 4. A waiter woken otherwise (`Interrupted`), or unwound while parked, takes the channel lock
+//!    and removes itself from the queue. Found there: nobody committed it, it gives up (a value
+//!    it meant to send is dropped by itself, outside the lock). Not found: a partner popped it
+//!    and, holding the lock we just took, has finished step 2: the commit stands and the wait
+//!    returns normally.
+//!
+//! Step 4 is why a waiter's frame may be borrowed by the queue: it never returns (or unwinds
+//! past its frame) while its offer is queued or a partner is inside step 2.
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::Arc;
 
-use super::commit::{Outcome, Payload, SyncState};
+use super::commit::{Payload, SyncState};
 use super::{BaseOp, Event};
-use crate::sched::park::park_current_borrowed;
+use crate::sched::park::{Unparker, Wake, park_current_borrowed};
 use crate::util::{SpinGuard, SpinLock};
 
 /// Registrations between two full sweeps of a queue's stale offers.
 const SWEEP_EVERY: u32 = 64;
 
 /// A blocked sync's interest in one channel.
-pub(crate) struct Offer {
-    sync: OfferSync,
-    pub(crate) leaf: usize,
+pub(crate) enum Offer {
+    /// A leaf of a general sync, whose state is shared with its syncer (stale offers keep it
+    /// alive).
+    Shared(Arc<SyncState>, usize),
+    /// A shorthand blocked on its stack (see the module doc for why the pointer stays valid).
+    Waiter(NonNull<Waiter>),
 }
 
-enum OfferSync {
-    /// A general sync's state, shared with its syncer (stale offers keep it alive).
-    Shared(Arc<SyncState>),
-    /// The state of a `Channel::send`/`recv` shorthand, on its syncer's stack. The syncer never
-    /// returns before this offer has left the queue: a partner pops it to commit, and a syncer
-    /// that gives up (interrupted, or unwound) takes it out itself under the channel lock.
-    Borrowed(*const SyncState),
-}
-
-// SAFETY: `Borrowed` points to a `SyncState` (which is `Sync`) that stays alive while the offer
-// is queued (see `OfferSync::Borrowed`); the queue that holds it is behind the channel's lock.
+// SAFETY: a `Waiter` pointer is only followed under the channel lock while the waiter is
+// queued, and the waiter (on some task's or thread's stack) outlives that (module doc, step
+// 4); everything a waiter holds is `Send` (its slot holds a `T: Send`).
 unsafe impl Send for Offer {}
 
 impl Offer {
     pub(crate) fn shared(sync: Arc<SyncState>, leaf: usize) -> Offer {
-        Offer {
-            sync: OfferSync::Shared(sync),
-            leaf,
+        Offer::Shared(sync, leaf)
+    }
+
+    /// Whether a partner could still commit this offer.
+    fn is_live(&self) -> bool {
+        match self {
+            Offer::Shared(state, _) => state.is_waiting(),
+            Offer::Waiter(_) => true,
         }
     }
 
-    fn sync(&self) -> &SyncState {
-        match &self.sync {
-            OfferSync::Shared(state) => state,
-            // SAFETY: a queued borrowed offer's state is alive (see `OfferSync::Borrowed`), and
-            // the offer is only read while it is in, or just popped from, its queue.
-            OfferSync::Borrowed(state) => unsafe { &**state },
-        }
+    fn is(&self, waiter: &Waiter) -> bool {
+        matches!(self, Offer::Waiter(p) if std::ptr::eq(p.as_ptr(), waiter))
+    }
+}
+
+/// A partner found in a queue and already committed: a claimed general sync (to be completed
+/// after the value has moved), or a popped waiter (to be woken after the value has moved).
+enum Partner {
+    Claimed(Arc<SyncState>, usize),
+    Waiter(NonNull<Waiter>),
+}
+
+/// Moves a boxed payload in or out of a waiter's typed slot, for general syncs (which only
+/// know payloads) meeting a shorthand.
+struct SlotFns {
+    /// Takes the value out of a sending waiter's `Option<T>`, boxed.
+    take: unsafe fn(*mut ()) -> Payload,
+    /// Puts a payload (a boxed `T`) into a receiving waiter's `Option<T>`.
+    put: unsafe fn(*mut (), Payload),
+}
+
+/// The [`SlotFns`] of `Option<T>` slots.
+struct TypedSlot<T>(PhantomData<T>);
+
+impl<T: Send + 'static> TypedSlot<T> {
+    const FNS: SlotFns = SlotFns {
+        take: Self::take,
+        put: Self::put,
+    };
+
+    /// # Safety
+    ///
+    /// `slot` points to a live `Option<T>` the caller may write.
+    unsafe fn take(slot: *mut ()) -> Payload {
+        // SAFETY: forwarded to the caller.
+        let slot = unsafe { &mut *slot.cast::<Option<T>>() };
+        Box::new(slot.take().expect("a sending waiter holds its value"))
     }
 
-    fn is(&self, state: *const SyncState) -> bool {
-        matches!(self.sync, OfferSync::Borrowed(p) if std::ptr::eq(p, state))
+    /// # Safety
+    ///
+    /// As for [`TypedSlot::take`].
+    unsafe fn put(slot: *mut (), value: Payload) {
+        // SAFETY: forwarded to the caller.
+        let slot = unsafe { &mut *slot.cast::<Option<T>>() };
+        *slot = Some(
+            *value
+                .downcast::<T>()
+                .expect("a channel carries values of its own type"),
+        );
+    }
+}
+
+/// A blocked `Channel::send`/`recv` shorthand, on its own stack (see the module doc).
+pub(crate) struct Waiter {
+    /// The waiter's `Option<T>`: `Some(value)` to send, or `None` to receive into.
+    slot: *mut (),
+    fns: &'static SlotFns,
+    /// Set before the waiter is queued, read by the partner that pops it.
+    unparker: Option<Unparker>,
+}
+
+impl Waiter {
+    /// Step 2 for a partner that popped this waiter: the value has moved; wake it. This is the
+    /// partner's last touch of the waiter.
+    ///
+    /// # Safety
+    ///
+    /// `this` was just popped from its queue and the channel lock is still held.
+    unsafe fn wake(this: NonNull<Waiter>) {
+        // SAFETY: per the contract, the waiter is alive (module doc, step 4).
+        let waiter = unsafe { this.as_ref() };
+        waiter
+            .unparker
+            .as_ref()
+            .expect("a queued waiter has its unparker")
+            .unpark();
     }
 }
 
@@ -68,30 +163,117 @@ pub(crate) struct Queues {
 }
 
 impl Queues {
-    /// Hands `value` to the oldest blocked receiver; gives it back if there is none.
-    pub(crate) fn give(&mut self, value: Payload) -> Result<(), Payload> {
-        while let Some(offer) = self.receivers.pop_front() {
-            if offer.sync().claim() {
-                // SAFETY: we hold the claim until `complete`.
-                unsafe { offer.sync().put(offer.leaf, value) };
-                offer.sync().complete(offer.leaf);
-                return Ok(());
+    /// Pops and commits the oldest live offer of `q` (stale shared offers are dropped).
+    fn pop_partner(q: &mut VecDeque<Offer>) -> Option<Partner> {
+        while let Some(offer) = q.pop_front() {
+            match offer {
+                Offer::Waiter(w) => return Some(Partner::Waiter(w)),
+                Offer::Shared(state, leaf) => {
+                    if state.claim() {
+                        return Some(Partner::Claimed(state, leaf));
+                    }
+                }
             }
         }
-        Err(value)
+        None
+    }
+
+    /// Hands `value` to the oldest blocked receiver; gives it back if there is none.
+    pub(crate) fn give(&mut self, value: Payload) -> Result<(), Payload> {
+        match Self::pop_partner(&mut self.receivers) {
+            None => Err(value),
+            Some(Partner::Claimed(state, leaf)) => {
+                // SAFETY: we hold the claim until `complete`.
+                unsafe { state.put(leaf, value) };
+                state.complete(leaf);
+                Ok(())
+            }
+            Some(Partner::Waiter(w)) => {
+                // SAFETY: just popped under the lock we hold: the waiter and its slot are
+                // ours until we wake it; its slot is an `Option<T>` of this channel's `T`.
+                unsafe {
+                    let waiter = w.as_ref();
+                    (waiter.fns.put)(waiter.slot, value);
+                    Waiter::wake(w);
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Takes the value of the oldest blocked sender, if any.
     pub(crate) fn take(&mut self) -> Option<Payload> {
-        while let Some(offer) = self.senders.pop_front() {
-            if offer.sync().claim() {
+        match Self::pop_partner(&mut self.senders)? {
+            Partner::Claimed(state, leaf) => {
                 // SAFETY: we hold the claim until `complete`.
-                let value = unsafe { offer.sync().take(offer.leaf) };
-                offer.sync().complete(offer.leaf);
-                return Some(value);
+                let value = unsafe { state.take(leaf) };
+                state.complete(leaf);
+                Some(value)
+            }
+            Partner::Waiter(w) => {
+                // SAFETY: as in `give`.
+                unsafe {
+                    let waiter = w.as_ref();
+                    let value = (waiter.fns.take)(waiter.slot);
+                    Waiter::wake(w);
+                    Some(value)
+                }
             }
         }
-        None
+    }
+
+    /// Hands `value` to the oldest blocked receiver, typed: a shorthand receiver gets it with
+    /// no allocation. Gives it back if there is none.
+    ///
+    /// # Safety
+    ///
+    /// These are the queues of a `Channel<T>`.
+    unsafe fn give_typed<T: Send + 'static>(&mut self, value: T) -> Result<(), T> {
+        match Self::pop_partner(&mut self.receivers) {
+            None => Err(value),
+            Some(Partner::Claimed(state, leaf)) => {
+                // SAFETY: we hold the claim until `complete`.
+                unsafe { state.put(leaf, Box::new(value)) };
+                state.complete(leaf);
+                Ok(())
+            }
+            Some(Partner::Waiter(w)) => {
+                // SAFETY: as in `give`; the slot is an `Option<T>` (caller's contract).
+                unsafe {
+                    *w.as_ref().slot.cast::<Option<T>>() = Some(value);
+                    Waiter::wake(w);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes the value of the oldest blocked sender, typed.
+    ///
+    /// # Safety
+    ///
+    /// These are the queues of a `Channel<T>`.
+    unsafe fn take_typed<T: Send + 'static>(&mut self) -> Option<T> {
+        match Self::pop_partner(&mut self.senders)? {
+            Partner::Claimed(state, leaf) => {
+                // SAFETY: we hold the claim until `complete`.
+                let value = unsafe { state.take(leaf) };
+                state.complete(leaf);
+                Some(
+                    *value
+                        .downcast::<T>()
+                        .expect("a channel carries values of its own type"),
+                )
+            }
+            Partner::Waiter(w) => {
+                // SAFETY: as in `give_typed`.
+                unsafe {
+                    let value = (*w.as_ref().slot.cast::<Option<T>>()).take();
+                    Waiter::wake(w);
+                    value
+                }
+            }
+        }
     }
 
     /// Whether a blocked receiver is waiting (stale offers at the front are dropped).
@@ -106,7 +288,7 @@ impl Queues {
 
     fn live_front(q: &mut VecDeque<Offer>) -> bool {
         while let Some(front) = q.front() {
-            if front.sync().is_waiting() {
+            if front.is_live() {
                 return true;
             }
             q.pop_front();
@@ -114,17 +296,27 @@ impl Queues {
         false
     }
 
-    /// Takes out the offers of a shorthand sync that gave up.
-    fn withdraw(&mut self, state: *const SyncState) {
-        self.senders.retain(|o| !o.is(state));
-        self.receivers.retain(|o| !o.is(state));
+    /// Takes a waiter out of its queue (step 4); false if a partner popped it first.
+    fn withdraw(&mut self, waiter: &Waiter, sender: bool) -> bool {
+        let q = if sender {
+            &mut self.senders
+        } else {
+            &mut self.receivers
+        };
+        match q.iter().position(|o| o.is(waiter)) {
+            Some(i) => {
+                q.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn register(&mut self, offer: Offer, sender: bool) {
         self.registrations = self.registrations.wrapping_add(1);
         if self.registrations % SWEEP_EVERY == 0 {
-            self.senders.retain(|o| o.sync().is_waiting());
-            self.receivers.retain(|o| o.sync().is_waiting());
+            self.senders.retain(Offer::is_live);
+            self.receivers.retain(Offer::is_live);
         }
         if sender {
             self.senders.push_back(offer);
@@ -221,13 +413,13 @@ impl<T: Send + 'static> Channel<T> {
     #[track_caller]
     pub fn send(&self, v: T) {
         let mut queues = self.inner.queues.lock();
-        let value: Payload = Box::new(v);
-        let value = match queues.give(value) {
-            Ok(()) => return,
-            Err(value) => value,
+        // SAFETY: the queues of a `Channel<T>`.
+        let Err(v) = (unsafe { queues.give_typed(v) }) else {
+            return;
         };
-        let state = SyncState::single(Some(value));
-        wait_single(&self.inner, &state, queues, true, "Channel::send");
+        let mut slot = Some(v);
+        self.wait(&mut slot, queues, true, "Channel::send");
+        debug_assert!(slot.is_none(), "a committed send gave its value away");
     }
 
     /// Receives a value, parking until a sender offers one (`sync(recv_evt())`, without
@@ -239,82 +431,89 @@ impl<T: Send + 'static> Channel<T> {
     #[track_caller]
     pub fn recv(&self) -> T {
         let mut queues = self.inner.queues.lock();
-        let payload = match queues.take() {
-            Some(p) => p,
-            None => {
-                let state = SyncState::single(None);
-                wait_single(&self.inner, &state, queues, false, "Channel::recv");
-                // SAFETY: `wait_single` returned normally: the word is SYNCHED and the partner
-                // is done with the slot.
-                unsafe { state.slot_value(0) }.expect("a committed receive has its value")
-            }
-        };
-        *payload
-            .downcast::<T>()
-            .expect("a channel carries values of its own type")
+        // SAFETY: the queues of a `Channel<T>`.
+        if let Some(v) = unsafe { queues.take_typed() } {
+            return v;
+        }
+        let mut slot = None;
+        self.wait(&mut slot, queues, false, "Channel::recv");
+        slot.expect("a committed receive has its value")
     }
-}
 
-/// The blocking half of a one-leaf sync on a channel, whose `state` lives on the caller's
-/// stack: registers a borrowed offer (the unparker is fixed before the offer is visible, so no
-/// commit can miss it), releases the channel, and parks until a partner commits it. Whatever
-/// happens, the offer is out of the queue before this returns or unwinds.
-#[track_caller]
-fn wait_single(
-    chan: &ChanInner,
-    state: &SyncState,
-    queues: SpinGuard<'_, Queues>,
-    sender: bool,
-    what: &'static str,
-) {
-    let offer = Offer {
-        sync: OfferSync::Borrowed(state),
-        leaf: 0,
-    };
-    let mut queues = Some(queues);
-    let withdraw = Withdraw { chan, state };
-    // SAFETY: the unparker goes into `state` only, whose one committer takes it under its
-    // claim and is done with it once it has woken us; we never return before our offer has left
-    // the queue and the word has settled (see `Withdraw`), so it never outlives this wait.
-    let why = unsafe {
-        park_current_borrowed(what, None, |u| {
-            state.set_unparker(u);
-            let mut queues = queues.take().expect("published once");
-            queues.register(offer, sender);
-        })
-    };
-    if state.outcome() == Outcome::Waiting {
-        debug_assert_eq!(why, crate::sched::park::Wake::Interrupted);
-        if state.abandon() {
-            // Take our offer out and drop a value we did not send, then report.
-            drop(withdraw);
+    /// Steps 1, 3 and 4 of the waiter protocol (module doc) for a shorthand whose value slot is
+    /// `slot`: queues a waiter, releases the channel, and parks until a partner commits it.
+    /// Whatever happens, the waiter is out of the queue before this returns or unwinds.
+    #[track_caller]
+    fn wait(
+        &self,
+        slot: &mut Option<T>,
+        queues: SpinGuard<'_, Queues>,
+        sender: bool,
+        what: &'static str,
+    ) {
+        let mut waiter = Waiter {
+            slot: (slot as *mut Option<T>).cast(),
+            fns: &TypedSlot::<T>::FNS,
+            unparker: None,
+        };
+        let waiter_ptr = NonNull::from(&mut waiter);
+        let mut queues = Some(queues);
+        let withdraw = Withdraw {
+            chan: &self.inner,
+            waiter: waiter_ptr,
+            sender,
+        };
+        // SAFETY: the unparker goes into the waiter only, which one partner pops (under the
+        // channel lock) and wakes before it releases that lock; we never leave before our
+        // waiter is out of the queue and no partner is inside step 2 (`Withdraw`), so the
+        // unparker is never used after this wait.
+        let why = unsafe {
+            park_current_borrowed(what, None, |u| {
+                // SAFETY: not queued yet: nobody else sees the waiter.
+                (*waiter_ptr.as_ptr()).unparker = Some(u);
+                let mut queues = queues.take().expect("published once");
+                queues.register(Offer::Waiter(waiter_ptr), sender);
+            })
+        };
+        if why == Wake::Unparked {
+            // Step 3: committed, the value has moved.
+            std::mem::forget(withdraw);
+            return;
+        }
+        // Step 4, for an interrupted wait.
+        if withdraw.withdraw() {
+            // Nobody committed us: a value we meant to send is dropped by our caller's frame
+            // (outside any lock); report.
             crate::sched::interrupted_wait(what);
         }
-        // A partner committed first: it wins (outcome waits out its claim).
-        state.outcome();
     }
-    std::mem::forget(withdraw);
 }
 
-/// Makes a shorthand sync that gives up (interrupted, or unwound while parked) safe to leave:
-/// its word is abandoned (or a racing commit is waited out), its offer taken out of the queue,
-/// and what it still holds dropped here.
+/// Step 4 of the waiter protocol, also on unwinding: takes the waiter out of its queue, or
+/// waits for the partner that popped it to finish (by taking the channel lock).
 struct Withdraw<'a> {
     chan: &'a ChanInner,
-    state: &'a SyncState,
+    waiter: NonNull<Waiter>,
+    sender: bool,
+}
+
+impl Withdraw<'_> {
+    /// True when the waiter was still queued (nobody committed it).
+    fn withdraw(self) -> bool {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.take_out()
+    }
+
+    fn take_out(&self) -> bool {
+        // SAFETY: the waiter lives in the frame that owns this guard.
+        let waiter = unsafe { self.waiter.as_ref() };
+        self.chan.queues.lock().withdraw(waiter, self.sender)
+    }
 }
 
 impl Drop for Withdraw<'_> {
     fn drop(&mut self) {
-        if !self.state.abandon() {
-            self.state.outcome();
-        }
-        self.chan.queues.lock().withdraw(self.state);
-        // SAFETY: settled (abandoned by us, or synched and waited out), and our offer is out of
-        // the queue: no partner can reach the state any more.
-        let value = unsafe { self.state.slot_value(0) };
-        drop(self.state.take_unparker());
-        drop(value);
+        self.take_out();
     }
 }
 

@@ -63,7 +63,7 @@ pub(crate) enum Outcome {
 /// One blocking sync: its state word, a value slot per leaf, and how to wake it.
 pub(crate) struct SyncState {
     word: AtomicU64,
-    slots: Slots,
+    slots: Box<[Slot]>,
     unparker: SpinLock<Option<Unparker>>,
 }
 
@@ -92,38 +92,11 @@ impl Slot {
     }
 }
 
-/// Per-leaf value slots; a one-leaf sync (the `Channel::send`/`recv` shorthand) keeps its one
-/// slot inline.
-enum Slots {
-    One(Slot),
-    Many(Box<[Slot]>),
-}
-
-impl std::ops::Index<usize> for Slots {
-    type Output = Slot;
-    fn index(&self, leaf: usize) -> &Self::Output {
-        match self {
-            Slots::One(slot) if leaf == 0 => slot,
-            Slots::One(_) => panic!("a one-leaf sync has no leaf {leaf}"),
-            Slots::Many(slots) => &slots[leaf],
-        }
-    }
-}
-
 impl SyncState {
     pub(crate) fn new(slots: impl Iterator<Item = Option<Payload>>) -> SyncState {
         SyncState {
             word: AtomicU64::new(WAITING),
-            slots: Slots::Many(slots.map(Slot::new).collect()),
-            unparker: SpinLock::new(None),
-        }
-    }
-
-    /// A sync of one leaf, whose slot starts with `value`.
-    pub(crate) fn single(value: Option<Payload>) -> SyncState {
-        SyncState {
-            word: AtomicU64::new(WAITING),
-            slots: Slots::One(Slot::new(value)),
+            slots: slots.map(Slot::new).collect(),
             unparker: SpinLock::new(None),
         }
     }
@@ -165,17 +138,11 @@ impl SyncState {
 
     /// A partner's step 2: wakes the syncer, then CLAIMED -> SYNCHED(leaf).
     ///
-    /// Waking comes first: once the syncer sees SYNCHED it may return and its state (possibly
-    /// on its stack) and task (known to a borrowed unparker only by reference) may be gone, so
-    /// SYNCHED is the partner's last touch. A syncer woken before it sees CLAIMED turn into
-    /// SYNCHED waits the short window out in `outcome`.
+    /// Waking comes first, so SYNCHED is the partner's last touch of the state: a syncer that
+    /// sees it may drop its values and its unparker at once. A syncer woken before it sees
+    /// CLAIMED turn into SYNCHED waits the short window out in `outcome`.
     pub(crate) fn complete(&self, leaf: usize) {
-        let waker = match self.slots {
-            // SAFETY: a one-leaf sync fixes its unparker before its offer is visible and never
-            // changes it; we hold the claim, so we are the only one to take it.
-            Slots::One(_) => unsafe { self.unparker.get_unlocked() }.take(),
-            Slots::Many(_) => self.unparker.lock().take(),
-        };
+        let waker = self.unparker.lock().take();
         if let Some(u) = waker {
             u.unpark();
         }
@@ -223,25 +190,14 @@ impl SyncState {
 
     /// Sets the unparker committers wake. The syncer re-reads the word afterwards, so a
     /// committer that took an older unparker (now stale) is never missed.
-    ///
-    /// A one-leaf sync must call this once, before its offer is visible: its unparker is then
-    /// read without the lock (see `complete`).
     pub(crate) fn set_unparker(&self, u: Unparker) {
-        match self.slots {
-            // SAFETY: per the contract above, no partner can see this state yet.
-            Slots::One(_) => *unsafe { self.unparker.get_unlocked() } = Some(u),
-            Slots::Many(_) => *self.unparker.lock() = Some(u),
-        }
+        *self.unparker.lock() = Some(u);
     }
 
     /// Takes the unparker back once the sync has settled (abandoned by us, or SYNCHED: a
     /// partner takes it before it stores SYNCHED).
     pub(crate) fn take_unparker(&self) -> Option<Unparker> {
-        match self.slots {
-            // SAFETY: settled: no partner touches the unparker any more.
-            Slots::One(_) => unsafe { self.unparker.get_unlocked() }.take(),
-            Slots::Many(_) => self.unparker.lock().take(),
-        }
+        self.unparker.lock().take()
     }
 
     /// Takes the value a committed leaf left in its slot (a receive), or the value a send leaf
@@ -258,9 +214,6 @@ impl SyncState {
 
     /// How many slots (leaves) the sync has.
     pub(crate) fn slot_count(&self) -> usize {
-        match &self.slots {
-            Slots::One(_) => 1,
-            Slots::Many(s) => s.len(),
-        }
+        self.slots.len()
     }
 }
