@@ -469,3 +469,73 @@ fn dropped_park_does_not_disturb_the_next_park() {
         std::thread::spawn(check).join().unwrap();
     });
 }
+
+/// Wake-ups that land while the waiter still runs with its park armed (here: yielding between
+/// arming and waiting), from a task on the same domain, a task on another domain and a plain
+/// thread: each wait ends exactly once, the task is never queued twice (a second queue entry
+/// would resume it while it is parked for a later round, which the runtime reports), and no
+/// wake-up is lost.
+#[test]
+fn wake_while_yielding_with_an_armed_park_queues_the_task_once() {
+    common::watchdog(
+        60,
+        "wake_while_yielding_with_an_armed_park_queues_the_task_once",
+        || {
+            const ROUNDS: usize = 3000;
+            let (tx, rx) = mpsc::channel::<Unparker>();
+            let plain = std::thread::spawn(move || {
+                let mut n = 0;
+                while let Ok(u) = rx.recv() {
+                    assert!(u.unpark());
+                    n += 1;
+                }
+                n
+            });
+            let rounds = bobine::Builder::new().domains(2).run(move || {
+                let (to_local, from_main) = bobine::sync::mpsc::channel::<Unparker>();
+                let local = thread::spawn_local(move || {
+                    let mut n = 0;
+                    for u in from_main {
+                        assert!(u.unpark());
+                        n += 1;
+                    }
+                    n
+                });
+                let (to_remote, remote_rx) = bobine::sync::mpsc::channel::<Unparker>();
+                let remote = thread::spawn(move || {
+                    let mut n = 0;
+                    for u in remote_rx {
+                        // Sometimes wake at once, sometimes after the waiter has yielded a
+                        // while, sometimes (likely) after it has switched out to park.
+                        for _ in 0..(n % 3) {
+                            thread::yield_now();
+                        }
+                        assert!(u.unpark());
+                        n += 1;
+                    }
+                    n
+                });
+                let mut done = 0;
+                for i in 0..ROUNDS {
+                    let park = Park::new();
+                    let u = park.unparker();
+                    match i % 3 {
+                        0 => to_local.send(u).unwrap(),
+                        1 => to_remote.send(u).unwrap(),
+                        _ => tx.send(u).unwrap(),
+                    }
+                    for _ in 0..(i % 4) {
+                        thread::yield_now();
+                    }
+                    assert_eq!(park.wait("test: woken while yielding"), Wake::Unparked);
+                    done += 1;
+                }
+                drop((to_local, to_remote, tx));
+                (done, local.join().unwrap(), remote.join().unwrap())
+            });
+            let by_plain = plain.join().unwrap();
+            assert_eq!(rounds.0, ROUNDS);
+            assert_eq!(rounds.1 + rounds.2 + by_plain, ROUNDS);
+        },
+    );
+}

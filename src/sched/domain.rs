@@ -8,7 +8,7 @@
 //!    inbox flag set?            -> move the inbox into the run queue
 //!    steal request?             -> donate half of our never-started tasks
 //!    every 61st round           -> fire due timers, check `done`
-//!    pop the run queue front    -> resume it; requeue on Yield, commit on Park, retire on end
+//!    pop the run queue front    -> resume it; requeue on Yield, check the word on Park, retire on end
 //!    nothing to run             -> fire timers, ask a busy domain for work, sleep in epoll
 //! ```
 //!
@@ -294,8 +294,13 @@ impl Local {
 
     /// Queues a task this domain already owns that was woken on this thread.
     #[inline]
-    pub(crate) fn requeue(&self, task: &Task) {
-        self.run_queue.push(NonNull::from(task));
+    /// A wake-up of one of our started tasks (park protocol, step 6): queues it if it is
+    /// parked and woken; any other request is stale and does nothing.
+    pub(crate) fn woken(&self, task: &Task) {
+        if task.parked.get() && !task.park.is_armed() {
+            task.parked.set(false);
+            self.run_queue.push(NonNull::from(task));
+        }
     }
 
     /// Work that another domain could take has appeared here: wake one sleeping domain so it can
@@ -383,8 +388,11 @@ impl Local {
         match outcome {
             Some(Suspend::Yield) => self.run_queue.push(ptr),
             Some(Suspend::Park) => {
-                if !task.park.commit() {
-                    // Woken between its switch and our commit: runnable at once.
+                // Park protocol, step 4.
+                if task.park.is_armed() {
+                    task.parked.set(true);
+                } else {
+                    // Woken between its last look and the switch: runnable at once.
                     self.run_queue.push(ptr);
                 }
             }
@@ -431,7 +439,7 @@ impl Local {
             if task.is_started() {
                 // A remote wake-up of one of ours: the registry owns it; drop the waker's
                 // reference.
-                self.requeue(&task);
+                self.woken(&task);
             } else {
                 self.adopt(task);
             }

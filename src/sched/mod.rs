@@ -16,6 +16,7 @@ pub(crate) mod park;
 pub(crate) mod runtime;
 
 use std::cell::Cell;
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::switch::Suspend;
@@ -119,15 +120,16 @@ pub(crate) fn with_local<R>(f: impl FnOnce(&Local) -> R) -> R {
     f(unsafe { &*p })
 }
 
-/// Makes a woken task runnable again: on the local run queue when the caller runs on the task's
-/// domain (no reference counting: the domain owns the task), else through that domain's inbox.
+/// Asks a woken task's domain to queue it (park protocol, step 5): directly when the caller
+/// runs on that domain's thread (no reference counting: the domain owns the task), else
+/// through the domain's inbox.
 pub(crate) fn schedule(task: &Arc<Task>) {
     let p = LOCAL.with(|l| l.get());
     if !p.is_null() {
         // SAFETY: as in `with_local`.
         let local = unsafe { &*p };
         if Arc::ptr_eq(&local.shared, task.domain()) {
-            local.requeue(task);
+            local.woken(task);
             return;
         }
     }
@@ -144,19 +146,43 @@ pub(crate) fn release(task: Arc<Task>) {
     }
 }
 
-/// [`schedule`] for a task known only by reference (a borrowed unparker): the domain owns it,
-/// so a local requeue needs no count; a remote one takes a counted reference for the inbox.
-pub(crate) fn schedule_ref(task: &Task) {
+/// Wakes a task known only by reference (a borrowed unparker) with `wake`, its CAS of step
+/// 5, then does what [`schedule`] does; returns what `wake` returned.
+///
+/// On the task's own domain the task cannot run while we do this, so a reference is enough.
+/// Elsewhere, a task woken while still ARMED may run on and end as soon as the CAS lands, so
+/// the counted reference the inbox needs is taken before it (and dropped if the CAS fails).
+///
+/// # Safety
+///
+/// `task` is alive until `wake` has returned.
+pub(crate) unsafe fn schedule_woken_ref(
+    task: NonNull<Task>,
+    wake: impl FnOnce(&Task) -> bool,
+) -> bool {
+    // SAFETY: alive until `wake` returns (the caller's contract).
+    let t = unsafe { task.as_ref() };
     let p = LOCAL.with(|l| l.get());
     if !p.is_null() {
         // SAFETY: as in `with_local`.
         let local = unsafe { &*p };
-        if Arc::ptr_eq(&local.shared, task.domain()) {
-            local.requeue(task);
-            return;
+        if Arc::ptr_eq(&local.shared, t.domain()) {
+            let woke = wake(t);
+            if woke {
+                local.woken(t);
+            }
+            return woke;
         }
     }
-    task.domain().push(task.arc());
+    let counted = t.arc();
+    let woke = wake(t);
+    if woke {
+        let domain = counted.domain().clone();
+        domain.push(counted);
+    } else {
+        release(counted);
+    }
+    woke
 }
 
 /// Gives the rest of this time slice to the other ready tasks of the domain (FIFO). Outside a

@@ -17,14 +17,17 @@
 //!
 //! | state  | meaning                                         | who may leave it, to what              |
 //! |--------|-------------------------------------------------|----------------------------------------|
-//! | IDLE   | running; no park in progress                    | the waiter itself: -> ARMED            |
-//! | ARMED  | park announced, unparkers of this gen are live  | a waker: -> IDLE(gen+1, reason); the scheduler after the switch: -> PARKED |
-//! | PARKED | the task is off every run queue                 | a waker: -> IDLE(gen+1, reason), and it requeues the task |
+//! | IDLE   | no park in progress                             | the waiter itself: -> ARMED            |
+//! | ARMED  | park announced, unparkers of this gen are live  | a waker, or the waiter itself (timeout, interruption, a superseded or dropped park): -> IDLE(gen+1, reason) |
 //!
-//! `reason` is written by the winning waker: 1 unparked, 2 timed out, 3 interrupted.
-//! An [`Unparker`] carries the generation it was made for, so a stale one (a timer that fires
-//! after the task was woken by something else, a second wake) finds a different generation and
-//! does nothing: that is how "wakes exactly once" holds without removing anything.
+//! `reason` is written by the winner: 1 unparked, 2 timed out, 3 interrupted. An [`Unparker`]
+//! carries the generation it was made for, so a stale one (a timer that fires after the task
+//! was woken by something else, a second wake) finds a different generation and does nothing:
+//! that is how "wakes exactly once" holds without removing anything.
+//!
+//! The word says nothing of where the task is. That is the domain's business, kept in a
+//! `parked` flag on the task that only the domain's thread touches: set when the task has
+//! switched out to park and nobody has queued it since.
 //!
 //! ## Protocol (task)
 //!
@@ -36,15 +39,26 @@
 //! 3. `Park::wait`: if the word already left `(g, ARMED)`, return its reason without switching.
 //!    Otherwise register the deadline (a timer holding another `Unparker{g}`) and switch to the
 //!    scheduler with `Suspend::Park`.
-//! 4. The scheduler, now on its own stack, CASes `(g, ARMED) -> (g, PARKED)`. If that fails a
-//!    waker got in between steps 3 and 4: the task goes straight back on the run queue.
-//! 5. A waker CASes `(g, ARMED|PARKED) -> (g+1, IDLE, reason)`. Only one CAS per generation can
-//!    succeed. If it replaced PARKED, the waker requeues the task (local run queue when it runs
-//!    on the task's domain, else the domain's inbox, see `sched::domain`).
+//! 4. The scheduler, now on its own stack, loads the word (no read-modify-write): still
+//!    `(g, ARMED)` -> it sets the task's `parked` flag and leaves it off every queue; already
+//!    woken -> it queues the task again at once.
+//! 5. A waker CASes `(g, ARMED) -> (g+1, IDLE, reason)`; one CAS per generation succeeds. The
+//!    winner then asks the task's domain to queue it: directly when it runs on that domain's
+//!    thread, else through the domain's inbox (see `sched::domain`).
+//! 6. The domain's thread, for such a request (and for every inbox entry of a started task),
+//!    queues the task only if `parked` is set and the word is no longer ARMED, clearing
+//!    `parked`. Any other request is stale (the task saw its wake before switching, in step 3
+//!    or 4, or was queued already) and is dropped.
 //!
-//! Rejected alternative: committing the park *before* the switch (state PARKED while the task
-//! still runs on its stack) would let another domain resume the task on a stack that is still
-//! in use. Committing after the switch (step 4) is what makes cross-thread wakes safe.
+//! Steps 4 and 6 run on the same thread, so they need no atomics between them; a waker that
+//! CASes while step 4 runs has its request handled in step 6, after step 4 (the inbox is only
+//! drained by that thread between two tasks). A wake-up is never lost: the task either sees it
+//! in step 3 or 4, or is `parked` when the request is handled. A task is never queued twice:
+//! only a request that finds `parked` set queues it, and it clears the flag.
+//!
+//! Rejected alternative: a PARKED state committed with a CAS by the scheduler after the switch,
+//! which the waker replaces and then requeues. It is also correct, but costs one more atomic
+//! read-modify-write on every park.
 //!
 //! ## Protocol (plain OS thread)
 //!
@@ -63,7 +77,6 @@ use crate::task::Task;
 const STATE_MASK: u64 = 0b11;
 const IDLE: u64 = 0;
 const ARMED: u64 = 1;
-const PARKED: u64 = 2;
 const REASON_SHIFT: u32 = 2;
 const GEN_SHIFT: u32 = 4;
 
@@ -121,50 +134,38 @@ impl ParkWord {
         gen_ << GEN_SHIFT | ARMED
     }
 
-    /// Step 4 (scheduler): `(g, ARMED) -> (g, PARKED)`. False when a waker already won.
-    pub(crate) fn commit(&self) -> bool {
-        let w = self.0.load(Ordering::Relaxed);
-        if w & STATE_MASK != ARMED {
-            return false;
-        }
-        self.0
-            .compare_exchange(
-                w,
-                (w & !STATE_MASK) | PARKED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
+    /// Whether a park is armed (step 4 and 6: a task whose word is not armed was woken).
+    pub(crate) fn is_armed(&self) -> bool {
+        self.0.load(Ordering::Acquire) & STATE_MASK == ARMED
     }
 
-    /// Step 5: wakes generation `gen_`. Returns the state it replaced (ARMED or PARKED), or
-    /// `None` when the generation is stale or already woken.
-    fn wake(&self, gen_: u64, why: Wake) -> Option<u64> {
+    /// Step 5: wakes generation `gen_`. Returns whether this call woke it (false when the
+    /// generation is stale or already woken).
+    fn wake(&self, gen_: u64, why: Wake) -> bool {
         let mut w = self.0.load(Ordering::Acquire);
         loop {
-            let state = w & STATE_MASK;
-            if w >> GEN_SHIFT != gen_ || state == IDLE {
-                return None;
+            if w != Self::armed(gen_) {
+                return false;
             }
             let next = (gen_ + 1) << GEN_SHIFT | why.code() << REASON_SHIFT | IDLE;
             match self
                 .0
                 .compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => return Some(state),
+                Ok(_) => return true,
                 Err(now) => w = now,
             }
         }
     }
 
-    /// Wakes whatever generation is armed or parked right now (interruption).
+    /// Wakes whatever generation is armed right now (interruption).
     #[cfg_attr(not(test), allow(dead_code))]
-    fn wake_current(&self, why: Wake) -> Option<u64> {
+    fn wake_current(&self, why: Wake) -> bool {
         let w = self.0.load(Ordering::Acquire);
         self.wake(w >> GEN_SHIFT, why)
     }
 
-    /// Moves the word past any armed or parked generation without waking anyone: called when a
+    /// Moves the word past an armed generation without waking anyone: called when a
     /// task ends, so that an unparker that outlives it can never reschedule it.
     pub(crate) fn retire(&self) {
         let w = self.0.load(Ordering::Acquire);
@@ -176,7 +177,7 @@ impl ParkWord {
     /// The outcome of generation `gen_`, if it has ended.
     fn outcome(&self, gen_: u64) -> Option<Wake> {
         let w = self.0.load(Ordering::Acquire);
-        if w == Self::armed(gen_) || w == (gen_ << GEN_SHIFT | PARKED) {
+        if w == Self::armed(gen_) {
             None
         } else {
             Some(Wake::from_word(w))
@@ -239,35 +240,25 @@ impl Unparker {
 
     pub(crate) fn wake(&self, why: Wake) -> bool {
         match &self.target {
-            Target::Task(task) => match task.park.wake(self.gen_, why) {
-                Some(PARKED) => {
+            Target::Task(task) => {
+                let woke = task.park.wake(self.gen_, why);
+                if woke {
                     super::schedule(task);
-                    true
                 }
-                Some(_) => true,
-                None => false,
-            },
+                woke
+            }
             Target::TaskRef(task) => {
                 // SAFETY: per `park_current_borrowed`, the task is alive while its one waker
-                // holds this unparker. After a wake of an ARMED park we touch it no more (it may
-                // run on and end); after a wake of a PARKED one it cannot run until we requeue it.
-                let task = unsafe { task.as_ref() };
-                match task.park.wake(self.gen_, why) {
-                    Some(PARKED) => {
-                        super::schedule_ref(task);
-                        true
-                    }
-                    Some(_) => true,
-                    None => false,
-                }
+                // holds this unparker; `schedule_woken_ref` says how long that lasts.
+                unsafe { super::schedule_woken_ref(*task, |t| t.park.wake(self.gen_, why)) }
             }
-            Target::Thread(t) => match t.word.wake(self.gen_, why) {
-                Some(_) => {
+            Target::Thread(t) => {
+                let woke = t.word.wake(self.gen_, why);
+                if woke {
                     t.thread.unpark();
-                    true
                 }
-                None => false,
-            },
+                woke
+            }
         }
     }
 
@@ -300,14 +291,11 @@ impl std::fmt::Debug for Unparker {
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn interrupt(task: &Arc<Task>) -> bool {
     task.cancelled.store(true, Ordering::Release);
-    match task.park.wake_current(Wake::Interrupted) {
-        Some(PARKED) => {
-            super::schedule(task);
-            true
-        }
-        Some(_) => true,
-        None => false,
+    let woke = task.park.wake_current(Wake::Interrupted);
+    if woke {
+        super::schedule(task);
     }
+    woke
 }
 
 /// One armed park of the current task or thread. `!Send`: it must be waited on where it was
@@ -507,14 +495,14 @@ fn wait_task(
         );
     }
     if task.cancelled.load(Ordering::Acquire) {
-        if task.park.wake(gen_, Wake::Interrupted).is_some() {
+        if task.park.wake(gen_, Wake::Interrupted) {
             return Wake::Interrupted;
         }
         return task.park.outcome(gen_).unwrap_or(Wake::Unparked);
     }
     if let Some(d) = deadline {
         if d <= Instant::now() {
-            if task.park.wake(gen_, Wake::TimedOut).is_some() {
+            if task.park.wake(gen_, Wake::TimedOut) {
                 return Wake::TimedOut;
             }
             return task.park.outcome(gen_).unwrap_or(Wake::Unparked);
@@ -552,7 +540,7 @@ fn wait_thread(t: &ThreadParker, gen_: u64, deadline: Option<Instant>) -> Wake {
             Some(d) => {
                 let now = Instant::now();
                 if now >= d {
-                    if t.word.wake(gen_, Wake::TimedOut).is_some() {
+                    if t.word.wake(gen_, Wake::TimedOut) {
                         return Wake::TimedOut;
                     }
                     continue;

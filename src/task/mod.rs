@@ -19,7 +19,7 @@
 //!
 //! ## Who touches what
 //!
-//! - `fiber`, `yielder`, `forcing`, `slot`, `park_site`, `domain`: only the thread of the domain
+//! - `fiber`, `yielder`, `forcing`, `parked`, `slot`, `park_site`, `domain`: only the thread of the domain
 //!   that owns the task (for a NEW task: whoever holds it in a queue, which hands it over with
 //!   the queue's own synchronisation).
 //! - `park`, `cancelled`: any thread (atomics).
@@ -90,6 +90,8 @@ pub(crate) struct Task {
     pub(crate) overflow: OverflowInfo,
     state: AtomicU8,
     pub(crate) forcing: Cell<bool>,
+    /// Switched out to park and not queued since (park protocol, steps 4 and 6).
+    pub(crate) parked: Cell<bool>,
     domain: UnsafeCell<Option<Arc<DomainShared>>>,
     fiber: UnsafeCell<Option<Fiber>>,
     yielder: Cell<*const FiberYielder>,
@@ -172,6 +174,7 @@ impl Task {
             overflow,
             state: AtomicU8::new(NEW),
             forcing: Cell::new(false),
+            parked: Cell::new(false),
             domain: UnsafeCell::new(None),
             fiber: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
