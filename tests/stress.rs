@@ -195,7 +195,7 @@ fn spawn_join_scope_detach_churn() {
     });
 }
 
-/// Channel shorthands (`send`/`recv`, whose commit word lives on the waiter's stack) between
+/// Channel shorthands (`send`/`recv`, whose waiter lives on the waiter's stack) between
 /// tasks on two domains and plain threads: every message arrives exactly once.
 #[test]
 fn channel_shorthands_across_domains_and_threads_deliver_exactly_once() {

@@ -22,8 +22,10 @@
 //!    and releases the lock. Then it parks.
 //! 2. A partner, under the same lock, pops the waiter: popping is the commit. Still under the
 //!    lock it moves the value (typed, with no allocation, when the partner is a shorthand too;
-//!    through [`SlotFns`] when it is a general sync holding a boxed payload), then wakes the
-//!    waiter's park. That wake is its last touch of the waiter; it releases the lock.
+//!    through [`SlotFns`] when it is a general sync holding a boxed payload), then takes the
+//!    unparker out of the waiter (its last touch of the waiter) and wakes it; it releases the
+//!    lock. Owning the unparker matters: a woken waiter may return, and its thread end, before
+//!    `unpark` has finished with what the unparker names.
 //! 3. The waiter, woken `Unparked`, returns: only its partner holds that unparker, and the
 //!    value was moved before the wake.
 //! 4. A waiter woken otherwise (`Interrupted`), or unwound while parked, takes the channel lock
@@ -138,20 +140,17 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
-    /// Step 2 for a partner that popped this waiter: the value has moved; wake it. This is the
-    /// partner's last touch of the waiter.
+    /// Step 2 for a partner that popped this waiter: the value has moved; take the unparker
+    /// out (our last touch of the waiter: once woken it may return and its frame be gone) and
+    /// wake it.
     ///
     /// # Safety
     ///
     /// `this` was just popped from its queue and the channel lock is still held.
     unsafe fn wake(this: NonNull<Waiter>) {
-        // SAFETY: per the contract, the waiter is alive (module doc, step 4).
-        let waiter = unsafe { this.as_ref() };
-        waiter
-            .unparker
-            .as_ref()
-            .expect("a queued waiter has its unparker")
-            .unpark();
+        // SAFETY: per the contract, the waiter is alive (module doc, step 4) and ours.
+        let unparker = unsafe { (*this.as_ptr()).unparker.take() };
+        unparker.expect("a queued waiter has its unparker").unpark();
     }
 }
 

@@ -145,6 +145,11 @@ impl DomainShared {
         self.poller.wake();
     }
 
+    /// The domain's epoll instance, where descriptors its tasks wait on are registered.
+    pub(crate) fn poller(&self) -> &Poller {
+        &self.poller
+    }
+
     pub(crate) fn take_inbox(&self) -> Vec<Arc<Task>> {
         self.attention.fetch_and(!INBOX, Ordering::SeqCst);
         std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|e| e.into_inner()))
@@ -292,11 +297,11 @@ impl Local {
         self.task_cache.borrow_mut().take()
     }
 
-    /// Queues a task this domain already owns that was woken on this thread.
     #[inline]
     /// A wake-up of one of our started tasks (park protocol, step 6): queues it if it is
     /// parked and woken; any other request is stale and does nothing.
     pub(crate) fn woken(&self, task: &Task) {
+        super::park::interrupt_pending(task);
         if task.parked.get() && !task.park.is_armed() {
             task.parked.set(false);
             self.run_queue.push(NonNull::from(task));
@@ -344,6 +349,8 @@ impl Local {
                 if !self.timers.borrow().is_empty() {
                     self.fire_timers(Instant::now());
                 }
+                // I/O readiness, so that sockets are served while tasks keep us busy.
+                self.shared.poller.poll_busy();
             }
             let attention = self.shared.attention.load(Ordering::Relaxed);
             if attention != 0 {
@@ -629,6 +636,7 @@ impl Local {
         self.set_stealable(0);
         let timers = std::mem::take(&mut *self.timers.borrow_mut());
         drop(timers);
+        self.shared.poller().clear();
     }
 }
 

@@ -66,10 +66,12 @@
 //! word leaves ARMED, and a waker calls `Thread::unpark` after its CAS. On a timeout the thread
 //! itself CASes `(g, ARMED) -> (g+1, IDLE, TIMED_OUT)`; if that fails a waker won.
 
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::Location;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::task::Task;
@@ -159,7 +161,6 @@ impl ParkWord {
     }
 
     /// Wakes whatever generation is armed right now (interruption).
-    #[cfg_attr(not(test), allow(dead_code))]
     fn wake_current(&self, why: Wake) -> bool {
         let w = self.0.load(Ordering::Acquire);
         self.wake(w >> GEN_SHIFT, why)
@@ -189,24 +190,50 @@ impl ParkWord {
 pub(crate) struct ThreadParker {
     word: ParkWord,
     thread: std::thread::Thread,
+    /// Set while the thread waits in `poll(2)` (a sync with readiness leaves) rather than in
+    /// `std::thread::park`: a waker then also writes `poll_wake`.
+    polling: AtomicBool,
+    /// The eventfd a polling thread includes in its `poll(2)` set; made on first use.
+    poll_wake: OnceLock<OwnedFd>,
+}
+
+impl ThreadParker {
+    fn new() -> ThreadParker {
+        ThreadParker {
+            word: ParkWord::new(),
+            thread: std::thread::current(),
+            polling: AtomicBool::new(false),
+            poll_wake: OnceLock::new(),
+        }
+    }
+
+    /// The waker's side of a wake-up, after its CAS won: unpark the thread, and if it polls,
+    /// write its eventfd. With the thread's side in `wait_polling` (store `polling`, fence,
+    /// read the word) this is a Dekker pair: either the thread sees the word woken and does
+    /// not poll, or we see `polling` and interrupt the poll.
+    fn notify(&self) {
+        self.thread.unpark();
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.polling.load(Ordering::SeqCst) {
+            if let Some(fd) = self.poll_wake.get() {
+                let one: u64 = 1;
+                // SAFETY: writing 8 bytes from a valid u64 to our eventfd.
+                let _ = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            }
+        }
+    }
 }
 
 thread_local! {
-    static THREAD_PARKER: Arc<ThreadParker> = Arc::new(ThreadParker {
-        word: ParkWord::new(),
-        thread: std::thread::current(),
-    });
+    static THREAD_PARKER: Arc<ThreadParker> = Arc::new(ThreadParker::new());
 }
 
 /// This thread's parker; a fresh one while the thread's locals are being destroyed (a
 /// destructor that blocks on a bobine lock then still works).
 fn thread_parker() -> Arc<ThreadParker> {
-    THREAD_PARKER.try_with(Arc::clone).unwrap_or_else(|_| {
-        Arc::new(ThreadParker {
-            word: ParkWord::new(),
-            thread: std::thread::current(),
-        })
-    })
+    THREAD_PARKER
+        .try_with(Arc::clone)
+        .unwrap_or_else(|_| Arc::new(ThreadParker::new()))
 }
 
 #[derive(Clone)]
@@ -255,7 +282,7 @@ impl Unparker {
             Target::Thread(t) => {
                 let woke = t.word.wake(self.gen_, why);
                 if woke {
-                    t.thread.unpark();
+                    t.notify();
                 }
                 woke
             }
@@ -284,18 +311,31 @@ impl std::fmt::Debug for Unparker {
 }
 
 /// Interrupts the park `task` is in right now (if any), and every later one: used by
-/// cancellation. Returns whether a pending park was woken.
+/// cancellation. Returns whether this call cancelled the task (false if it was already).
+///
+/// The wake itself happens on the task's domain thread, between two of its tasks: directly
+/// when the caller runs there, else when the domain drains the request from its inbox. There
+/// the task is not running, so its `cancelled` flag and its park word are read in program
+/// order with its own writes: a park armed just before the request is woken, and a park armed
+/// after it sees `cancelled` (no store-buffering race between two threads).
 ///
 /// This is the hook structured concurrency (the Miou face) builds on; until then only the tests
 /// call it.
 #[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn interrupt(task: &Arc<Task>) -> bool {
-    task.cancelled.store(true, Ordering::Release);
-    let woke = task.park.wake_current(Wake::Interrupted);
-    if woke {
+    let first = !task.cancelled.swap(true, Ordering::AcqRel);
+    // A task that has not started cannot be parked; it sees `cancelled` at its first park.
+    if task.is_started() {
         super::schedule(task);
     }
-    woke
+    first
+}
+
+/// The domain thread's half of [`interrupt`]: wakes the park of a cancelled task, if armed.
+pub(crate) fn interrupt_pending(task: &Task) {
+    if task.cancelled.load(Ordering::Acquire) {
+        task.park.wake_current(Wake::Interrupted);
+    }
 }
 
 /// One armed park of the current task or thread. `!Send`: it must be waited on where it was
@@ -346,6 +386,29 @@ impl Park {
     #[track_caller]
     pub fn wait(self, reason: &'static str) -> Wake {
         self.wait_until(reason, None)
+    }
+
+    /// [`Park::wait_until`] that also ends (as `Unparked`) when one of `fds` is ready, for a
+    /// plain OS thread, which has no domain to watch them: it waits in `poll(2)`. A task's
+    /// descriptors must be watched through its domain (the caller registers them); for a task
+    /// this is `wait_until`.
+    #[track_caller]
+    pub(crate) fn wait_polling(
+        self,
+        reason: &'static str,
+        deadline: Option<Instant>,
+        fds: &[(RawFd, libc::c_short)],
+    ) -> Wake {
+        match &self.target {
+            Target::Thread(t) if !fds.is_empty() => {
+                let t = t.clone();
+                let gen_ = self.gen_;
+                let why = wait_thread_polling(&t, gen_, deadline, fds);
+                drop(self);
+                why
+            }
+            _ => self.wait_until(reason, deadline),
+        }
     }
 
     /// Blocks until unparked or until `deadline`.
@@ -401,9 +464,11 @@ pub(crate) fn park_current(
 /// # Safety
 ///
 /// The unparker handed to `publish` must reach exactly one waker, kept where the task itself
-/// can withdraw it, and every use of it (waking it, dropping it) must happen before the task
-/// returns from the wait: the task must not leave while the waker may still hold it (the
-/// channel shorthands guarantee this with their commit word and the channel lock).
+/// can withdraw it, and the task must not leave the wait while that waker may still hold it
+/// unused: it leaves only once woken (the waker's CAS is the last thing it does to the task,
+/// see [`super::schedule_woken_ref`]) or after withdrawing the unparker. The channel shorthands
+/// guarantee this with the channel lock: the waker takes the unparker out of the queued waiter
+/// and wakes it under that lock, and a waiter that gives up withdraws under it.
 #[track_caller]
 pub(crate) unsafe fn park_current_borrowed(
     reason: &'static str,
@@ -528,6 +593,75 @@ fn wait_task(
         super::with_local(|local| local.timer_went_stale());
     }
     why
+}
+
+/// Like [`wait_thread`], but the thread waits in `poll(2)` on `fds` as well (each with its
+/// `poll` events): a descriptor becoming ready ends the park as `Unparked`.
+fn wait_thread_polling(
+    t: &ThreadParker,
+    gen_: u64,
+    deadline: Option<Instant>,
+    fds: &[(RawFd, libc::c_short)],
+) -> Wake {
+    let wake_fd = t.poll_wake.get_or_init(|| {
+        // SAFETY: eventfd(2) with valid flags.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        assert!(
+            fd >= 0,
+            "bobine: cannot make an eventfd: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
+        unsafe { OwnedFd::from_raw_fd(fd) }
+    });
+    let mut set: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&(fd, events)| libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        })
+        .collect();
+    set.push(libc::pollfd {
+        fd: wake_fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    loop {
+        t.polling.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if let Some(why) = t.word.outcome(gen_) {
+            t.polling.store(false, Ordering::SeqCst);
+            return why;
+        }
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    t.polling.store(false, Ordering::SeqCst);
+                    if t.word.wake(gen_, Wake::TimedOut) {
+                        return Wake::TimedOut;
+                    }
+                    continue;
+                }
+                (d - now)
+                    .as_nanos()
+                    .div_ceil(1_000_000)
+                    .min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        // SAFETY: `set` is a valid array of pollfds.
+        let n = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, ms) };
+        t.polling.store(false, Ordering::SeqCst);
+        let mut buf = 0u64;
+        // SAFETY: reading 8 bytes into a valid u64 from our non-blocking eventfd.
+        let _ = unsafe { libc::read(wake_fd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8) };
+        let io_ready = n > 0 && set[..fds.len()].iter().any(|p| p.revents != 0);
+        if io_ready && t.word.wake(gen_, Wake::Unparked) {
+            return Wake::Unparked;
+        }
+    }
 }
 
 fn wait_thread(t: &ThreadParker, gen_: u64, deadline: Option<Instant>) -> Wake {

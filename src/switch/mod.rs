@@ -7,7 +7,7 @@
 //! |----------------------|----------------------|-------------------------------------------|
 //! | scheduler -> task    | `()`                 | "run"                                     |
 //! | task -> scheduler    | `Suspend::Yield`     | put me at the back of the run queue       |
-//! | task -> scheduler    | `Suspend::Park`      | commit my park (see `sched::park`)        |
+//! | task -> scheduler    | `Suspend::Park`      | I parked (see `sched::park`)              |
 //! | task -> scheduler    | return               | my body ended; take the stack back        |
 //!
 //! Panics never cross a switch: the body is wrapped by [`catch_at_root`], which turns a panic
@@ -28,7 +28,7 @@ use crate::stack::Slot;
 pub(crate) enum Suspend {
     /// Still runnable: requeue at the back.
     Yield,
-    /// Wants to sleep until unparked; the scheduler commits the park after the switch.
+    /// Wants to sleep until unparked; the scheduler checks the park word after the switch.
     Park,
 }
 

@@ -238,7 +238,7 @@ impl Task {
     /// The domain that runs this task, once started.
     pub(crate) fn domain(&self) -> &Arc<DomainShared> {
         // SAFETY: set once, when the task starts, by its domain's thread, before the task can
-        // park; only started (parked) tasks are ever scheduled by a waker.
+        // arm a park; only tasks with an armed park (started ones) are scheduled by a waker.
         unsafe { (*self.domain.get()).as_ref().expect("task has not started") }
     }
 
