@@ -31,7 +31,7 @@ compile_error!(
      epoll reactor are written for those targets"
 );
 
-mod io;
+pub mod io;
 mod sched;
 mod stack;
 mod switch;
@@ -39,6 +39,7 @@ mod task;
 mod util;
 
 pub mod event;
+pub mod net;
 pub mod ocaml;
 pub mod sync;
 pub mod thread;

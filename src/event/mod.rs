@@ -47,6 +47,7 @@ mod commit;
 
 pub use channel::Channel;
 
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -73,6 +74,11 @@ pub(crate) enum BaseOp {
     After(Duration),
     Join(Arc<Task>),
     Nack(Arc<NackCell>),
+    /// Readiness of a descriptor (`write`: for writing).
+    Ready {
+        fd: RawFd,
+        write: bool,
+    },
 }
 
 /// The nack of a `with_nack` group: fired once, when the sync commits outside the group or is
@@ -399,6 +405,42 @@ pub fn at(t: Instant) -> Event<()> {
     Event::base(BaseOp::At(t), |_| ())
 }
 
+/// Ready when `fd` is readable (data, end of file, or an error to read): a task's sync watches
+/// it through its domain's epoll, a plain OS thread's sync waits in `poll(2)`. Readiness is
+/// checked at each attempt, so a leaf that was ready and is no longer (another reader took the
+/// data) does not commit. A descriptor that is not open counts as ready (the read reports it).
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::fd::AsRawFd;
+/// use bobine::event::{readable, after, select};
+/// bobine::run(|| {
+///     let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+///     let quiet = select(vec![readable(a.as_raw_fd()).wrap(|_| "data"), after(std::time::Duration::from_millis(5)).wrap(|_| "timeout")]);
+///     assert_eq!(quiet, "timeout");
+///     b.write_all(b"x").unwrap();
+///     assert!(readable(a.as_raw_fd()).poll().is_some());
+/// });
+/// ```
+pub fn readable(fd: RawFd) -> Event<()> {
+    Event::base(BaseOp::Ready { fd, write: false }, |_| ())
+}
+
+/// Ready when `fd` is writable (or in error); see [`readable`].
+pub fn writable(fd: RawFd) -> Event<()> {
+    Event::base(BaseOp::Ready { fd, write: true }, |_| ())
+}
+
+/// Whether a readiness leaf is ready now.
+fn fd_ready(fd: RawFd, write: bool) -> bool {
+    let dir = if write {
+        crate::io::source::Dir::Write
+    } else {
+        crate::io::source::Dir::Read
+    };
+    crate::io::source::ready_now(fd, dir).unwrap_or(true)
+}
+
 /// Ready when the task of `h` has ended.
 pub fn join<T>(h: &crate::thread::JoinHandle<T>) -> Event<()> {
     Event::base(BaseOp::Join(h.task().clone()), |_| ())
@@ -592,6 +634,7 @@ fn leaf_ready<T>(
         BaseOp::After(_) => unreachable!("resolved at flattening"),
         BaseOp::Join(task) => task.is_finished(),
         BaseOp::Nack(cell) => cell.is_fired(),
+        BaseOp::Ready { fd, write } => fd_ready(*fd, *write),
         BaseOp::Send { chan, .. } => guards[queues(chan)].has_receiver(),
         BaseOp::Recv { chan } => guards[queues(chan)].has_sender(),
     }
@@ -654,6 +697,20 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usi
             _ => None,
         })
         .min();
+    let in_task = !crate::sched::current_ptr().is_null();
+    // A plain thread watches its readiness leaves in poll(2); a task through its domain.
+    let polled: Vec<(RawFd, libc::c_short)> = if in_task {
+        Vec::new()
+    } else {
+        leaves
+            .iter()
+            .filter_map(|l| match l.op {
+                BaseOp::Ready { fd, write: false } => Some((fd, libc::POLLIN | libc::POLLRDHUP)),
+                BaseOp::Ready { fd, write: true } => Some((fd, libc::POLLOUT)),
+                _ => None,
+            })
+            .collect()
+    };
     loop {
         let park = Park::new();
         state.set_unparker(park.unparker());
@@ -665,6 +722,11 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usi
                 BaseOp::Nack(cell) => {
                     cell.add_waiter(park.unparker());
                 }
+                BaseOp::Ready { fd, write } if in_task => {
+                    // A descriptor epoll cannot watch (not open, or a regular file) is ready
+                    // now, so `settle` commits it.
+                    let _ = crate::io::source::watch(*fd, *write, park.unparker());
+                }
                 _ => {}
             }
         }
@@ -674,7 +736,7 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usi
         // Interrupted, and nothing committed first (if something did, it wins): abandon. Our
         // offers are stale from now on; the nacks fire as `flat` is dropped. If the park
         // unwinds instead (the runtime dropping this task), the guard abandons.
-        let why = park.wait_until("Event.sync", deadline);
+        let why = park.wait_polling("Event.sync", deadline, &polled);
         if why == Wake::Interrupted && state.abandon() {
             flat.aborts.clear();
             drop(release_slots(state, leaves));
@@ -696,6 +758,7 @@ fn settle<T>(state: &SyncState, leaves: &[Leaf<T>]) -> Option<usize> {
             BaseOp::At(t) => now >= *t,
             BaseOp::Join(task) => task.is_finished(),
             BaseOp::Nack(cell) => cell.is_fired(),
+            BaseOp::Ready { fd, write } => fd_ready(*fd, *write),
             _ => false,
         };
         if ready && state.commit_self(i) {

@@ -1,12 +1,22 @@
-//! Operating-system readiness: each domain's epoll instance and its wake-up eventfd.
+//! Readiness and blocking work: how a task waits for a descriptor without blocking its domain,
+//! and how it runs a call that can only block.
 //!
-//! This module is the only one that calls epoll. For now it provides what a domain needs to
-//! sleep when it has nothing to run and to be woken from other threads; socket readiness and
-//! the blocking pool build on the same [`Poller`].
+//! - Each domain has one epoll instance ([`Poller`]); a descriptor is registered with it once,
+//!   edge-triggered, the first time a task must wait on it (see `source` for the protocol).
+//!   Operations are tried first and park only on `EAGAIN`; `EINTR` is retried.
+//! - A plain OS thread (outside any task) blocks in `poll(2)` on the descriptor instead.
+//! - [`unblock`] runs a closure on a bounded pool of threads while the calling task parks.
 
 mod poller;
+mod pool;
+pub(crate) mod source;
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::Instant;
 
 pub(crate) use poller::Poller;
+pub use pool::unblock;
+use source::Dir;
 
 /// Runs a libc call, mapping `-1` to the current `errno` as an `io::Error`.
 macro_rules! syscall {
@@ -17,3 +27,54 @@ macro_rules! syscall {
     }};
 }
 pub(crate) use syscall;
+
+/// Waits until `fd` is readable (or at end of file, or in error): parks the task (its domain
+/// runs others), or blocks a plain OS thread in `poll(2)`.
+///
+/// Works for any descriptor epoll or `poll(2)` accepts (sockets, pipes, terminals, eventfds…;
+/// a regular file is always ready). If the descriptor is closed while waiting (by a bobine
+/// socket being dropped, or behind bobine's back; the latter is noticed within 100 ms), the
+/// wait ends with `EBADF`, never with a wake-up for a later descriptor that reuses the number.
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::fd::AsFd;
+/// bobine::run(|| {
+///     let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+///     let reader = bobine::thread::spawn(move || bobine::io::wait_readable(a.as_fd()).is_ok());
+///     b.write_all(b"x").unwrap();
+///     assert!(reader.join().unwrap());
+/// });
+/// ```
+///
+/// # Errors
+///
+/// `EBADF` for a descriptor that is not open or was closed while waiting; the error of
+/// registering it with epoll, if any.
+#[track_caller]
+pub fn wait_readable(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    source::wait_raw(fd.as_raw_fd(), Dir::Read, None, "io::wait_readable").map(|_| ())
+}
+
+/// Waits until `fd` is writable (or in error); see [`wait_readable`].
+///
+/// # Errors
+///
+/// As for [`wait_readable`].
+#[track_caller]
+pub fn wait_writable(fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    source::wait_raw(fd.as_raw_fd(), Dir::Write, None, "io::wait_writable").map(|_| ())
+}
+
+/// [`wait_readable`] / [`wait_writable`] on a raw descriptor with an optional deadline:
+/// `Ok(false)` when the deadline passed first. For the OCaml face and readiness events.
+#[track_caller]
+pub(crate) fn wait_raw(
+    fd: std::os::fd::RawFd,
+    write: bool,
+    deadline: Option<Instant>,
+    reason: &'static str,
+) -> std::io::Result<bool> {
+    let dir = if write { Dir::Write } else { Dir::Read };
+    source::wait_raw(fd, dir, deadline, reason)
+}

@@ -1,16 +1,73 @@
-//! A domain's epoll instance with one eventfd in its set, so other threads can wake it.
+//! A domain's epoll instance: its wake-up eventfd, and the descriptors registered with it.
+//!
+//! ## Registrations
+//!
+//! A [`Source`] is registered once, edge-triggered for both directions, with the epoll of the
+//! domain that first waits on it. The poller's slab holds it; the epoll data is a token, the
+//! slot's index and generation, never an address:
+//!
+//! 1. `register`: the source goes into a free slot (whose generation was bumped when it was
+//!    last emptied), then `EPOLL_CTL_ADD` with that slot's token.
+//! 2. `wait` (only ever called by the domain's thread): `epoll_wait`, then, under the slab's
+//!    mutex once per batch, each token is looked up: a live slot of the same generation gives
+//!    a counted reference to its source, which is dispatched after the mutex is released.
+//! 3. `deregister` (any thread): `EPOLL_CTL_DEL`, then the slot is emptied and its generation
+//!    bumped. An event already read for it, or one from a registration that outlives its
+//!    descriptor number (a duplicate of the descriptor keeps the file registered), finds a
+//!    different generation and is ignored: no event ever reaches a freed source or the wrong
+//!    one.
+//!
+//! A domain that is busy still calls `wait` with a zero timeout every few scheduling rounds
+//! when it has registrations, so I/O never starves behind computation.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::source::Source;
 use super::syscall;
 
 const WAKE_TOKEN: u64 = u64::MAX;
+/// Events read per `epoll_wait`.
+const BATCH: usize = 256;
 
 pub(crate) struct Poller {
     epoll: OwnedFd,
     wake: OwnedFd,
+    /// Live registrations (so a busy domain skips the zero-timeout poll when it has none).
+    registered: AtomicUsize,
+    slab: Mutex<Slab>,
+}
+
+#[derive(Default)]
+struct Slab {
+    entries: Vec<(u32, Option<Arc<Source>>)>,
+    free: Vec<usize>,
+}
+
+impl Slab {
+    fn lookup(&self, token: u64) -> Option<&Arc<Source>> {
+        let (slot, gen_) = ((token & 0xffff_ffff) as usize, (token >> 32) as u32);
+        match self.entries.get(slot) {
+            Some((g, Some(s))) if *g == gen_ => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Empties the slot of `token` if it is still that registration's.
+    fn remove(&mut self, token: u64) -> Option<Arc<Source>> {
+        let (slot, gen_) = ((token & 0xffff_ffff) as usize, (token >> 32) as u32);
+        match self.entries.get_mut(slot) {
+            Some((g, s)) if *g == gen_ && s.is_some() => {
+                *g = g.wrapping_add(1);
+                self.free.push(slot);
+                s.take()
+            }
+            _ => None,
+        }
+    }
 }
 
 impl Poller {
@@ -32,7 +89,12 @@ impl Poller {
             wake.as_raw_fd(),
             &mut ev
         ))?;
-        Ok(Poller { epoll, wake })
+        Ok(Poller {
+            epoll,
+            wake,
+            registered: AtomicUsize::new(0),
+            slab: Mutex::new(Slab::default()),
+        })
     }
 
     /// Wakes the thread sleeping in [`Poller::wait`] (or makes its next wait return at once).
@@ -48,33 +110,137 @@ impl Poller {
         ));
     }
 
-    /// Sleeps until woken or until `timeout` (`None`: no limit). Returns whether a wake-up
-    /// arrived (and consumes it).
+    fn slab(&self) -> std::sync::MutexGuard<'_, Slab> {
+        self.slab.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Step 1: registers `source` (edge-triggered, both directions). Returns its token, which
+    /// [`Poller::deregister`] takes back.
+    pub(crate) fn register(&self, source: &Arc<Source>) -> io::Result<u64> {
+        let token = {
+            let mut slab = self.slab();
+            let slot = match slab.free.pop() {
+                Some(i) => i,
+                None => {
+                    slab.entries.push((0, None));
+                    slab.entries.len() - 1
+                }
+            };
+            assert!(
+                slot <= u32::MAX as usize,
+                "bobine: too many registered descriptors"
+            );
+            let entry = &mut slab.entries[slot];
+            entry.1 = Some(source.clone());
+            (entry.0 as u64) << 32 | slot as u64
+        };
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event; the descriptor is the caller's.
+        let added = syscall!(epoll_ctl(
+            self.epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            source.fd(),
+            &mut ev
+        ));
+        if let Err(e) = added {
+            let s = self.slab().remove(token);
+            drop(s);
+            return Err(e);
+        }
+        self.registered.fetch_add(1, Ordering::Relaxed);
+        Ok(token)
+    }
+
+    /// Step 3: removes the registration of `fd` made as `token`. `fd` must still be open (the
+    /// caller deregisters before closing it).
+    pub(crate) fn deregister(&self, fd: RawFd, token: u64) {
+        // SAFETY: DEL ignores the event argument; the descriptor is the caller's. An error
+        // (the file was released already) leaves nothing registered.
+        let _ = syscall!(epoll_ctl(
+            self.epoll.as_raw_fd(),
+            libc::EPOLL_CTL_DEL,
+            fd,
+            std::ptr::null_mut()
+        ));
+        self.forget(token);
+    }
+
+    /// Step 3 without the `DEL`, for a descriptor number that may already name another file:
+    /// the slot is emptied, and events of the old registration are ignored from now on.
+    pub(crate) fn forget(&self, token: u64) {
+        let s = self.slab().remove(token);
+        if s.is_some() {
+            self.registered.fetch_sub(1, Ordering::Relaxed);
+        }
+        drop(s);
+    }
+
+    /// Drops every registration (the domain is shut down): the sources no longer keep the
+    /// domain alive. Their waiters (tasks of other runtimes sharing a socket) are woken to try
+    /// again: their next wait registers with a live domain.
+    pub(crate) fn clear(&self) {
+        let entries = std::mem::take(&mut *self.slab());
+        self.registered.store(0, Ordering::Relaxed);
+        for source in entries.entries.into_iter().filter_map(|e| e.1) {
+            source.dispatch((libc::EPOLLIN | libc::EPOLLOUT) as u32);
+        }
+    }
+
+    /// Whether any descriptor is registered.
+    pub(crate) fn has_registrations(&self) -> bool {
+        self.registered.load(Ordering::Relaxed) > 0
+    }
+
+    /// Step 2: sleeps until woken, until an I/O event, or until `timeout` (`None`: no limit),
+    /// dispatching the I/O events to their sources. Returns whether a wake-up arrived (and
+    /// consumes it). Only the domain's own thread calls this.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> bool {
         let ms: libc::c_int = match timeout {
             None => -1,
             // Round up so a sleeper never wakes before its deadline and spins.
             Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
         };
-        let mut events: [libc::epoll_event; 8] = [libc::epoll_event { events: 0, u64: 0 }; 8];
-        // SAFETY: `events` is a valid buffer of 8 entries.
+        let mut events = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
+        // SAFETY: `events` is a valid buffer of BATCH entries. An error (a signal) reports
+        // nothing; the caller's loop looks again at once.
         let n = syscall!(epoll_wait(
             self.epoll.as_raw_fd(),
             events.as_mut_ptr(),
-            8,
+            BATCH as libc::c_int,
             ms
         ))
-        .unwrap_or(0);
+        .map_or(0, |n| n as usize);
         let mut woken = false;
-        for ev in &events[..n as usize] {
-            if ev.u64 == WAKE_TOKEN {
-                woken = true;
+        let mut ready: [Option<(Arc<Source>, u32)>; BATCH] = [const { None }; BATCH];
+        let mut count = 0;
+        if n > 0 {
+            let slab = self.slab();
+            for ev in &events[..n] {
+                if ev.u64 == WAKE_TOKEN {
+                    woken = true;
+                } else if let Some(s) = slab.lookup(ev.u64) {
+                    ready[count] = Some((s.clone(), ev.events));
+                    count += 1;
+                }
             }
+        }
+        for (source, events) in ready[..count].iter_mut().filter_map(Option::take) {
+            source.dispatch(events);
         }
         if woken {
             self.drain_wake();
         }
         woken
+    }
+
+    /// The zero-timeout poll of a busy domain (module doc); nothing when nothing is registered.
+    pub(crate) fn poll_busy(&self) {
+        if self.has_registrations() {
+            self.wait(Some(Duration::ZERO));
+        }
     }
 
     fn drain_wake(&self) {

@@ -9,6 +9,15 @@
 //! | `Thread.yield ()`      | [`yield_`]`()`            |
 //! | `Thread.delay d`       | [`delay`]`(d)`            |
 //! | `Thread.exit ()`       | [`exit`]`()`              |
+//! | `Thread.wait_read fd`  | [`wait_read`]`(fd)`       |
+//! | `Thread.wait_write fd` | [`wait_write`]`(fd)`      |
+//! | `Thread.wait_timed_read fd d` | [`wait_timed_read`]`(fd, d)` |
+//! | `Thread.wait_timed_write fd d` | [`wait_timed_write`]`(fd, d)` |
+//! | `Thread.wait_pid p`    | [`wait_pid`]`(p)`         |
+//!
+//! The `wait_*` functions park only the calling thread (a bobine task), as OCaml's VM threads
+//! did; a Unix error raises `Unix.Unix_error` as a panic with OCaml's text, for instance
+//! `Unix.Unix_error(Unix.EBADF, "select", "")`.
 //!
 //! A panic escaping a thread prints `Thread N killed on uncaught exception <message>` on stderr
 //! and nothing else happens: other threads go on and `join` returns normally.
@@ -24,7 +33,8 @@
 //! ```
 
 use std::hash::{Hash, Hasher};
-use std::time::Duration;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 use crate::task::{ExitTask, Face};
 use crate::thread::Thread;
@@ -112,4 +122,159 @@ pub fn delay(secs: f64) {
 /// `Thread.exit ()`: ends the current thread silently. It unwinds, so cleanups run.
 pub fn exit() -> ! {
     std::panic::resume_unwind(Box::new(ExitTask))
+}
+
+/// `Thread.wait_read fd`: suspends the thread until `fd` is readable (or at end of file).
+///
+/// # Panics
+///
+/// `Unix.Unix_error(Unix.EBADF, "select", "")` if `fd` is not open or is closed meanwhile.
+#[track_caller]
+pub fn wait_read(fd: RawFd) {
+    wait_fd(fd, false, None);
+}
+
+/// `Thread.wait_write fd`: suspends the thread until `fd` is writable.
+///
+/// # Panics
+///
+/// As [`wait_read`].
+#[track_caller]
+pub fn wait_write(fd: RawFd) {
+    wait_fd(fd, true, None);
+}
+
+/// `Thread.wait_timed_read fd d`: suspends the thread until `fd` is readable or `d` seconds
+/// have passed; true if it is readable.
+///
+/// # Panics
+///
+/// As [`wait_read`].
+#[track_caller]
+pub fn wait_timed_read(fd: RawFd, secs: f64) -> bool {
+    wait_fd(fd, false, Some(secs))
+}
+
+/// `Thread.wait_timed_write fd d`: as [`wait_timed_read`], for writing.
+///
+/// # Panics
+///
+/// As [`wait_read`].
+#[track_caller]
+pub fn wait_timed_write(fd: RawFd, secs: f64) -> bool {
+    wait_fd(fd, true, Some(secs))
+}
+
+#[track_caller]
+fn wait_fd(fd: RawFd, write: bool, secs: Option<f64>) -> bool {
+    let deadline = secs.map(|s| {
+        let d = Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX);
+        Instant::now().checked_add(d)
+    });
+    let deadline = match deadline {
+        Some(None) => None, // further than the clock reaches: no deadline
+        Some(Some(t)) => Some(t),
+        None => None,
+    };
+    let what = if write {
+        "Thread.wait_write"
+    } else {
+        "Thread.wait_read"
+    };
+    match crate::io::wait_raw(fd, write, deadline, what) {
+        Ok(ready) => ready,
+        Err(e) => unix_error(&e, "select"),
+    }
+}
+
+/// The status of a process that `wait_pid` collected (OCaml's `Unix.process_status`).
+/// Signal numbers are the system's (OCaml renumbers them: `Sys.sigkill` is `-7`).
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProcessStatus {
+    /// The process ended normally with this exit code.
+    WEXITED(i32),
+    /// The process was killed by this signal.
+    WSIGNALED(i32),
+    /// The process was stopped by this signal.
+    WSTOPPED(i32),
+}
+
+/// `Thread.wait_pid p` (`Unix.waitpid [] p`): suspends the thread until child `p` ends and
+/// returns its pid and status. `p = -1` waits for any child, `p = 0` for any child in the
+/// caller's process group.
+///
+/// A positive `p` is watched through a pidfd (the task parks); other values wait on the
+/// blocking pool.
+///
+/// # Panics
+///
+/// `Unix.Unix_error(Unix.ECHILD, "waitpid", "")` if there is no such child.
+#[track_caller]
+pub fn wait_pid(pid: i32) -> (i32, ProcessStatus) {
+    if pid > 0 {
+        // SAFETY: pidfd_open(2) takes a pid and flags; it returns a new descriptor or -1.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if pidfd >= 0 {
+            // SAFETY: a fresh descriptor that nothing else owns.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+            // Readable once the process has ended (or at once if it has).
+            if let Err(e) = crate::io::wait_raw(pidfd.as_raw_fd(), false, None, "Thread.wait_pid") {
+                unix_error(&e, "waitpid");
+            }
+        }
+        match waitpid(pid, libc::WNOHANG) {
+            Ok(Some(r)) => return r,
+            Ok(None) => {} // not ended after all (pidfd unavailable): wait on the pool
+            Err(e) => unix_error(&e, "waitpid"),
+        }
+    }
+    match crate::io::unblock(move || waitpid(pid, 0)) {
+        Ok(Some(r)) => r,
+        Ok(None) => unreachable!("a blocking waitpid returns a child"),
+        Err(e) => unix_error(&e, "waitpid"),
+    }
+}
+
+/// `waitpid(2)`, retried on `EINTR`; `None` when `WNOHANG` found nothing yet.
+fn waitpid(pid: i32, flags: libc::c_int) -> std::io::Result<Option<(i32, ProcessStatus)>> {
+    let mut status: libc::c_int = 0;
+    loop {
+        // SAFETY: `status` is a valid c_int to write to.
+        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if r > 0 {
+            let st = if libc::WIFEXITED(status) {
+                ProcessStatus::WEXITED(libc::WEXITSTATUS(status))
+            } else if libc::WIFSIGNALED(status) {
+                ProcessStatus::WSIGNALED(libc::WTERMSIG(status))
+            } else {
+                ProcessStatus::WSTOPPED(libc::WSTOPSIG(status))
+            };
+            return Ok(Some((r, st)));
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Raises OCaml's `Unix.Unix_error(Unix.<code>, "<call>", "")` as a panic.
+#[track_caller]
+fn unix_error(e: &std::io::Error, call: &str) -> ! {
+    let code = match e.raw_os_error() {
+        Some(libc::EBADF) => "EBADF".to_string(),
+        Some(libc::ECHILD) => "ECHILD".to_string(),
+        Some(libc::EINVAL) => "EINVAL".to_string(),
+        Some(libc::EPERM) => "EPERM".to_string(),
+        Some(libc::ESRCH) => "ESRCH".to_string(),
+        Some(libc::ENOMEM) => "ENOMEM".to_string(),
+        Some(libc::EINTR) => "EINTR".to_string(),
+        Some(n) => format!("EUNKNOWNERR {n}"),
+        None => "EUNKNOWNERR 0".to_string(),
+    };
+    panic!("Unix.Unix_error(Unix.{code}, \"{call}\", \"\")")
 }

@@ -1,0 +1,447 @@
+//! One descriptor's readiness: what tasks blocked on it wait for, and what wakes them.
+//!
+//! A [`Source`] keeps, per direction (read, write), a *tick* that counts the readiness events
+//! epoll reported, and a FIFO of blocked waiters. Operations follow one pattern:
+//!
+//! 1. Read the direction's tick, then try the operation (non-blocking).
+//! 2. On `EAGAIN`, make sure the source is registered with a live domain's epoll
+//!    (edge-triggered, once; registering reports the current readiness as a first event).
+//! 3. Under the source's lock, compare the tick with the one read in step 1: changed means an
+//!    event arrived since the attempt, so retry at once; unchanged, queue and park.
+//! 4. The poller, on an event, bumps the tick first, then takes the lock and wakes every waiter
+//!    of that direction. A waiter's check (step 3) is under the same lock, so it either sees
+//!    the new tick or is already queued when the poller looks: no edge is lost.
+//!
+//! A source closed by its owner (a bobine socket being dropped) wakes its waiters with an
+//! error at once. Sources made for raw descriptors (`wait_readable` on an fd bobine does not
+//! own) remember the file's identity (device and inode); their waiters check it again every
+//! [`REVALIDATE`], so a descriptor closed behind bobine's back, or closed and reused for
+//! another file, gives an error instead of a hang or a wake-up for the wrong file.
+//!
+//! The process-wide descriptor table maps each descriptor number to its source, so that a raw
+//! wait on a bobine socket's descriptor shares the socket's registration (epoll accepts one
+//! registration per descriptor and instance).
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::sched::domain::DomainShared;
+use crate::sched::park::Unparker;
+use crate::sync::waitqueue::{WaitList, Woken, wait_in};
+use crate::util::SpinLock;
+
+/// A direction of readiness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dir {
+    Read = 0,
+    Write = 1,
+}
+
+impl Dir {
+    fn poll_events(self) -> libc::c_short {
+        match self {
+            Dir::Read => libc::POLLIN | libc::POLLRDHUP,
+            Dir::Write => libc::POLLOUT,
+        }
+    }
+}
+
+/// How often waiters on a raw descriptor check that it still names the same file.
+pub(crate) const REVALIDATE: Duration = Duration::from_millis(100);
+
+/// How a wait for readiness ended without an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Waited {
+    /// Readiness may have changed: try the operation again.
+    Retry,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+struct Lists {
+    waiters: [WaitList; 2],
+    /// Unparkers of blocked event syncs with a readiness leaf on this descriptor.
+    watchers: [Vec<Unparker>; 2],
+}
+
+struct Registration {
+    domain: Arc<DomainShared>,
+    token: u64,
+}
+
+/// The readiness state of one descriptor (see the module doc).
+pub(crate) struct Source {
+    fd: RawFd,
+    ticks: [AtomicU64; 2],
+    closed: AtomicBool,
+    lists: SpinLock<Lists>,
+    reg: SpinLock<Option<Registration>>,
+    /// Serialises (re-)registration, which makes syscalls: not under the spin lock.
+    registering: Mutex<()>,
+    /// `(st_dev, st_ino)` of a raw descriptor's file; `None` for a source owned by a socket.
+    identity: Option<(u64, u64)>,
+}
+
+impl Source {
+    fn new(fd: RawFd, identity: Option<(u64, u64)>) -> Source {
+        Source {
+            fd,
+            ticks: [AtomicU64::new(0), AtomicU64::new(0)],
+            closed: AtomicBool::new(false),
+            lists: SpinLock::new(Lists {
+                waiters: [WaitList::new(), WaitList::new()],
+                watchers: [Vec::new(), Vec::new()],
+            }),
+            reg: SpinLock::new(None),
+            registering: Mutex::new(()),
+            identity,
+        }
+    }
+
+    /// A source for a descriptor owned by a bobine type, entered in the descriptor table
+    /// (replacing a raw source left there for an earlier file with the same number).
+    pub(crate) fn owned(fd: RawFd) -> Arc<Source> {
+        let source = Arc::new(Source::new(fd, None));
+        let old = table(fd)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(fd, source.clone());
+        if let Some(old) = old {
+            old.close();
+        }
+        source
+    }
+
+    pub(crate) fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// Step 1: the tick to compare against after an attempt in direction `dir`.
+    pub(crate) fn tick(&self, dir: Dir) -> u64 {
+        self.ticks[dir as usize].load(Ordering::Acquire)
+    }
+
+    fn closed_error() -> io::Error {
+        io::Error::from_raw_os_error(libc::EBADF)
+    }
+
+    /// Steps 2 and 3, for the running task: parks until an event in `dir` newer than `tick`,
+    /// the deadline, or the source's closing. Returns `Ok(Retry)` also when the descriptor
+    /// cannot be polled by epoll (a regular file is always ready).
+    #[track_caller]
+    pub(crate) fn wait(
+        self: &Arc<Self>,
+        dir: Dir,
+        tick: u64,
+        deadline: Option<Instant>,
+        reason: &'static str,
+    ) -> io::Result<Waited> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Self::closed_error());
+        }
+        if !self.ensure_registered()? {
+            return Ok(Waited::Retry);
+        }
+        let guard = self.lists.lock();
+        if self.tick(dir) != tick {
+            return Ok(Waited::Retry);
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Self::closed_error());
+        }
+        let d = dir as usize;
+        match wait_in(
+            &self.lists,
+            guard,
+            |l: &mut Lists| &mut l.waiters[d],
+            0,
+            reason,
+            deadline,
+            || {},
+            || {},
+        ) {
+            Woken::Notified if self.closed.load(Ordering::Acquire) => Err(Self::closed_error()),
+            Woken::Notified => Ok(Waited::Retry),
+            Woken::TimedOut => Ok(Waited::TimedOut),
+            Woken::Interrupted => crate::sched::interrupted_wait(reason),
+        }
+    }
+
+    /// Adds an event sync's unparker to the watchers of `dir` (readiness leaves); stale ones
+    /// (their sync has moved on) are swept here. Returns false when epoll cannot watch the
+    /// descriptor (the leaf is then always ready).
+    pub(crate) fn watch(self: &Arc<Self>, dir: Dir, u: Unparker) -> io::Result<bool> {
+        if !self.ensure_registered()? {
+            return Ok(false);
+        }
+        let mut lists = self.lists.lock();
+        let w = &mut lists.watchers[dir as usize];
+        w.retain(Unparker::is_pending);
+        w.push(u);
+        Ok(true)
+    }
+
+    /// Step 2: registers with the current domain unless registered with a live one. Returns
+    /// false when epoll refuses the descriptor as never blocking (`EPERM`: regular files).
+    fn ensure_registered(self: &Arc<Self>) -> io::Result<bool> {
+        if let Some(r) = &*self.reg.lock() {
+            if !r.domain.stop.load(Ordering::Relaxed) {
+                return Ok(true);
+            }
+        }
+        let _serial = self.registering.lock().unwrap_or_else(|e| e.into_inner());
+        let old = {
+            let reg = self.reg.lock();
+            match &*reg {
+                Some(r) if !r.domain.stop.load(Ordering::Relaxed) => return Ok(true),
+                _ => {}
+            }
+            drop(reg);
+            self.reg.lock().take()
+        };
+        if let Some(old) = old {
+            old.domain.poller().deregister(self.fd, old.token);
+        }
+        let domain = crate::sched::with_local(|l| l.shared.clone());
+        match domain.poller().register(self) {
+            Ok(token) => {
+                *self.reg.lock() = Some(Registration { domain, token });
+                Ok(true)
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Step 4, on the domain's thread: an epoll event for this descriptor.
+    pub(crate) fn dispatch(&self, events: u32) {
+        let err = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        if events & ((libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) as u32 | err) != 0 {
+            self.ready(Dir::Read);
+        }
+        if events & (libc::EPOLLOUT as u32 | err) != 0 {
+            self.ready(Dir::Write);
+        }
+    }
+
+    /// Bumps `dir`'s tick and wakes everyone waiting in that direction.
+    fn ready(&self, dir: Dir) {
+        let d = dir as usize;
+        self.ticks[d].fetch_add(1, Ordering::AcqRel);
+        let watchers = {
+            let mut lists = self.lists.lock();
+            std::mem::take(&mut lists.watchers[d])
+        };
+        for w in watchers {
+            w.unpark();
+        }
+        loop {
+            let next = self.lists.lock().waiters[d].pop_front();
+            match next {
+                Some(u) => {
+                    u.unpark();
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The owner closes the descriptor: waiters wake with an error, the registration and the
+    /// table entry go. Call before the descriptor itself is closed.
+    pub(crate) fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.ready(Dir::Read);
+        self.ready(Dir::Write);
+        let reg = self.reg.lock().take();
+        if let Some(r) = reg {
+            r.domain.poller().deregister(self.fd, r.token);
+        }
+        let mut t = table(self.fd).lock().unwrap_or_else(|e| e.into_inner());
+        if t.get(&self.fd).is_some_and(|s| std::ptr::eq(&**s, self)) {
+            t.remove(&self.fd);
+        }
+    }
+
+    /// Whether a raw source's descriptor still names the file it was made for.
+    fn still_same_file(&self) -> bool {
+        match self.identity {
+            None => !self.closed.load(Ordering::Acquire),
+            Some(id) => identity(self.fd) == Some(id),
+        }
+    }
+}
+
+/// The descriptor table (see the module doc), sharded to keep accept storms apart.
+fn table(fd: RawFd) -> &'static Shard {
+    const SHARDS: usize = 32;
+    static TABLE: LazyLock<Vec<Shard>> =
+        LazyLock::new(|| (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect());
+    &TABLE[fd as usize % SHARDS]
+}
+
+type Shard = Mutex<HashMap<RawFd, Arc<Source>>>;
+
+/// `(st_dev, st_ino)` of the file `fd` names, or `None` if it is not open.
+fn identity(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: fstat writes into a zeroed, properly sized stat buffer.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; an invalid fd gives EBADF.
+    let r = unsafe { libc::fstat(fd, &mut st) };
+    (r == 0).then_some((st.st_dev, st.st_ino))
+}
+
+/// The source for a raw descriptor: the owner's if bobine owns it, else a raw source (made now,
+/// or kept from an earlier wait on the same file).
+fn raw_source(fd: RawFd) -> io::Result<Arc<Source>> {
+    let id = identity(fd).ok_or_else(Source::closed_error)?;
+    let mut t = table(fd).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = t.get(&fd) {
+        if s.identity.is_none() || s.identity == Some(id) {
+            return Ok(s.clone());
+        }
+    }
+    let s = Arc::new(Source::new(fd, Some(id)));
+    if let Some(old) = t.insert(fd, s.clone()) {
+        drop(t);
+        // A raw source of an earlier file with this number: its waiters learn it is gone.
+        old.close_raw();
+    }
+    Ok(s)
+}
+
+impl Source {
+    /// Closes a raw source that no longer names its file (its descriptor may already be
+    /// closed or reused, so the registration is not deleted by number: it went with the old
+    /// file, or goes when that file is released).
+    fn close_raw(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.ready(Dir::Read);
+        self.ready(Dir::Write);
+        if let Some(r) = self.reg.lock().take() {
+            r.domain.poller().forget(r.token);
+        }
+    }
+}
+
+/// Makes `u` wake when `fd` becomes ready in `dir` (a readiness leaf of a task's blocked
+/// sync). An error means epoll cannot watch `fd`; the caller's readiness check then sees it
+/// ready (or in error) at once.
+pub(crate) fn watch(fd: RawFd, write: bool, u: Unparker) -> io::Result<()> {
+    let dir = if write { Dir::Write } else { Dir::Read };
+    let source = raw_source(fd)?;
+    source.watch(dir, u)?;
+    Ok(())
+}
+
+/// Whether `fd` is ready in `dir` right now (`poll(2)` with a zero timeout). An error or hang-up
+/// counts as ready: the operation will report it.
+pub(crate) fn ready_now(fd: RawFd, dir: Dir) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events: dir.poll_events(),
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, 0) };
+        if r >= 0 {
+            if p.revents & libc::POLLNVAL != 0 {
+                return Err(Source::closed_error());
+            }
+            return Ok(r > 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Blocks the calling plain OS thread in `poll(2)` until `fd` is ready in `dir` or the
+/// deadline passes.
+pub(crate) fn poll_thread(fd: RawFd, dir: Dir, deadline: Option<Instant>) -> io::Result<Waited> {
+    let mut p = libc::pollfd {
+        fd,
+        events: dir.poll_events(),
+        revents: 0,
+    };
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Ok(Waited::TimedOut);
+                }
+                (d - now)
+                    .as_nanos()
+                    .div_ceil(1_000_000)
+                    .min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, ms) };
+        if r > 0 {
+            if p.revents & libc::POLLNVAL != 0 {
+                return Err(Source::closed_error());
+            }
+            return Ok(Waited::Retry);
+        }
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Waits until the raw descriptor `fd` is ready in `dir`, or `deadline` passes (`Ok(false)`).
+/// A descriptor closed meanwhile (or reused for another file) gives `EBADF`.
+#[track_caller]
+pub(crate) fn wait_raw(
+    fd: RawFd,
+    dir: Dir,
+    deadline: Option<Instant>,
+    reason: &'static str,
+) -> io::Result<bool> {
+    let in_task = !crate::sched::current_ptr().is_null();
+    let source = if in_task { Some(raw_source(fd)?) } else { None };
+    let first_id = identity(fd).ok_or_else(Source::closed_error)?;
+    loop {
+        let tick = source.as_ref().map(|s| s.tick(dir));
+        if ready_now(fd, dir)? {
+            return Ok(true);
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Ok(false);
+        }
+        let slice = now + REVALIDATE;
+        let until = deadline.map_or(slice, |d| d.min(slice));
+        match &source {
+            Some(s) => {
+                if let Some(tick) = tick {
+                    s.wait(dir, tick, Some(until), reason)?;
+                }
+                if !s.still_same_file() {
+                    return Err(Source::closed_error());
+                }
+            }
+            None => {
+                poll_thread(fd, dir, Some(until))?;
+                if identity(fd) != Some(first_id) {
+                    return Err(Source::closed_error());
+                }
+            }
+        }
+    }
+}

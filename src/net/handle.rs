@@ -1,0 +1,208 @@
+//! The core every bobine socket shares: a std socket whose descriptor is always non-blocking,
+//! its readiness [`Source`], and the blocking-style behaviour on top (timeouts, the user's own
+//! non-blocking mode).
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::io::source::{Dir, Source, Waited, poll_thread};
+
+/// A std socket `T` that looks blocking to tasks and threads (see the module doc).
+pub(crate) struct Handle<T: AsRawFd> {
+    io: T,
+    source: Arc<Source>,
+    /// The user asked for non-blocking behaviour: `WouldBlock` is returned, not waited out.
+    nonblocking: AtomicBool,
+    /// Timeouts in nanoseconds, 0 for none (a zero timeout is refused, as in std).
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
+}
+
+impl<T: AsRawFd> Handle<T> {
+    /// Wraps `io`, switching its descriptor to non-blocking mode.
+    pub(crate) fn new(io: T) -> io::Result<Handle<T>> {
+        set_nonblocking(io.as_raw_fd(), true)?;
+        Ok(Self::from_nonblocking(io))
+    }
+
+    /// Wraps `io`, whose descriptor is already non-blocking (made with `SOCK_NONBLOCK`).
+    pub(crate) fn from_nonblocking(io: T) -> Handle<T> {
+        let source = Source::owned(io.as_raw_fd());
+        Handle {
+            io,
+            source,
+            nonblocking: AtomicBool::new(false),
+            read_timeout: AtomicU64::new(0),
+            write_timeout: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn get(&self) -> &T {
+        &self.io
+    }
+
+    /// Runs `op` until it does not report `WouldBlock`: on `WouldBlock` the task parks until the
+    /// descriptor is ready in `dir` (a plain thread blocks in `poll(2)`), `EINTR` is retried. A
+    /// timeout set for `dir` gives `WouldBlock` (`EAGAIN`) when it expires, as std's socket
+    /// timeouts do; in non-blocking mode `WouldBlock` is returned at once.
+    #[track_caller]
+    pub(crate) fn op<R>(
+        &self,
+        dir: Dir,
+        reason: &'static str,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let deadline = self.deadline(dir);
+        self.op_until(dir, deadline, reason, || op(&self.io))
+            .map_err(|e| match e {
+                TimedOut::No(e) => e,
+                TimedOut::Yes => io::Error::from_raw_os_error(libc::EAGAIN),
+            })
+    }
+
+    /// The deadline of an operation in `dir` starting now.
+    pub(crate) fn deadline(&self, dir: Dir) -> Option<Instant> {
+        let t = match dir {
+            Dir::Read => &self.read_timeout,
+            Dir::Write => &self.write_timeout,
+        };
+        match t.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Instant::now() + Duration::from_nanos(ns)),
+        }
+    }
+
+    /// [`Handle::op`] with an explicit deadline; `Err(TimedOut::Yes)` when it passes.
+    #[track_caller]
+    pub(crate) fn op_until<R>(
+        &self,
+        dir: Dir,
+        deadline: Option<Instant>,
+        reason: &'static str,
+        mut op: impl FnMut() -> io::Result<R>,
+    ) -> Result<R, TimedOut> {
+        loop {
+            let tick = self.source.tick(dir);
+            match op() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && !self.nonblocking.load(Ordering::Relaxed) =>
+                {
+                    let waited = if crate::sched::current_ptr().is_null() {
+                        poll_thread(self.io.as_raw_fd(), dir, deadline)
+                    } else {
+                        self.source.wait(dir, tick, deadline, reason)
+                    };
+                    match waited {
+                        Ok(Waited::Retry) => continue,
+                        Ok(Waited::TimedOut) => return Err(TimedOut::Yes),
+                        Err(e) => return Err(TimedOut::No(e)),
+                    }
+                }
+                r => return r.map_err(TimedOut::No),
+            }
+        }
+    }
+
+    /// Waits until the descriptor is ready in `dir` (or the deadline passes), without an
+    /// operation to try (a connect in progress).
+    #[track_caller]
+    pub(crate) fn wait_ready(
+        &self,
+        dir: Dir,
+        deadline: Option<Instant>,
+        reason: &'static str,
+    ) -> Result<(), TimedOut> {
+        let fd = self.io.as_raw_fd();
+        let mut first = true;
+        self.op_until(dir, deadline, reason, || {
+            if std::mem::take(&mut first) || !crate::io::source::ready_now(fd, dir)? {
+                Err(io::Error::from_raw_os_error(libc::EAGAIN))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) {
+        self.nonblocking.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_timeout(&self, dir: Dir, d: Option<Duration>) -> io::Result<()> {
+        let ns = match d {
+            None => 0,
+            Some(d) if d.is_zero() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cannot set a 0 duration timeout",
+                ));
+            }
+            Some(d) => d.as_nanos().clamp(1, u64::MAX as u128) as u64,
+        };
+        match dir {
+            Dir::Read => self.read_timeout.store(ns, Ordering::Relaxed),
+            Dir::Write => self.write_timeout.store(ns, Ordering::Relaxed),
+        }
+        Ok(())
+    }
+
+    pub(crate) fn timeout(&self, dir: Dir) -> Option<Duration> {
+        let ns = match dir {
+            Dir::Read => self.read_timeout.load(Ordering::Relaxed),
+            Dir::Write => self.write_timeout.load(Ordering::Relaxed),
+        };
+        (ns != 0).then(|| Duration::from_nanos(ns))
+    }
+
+    /// Takes the std socket out (still non-blocking), closing the readiness source.
+    pub(crate) fn into_inner(self) -> T {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.source.close();
+        // SAFETY: `this` is never used or dropped again; each field is read out exactly once.
+        unsafe {
+            drop(std::ptr::read(&this.source));
+            std::ptr::read(&this.io)
+        }
+    }
+}
+
+impl<T: AsRawFd> Drop for Handle<T> {
+    fn drop(&mut self) {
+        // Waiters on the descriptor (raw waits) learn it is going, and the epoll registration
+        // goes, before the descriptor is closed (when `io` drops, after this).
+        self.source.close();
+    }
+}
+
+/// Whether an operation with a deadline timed out, or failed otherwise.
+pub(crate) enum TimedOut {
+    Yes,
+    No(io::Error),
+}
+
+impl From<io::Error> for TimedOut {
+    fn from(e: io::Error) -> Self {
+        TimedOut::No(e)
+    }
+}
+
+/// Sets or clears `O_NONBLOCK`.
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    let mut on = on as libc::c_int;
+    // SAFETY: FIONBIO reads one c_int; an invalid fd gives EBADF.
+    crate::io::syscall!(ioctl(fd, libc::FIONBIO, &mut on))?;
+    Ok(())
+}
+
+/// Duplicates `fd` (close-on-exec).
+pub(crate) fn dup(fd: RawFd) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we borrow; the result is a fresh descriptor.
+    let new = crate::io::syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, 0))?;
+    // SAFETY: fcntl returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
+}

@@ -1,0 +1,613 @@
+//! TCP: [`TcpListener`] and [`TcpStream`], with std's signatures.
+
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::addr::{RawAddr, domain_of, each_addr};
+use super::handle::{Handle, TimedOut, dup};
+use crate::io::source::Dir;
+use crate::io::syscall;
+
+/// A TCP socket server, listening for connections: `std::net::TcpListener` for tasks.
+///
+/// `accept` parks the calling task until a connection arrives (a plain OS thread blocks).
+/// When the process runs out of descriptors (`EMFILE`/`ENFILE`), `accept` does not fail and
+/// does not spin: it reports the condition once on standard error, backs off (sleeping
+/// 1 ms, doubling to 256 ms) and tries again, so serving resumes as soon as descriptors are
+/// freed.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use bobine::net::{TcpListener, TcpStream};
+/// bobine::run(|| {
+///     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+///     let addr = listener.local_addr().unwrap();
+///     let server = bobine::thread::spawn(move || {
+///         let (mut s, _) = listener.accept().unwrap();
+///         let mut buf = [0; 5];
+///         s.read_exact(&mut buf).unwrap();
+///         s.write_all(&buf).unwrap();
+///     });
+///     let mut c = TcpStream::connect(addr).unwrap();
+///     c.write_all(b"hello").unwrap();
+///     let mut back = [0; 5];
+///     c.read_exact(&mut back).unwrap();
+///     assert_eq!(&back, b"hello");
+///     server.join().unwrap();
+/// });
+/// ```
+pub struct TcpListener {
+    h: Handle<std::net::TcpListener>,
+    /// `EMFILE`/`ENFILE` was reported already.
+    reported: AtomicBool,
+}
+
+/// The first back-off after `EMFILE`/`ENFILE`; doubled up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(1);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(256);
+
+impl TcpListener {
+    /// Binds a listener to `addr` (the first address that works), like std: `SO_REUSEADDR` is
+    /// set, the backlog is 128.
+    ///
+    /// # Errors
+    ///
+    /// As `std::net::TcpListener::bind`.
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
+        Self::from_std(std::net::TcpListener::bind(addr)?)
+    }
+
+    /// Binds to `addr` with `SO_REUSEPORT` set as well, so that several listeners (one per
+    /// domain, say) share the port and the kernel spreads connections among them.
+    ///
+    /// # Errors
+    ///
+    /// As [`TcpListener::bind`].
+    pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+        let fd = socket(&addr, libc::SOCK_STREAM)?;
+        let one: libc::c_int = 1;
+        for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+            // SAFETY: a valid c_int option value of the right size.
+            syscall!(setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &one as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t
+            ))?;
+        }
+        let raw = RawAddr::new(&addr);
+        // SAFETY: `raw` is a valid address of `raw.len()` bytes.
+        syscall!(bind(fd.as_raw_fd(), raw.as_ptr(), raw.len()))?;
+        // SAFETY: listen on our socket.
+        syscall!(listen(fd.as_raw_fd(), backlog))?;
+        Ok(TcpListener {
+            h: Handle::from_nonblocking(std::net::TcpListener::from(fd)),
+            reported: AtomicBool::new(false),
+        })
+    }
+
+    /// Wraps a std listener (switching its descriptor to non-blocking mode).
+    ///
+    /// # Errors
+    ///
+    /// If the descriptor's mode cannot be changed.
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            h: Handle::new(listener)?,
+            reported: AtomicBool::new(false),
+        })
+    }
+
+    /// The std listener back (its descriptor stays non-blocking).
+    pub fn into_std(self) -> std::net::TcpListener {
+        self.h.into_inner()
+    }
+
+    /// Accepts a connection, parking until one arrives.
+    ///
+    /// # Errors
+    ///
+    /// As `std::net::TcpListener::accept`, except `EMFILE`/`ENFILE` (see the type's doc) and
+    /// `ECONNABORTED` (a connection reset before it was accepted), which are retried. In
+    /// non-blocking mode, `WouldBlock` when no connection is pending.
+    #[track_caller]
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let mut backoff = ACCEPT_BACKOFF_MIN;
+        loop {
+            let r = self.h.op(Dir::Read, "TcpListener::accept", |l| {
+                let mut addr = RawAddr::empty();
+                // SAFETY: `addr` has room for any address; the flags make the new descriptor
+                // non-blocking and close-on-exec.
+                let fd = syscall!(accept4(
+                    l.as_raw_fd(),
+                    addr.as_mut_ptr(),
+                    addr.len_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC
+                ))?;
+                // SAFETY: accept4 returned a fresh descriptor that nothing else owns.
+                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+                Ok((fd, addr))
+            });
+            match r {
+                Ok((fd, addr)) => {
+                    let peer = addr.to_socket_addr()?;
+                    let stream = TcpStream {
+                        h: Handle::from_nonblocking(std::net::TcpStream::from(fd)),
+                    };
+                    return Ok((stream, peer));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    if !self.reported.swap(true, Ordering::Relaxed) {
+                        let at = self
+                            .local_addr()
+                            .map_or_else(|_| "?".to_string(), |a| a.to_string());
+                        eprintln!(
+                            "bobine: accept on {at}: {e}; backing off and retrying until \
+                             descriptors are freed (reported once)"
+                        );
+                    }
+                    sleep(backoff);
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// An endless iterator over incoming connections (`accept` in a loop).
+    pub fn incoming(&self) -> Incoming<'_> {
+        Incoming { listener: self }
+    }
+
+    /// The address the listener is bound to.
+    ///
+    /// # Errors
+    ///
+    /// As `std::net::TcpListener::local_addr`.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.h.get().local_addr()
+    }
+
+    /// A second listener on the same socket (a duplicated descriptor).
+    ///
+    /// # Errors
+    ///
+    /// If the descriptor cannot be duplicated.
+    pub fn try_clone(&self) -> io::Result<TcpListener> {
+        let fd = dup(self.as_raw_fd())?;
+        Ok(TcpListener {
+            h: Handle::from_nonblocking(std::net::TcpListener::from(fd)),
+            reported: AtomicBool::new(false),
+        })
+    }
+
+    /// In non-blocking mode `accept` returns `WouldBlock` instead of parking.
+    ///
+    /// # Errors
+    ///
+    /// Never (the descriptor is always non-blocking underneath); the `Result` is std's.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.h.set_nonblocking(nonblocking);
+        Ok(())
+    }
+
+    /// Sets `IP_TTL`.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.h.get().set_ttl(ttl)
+    }
+
+    /// Reads `IP_TTL`.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.h.get().ttl()
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`).
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.h.get().take_error()
+    }
+}
+
+impl std::fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("addr", &self.local_addr().ok())
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+/// The iterator of [`TcpListener::incoming`]; it never returns `None`.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    listener: &'a TcpListener,
+}
+
+impl Iterator for Incoming<'_> {
+    type Item = io::Result<TcpStream>;
+    fn next(&mut self) -> Option<io::Result<TcpStream>> {
+        Some(self.listener.accept().map(|(s, _)| s))
+    }
+}
+
+/// A TCP connection: `std::net::TcpStream` for tasks. Reads and writes park the calling task
+/// until the socket is ready (a plain OS thread blocks in `poll(2)`); timeouts set with
+/// [`TcpStream::set_read_timeout`] / [`TcpStream::set_write_timeout`] end such a wait with
+/// `WouldBlock`, as std's do. Writes never raise `SIGPIPE`: a closed peer gives `BrokenPipe`.
+pub struct TcpStream {
+    h: Handle<std::net::TcpStream>,
+}
+
+impl TcpStream {
+    /// Connects to `addr`, trying each resolved address in turn, parking while the connection
+    /// is being made.
+    ///
+    /// Name resolution (a `&str` with a host name) uses the system resolver on the calling
+    /// thread, as std does; pass a `SocketAddr` (or resolve through [`crate::io::unblock`]) to
+    /// keep the domain free during a slow lookup.
+    ///
+    /// # Errors
+    ///
+    /// The last address's error: `ConnectionRefused`, unreachable networks, and so on.
+    #[track_caller]
+    pub fn connect<A: ToSocketAddrs>(addr: A) -> io::Result<TcpStream> {
+        each_addr(addr, |a| Self::connect_until(a, None))
+    }
+
+    /// Connects to `addr`, giving up with `TimedOut` after `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for a zero timeout (as std); `TimedOut`; the connection's error.
+    #[track_caller]
+    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        if timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            ));
+        }
+        Self::connect_until(addr, Some(Instant::now() + timeout))
+    }
+
+    #[track_caller]
+    fn connect_until(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
+        let fd = socket(addr, libc::SOCK_STREAM)?;
+        let raw = RawAddr::new(addr);
+        // SAFETY: `raw` is a valid address of `raw.len()` bytes.
+        let started = loop {
+            match syscall!(connect(fd.as_raw_fd(), raw.as_ptr(), raw.len())) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r,
+            }
+        };
+        let stream = TcpStream {
+            h: Handle::from_nonblocking(std::net::TcpStream::from(fd)),
+        };
+        match started {
+            Ok(_) => return Ok(stream),
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        match stream
+            .h
+            .wait_ready(Dir::Write, deadline, "TcpStream::connect")
+        {
+            Ok(()) => {}
+            Err(TimedOut::Yes) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ));
+            }
+            Err(TimedOut::No(e)) => return Err(e),
+        }
+        match stream.h.get().take_error()? {
+            Some(e) => Err(e),
+            None => Ok(stream),
+        }
+    }
+
+    /// Wraps a std stream (switching its descriptor to non-blocking mode).
+    ///
+    /// # Errors
+    ///
+    /// If the descriptor's mode cannot be changed.
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            h: Handle::new(stream)?,
+        })
+    }
+
+    /// The std stream back (its descriptor stays non-blocking).
+    pub fn into_std(self) -> std::net::TcpStream {
+        self.h.into_inner()
+    }
+
+    /// The remote address.
+    ///
+    /// # Errors
+    ///
+    /// As std (`NotConnected`, …).
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.h.get().peer_addr()
+    }
+
+    /// The local address.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.h.get().local_addr()
+    }
+
+    /// Shuts down the read half, the write half or both; a task blocked reading this socket
+    /// (through another handle) then sees end of file.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.h.get().shutdown(how)
+    }
+
+    /// A second handle on the same connection (a duplicated descriptor).
+    ///
+    /// # Errors
+    ///
+    /// If the descriptor cannot be duplicated.
+    pub fn try_clone(&self) -> io::Result<TcpStream> {
+        let fd = dup(self.as_raw_fd())?;
+        let s = TcpStream {
+            h: Handle::from_nonblocking(std::net::TcpStream::from(fd)),
+        };
+        s.h.set_timeout(Dir::Read, self.h.timeout(Dir::Read))?;
+        s.h.set_timeout(Dir::Write, self.h.timeout(Dir::Write))?;
+        Ok(s)
+    }
+
+    /// How long a read may wait before it fails with `WouldBlock` (`None`: forever).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
+    pub fn set_read_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
+        self.h.set_timeout(Dir::Read, dur)
+    }
+
+    /// How long a write may wait before it fails with `WouldBlock` (`None`: forever).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
+    pub fn set_write_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
+        self.h.set_timeout(Dir::Write, dur)
+    }
+
+    /// The read timeout.
+    ///
+    /// # Errors
+    ///
+    /// Never; the `Result` is std's.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.h.timeout(Dir::Read))
+    }
+
+    /// The write timeout.
+    ///
+    /// # Errors
+    ///
+    /// Never; the `Result` is std's.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.h.timeout(Dir::Write))
+    }
+
+    /// Reads without consuming, parking until data (or end of file) is there.
+    ///
+    /// # Errors
+    ///
+    /// As [`Read::read`].
+    #[track_caller]
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.h.op(Dir::Read, "TcpStream::peek", |s| s.peek(buf))
+    }
+
+    /// Sets `TCP_NODELAY`.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn set_nodelay(&self, nodelay: bool) -> io::Result<()> {
+        self.h.get().set_nodelay(nodelay)
+    }
+
+    /// Reads `TCP_NODELAY`.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        self.h.get().nodelay()
+    }
+
+    /// Sets `IP_TTL`.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.h.get().set_ttl(ttl)
+    }
+
+    /// Reads `IP_TTL`.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.h.get().ttl()
+    }
+
+    /// In non-blocking mode reads and writes return `WouldBlock` instead of parking.
+    ///
+    /// # Errors
+    ///
+    /// Never (the descriptor is always non-blocking underneath); the `Result` is std's.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.h.set_nonblocking(nonblocking);
+        Ok(())
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`).
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.h.get().take_error()
+    }
+}
+
+impl std::fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("addr", &self.local_addr().ok())
+            .field("peer", &self.peer_addr().ok())
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+impl Read for &TcpStream {
+    #[track_caller]
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.h.op(Dir::Read, "TcpStream::read", |mut s| s.read(buf))
+    }
+
+    #[track_caller]
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        self.h
+            .op(Dir::Read, "TcpStream::read", |mut s| s.read_vectored(bufs))
+    }
+}
+
+impl Write for &TcpStream {
+    #[track_caller]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // std's socket writes pass MSG_NOSIGNAL: a closed peer gives EPIPE, never SIGPIPE.
+        self.h
+            .op(Dir::Write, "TcpStream::write", |mut s| s.write(buf))
+    }
+
+    #[track_caller]
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.h.op(Dir::Write, "TcpStream::write", |mut s| {
+            s.write_vectored(bufs)
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for TcpStream {
+    #[track_caller]
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self).read(buf)
+    }
+
+    #[track_caller]
+    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
+        (&*self).read_vectored(bufs)
+    }
+}
+
+impl Write for TcpStream {
+    #[track_caller]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self).write(buf)
+    }
+
+    #[track_caller]
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        (&*self).write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A new non-blocking, close-on-exec socket of `kind` for `addr`'s family.
+pub(crate) fn socket(addr: &SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with valid constants.
+    let fd = syscall!(socket(
+        domain_of(addr),
+        kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        0
+    ))?;
+    // SAFETY: socket returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sleeps the task (or the thread, outside any task).
+fn sleep(d: Duration) {
+    crate::time::sleep(d);
+}
+
+macro_rules! fd_traits {
+    ($t:ty, $std:ty) => {
+        impl AsRawFd for $t {
+            fn as_raw_fd(&self) -> RawFd {
+                self.h.get().as_raw_fd()
+            }
+        }
+
+        impl AsFd for $t {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.h.get().as_fd()
+            }
+        }
+
+        impl IntoRawFd for $t {
+            fn into_raw_fd(self) -> RawFd {
+                self.h.into_inner().into_raw_fd()
+            }
+        }
+
+        impl From<$t> for OwnedFd {
+            fn from(s: $t) -> OwnedFd {
+                s.h.into_inner().into()
+            }
+        }
+
+        impl TryFrom<$std> for $t {
+            type Error = io::Error;
+            fn try_from(s: $std) -> io::Result<$t> {
+                <$t>::from_std(s)
+            }
+        }
+    };
+}
+pub(crate) use fd_traits;
+
+fd_traits!(TcpListener, std::net::TcpListener);
+fd_traits!(TcpStream, std::net::TcpStream);

@@ -1,0 +1,267 @@
+//! UDP: [`UdpSocket`], with std's signatures.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use super::handle::{Handle, dup};
+use super::tcp::fd_traits;
+use crate::io::source::Dir;
+
+/// A UDP socket: `std::net::UdpSocket` for tasks. Receiving parks the calling task until a
+/// datagram arrives, sending until the socket has room (a plain OS thread blocks in
+/// `poll(2)`); a read or write timeout ends such a wait with `WouldBlock`, as std's do.
+///
+/// ```
+/// use bobine::net::UdpSocket;
+/// bobine::run(|| {
+///     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+///     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+///     let to = b.local_addr().unwrap();
+///     let receiver = bobine::thread::spawn(move || {
+///         let mut buf = [0; 16];
+///         let (n, _) = b.recv_from(&mut buf).unwrap();
+///         buf[..n].to_vec()
+///     });
+///     a.send_to(b"ping", to).unwrap();
+///     assert_eq!(receiver.join().unwrap(), b"ping");
+/// });
+/// ```
+pub struct UdpSocket {
+    h: Handle<std::net::UdpSocket>,
+}
+
+impl UdpSocket {
+    /// Binds a socket to `addr` (the first address that works).
+    ///
+    /// # Errors
+    ///
+    /// As `std::net::UdpSocket::bind`.
+    pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
+        Self::from_std(std::net::UdpSocket::bind(addr)?)
+    }
+
+    /// Wraps a std socket (switching its descriptor to non-blocking mode).
+    ///
+    /// # Errors
+    ///
+    /// If the descriptor's mode cannot be changed.
+    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        Ok(UdpSocket {
+            h: Handle::new(socket)?,
+        })
+    }
+
+    /// The std socket back (its descriptor stays non-blocking).
+    pub fn into_std(self) -> std::net::UdpSocket {
+        self.h.into_inner()
+    }
+
+    /// Receives a datagram, parking until one arrives; returns its length and sender.
+    ///
+    /// # Errors
+    ///
+    /// As std; `WouldBlock` when the read timeout expires.
+    #[track_caller]
+    pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.h
+            .op(Dir::Read, "UdpSocket::recv_from", |s| s.recv_from(buf))
+    }
+
+    /// Like [`UdpSocket::recv_from`], leaving the datagram queued.
+    ///
+    /// # Errors
+    ///
+    /// As [`UdpSocket::recv_from`].
+    #[track_caller]
+    pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.h
+            .op(Dir::Read, "UdpSocket::peek_from", |s| s.peek_from(buf))
+    }
+
+    /// Sends a datagram to `addr` (its first resolved address).
+    ///
+    /// # Errors
+    ///
+    /// As std; `WouldBlock` when the write timeout expires.
+    #[track_caller]
+    pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
+        let to = addr.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
+        })?;
+        self.h
+            .op(Dir::Write, "UdpSocket::send_to", |s| s.send_to(buf, to))
+    }
+
+    /// Sets the peer that [`UdpSocket::send`] and [`UdpSocket::recv`] use.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
+        self.h.get().connect(addr)
+    }
+
+    /// Sends a datagram to the connected peer.
+    ///
+    /// # Errors
+    ///
+    /// As std (`ConnectionRefused` after an ICMP error, …).
+    #[track_caller]
+    pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.h.op(Dir::Write, "UdpSocket::send", |s| s.send(buf))
+    }
+
+    /// Receives a datagram from the connected peer.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    #[track_caller]
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.h.op(Dir::Read, "UdpSocket::recv", |s| s.recv(buf))
+    }
+
+    /// Like [`UdpSocket::recv`], leaving the datagram queued.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    #[track_caller]
+    pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.h.op(Dir::Read, "UdpSocket::peek", |s| s.peek(buf))
+    }
+
+    /// The local address.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.h.get().local_addr()
+    }
+
+    /// The connected peer's address.
+    ///
+    /// # Errors
+    ///
+    /// `NotConnected` if not connected.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.h.get().peer_addr()
+    }
+
+    /// How long a receive may wait (`None`: forever).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
+    pub fn set_read_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
+        self.h.set_timeout(Dir::Read, dur)
+    }
+
+    /// How long a send may wait (`None`: forever).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
+    pub fn set_write_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
+        self.h.set_timeout(Dir::Write, dur)
+    }
+
+    /// The read timeout.
+    ///
+    /// # Errors
+    ///
+    /// Never; the `Result` is std's.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.h.timeout(Dir::Read))
+    }
+
+    /// The write timeout.
+    ///
+    /// # Errors
+    ///
+    /// Never; the `Result` is std's.
+    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(self.h.timeout(Dir::Write))
+    }
+
+    /// Sets `SO_BROADCAST`.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.h.get().set_broadcast(on)
+    }
+
+    /// Reads `SO_BROADCAST`.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.h.get().broadcast()
+    }
+
+    /// Sets `IP_TTL`.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.h.get().set_ttl(ttl)
+    }
+
+    /// Reads `IP_TTL`.
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.h.get().ttl()
+    }
+
+    /// In non-blocking mode sends and receives return `WouldBlock` instead of parking.
+    ///
+    /// # Errors
+    ///
+    /// Never; the `Result` is std's.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.h.set_nonblocking(nonblocking);
+        Ok(())
+    }
+
+    /// A second handle on the same socket (a duplicated descriptor).
+    ///
+    /// # Errors
+    ///
+    /// If the descriptor cannot be duplicated.
+    pub fn try_clone(&self) -> io::Result<UdpSocket> {
+        let fd = dup(self.as_raw_fd())?;
+        Ok(UdpSocket {
+            h: Handle::from_nonblocking(std::net::UdpSocket::from(fd)),
+        })
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`).
+    ///
+    /// # Errors
+    ///
+    /// As std.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.h.get().take_error()
+    }
+}
+
+impl std::fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("addr", &self.local_addr().ok())
+            .field("fd", &self.as_raw_fd())
+            .finish()
+    }
+}
+
+fd_traits!(UdpSocket, std::net::UdpSocket);
