@@ -39,6 +39,13 @@ pub(crate) struct Poller {
     /// Live registrations (so a busy domain skips the zero-timeout poll when it has none).
     registered: AtomicUsize,
     slab: Mutex<Slab>,
+    scratch: Mutex<Scratch>,
+}
+
+/// `wait`'s buffers, kept between calls.
+struct Scratch {
+    events: Vec<libc::epoll_event>,
+    ready: Vec<(Arc<Source>, u32)>,
 }
 
 #[derive(Default)]
@@ -94,6 +101,10 @@ impl Poller {
             wake,
             registered: AtomicUsize::new(0),
             slab: Mutex::new(Slab::default()),
+            scratch: Mutex::new(Scratch {
+                events: vec![libc::epoll_event { events: 0, u64: 0 }; BATCH],
+                ready: Vec::with_capacity(BATCH),
+            }),
         })
     }
 
@@ -203,9 +214,12 @@ impl Poller {
             // Round up so a sleeper never wakes before its deadline and spins.
             Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
         };
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; BATCH];
-        // SAFETY: `events` is a valid buffer of BATCH entries. An error (a signal) reports
-        // nothing; the caller's loop looks again at once.
+        // Only the domain's thread waits, so the scratch lock is never contended; keeping the
+        // buffers saves clearing 7 KiB of stack per wait.
+        let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+        let Scratch { events, ready } = &mut *scratch;
+        // SAFETY: `events` has room for BATCH entries. An error (a signal) reports nothing; the
+        // caller's loop looks again at once.
         let n = syscall!(epoll_wait(
             self.epoll.as_raw_fd(),
             events.as_mut_ptr(),
@@ -214,20 +228,17 @@ impl Poller {
         ))
         .map_or(0, |n| n as usize);
         let mut woken = false;
-        let mut ready: [Option<(Arc<Source>, u32)>; BATCH] = [const { None }; BATCH];
-        let mut count = 0;
         if n > 0 {
             let slab = self.slab();
             for ev in &events[..n] {
                 if ev.u64 == WAKE_TOKEN {
                     woken = true;
                 } else if let Some(s) = slab.lookup(ev.u64) {
-                    ready[count] = Some((s.clone(), ev.events));
-                    count += 1;
+                    ready.push((s.clone(), ev.events));
                 }
             }
         }
-        for (source, events) in ready[..count].iter_mut().filter_map(Option::take) {
+        for (source, events) in ready.drain(..) {
             source.dispatch(events);
         }
         if woken {
