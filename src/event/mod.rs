@@ -690,13 +690,16 @@ impl Drop for AbortsOnDrop<'_> {
 /// them ourselves. Returns the committed leaf.
 #[track_caller]
 fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usize {
-    let deadline = leaves
+    let at = leaves
         .iter()
         .filter_map(|l| match l.op {
             BaseOp::At(t) => Some(t),
             _ => None,
         })
         .min();
+    // Readiness leaves are looked at again every REVALIDATE: a descriptor closed behind
+    // bobine's back gives no event, but counts as ready once closed.
+    let revalidate = leaves.iter().any(|l| matches!(l.op, BaseOp::Ready { .. }));
     let in_task = !crate::sched::current_ptr().is_null();
     // A plain thread watches its readiness leaves in poll(2); a task through its domain.
     let polled: Vec<(RawFd, libc::c_short)> = if in_task {
@@ -736,6 +739,12 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usi
         // Interrupted, and nothing committed first (if something did, it wins): abandon. Our
         // offers are stale from now on; the nacks fire as `flat` is dropped. If the park
         // unwinds instead (the runtime dropping this task), the guard abandons.
+        let deadline = if revalidate {
+            let slice = Instant::now() + crate::io::source::REVALIDATE;
+            Some(at.map_or(slice, |t| t.min(slice)))
+        } else {
+            at
+        };
         let why = park.wait_polling("Event.sync", deadline, &polled);
         if why == Wake::Interrupted && state.abandon() {
             flat.aborts.clear();

@@ -6,12 +6,10 @@
 //! new one, up to [`max_threads`] (`BOBINE_BLOCKING_THREADS`, default 512); beyond that, jobs
 //! wait in FIFO order for a worker. A worker idle for [`KEEP_ALIVE`] exits.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::Duration;
-
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::sched::park::{Park, Unparker, Wake};
 
@@ -21,28 +19,35 @@ const DEFAULT_MAX_THREADS: usize = 512;
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// The pool: a FIFO of jobs and its workers, under one mutex (a job is a blocking call, so
+/// the mutex is cheap next to it).
+///
+/// Invariant: a job never waits while a worker could be started for it. After a push, if the
+/// jobs waiting outnumber the workers waiting, a worker is started (below the bound). Waiting
+/// workers count themselves in `idle` and leave that count themselves when they wake, so a
+/// burst of jobs arriving before the woken workers run still starts new ones.
 struct Pool {
-    jobs: Sender<Job>,
-    queue: Receiver<Job>,
-    /// Workers alive.
-    threads: AtomicUsize,
-    /// Workers waiting for a job.
-    idle: AtomicUsize,
-    /// Serialises the decision to start a worker.
-    grow: Mutex<()>,
+    state: Mutex<State>,
+    work: Condvar,
     max: usize,
 }
 
-static POOL: LazyLock<Pool> = LazyLock::new(|| {
-    let (jobs, queue) = crossbeam_channel::unbounded();
-    Pool {
-        jobs,
-        queue,
-        threads: AtomicUsize::new(0),
-        idle: AtomicUsize::new(0),
-        grow: Mutex::new(()),
-        max: max_threads(),
-    }
+struct State {
+    jobs: VecDeque<Job>,
+    /// Workers alive.
+    threads: usize,
+    /// Workers waiting on `work`.
+    idle: usize,
+}
+
+static POOL: LazyLock<Pool> = LazyLock::new(|| Pool {
+    state: Mutex::new(State {
+        jobs: VecDeque::new(),
+        threads: 0,
+        idle: 0,
+    }),
+    work: Condvar::new(),
+    max: max_threads(),
 });
 
 /// The pool's bound: `BOBINE_BLOCKING_THREADS` if set to a positive number, else 512.
@@ -55,45 +60,47 @@ fn max_threads() -> usize {
 }
 
 impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn submit(&'static self, job: Job) {
-        self.jobs
-            .send(job)
-            .expect("the pool's receiver lives as long as the pool");
-        if self.idle.load(Ordering::SeqCst) > 0 {
-            return;
-        }
-        let _g = self.grow.lock().unwrap_or_else(|e| e.into_inner());
-        if self.idle.load(Ordering::SeqCst) == 0 && self.threads.load(Ordering::SeqCst) < self.max {
-            self.threads.fetch_add(1, Ordering::SeqCst);
+        let mut st = self.lock();
+        st.jobs.push_back(job);
+        if st.jobs.len() > st.idle && st.threads < self.max {
+            st.threads += 1;
             let started = std::thread::Builder::new()
                 .name("bobine-blocking".into())
                 .spawn(move || self.work());
             if started.is_err() {
                 // Out of threads: the job waits for a worker that exists (if none does, the
                 // next submission tries again).
-                self.threads.fetch_sub(1, Ordering::SeqCst);
+                st.threads -= 1;
             }
         }
+        drop(st);
+        self.work.notify_one();
     }
 
     fn work(&'static self) {
+        let mut st = self.lock();
         loop {
-            self.idle.fetch_add(1, Ordering::SeqCst);
-            let job = self.queue.recv_timeout(KEEP_ALIVE);
-            self.idle.fetch_sub(1, Ordering::SeqCst);
-            match job {
-                Ok(job) => job(),
-                Err(RecvTimeoutError::Timeout) => {
-                    // Leave, unless a job slipped in as we timed out.
-                    match self.queue.try_recv() {
-                        Ok(job) => job(),
-                        Err(_) => {
-                            self.threads.fetch_sub(1, Ordering::SeqCst);
-                            return;
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => return,
+            if let Some(job) = st.jobs.pop_front() {
+                drop(st);
+                job();
+                st = self.lock();
+                continue;
+            }
+            st.idle += 1;
+            let (next, timeout) = self
+                .work
+                .wait_timeout(st, KEEP_ALIVE)
+                .unwrap_or_else(|e| e.into_inner());
+            st = next;
+            st.idle -= 1;
+            if timeout.timed_out() && st.jobs.is_empty() {
+                st.threads -= 1;
+                return;
             }
         }
     }

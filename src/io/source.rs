@@ -189,7 +189,7 @@ impl Source {
     /// false when epoll refuses the descriptor as never blocking (`EPERM`: regular files).
     fn ensure_registered(self: &Arc<Self>) -> io::Result<bool> {
         if let Some(r) = &*self.reg.lock() {
-            if !r.domain.stop.load(Ordering::Relaxed) {
+            if !r.domain.closed.load(Ordering::Acquire) {
                 return Ok(true);
             }
         }
@@ -197,7 +197,7 @@ impl Source {
         let old = {
             let reg = self.reg.lock();
             match &*reg {
-                Some(r) if !r.domain.stop.load(Ordering::Relaxed) => return Ok(true),
+                Some(r) if !r.domain.closed.load(Ordering::Acquire) => return Ok(true),
                 _ => {}
             }
             drop(reg);

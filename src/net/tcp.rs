@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::addr::{RawAddr, domain_of, each_addr};
-use super::handle::{Handle, TimedOut, dup};
+use super::handle::{Handle, TimedOut, dup, send_vectored};
 use crate::io::source::Dir;
 use crate::io::syscall;
 
@@ -518,8 +518,8 @@ impl Write for &TcpStream {
 
     #[track_caller]
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.h.op(Dir::Write, "TcpStream::write", |mut s| {
-            s.write_vectored(bufs)
+        self.h.op(Dir::Write, "TcpStream::write", |s| {
+            send_vectored(s.as_raw_fd(), bufs)
         })
     }
 

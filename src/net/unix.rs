@@ -9,7 +9,7 @@ use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::handle::{Handle, dup};
+use super::handle::{Handle, dup, send_vectored};
 use super::tcp::fd_traits;
 use crate::io::source::Dir;
 use crate::io::syscall;
@@ -356,8 +356,9 @@ impl Write for &UnixStream {
 
     #[track_caller]
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
-        self.write(first)
+        self.h.op(Dir::Write, "UnixStream::write", |s| {
+            send_vectored(s.as_raw_fd(), bufs)
+        })
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -213,6 +213,24 @@ pub enum ProcessStatus {
 #[track_caller]
 pub fn wait_pid(pid: i32) -> (i32, ProcessStatus) {
     if pid > 0 {
+        // Not our child: ECHILD now (a pidfd would wait for any process to end).
+        // SAFETY: an all-zero siginfo_t is valid; WNOWAIT leaves the child to be reaped below.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid siginfo_t to write to.
+        let probe = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        if probe == -1 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ECHILD) {
+                unix_error(&e, "waitpid");
+            }
+        }
         // SAFETY: pidfd_open(2) takes a pid and flags; it returns a new descriptor or -1.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
         if pidfd >= 0 {

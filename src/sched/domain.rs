@@ -86,6 +86,9 @@ pub(crate) struct DomainShared {
     attention: AtomicU8,
     sleeping: AtomicBool,
     pub(crate) stop: AtomicBool,
+    /// Set when the domain has shut down for good (shutdown step 5): nothing polls its epoll
+    /// any more, so descriptors registered there must register elsewhere.
+    pub(crate) closed: AtomicBool,
     steal_request: AtomicUsize,
     /// Never-started, non-pinned tasks in the run queue (published for idle domains).
     stealable: AtomicUsize,
@@ -100,6 +103,7 @@ impl DomainShared {
             attention: AtomicU8::new(0),
             sleeping: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             steal_request: AtomicUsize::new(NO_REQUEST),
             stealable: AtomicUsize::new(0),
             poller: Poller::new()?,
@@ -636,6 +640,7 @@ impl Local {
         self.set_stealable(0);
         let timers = std::mem::take(&mut *self.timers.borrow_mut());
         drop(timers);
+        self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.poller().clear();
     }
 }
