@@ -238,6 +238,8 @@ impl Poller {
                 }
             }
         }
+        // Outside the slab's mutex: waking may drop the last reference to a task, whose
+        // destructors may close (and deregister) sockets.
         for (source, events) in ready.drain(..) {
             source.dispatch(events);
         }

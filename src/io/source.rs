@@ -77,6 +77,9 @@ struct Registration {
 pub(crate) struct Source {
     fd: RawFd,
     ticks: [AtomicU64; 2],
+    /// Per direction, set for good once epoll reported a final condition (`RDHUP`/`HUP` or an
+    /// error): the descriptor stays ready in that direction without further edges.
+    finished: [AtomicBool; 2],
     closed: AtomicBool,
     lists: SpinLock<Lists>,
     reg: SpinLock<Option<Registration>>,
@@ -91,6 +94,7 @@ impl Source {
         Source {
             fd,
             ticks: [AtomicU64::new(0), AtomicU64::new(0)],
+            finished: [AtomicBool::new(false), AtomicBool::new(false)],
             closed: AtomicBool::new(false),
             lists: SpinLock::new(Lists {
                 waiters: [WaitList::new(), WaitList::new()],
@@ -217,9 +221,22 @@ impl Source {
         }
     }
 
+    /// Whether epoll reported a final condition in `dir` (end of file, hang-up, error): the
+    /// descriptor is ready for good in that direction. Read after [`Source::tick`].
+    pub(crate) fn finished(&self, dir: Dir) -> bool {
+        self.finished[dir as usize].load(Ordering::Acquire)
+    }
+
     /// Step 4, on the domain's thread: an epoll event for this descriptor.
     pub(crate) fn dispatch(&self, events: u32) {
         let err = (libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        // Before the ticks move, so that whoever sees the new tick sees these too.
+        if events & (libc::EPOLLRDHUP as u32 | err) != 0 {
+            self.finished[Dir::Read as usize].store(true, Ordering::Release);
+        }
+        if events & err != 0 {
+            self.finished[Dir::Write as usize].store(true, Ordering::Release);
+        }
         if events & ((libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLPRI) as u32 | err) != 0 {
             self.ready(Dir::Read);
         }
@@ -232,20 +249,30 @@ impl Source {
     fn ready(&self, dir: Dir) {
         let d = dir as usize;
         self.ticks[d].fetch_add(1, Ordering::AcqRel);
-        let watchers = {
-            let mut lists = self.lists.lock();
-            std::mem::take(&mut lists.watchers[d])
-        };
-        for w in watchers {
-            w.unpark();
-        }
+        // Unparked outside the lock, a handful at a time (usually there is one waiter).
+        const AT_ONCE: usize = 4;
         loop {
-            let next = self.lists.lock().waiters[d].pop_front();
-            match next {
-                Some(u) => {
-                    u.unpark();
+            let mut batch: [Option<Unparker>; AT_ONCE] = [const { None }; AT_ONCE];
+            let (watchers, full) = {
+                let mut lists = self.lists.lock();
+                let watchers = std::mem::take(&mut lists.watchers[d]);
+                let mut n = 0;
+                while n < AT_ONCE {
+                    match lists.waiters[d].pop_front() {
+                        Some(u) => {
+                            batch[n] = Some(u);
+                            n += 1;
+                        }
+                        None => break,
+                    }
                 }
-                None => break,
+                (watchers, n == AT_ONCE)
+            };
+            for u in watchers.into_iter().chain(batch.into_iter().flatten()) {
+                u.unpark();
+            }
+            if !full {
+                break;
             }
         }
     }

@@ -19,7 +19,15 @@ pub(crate) struct Handle<T: AsRawFd> {
     /// Timeouts in nanoseconds, 0 for none (a zero timeout is refused, as in std).
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
+    /// Per direction, the readiness tick seen before a stream read or write that moved fewer
+    /// bytes than asked (the kernel buffer was emptied, or filled): while the tick has not
+    /// moved since, trying again would only give `EAGAIN`, so a task waits at once. `NONE`
+    /// when no such hint holds. See [`Handle::op_stream`].
+    drained: [AtomicU64; 2],
 }
+
+/// No drained hint.
+const NONE: u64 = u64::MAX;
 
 impl<T: AsRawFd> Handle<T> {
     /// Wraps `io`, switching its descriptor to non-blocking mode.
@@ -37,6 +45,7 @@ impl<T: AsRawFd> Handle<T> {
             nonblocking: AtomicBool::new(false),
             read_timeout: AtomicU64::new(0),
             write_timeout: AtomicU64::new(0),
+            drained: [AtomicU64::new(NONE), AtomicU64::new(NONE)],
         }
     }
 
@@ -61,6 +70,66 @@ impl<T: AsRawFd> Handle<T> {
                 TimedOut::No(e) => e,
                 TimedOut::Yes => io::Error::from_raw_os_error(libc::EAGAIN),
             })
+    }
+
+    /// [`Handle::op`] for a stream read or write of `len` bytes, which skips a syscall known to
+    /// fail (as tokio does). A read that returns fewer bytes than asked has emptied the socket's
+    /// receive buffer (a write that takes fewer, filled its send buffer); more can only come
+    /// with a new edge, which the domain's epoll reports and which bumps the source's tick. So
+    /// while the tick equals the one read before that short operation, a task waits for the
+    /// tick to move instead of trying the syscall: an `EAGAIN` saved per message on a
+    /// request-response connection. Data that arrived before the short read completed gives a
+    /// later event too, which then costs one spurious retry, never a lost wake-up. A final
+    /// condition (end of file, hang-up, error) gives no further edge, so once epoll has
+    /// reported one ([`Source::finished`]) the syscall is always tried: a short read may have
+    /// left an end of file behind it. Plain threads and non-blocking mode always try the
+    /// syscall.
+    #[track_caller]
+    pub(crate) fn op_stream(
+        &self,
+        dir: Dir,
+        reason: &'static str,
+        len: usize,
+        mut op: impl FnMut(&T) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let hint = &self.drained[dir as usize];
+        let in_task = !crate::sched::current_ptr().is_null();
+        let mut deadline = None;
+        let mut first = true;
+        loop {
+            let tick = self.source.tick(dir);
+            let skip = in_task
+                && hint.load(Ordering::Relaxed) == tick
+                && !self.source.finished(dir)
+                && !self.nonblocking.load(Ordering::Relaxed);
+            if !skip {
+                match op(&self.io) {
+                    Ok(n) => {
+                        let short = n > 0 && n < len;
+                        hint.store(if short { tick } else { NONE }, Ordering::Relaxed);
+                        return Ok(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e)
+                        if e.kind() == io::ErrorKind::WouldBlock
+                            && !self.nonblocking.load(Ordering::Relaxed) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if std::mem::take(&mut first) {
+                deadline = self.deadline(dir);
+            }
+            let waited = if in_task {
+                self.source.wait(dir, tick, deadline, reason)
+            } else {
+                poll_thread(self.io.as_raw_fd(), dir, deadline)
+            };
+            match waited {
+                Ok(Waited::Retry) => {}
+                Ok(Waited::TimedOut) => return Err(io::Error::from_raw_os_error(libc::EAGAIN)),
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The deadline of an operation in `dir` starting now.

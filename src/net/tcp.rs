@@ -498,13 +498,17 @@ impl std::fmt::Debug for TcpStream {
 impl Read for &TcpStream {
     #[track_caller]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.h.op(Dir::Read, "TcpStream::read", |mut s| s.read(buf))
+        let len = buf.len();
+        self.h
+            .op_stream(Dir::Read, "TcpStream::read", len, |mut s| s.read(buf))
     }
 
     #[track_caller]
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         self.h
-            .op(Dir::Read, "TcpStream::read", |mut s| s.read_vectored(bufs))
+            .op_stream(Dir::Read, "TcpStream::read", total_len(bufs), |mut s| {
+                s.read_vectored(bufs)
+            })
     }
 }
 
@@ -513,12 +517,15 @@ impl Write for &TcpStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         // std's socket writes pass MSG_NOSIGNAL: a closed peer gives EPIPE, never SIGPIPE.
         self.h
-            .op(Dir::Write, "TcpStream::write", |mut s| s.write(buf))
+            .op_stream(Dir::Write, "TcpStream::write", buf.len(), |mut s| {
+                s.write(buf)
+            })
     }
 
     #[track_caller]
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.h.op(Dir::Write, "TcpStream::write", |s| {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.h.op_stream(Dir::Write, "TcpStream::write", len, |s| {
             send_vectored(s.as_raw_fd(), bufs)
         })
     }
@@ -554,6 +561,11 @@ impl Write for TcpStream {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// The total length of `bufs`.
+pub(crate) fn total_len(bufs: &[IoSliceMut<'_>]) -> usize {
+    bufs.iter().map(|b| b.len()).sum()
 }
 
 /// A new non-blocking, close-on-exec socket of `kind` for `addr`'s family.

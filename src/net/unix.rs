@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::handle::{Handle, dup, send_vectored};
-use super::tcp::fd_traits;
+use super::tcp::{fd_traits, total_len};
 use crate::io::source::Dir;
 use crate::io::syscall;
 
@@ -338,25 +338,31 @@ impl Read for &UnixStream {
     #[track_caller]
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.h
-            .op(Dir::Read, "UnixStream::read", |mut s| s.read(buf))
+            .op_stream(Dir::Read, "UnixStream::read", buf.len(), |mut s| {
+                s.read(buf)
+            })
     }
 
     #[track_caller]
     fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
         self.h
-            .op(Dir::Read, "UnixStream::read", |mut s| s.read_vectored(bufs))
+            .op_stream(Dir::Read, "UnixStream::read", total_len(bufs), |mut s| {
+                s.read_vectored(bufs)
+            })
     }
 }
 
 impl Write for &UnixStream {
     #[track_caller]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.h.op(Dir::Write, "UnixStream::write", |s| send(s, buf))
+        self.h
+            .op_stream(Dir::Write, "UnixStream::write", buf.len(), |s| send(s, buf))
     }
 
     #[track_caller]
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        self.h.op(Dir::Write, "UnixStream::write", |s| {
+        let len = bufs.iter().map(|b| b.len()).sum();
+        self.h.op_stream(Dir::Write, "UnixStream::write", len, |s| {
             send_vectored(s.as_raw_fd(), bufs)
         })
     }
