@@ -11,6 +11,12 @@
 //! 4. The poller, on an event, bumps the tick first, then takes the lock and wakes every waiter
 //!    of that direction. A waiter's check (step 3) is under the same lock, so it either sees
 //!    the new tick or is already queued when the poller looks: no edge is lost.
+//! 5. So that an event costs no lock in a direction nobody waits on (epoll reports `EPOLLOUT`
+//!    with nearly every `EPOLLIN` edge), each direction counts its waiters and watchers in
+//!    `interest`. A waiter increments it (SeqCst) *before* its tick check in step 3 and
+//!    decrements it when it leaves; the poller bumps the tick (SeqCst) and then reads
+//!    `interest`, taking the lock only if it is not zero. This is a Dekker pair: either the
+//!    poller sees the waiter's interest, or the waiter sees the new tick.
 //!
 //! A source closed by its owner (a bobine socket being dropped) wakes its waiters with an
 //! error at once. Sources made for raw descriptors (`wait_readable` on an fd bobine does not
@@ -25,7 +31,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,6 +83,8 @@ struct Registration {
 pub(crate) struct Source {
     fd: RawFd,
     ticks: [AtomicU64; 2],
+    /// Per direction, waiters queued plus watchers registered (module doc, step 5).
+    interest: [AtomicUsize; 2],
     /// Per direction, set for good once epoll reported a final condition (`RDHUP`/`HUP` or an
     /// error): the descriptor stays ready in that direction without further edges.
     finished: [AtomicBool; 2],
@@ -94,6 +102,7 @@ impl Source {
         Source {
             fd,
             ticks: [AtomicU64::new(0), AtomicU64::new(0)],
+            interest: [AtomicUsize::new(0), AtomicUsize::new(0)],
             finished: [AtomicBool::new(false), AtomicBool::new(false)],
             closed: AtomicBool::new(false),
             lists: SpinLock::new(Lists {
@@ -150,14 +159,16 @@ impl Source {
         if !self.ensure_registered()? {
             return Ok(Waited::Retry);
         }
+        let d = dir as usize;
         let guard = self.lists.lock();
-        if self.tick(dir) != tick {
+        self.interest[d].fetch_add(1, Ordering::SeqCst);
+        let _interest = Interest(&self.interest[d]);
+        if self.ticks[d].load(Ordering::SeqCst) != tick {
             return Ok(Waited::Retry);
         }
         if self.closed.load(Ordering::Acquire) {
             return Err(Self::closed_error());
         }
-        let d = dir as usize;
         match wait_in(
             &self.lists,
             guard,
@@ -182,10 +193,14 @@ impl Source {
         if !self.ensure_registered()? {
             return Ok(false);
         }
+        let d = dir as usize;
         let mut lists = self.lists.lock();
-        let w = &mut lists.watchers[dir as usize];
+        let w = &mut lists.watchers[d];
+        let before = w.len();
         w.retain(Unparker::is_pending);
+        self.interest[d].fetch_sub(before - w.len(), Ordering::SeqCst);
         w.push(u);
+        self.interest[d].fetch_add(1, Ordering::SeqCst);
         Ok(true)
     }
 
@@ -248,7 +263,10 @@ impl Source {
     /// Bumps `dir`'s tick and wakes everyone waiting in that direction.
     fn ready(&self, dir: Dir) {
         let d = dir as usize;
-        self.ticks[d].fetch_add(1, Ordering::AcqRel);
+        self.ticks[d].fetch_add(1, Ordering::SeqCst);
+        if self.interest[d].load(Ordering::SeqCst) == 0 {
+            return;
+        }
         // Unparked outside the lock, a handful at a time (usually there is one waiter).
         const AT_ONCE: usize = 4;
         loop {
@@ -256,6 +274,7 @@ impl Source {
             let (watchers, full) = {
                 let mut lists = self.lists.lock();
                 let watchers = std::mem::take(&mut lists.watchers[d]);
+                self.interest[d].fetch_sub(watchers.len(), Ordering::SeqCst);
                 let mut n = 0;
                 while n < AT_ONCE {
                     match lists.waiters[d].pop_front() {
@@ -301,6 +320,15 @@ impl Source {
             None => !self.closed.load(Ordering::Acquire),
             Some(id) => identity(self.fd) == Some(id),
         }
+    }
+}
+
+/// A waiter's share of `interest`, given back when it leaves (also on unwinding).
+struct Interest<'a>(&'a AtomicUsize);
+
+impl Drop for Interest<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
