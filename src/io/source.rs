@@ -198,7 +198,9 @@ impl Source {
         let w = &mut lists.watchers[d];
         let before = w.len();
         w.retain(Unparker::is_pending);
-        self.interest[d].fetch_sub(before - w.len(), Ordering::SeqCst);
+        if before != w.len() {
+            self.interest[d].fetch_sub(before - w.len(), Ordering::SeqCst);
+        }
         w.push(u);
         self.interest[d].fetch_add(1, Ordering::SeqCst);
         Ok(true)
@@ -274,7 +276,9 @@ impl Source {
             let (watchers, full) = {
                 let mut lists = self.lists.lock();
                 let watchers = std::mem::take(&mut lists.watchers[d]);
-                self.interest[d].fetch_sub(watchers.len(), Ordering::SeqCst);
+                if !watchers.is_empty() {
+                    self.interest[d].fetch_sub(watchers.len(), Ordering::SeqCst);
+                }
                 let mut n = 0;
                 while n < AT_ONCE {
                     match lists.waiters[d].pop_front() {
