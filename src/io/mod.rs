@@ -1,9 +1,10 @@
 //! Readiness and blocking work: how a task waits for a descriptor without blocking its domain,
 //! and how it runs a call that can only block.
 //!
-//! - Each domain has one epoll instance ([`Poller`]); a descriptor is registered with it once,
-//!   edge-triggered, the first time a task must wait on it (see `source` for the protocol).
-//!   Operations are tried first and park only on `EAGAIN`; `EINTR` is retried.
+//! - Each domain has one epoll instance; a descriptor is registered with it once,
+//!   edge-triggered, the first time a task must wait on it (the protocol is in the private
+//!   `source` and `poller` modules). Operations are tried first and park only on `EAGAIN`;
+//!   `EINTR` is retried.
 //! - A plain OS thread (outside any task) blocks in `poll(2)` on the descriptor instead.
 //! - [`unblock`] runs a closure on a bounded pool of threads while the calling task parks.
 
