@@ -7,6 +7,8 @@
 //! descriptor instead. Timeouts (`set_read_timeout`, `set_write_timeout`, `connect_timeout`)
 //! are the domain's timers; they fail the operation as std's do.
 
+#[macro_use]
+mod common;
 mod addr;
 mod handle;
 mod tcp;

@@ -1,13 +1,13 @@
 //! TCP: [`TcpListener`] and [`TcpStream`], with std's signatures.
 
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::addr::{RawAddr, domain_of, each_addr};
-use super::handle::{Handle, TimedOut, dup, send_vectored};
+use super::handle::{Handle, TimedOut, dup};
 use crate::io::source::Dir;
 use crate::io::syscall;
 
@@ -50,6 +50,13 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(1);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(256);
 
 impl TcpListener {
+    fn wrap(h: Handle<std::net::TcpListener>) -> TcpListener {
+        TcpListener {
+            h,
+            reported: AtomicBool::new(false),
+        }
+    }
+
     /// Binds a listener to `addr` (the first address that works), like std: `SO_REUSEADDR` is
     /// set, the backlog is 128.
     ///
@@ -88,23 +95,6 @@ impl TcpListener {
             h: Handle::from_nonblocking(std::net::TcpListener::from(fd)),
             reported: AtomicBool::new(false),
         })
-    }
-
-    /// Wraps a std listener (switching its descriptor to non-blocking mode).
-    ///
-    /// # Errors
-    ///
-    /// If the descriptor's mode cannot be changed.
-    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
-        Ok(TcpListener {
-            h: Handle::new(listener)?,
-            reported: AtomicBool::new(false),
-        })
-    }
-
-    /// The std listener back (its descriptor stays non-blocking).
-    pub fn into_std(self) -> std::net::TcpListener {
-        self.h.into_inner()
     }
 
     /// Accepts a connection, parking until one arrives.
@@ -186,16 +176,6 @@ impl TcpListener {
         })
     }
 
-    /// In non-blocking mode `accept` returns `WouldBlock` instead of parking.
-    ///
-    /// # Errors
-    ///
-    /// Never (the descriptor is always non-blocking underneath); the `Result` is std's.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.h.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
     /// Sets `IP_TTL`.
     ///
     /// # Errors
@@ -212,15 +192,6 @@ impl TcpListener {
     /// As std.
     pub fn ttl(&self) -> io::Result<u32> {
         self.h.get().ttl()
-    }
-
-    /// Takes the pending socket error (`SO_ERROR`).
-    ///
-    /// # Errors
-    ///
-    /// As std.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.h.get().take_error()
     }
 }
 
@@ -255,6 +226,10 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
+    fn wrap(h: Handle<std::net::TcpStream>) -> TcpStream {
+        TcpStream { h }
+    }
+
     /// Connects to `addr`, trying each resolved address in turn, parking while the connection
     /// is being made.
     ///
@@ -324,22 +299,6 @@ impl TcpStream {
         }
     }
 
-    /// Wraps a std stream (switching its descriptor to non-blocking mode).
-    ///
-    /// # Errors
-    ///
-    /// If the descriptor's mode cannot be changed.
-    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
-        Ok(TcpStream {
-            h: Handle::new(stream)?,
-        })
-    }
-
-    /// The std stream back (its descriptor stays non-blocking).
-    pub fn into_std(self) -> std::net::TcpStream {
-        self.h.into_inner()
-    }
-
     /// The remote address.
     ///
     /// # Errors
@@ -383,47 +342,11 @@ impl TcpStream {
         Ok(s)
     }
 
-    /// How long a read may wait before it fails with `WouldBlock` (`None`: forever).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
-    pub fn set_read_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.h.set_timeout(Dir::Read, dur)
-    }
-
-    /// How long a write may wait before it fails with `WouldBlock` (`None`: forever).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
-    pub fn set_write_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.h.set_timeout(Dir::Write, dur)
-    }
-
-    /// The read timeout.
-    ///
-    /// # Errors
-    ///
-    /// Never; the `Result` is std's.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.h.timeout(Dir::Read))
-    }
-
-    /// The write timeout.
-    ///
-    /// # Errors
-    ///
-    /// Never; the `Result` is std's.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.h.timeout(Dir::Write))
-    }
-
     /// Reads without consuming, parking until data (or end of file) is there.
     ///
     /// # Errors
     ///
-    /// As [`Read::read`].
+    /// As [`std::io::Read::read`].
     #[track_caller]
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.h.op(Dir::Read, "TcpStream::peek", |s| s.peek(buf))
@@ -464,25 +387,6 @@ impl TcpStream {
     pub fn ttl(&self) -> io::Result<u32> {
         self.h.get().ttl()
     }
-
-    /// In non-blocking mode reads and writes return `WouldBlock` instead of parking.
-    ///
-    /// # Errors
-    ///
-    /// Never (the descriptor is always non-blocking underneath); the `Result` is std's.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.h.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// Takes the pending socket error (`SO_ERROR`).
-    ///
-    /// # Errors
-    ///
-    /// As std.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.h.get().take_error()
-    }
 }
 
 impl std::fmt::Debug for TcpStream {
@@ -493,79 +397,6 @@ impl std::fmt::Debug for TcpStream {
             .field("fd", &self.as_raw_fd())
             .finish()
     }
-}
-
-impl Read for &TcpStream {
-    #[track_caller]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let len = buf.len();
-        self.h
-            .op_stream(Dir::Read, "TcpStream::read", len, |mut s| s.read(buf))
-    }
-
-    #[track_caller]
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.h
-            .op_stream(Dir::Read, "TcpStream::read", total_len(bufs), |mut s| {
-                s.read_vectored(bufs)
-            })
-    }
-}
-
-impl Write for &TcpStream {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // std's socket writes pass MSG_NOSIGNAL: a closed peer gives EPIPE, never SIGPIPE.
-        self.h
-            .op_stream(Dir::Write, "TcpStream::write", buf.len(), |mut s| {
-                s.write(buf)
-            })
-    }
-
-    #[track_caller]
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.h.op_stream(Dir::Write, "TcpStream::write", len, |s| {
-            send_vectored(s.as_raw_fd(), bufs)
-        })
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Read for TcpStream {
-    #[track_caller]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-
-    #[track_caller]
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        (&*self).read_vectored(bufs)
-    }
-}
-
-impl Write for TcpStream {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    #[track_caller]
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The total length of `bufs`.
-pub(crate) fn total_len(bufs: &[IoSliceMut<'_>]) -> usize {
-    bufs.iter().map(|b| b.len()).sum()
 }
 
 /// A new non-blocking, close-on-exec socket of `kind` for `addr`'s family.
@@ -585,41 +416,7 @@ fn sleep(d: Duration) {
     crate::time::sleep(d);
 }
 
-macro_rules! fd_traits {
-    ($t:ty, $std:ty) => {
-        impl AsRawFd for $t {
-            fn as_raw_fd(&self) -> RawFd {
-                self.h.get().as_raw_fd()
-            }
-        }
-
-        impl AsFd for $t {
-            fn as_fd(&self) -> BorrowedFd<'_> {
-                self.h.get().as_fd()
-            }
-        }
-
-        impl IntoRawFd for $t {
-            fn into_raw_fd(self) -> RawFd {
-                self.h.into_inner().into_raw_fd()
-            }
-        }
-
-        impl From<$t> for OwnedFd {
-            fn from(s: $t) -> OwnedFd {
-                s.h.into_inner().into()
-            }
-        }
-
-        impl TryFrom<$std> for $t {
-            type Error = io::Error;
-            fn try_from(s: $std) -> io::Result<$t> {
-                <$t>::from_std(s)
-            }
-        }
-    };
-}
-pub(crate) use fd_traits;
-
-fd_traits!(TcpListener, std::net::TcpListener);
-fd_traits!(TcpStream, std::net::TcpStream);
+socket_common!(TcpListener, std::net::TcpListener);
+socket_common!(TcpStream, std::net::TcpStream);
+timeouts!(TcpStream);
+stream_io!(TcpStream);

@@ -2,11 +2,9 @@
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use std::os::fd::AsRawFd;
 
 use super::handle::{Handle, dup};
-use super::tcp::fd_traits;
 use crate::io::source::Dir;
 
 /// A UDP socket: `std::net::UdpSocket` for tasks. Receiving parks the calling task until a
@@ -33,6 +31,10 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
+    fn wrap(h: Handle<std::net::UdpSocket>) -> UdpSocket {
+        UdpSocket { h }
+    }
+
     /// Binds a socket to `addr` (the first address that works).
     ///
     /// # Errors
@@ -40,22 +42,6 @@ impl UdpSocket {
     /// As `std::net::UdpSocket::bind`.
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
         Self::from_std(std::net::UdpSocket::bind(addr)?)
-    }
-
-    /// Wraps a std socket (switching its descriptor to non-blocking mode).
-    ///
-    /// # Errors
-    ///
-    /// If the descriptor's mode cannot be changed.
-    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
-        Ok(UdpSocket {
-            h: Handle::new(socket)?,
-        })
-    }
-
-    /// The std socket back (its descriptor stays non-blocking).
-    pub fn into_std(self) -> std::net::UdpSocket {
-        self.h.into_inner()
     }
 
     /// Receives a datagram, parking until one arrives; returns its length and sender.
@@ -151,42 +137,6 @@ impl UdpSocket {
         self.h.get().peer_addr()
     }
 
-    /// How long a receive may wait (`None`: forever).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
-    pub fn set_read_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.h.set_timeout(Dir::Read, dur)
-    }
-
-    /// How long a send may wait (`None`: forever).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
-    pub fn set_write_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.h.set_timeout(Dir::Write, dur)
-    }
-
-    /// The read timeout.
-    ///
-    /// # Errors
-    ///
-    /// Never; the `Result` is std's.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.h.timeout(Dir::Read))
-    }
-
-    /// The write timeout.
-    ///
-    /// # Errors
-    ///
-    /// Never; the `Result` is std's.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.h.timeout(Dir::Write))
-    }
-
     /// Sets `SO_BROADCAST`.
     ///
     /// # Errors
@@ -223,16 +173,6 @@ impl UdpSocket {
         self.h.get().ttl()
     }
 
-    /// In non-blocking mode sends and receives return `WouldBlock` instead of parking.
-    ///
-    /// # Errors
-    ///
-    /// Never; the `Result` is std's.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.h.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
     /// A second handle on the same socket (a duplicated descriptor).
     ///
     /// # Errors
@@ -243,15 +183,6 @@ impl UdpSocket {
         Ok(UdpSocket {
             h: Handle::from_nonblocking(std::net::UdpSocket::from(fd)),
         })
-    }
-
-    /// Takes the pending socket error (`SO_ERROR`).
-    ///
-    /// # Errors
-    ///
-    /// As std.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.h.get().take_error()
     }
 }
 
@@ -264,4 +195,5 @@ impl std::fmt::Debug for UdpSocket {
     }
 }
 
-fd_traits!(UdpSocket, std::net::UdpSocket);
+socket_common!(UdpSocket, std::net::UdpSocket);
+timeouts!(UdpSocket);

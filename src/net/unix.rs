@@ -1,16 +1,16 @@
 //! Unix-domain stream sockets: [`UnixListener`] and [`UnixStream`], with the signatures of
 //! `std::os::unix::net`.
 
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::handle::{Handle, dup, send_vectored};
-use super::tcp::{fd_traits, total_len};
+use super::handle::{Handle, dup};
+
 use crate::io::source::Dir;
 use crate::io::syscall;
 
@@ -41,6 +41,10 @@ pub struct UnixListener {
 }
 
 impl UnixListener {
+    fn wrap(h: Handle<std::os::unix::net::UnixListener>) -> UnixListener {
+        UnixListener { h }
+    }
+
     /// Binds a listener to the socket file `path`.
     ///
     /// # Errors
@@ -48,20 +52,6 @@ impl UnixListener {
     /// As std (`AddrInUse` if the file exists, …).
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
         Self::from_std(std::os::unix::net::UnixListener::bind(path)?)
-    }
-
-    /// Wraps a std listener (switching its descriptor to non-blocking mode).
-    ///
-    /// # Errors
-    ///
-    /// If the descriptor's mode cannot be changed.
-    pub fn from_std(l: std::os::unix::net::UnixListener) -> io::Result<UnixListener> {
-        Ok(UnixListener { h: Handle::new(l)? })
-    }
-
-    /// The std listener back (its descriptor stays non-blocking).
-    pub fn into_std(self) -> std::os::unix::net::UnixListener {
-        self.h.into_inner()
     }
 
     /// Accepts a connection, parking until one arrives.
@@ -102,25 +92,6 @@ impl UnixListener {
             h: Handle::from_nonblocking(std::os::unix::net::UnixListener::from(fd)),
         })
     }
-
-    /// In non-blocking mode `accept` returns `WouldBlock` instead of parking.
-    ///
-    /// # Errors
-    ///
-    /// Never; the `Result` is std's.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.h.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// Takes the pending socket error (`SO_ERROR`).
-    ///
-    /// # Errors
-    ///
-    /// As std.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.h.get().take_error()
-    }
 }
 
 impl std::fmt::Debug for UnixListener {
@@ -151,6 +122,10 @@ pub struct UnixStream {
 }
 
 impl UnixStream {
+    fn wrap(h: Handle<std::os::unix::net::UnixStream>) -> UnixStream {
+        UnixStream { h }
+    }
+
     /// Connects to the socket file `path`. While the listener's backlog is full the task
     /// sleeps briefly and tries again (a Unix socket reports no readiness for that).
     ///
@@ -214,20 +189,6 @@ impl UnixStream {
         Ok((Self::from_std(a)?, Self::from_std(b)?))
     }
 
-    /// Wraps a std stream (switching its descriptor to non-blocking mode).
-    ///
-    /// # Errors
-    ///
-    /// If the descriptor's mode cannot be changed.
-    pub fn from_std(s: std::os::unix::net::UnixStream) -> io::Result<UnixStream> {
-        Ok(UnixStream { h: Handle::new(s)? })
-    }
-
-    /// The std stream back (its descriptor stays non-blocking).
-    pub fn into_std(self) -> std::os::unix::net::UnixStream {
-        self.h.into_inner()
-    }
-
     /// The peer's address.
     ///
     /// # Errors
@@ -269,61 +230,6 @@ impl UnixStream {
         s.h.set_timeout(Dir::Write, self.h.timeout(Dir::Write))?;
         Ok(s)
     }
-
-    /// How long a read may wait before it fails with `WouldBlock` (`None`: forever).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
-    pub fn set_read_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.h.set_timeout(Dir::Read, dur)
-    }
-
-    /// How long a write may wait before it fails with `WouldBlock` (`None`: forever).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` for `Some(Duration::ZERO)`, as std.
-    pub fn set_write_timeout(&self, dur: Option<Duration>) -> io::Result<()> {
-        self.h.set_timeout(Dir::Write, dur)
-    }
-
-    /// The read timeout.
-    ///
-    /// # Errors
-    ///
-    /// Never; the `Result` is std's.
-    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.h.timeout(Dir::Read))
-    }
-
-    /// The write timeout.
-    ///
-    /// # Errors
-    ///
-    /// Never; the `Result` is std's.
-    pub fn write_timeout(&self) -> io::Result<Option<Duration>> {
-        Ok(self.h.timeout(Dir::Write))
-    }
-
-    /// In non-blocking mode reads and writes return `WouldBlock` instead of parking.
-    ///
-    /// # Errors
-    ///
-    /// Never; the `Result` is std's.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
-        self.h.set_nonblocking(nonblocking);
-        Ok(())
-    }
-
-    /// Takes the pending socket error (`SO_ERROR`).
-    ///
-    /// # Errors
-    ///
-    /// As std.
-    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
-        self.h.get().take_error()
-    }
 }
 
 impl std::fmt::Debug for UnixStream {
@@ -334,84 +240,7 @@ impl std::fmt::Debug for UnixStream {
     }
 }
 
-impl Read for &UnixStream {
-    #[track_caller]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.h
-            .op_stream(Dir::Read, "UnixStream::read", buf.len(), |mut s| {
-                s.read(buf)
-            })
-    }
-
-    #[track_caller]
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        self.h
-            .op_stream(Dir::Read, "UnixStream::read", total_len(bufs), |mut s| {
-                s.read_vectored(bufs)
-            })
-    }
-}
-
-impl Write for &UnixStream {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.h
-            .op_stream(Dir::Write, "UnixStream::write", buf.len(), |s| send(s, buf))
-    }
-
-    #[track_caller]
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let len = bufs.iter().map(|b| b.len()).sum();
-        self.h.op_stream(Dir::Write, "UnixStream::write", len, |s| {
-            send_vectored(s.as_raw_fd(), bufs)
-        })
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Read for UnixStream {
-    #[track_caller]
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self).read(buf)
-    }
-
-    #[track_caller]
-    fn read_vectored(&mut self, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
-        (&*self).read_vectored(bufs)
-    }
-}
-
-impl Write for UnixStream {
-    #[track_caller]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self).write(buf)
-    }
-
-    #[track_caller]
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        (&*self).write_vectored(bufs)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// `send(2)` with `MSG_NOSIGNAL` (std's Unix stream writes use `write(2)`, which raises
-/// `SIGPIPE` on a closed peer).
-fn send(s: &std::os::unix::net::UnixStream, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for `buf.len()` bytes.
-    let n = syscall!(send(
-        s.as_raw_fd(),
-        buf.as_ptr().cast(),
-        buf.len(),
-        libc::MSG_NOSIGNAL
-    ))?;
-    Ok(n as usize)
-}
-
-fd_traits!(UnixListener, std::os::unix::net::UnixListener);
-fd_traits!(UnixStream, std::os::unix::net::UnixStream);
+socket_common!(UnixListener, std::os::unix::net::UnixListener);
+socket_common!(UnixStream, std::os::unix::net::UnixStream);
+timeouts!(UnixStream);
+stream_io!(UnixStream);
