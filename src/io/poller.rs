@@ -145,17 +145,15 @@ impl Poller {
             entry.1 = Some(source.clone());
             (entry.0 as u64) << 32 | slot as u64
         };
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-            u64: token,
-        };
-        // SAFETY: `ev` is a valid epoll_event; the descriptor is the caller's.
-        let added = syscall!(epoll_ctl(
-            self.epoll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            source.fd(),
-            &mut ev
-        ));
+        let mut added = self.ctl(libc::EPOLL_CTL_ADD, source.fd(), token);
+        if added
+            .as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST))
+        {
+            // A registration of this number for the same file that bobine forgot (a raw
+            // descriptor closed and reopened during a wait): take it over.
+            added = self.ctl(libc::EPOLL_CTL_MOD, source.fd(), token);
+        }
         if let Err(e) = added {
             let s = self.slab().remove(token);
             drop(s);
@@ -163,6 +161,22 @@ impl Poller {
         }
         self.registered.fetch_add(1, Ordering::Relaxed);
         Ok(token)
+    }
+
+    /// `epoll_ctl` with our events (edge-triggered, both directions) and `token`.
+    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<libc::c_int> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: token,
+        };
+        // SAFETY: `ev` is a valid epoll_event; the descriptor is the caller's.
+        syscall!(epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev))
+    }
+
+    /// Whether the registration of `fd` made as `token` still exists in the kernel (a raw
+    /// descriptor's file may have been closed, which removes it, and the number reused).
+    pub(crate) fn still_registered(&self, fd: RawFd, token: u64) -> bool {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token).is_ok()
     }
 
     /// Step 3: removes the registration of `fd` made as `token`. `fd` must still be open (the

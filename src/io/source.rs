@@ -396,8 +396,31 @@ impl Source {
 pub(crate) fn watch(fd: RawFd, write: bool, u: Unparker) -> io::Result<()> {
     let dir = if write { Dir::Write } else { Dir::Read };
     let source = raw_source(fd)?;
+    source.check_raw_registration();
     source.watch(dir, u)?;
     Ok(())
+}
+
+impl Source {
+    /// For a raw source about to be waited on: if the kernel dropped its registration (the
+    /// file it was made for was closed, and the number now names another file that `fstat`
+    /// cannot tell apart, such as another eventfd), forget it so that the wait registers
+    /// again.
+    fn check_raw_registration(&self) {
+        if self.identity.is_none() {
+            return;
+        }
+        let _serial = self.registering.lock().unwrap_or_else(|e| e.into_inner());
+        let gone = match &*self.reg.lock() {
+            Some(r) => !r.domain.poller().still_registered(self.fd, r.token),
+            None => false,
+        };
+        if gone {
+            if let Some(r) = self.reg.lock().take() {
+                r.domain.poller().forget(r.token);
+            }
+        }
+    }
 }
 
 /// Whether `fd` is ready in `dir` right now (`poll(2)` with a zero timeout). An error or hang-up
@@ -474,6 +497,9 @@ pub(crate) fn wait_raw(
 ) -> io::Result<bool> {
     let in_task = !crate::sched::current_ptr().is_null();
     let source = if in_task { Some(raw_source(fd)?) } else { None };
+    if let Some(s) = &source {
+        s.check_raw_registration();
+    }
     let first_id = identity(fd).ok_or_else(Source::closed_error)?;
     loop {
         let tick = source.as_ref().map(|s| s.tick(dir));

@@ -19,6 +19,17 @@ macro_rules! socket_common {
                 Ok(<$t>::wrap($crate::net::handle::Handle::new(s)?))
             }
 
+            /// A second handle on the same socket (a duplicated descriptor). Like std's
+            /// clones it shares the original's non-blocking mode and timeouts: setting them on
+            /// either handle applies to both.
+            ///
+            /// # Errors
+            ///
+            /// If the descriptor cannot be duplicated.
+            pub fn try_clone(&self) -> ::std::io::Result<$t> {
+                Ok(<$t>::wrap(self.h.try_clone()?))
+            }
+
             /// The std socket back (its descriptor stays non-blocking).
             pub fn into_std(self) -> $std {
                 self.h.into_inner()
@@ -149,7 +160,7 @@ macro_rules! stream_io {
                 &mut self,
                 bufs: &mut [::std::io::IoSliceMut<'_>],
             ) -> ::std::io::Result<usize> {
-                let len = bufs.iter().map(|b| b.len()).sum();
+                let len = $crate::net::handle::vectored_len(bufs.iter().map(|b| b.len()));
                 self.h.op_stream(
                     $crate::io::source::Dir::Read,
                     concat!(stringify!($t), "::read"),
@@ -177,7 +188,7 @@ macro_rules! stream_io {
                 bufs: &[::std::io::IoSlice<'_>],
             ) -> ::std::io::Result<usize> {
                 let fd = ::std::os::fd::AsRawFd::as_raw_fd(self.h.get());
-                let len = bufs.iter().map(|b| b.len()).sum();
+                let len = $crate::net::handle::vectored_len(bufs.iter().map(|b| b.len()));
                 self.h.op_stream(
                     $crate::io::source::Dir::Write,
                     concat!(stringify!($t), "::write"),

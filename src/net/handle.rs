@@ -14,16 +14,24 @@ use crate::io::source::{Dir, Source, Waited, poll_thread};
 pub(crate) struct Handle<T: AsRawFd> {
     io: T,
     source: Arc<Source>,
-    /// The user asked for non-blocking behaviour: `WouldBlock` is returned, not waited out.
-    nonblocking: AtomicBool,
-    /// Timeouts in nanoseconds, 0 for none (a zero timeout is refused, as in std).
-    read_timeout: AtomicU64,
-    write_timeout: AtomicU64,
+    /// Non-blocking mode and timeouts, shared with the handle's clones (`try_clone`), as std's
+    /// are (they live in the open file and the socket, which clones share).
+    settings: Arc<Settings>,
     /// Per direction, the readiness tick seen before a stream read or write that moved fewer
     /// bytes than asked (the kernel buffer was emptied, or filled): while the tick has not
     /// moved since, trying again would only give `EAGAIN`, so a task waits at once. `NONE`
     /// when no such hint holds. See [`Handle::op_stream`].
     drained: [AtomicU64; 2],
+}
+
+/// A handle's non-blocking mode and timeouts (see [`Handle`]).
+#[derive(Default)]
+struct Settings {
+    /// The user asked for non-blocking behaviour: `WouldBlock` is returned, not waited out.
+    nonblocking: AtomicBool,
+    /// Timeouts in nanoseconds, 0 for none (a zero timeout is refused, as in std).
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
 }
 
 /// No drained hint.
@@ -42,9 +50,7 @@ impl<T: AsRawFd> Handle<T> {
         Handle {
             io,
             source,
-            nonblocking: AtomicBool::new(false),
-            read_timeout: AtomicU64::new(0),
-            write_timeout: AtomicU64::new(0),
+            settings: Arc::new(Settings::default()),
             drained: [AtomicU64::new(NONE), AtomicU64::new(NONE)],
         }
     }
@@ -101,7 +107,7 @@ impl<T: AsRawFd> Handle<T> {
             let skip = in_task
                 && hint.load(Ordering::Relaxed) == tick
                 && !self.source.finished(dir)
-                && !self.nonblocking.load(Ordering::Relaxed);
+                && !self.is_nonblocking();
             if !skip {
                 match op(&self.io) {
                     Ok(n) => {
@@ -110,9 +116,7 @@ impl<T: AsRawFd> Handle<T> {
                         return Ok(n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e)
-                        if e.kind() == io::ErrorKind::WouldBlock
-                            && !self.nonblocking.load(Ordering::Relaxed) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.is_nonblocking() => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -135,8 +139,8 @@ impl<T: AsRawFd> Handle<T> {
     /// The deadline of an operation in `dir` starting now.
     pub(crate) fn deadline(&self, dir: Dir) -> Option<Instant> {
         let t = match dir {
-            Dir::Read => &self.read_timeout,
-            Dir::Write => &self.write_timeout,
+            Dir::Read => &self.settings.read_timeout,
+            Dir::Write => &self.settings.write_timeout,
         };
         match t.load(Ordering::Relaxed) {
             0 => None,
@@ -157,10 +161,7 @@ impl<T: AsRawFd> Handle<T> {
             let tick = self.source.tick(dir);
             match op() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        && !self.nonblocking.load(Ordering::Relaxed) =>
-                {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !self.is_nonblocking() => {
                     let waited = if crate::sched::current_ptr().is_null() {
                         poll_thread(self.io.as_raw_fd(), dir, deadline)
                     } else {
@@ -197,8 +198,24 @@ impl<T: AsRawFd> Handle<T> {
         })
     }
 
+    /// Whether the user asked for non-blocking behaviour.
+    pub(crate) fn is_nonblocking(&self) -> bool {
+        self.settings.nonblocking.load(Ordering::Relaxed)
+    }
+
+    /// A second handle on a duplicate of the descriptor, sharing this one's settings.
+    pub(crate) fn try_clone(&self) -> io::Result<Handle<T>>
+    where
+        T: From<std::os::fd::OwnedFd>,
+    {
+        let fd = dup(self.io.as_raw_fd())?;
+        let mut h = Handle::from_nonblocking(T::from(fd));
+        h.settings = self.settings.clone();
+        Ok(h)
+    }
+
     pub(crate) fn set_nonblocking(&self, on: bool) {
-        self.nonblocking.store(on, Ordering::Relaxed);
+        self.settings.nonblocking.store(on, Ordering::Relaxed);
     }
 
     pub(crate) fn set_timeout(&self, dir: Dir, d: Option<Duration>) -> io::Result<()> {
@@ -213,16 +230,16 @@ impl<T: AsRawFd> Handle<T> {
             Some(d) => d.as_nanos().clamp(1, u64::MAX as u128) as u64,
         };
         match dir {
-            Dir::Read => self.read_timeout.store(ns, Ordering::Relaxed),
-            Dir::Write => self.write_timeout.store(ns, Ordering::Relaxed),
+            Dir::Read => self.settings.read_timeout.store(ns, Ordering::Relaxed),
+            Dir::Write => self.settings.write_timeout.store(ns, Ordering::Relaxed),
         }
         Ok(())
     }
 
     pub(crate) fn timeout(&self, dir: Dir) -> Option<Duration> {
         let ns = match dir {
-            Dir::Read => self.read_timeout.load(Ordering::Relaxed),
-            Dir::Write => self.write_timeout.load(Ordering::Relaxed),
+            Dir::Read => self.settings.read_timeout.load(Ordering::Relaxed),
+            Dir::Write => self.settings.write_timeout.load(Ordering::Relaxed),
         };
         (ns != 0).then(|| Duration::from_nanos(ns))
     }
@@ -273,6 +290,13 @@ pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for `buf.len()` bytes.
     let n = crate::io::syscall!(send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL))?;
     Ok(n as usize)
+}
+
+/// How many bytes a vectored call can move at most: the kernel takes the first `UIO_MAXIOV`
+/// slices only (std's `readv` passes no more), so a call that moves fewer bytes than all the
+/// slices hold is short only against this (see [`Handle::op_stream`]).
+pub(crate) fn vectored_len(lens: impl Iterator<Item = usize>) -> usize {
+    lens.take(libc::UIO_MAXIOV as usize).sum()
 }
 
 /// `sendmsg(2)` of `bufs` with `MSG_NOSIGNAL` (std's vectored writes use `writev`, which raises

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::addr::{RawAddr, domain_of, each_addr};
-use super::handle::{Handle, TimedOut, dup};
+use super::handle::{Handle, TimedOut};
 use crate::io::source::Dir;
 use crate::io::syscall;
 
@@ -17,7 +17,7 @@ use crate::io::syscall;
 /// When the process runs out of descriptors (`EMFILE`/`ENFILE`), `accept` does not fail and
 /// does not spin: it reports the condition once on standard error, backs off (sleeping
 /// 1 ms, doubling to 256 ms) and tries again, so serving resumes as soon as descriptors are
-/// freed.
+/// freed. In non-blocking mode the error is returned at once instead, as std does.
 ///
 /// ```
 /// use std::io::{Read, Write};
@@ -131,7 +131,10 @@ impl TcpListener {
                     return Ok((stream, peer));
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                Err(e)
+                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                        && !self.h.is_nonblocking() =>
+                {
                     if !self.reported.swap(true, Ordering::Relaxed) {
                         let at = self
                             .local_addr()
@@ -161,19 +164,6 @@ impl TcpListener {
     /// As `std::net::TcpListener::local_addr`.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.h.get().local_addr()
-    }
-
-    /// A second listener on the same socket (a duplicated descriptor).
-    ///
-    /// # Errors
-    ///
-    /// If the descriptor cannot be duplicated.
-    pub fn try_clone(&self) -> io::Result<TcpListener> {
-        let fd = dup(self.as_raw_fd())?;
-        Ok(TcpListener {
-            h: Handle::from_nonblocking(std::net::TcpListener::from(fd)),
-            reported: AtomicBool::new(false),
-        })
     }
 
     /// Sets `IP_TTL`.
@@ -325,21 +315,6 @@ impl TcpStream {
     /// As std.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.h.get().shutdown(how)
-    }
-
-    /// A second handle on the same connection (a duplicated descriptor).
-    ///
-    /// # Errors
-    ///
-    /// If the descriptor cannot be duplicated.
-    pub fn try_clone(&self) -> io::Result<TcpStream> {
-        let fd = dup(self.as_raw_fd())?;
-        let s = TcpStream {
-            h: Handle::from_nonblocking(std::net::TcpStream::from(fd)),
-        };
-        s.h.set_timeout(Dir::Read, self.h.timeout(Dir::Read))?;
-        s.h.set_timeout(Dir::Write, self.h.timeout(Dir::Write))?;
-        Ok(s)
     }
 
     /// Reads without consuming, parking until data (or end of file) is there.

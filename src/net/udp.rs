@@ -4,7 +4,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 
-use super::handle::{Handle, dup};
+use super::handle::Handle;
 use crate::io::source::Dir;
 
 /// A UDP socket: `std::net::UdpSocket` for tasks. Receiving parks the calling task until a
@@ -171,18 +171,6 @@ impl UdpSocket {
     /// As std.
     pub fn ttl(&self) -> io::Result<u32> {
         self.h.get().ttl()
-    }
-
-    /// A second handle on the same socket (a duplicated descriptor).
-    ///
-    /// # Errors
-    ///
-    /// If the descriptor cannot be duplicated.
-    pub fn try_clone(&self) -> io::Result<UdpSocket> {
-        let fd = dup(self.as_raw_fd())?;
-        Ok(UdpSocket {
-            h: Handle::from_nonblocking(std::net::UdpSocket::from(fd)),
-        })
     }
 }
 

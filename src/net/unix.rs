@@ -9,7 +9,7 @@ use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use super::handle::{Handle, dup};
+use super::handle::Handle;
 
 use crate::io::source::Dir;
 use crate::io::syscall;
@@ -79,18 +79,6 @@ impl UnixListener {
     /// As std.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.h.get().local_addr()
-    }
-
-    /// A second listener on the same socket (a duplicated descriptor).
-    ///
-    /// # Errors
-    ///
-    /// If the descriptor cannot be duplicated.
-    pub fn try_clone(&self) -> io::Result<UnixListener> {
-        let fd = dup(self.as_raw_fd())?;
-        Ok(UnixListener {
-            h: Handle::from_nonblocking(std::os::unix::net::UnixListener::from(fd)),
-        })
     }
 }
 
@@ -214,21 +202,6 @@ impl UnixStream {
     /// As std.
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         self.h.get().shutdown(how)
-    }
-
-    /// A second handle on the same connection (a duplicated descriptor).
-    ///
-    /// # Errors
-    ///
-    /// If the descriptor cannot be duplicated.
-    pub fn try_clone(&self) -> io::Result<UnixStream> {
-        let fd = dup(self.as_raw_fd())?;
-        let s = UnixStream {
-            h: Handle::from_nonblocking(std::os::unix::net::UnixStream::from(fd)),
-        };
-        s.h.set_timeout(Dir::Read, self.h.timeout(Dir::Read))?;
-        s.h.set_timeout(Dir::Write, self.h.timeout(Dir::Write))?;
-        Ok(s)
     }
 }
 
