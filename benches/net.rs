@@ -16,6 +16,12 @@
 //!   connection; `may-minihttp` is `may_minihttp::HttpServer` on one may worker. All three
 //!   answer with the same bytes (may_minihttp's: status, `Server`, `Date`, `Content-Length`,
 //!   `Hello, world!`), and none sets `TCP_NODELAY` (may_minihttp does not).
+//! - `idle` (bobine only, the case `idle/bobine`): the bobine echo server (listening with a
+//!   backlog of 4096) gets 19 000 connections, opened in batches of 1000 (each batch waited on
+//!   until the server holds it), held idle for a second (`NET_BENCH_IDLE_SECS`); then the
+//!   server's resident memory is read from `/proc/<pid>/status`, and one 64-byte message goes
+//!   out on every connection; every echo must come back. Both processes raise their soft
+//!   descriptor limit to the hard one. It runs once, whatever `NET_BENCH_ROUNDS` says.
 //!
 //! How it runs: every server is a child process (this bench binary re-executed with
 //! `NET_BENCH_SERVE=<case>`) pinned, all its threads, to one CPU (`NET_BENCH_SERVER_CPU`, 0 by
@@ -83,6 +89,15 @@ const STALL: Duration = Duration::from_secs(10);
 const DISTURBED: f64 = 5.0;
 /// Body of every HTTP response.
 const HTTP_BODY: &[u8] = b"Hello, world!";
+/// The name of the idle-connections case (bobine's echo server only).
+const IDLE_CASE: &str = "idle/bobine";
+/// Connections the idle case holds open (the descriptor limit here is 20 000 per process).
+const IDLE_CONNS: usize = 19_000;
+/// The listen backlog of the idle case's server.
+const IDLE_BACKLOG: i32 = 4096;
+/// Connections the idle case opens before it waits for the server to have accepted them all
+/// (well under [`IDLE_BACKLOG`], so the accept queue never overflows).
+const IDLE_BATCH: usize = 1000;
 
 // ---------------------------------------------------------------------------------------------
 // Cases
@@ -172,6 +187,8 @@ struct Config {
     median: bool,
     server_cpu: usize,
     client_cpu: usize,
+    /// How long the idle case holds its connections idle before it reads the server's memory.
+    idle_hold: Duration,
 }
 
 fn env_parse<T: std::str::FromStr>(name: &str) -> Option<T> {
@@ -200,6 +217,7 @@ impl Config {
             },
             server_cpu: env_parse("NET_BENCH_SERVER_CPU").unwrap_or(0),
             client_cpu: env_parse("NET_BENCH_CLIENT_CPU").unwrap_or(1),
+            idle_hold: secs("NET_BENCH_IDLE_SECS", if quick { 0.1 } else { 1.0 }),
         }
     }
 }
@@ -226,6 +244,39 @@ fn pin_to(cpu: usize) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Raises this process's soft limit on open descriptors to its hard limit; returns the new limit.
+fn raise_nofile() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid, writable `rlimit`.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: `lim` is a valid `rlimit`; a soft limit up to the hard one needs no privilege.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lim.rlim_cur)
+}
+
+/// The resident memory of process `pid` in KiB (`VmRSS` of `/proc/<pid>/status`).
+fn vm_rss_kib(pid: u32) -> io::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS in status"))
+}
+
+/// The number of descriptors process `pid` has open.
+fn open_fds(pid: u32) -> io::Result<usize> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count())
 }
 
 /// Clock ticks per second (the unit of `/proc/<pid>/stat`'s times).
@@ -336,11 +387,21 @@ fn serve(name: &str) -> ! {
     }
     let port: u16 = env_parse(PORT_ENV).expect("NET_BENCH_PORT");
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    if name == IDLE_CASE {
+        if let Err(e) = raise_nofile() {
+            eprintln!("net bench server: cannot raise the descriptor limit: {e}");
+        }
+        if let Err(e) = bobine_echo(addr, Some(IDLE_BACKLOG)) {
+            eprintln!("net bench server {name}: {e}");
+            std::process::exit(1)
+        }
+        std::process::exit(0)
+    }
     let case = all_cases()
         .find(|c| c.name() == name)
         .unwrap_or_else(|| panic!("unknown case {name:?}"));
     let r = match (case.workload, case.server) {
-        (Workload::Echo, Server::Bobine) => bobine_echo(addr),
+        (Workload::Echo, Server::Bobine) => bobine_echo(addr, None),
         (Workload::Echo, Server::TokioCt) => tokio_echo(addr),
         (Workload::Echo, Server::May) => may_echo(addr),
         (Workload::Http, Server::Bobine) => bobine_http(addr),
@@ -393,9 +454,14 @@ fn http_blocking(mut s: impl Read + Write) {
     }
 }
 
-fn bobine_echo(addr: SocketAddr) -> io::Result<()> {
+/// bobine's echo server on `addr`: one domain, a task per connection. `backlog`: listen with
+/// this backlog (and `SO_REUSEPORT`) instead of std's 128.
+fn bobine_echo(addr: SocketAddr, backlog: Option<i32>) -> io::Result<()> {
     bobine::Builder::new().domains(1).run(move || {
-        let listener = bobine::net::TcpListener::bind(addr)?;
+        let listener = match backlog {
+            None => bobine::net::TcpListener::bind(addr)?,
+            Some(b) => bobine::net::TcpListener::bind_reuseport(addr, b)?,
+        };
         ready();
         loop {
             let (stream, _) = listener.accept()?;
@@ -896,10 +962,10 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts the server of `case` on `port` and waits until it listens.
-    fn start(case: Case, port: u16, cfg: &Config) -> io::Result<ServerProcess> {
+    /// Starts the server of the case named `name` on `port` and waits until it listens.
+    fn start(name: &str, port: u16, cfg: &Config) -> io::Result<ServerProcess> {
         let child = Command::new(std::env::current_exe()?)
-            .env(SERVE_ENV, case.name())
+            .env(SERVE_ENV, name)
             .env(PORT_ENV, port.to_string())
             .env("NET_BENCH_SERVER_CPU", cfg.server_cpu.to_string())
             .stdin(Stdio::null())
@@ -913,10 +979,7 @@ impl ServerProcess {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line)?;
         if line.trim() != "ready" {
-            return Err(io::Error::other(format!(
-                "server {} did not start",
-                case.name()
-            )));
+            return Err(io::Error::other(format!("server {name} did not start")));
         }
         Ok(server)
     }
@@ -938,8 +1001,198 @@ fn free_port() -> io::Result<u16> {
 
 fn run_case(case: Case, cfg: &Config) -> io::Result<Sample> {
     let port = free_port()?;
-    let server = ServerProcess::start(case, port, cfg)?;
+    let server = ServerProcess::start(&case.name(), port, cfg)?;
     drive(case.workload, port, server.child.id(), cfg)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle connections
+
+/// What the idle case found.
+struct IdleResult {
+    /// Connections opened, accepted by the server and held idle.
+    held: usize,
+    /// Connections whose message came back whole and unaltered.
+    answered: usize,
+    /// The server's resident memory before the first connection, KiB.
+    rss_before_kib: u64,
+    /// The server's resident memory with every connection held idle, KiB.
+    rss_kib: u64,
+    /// From the first message sent to the last echo received (or to giving up).
+    answer_time: Duration,
+    /// What went wrong while answering (connections closed, errors, altered echoes, a stall).
+    failures: Vec<String>,
+}
+
+/// Waits until process `pid` has `want` descriptors open (has accepted the connections).
+fn wait_accepted(pid: u32, want: usize) -> io::Result<()> {
+    let deadline = Instant::now() + STALL;
+    loop {
+        let have = open_fds(pid)?;
+        if have >= want {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the server holds {have} descriptors after {STALL:?}, {want} expected"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// The idle case: opens [`IDLE_CONNS`] connections to bobine's echo server, holds them idle,
+/// reads the server's memory, then sends one message on each and counts the echoes.
+fn run_idle(cfg: &Config) -> io::Result<IdleResult> {
+    let limit = raise_nofile()?;
+    if limit < IDLE_CONNS as u64 + 64 {
+        return Err(io::Error::other(format!(
+            "the descriptor limit ({limit}) is too low for {IDLE_CONNS} connections"
+        )));
+    }
+    let port = free_port()?;
+    let server = ServerProcess::start(IDLE_CASE, port, cfg)?;
+    let pid = server.child.id();
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let base_fds = open_fds(pid)?;
+    let rss_before_kib = vm_rss_kib(pid)?;
+    let mut streams = Vec::with_capacity(IDLE_CONNS);
+    while streams.len() < IDLE_CONNS {
+        for _ in 0..IDLE_BATCH.min(IDLE_CONNS - streams.len()) {
+            streams.push(TcpStream::connect(addr)?);
+        }
+        wait_accepted(pid, base_fds + streams.len())?;
+    }
+    let held = streams.len();
+    std::thread::sleep(cfg.idle_hold);
+    let rss_kib = vm_rss_kib(pid)?;
+
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+    for (i, s) in streams.iter().enumerate() {
+        s.set_nodelay(true)?;
+        s.set_nonblocking(true)?;
+        epoll.add(s, EpollEvent::new(EpollFlags::EPOLLIN, i as u64))?;
+    }
+    let msg: Vec<u8> = (0..ECHO_LEN).map(|i| b'a' + (i % 26) as u8).collect();
+    // Bytes of each connection's echo received so far.
+    let mut got = vec![0usize; held];
+    let mut answered = 0;
+    let mut lost = 0;
+    let mut failures = Vec::new();
+    let start = Instant::now();
+    for s in &streams {
+        // 64 bytes on an idle connection: the socket buffer has room.
+        (&*s).write_all(&msg)?;
+    }
+    let mut events = vec![EpollEvent::empty(); 1024];
+    let mut buf = [0u8; ECHO_LEN];
+    let mut last_progress = Instant::now();
+    while answered + lost < held {
+        let n = match epoll.wait(&mut events, 100u16) {
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if n == 0 && last_progress.elapsed() >= STALL {
+            failures.push(format!(
+                "no echo for {STALL:?}: {} connection(s) still waiting",
+                held - answered - lost
+            ));
+            break;
+        }
+        if n > 0 {
+            last_progress = Instant::now();
+        }
+        for ev in &events[..n] {
+            let i = ev.data() as usize;
+            let s = &streams[i];
+            let failure = match (&*s).read(&mut buf[..ECHO_LEN - got[i]]) {
+                Ok(0) => Some(format!(
+                    "connection {i}: closed by the server after {} of {ECHO_LEN} bytes",
+                    got[i]
+                )),
+                Ok(k) if buf[..k] != msg[got[i]..got[i] + k] => {
+                    Some(format!("connection {i}: the message came back altered"))
+                }
+                Ok(k) => {
+                    got[i] += k;
+                    if got[i] == ECHO_LEN {
+                        answered += 1;
+                        epoll.delete(s)?;
+                    }
+                    None
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    None
+                }
+                Err(e) => Some(format!("connection {i}: {e}")),
+            };
+            if let Some(f) = failure {
+                lost += 1;
+                epoll.delete(s)?;
+                if failures.len() < 10 {
+                    failures.push(f);
+                }
+            }
+        }
+    }
+    let answer_time = start.elapsed();
+    if lost > failures.len() {
+        failures.push(format!("({lost} connections failed in all)"));
+    }
+    Ok(IdleResult {
+        held,
+        answered,
+        rss_before_kib,
+        rss_kib,
+        answer_time,
+        failures,
+    })
+}
+
+/// Prints the idle case's table and its target.
+fn print_idle(r: &IdleResult, cfg: &Config) {
+    let per_conn = (r.rss_kib.saturating_sub(r.rss_before_kib)) as f64 / r.held.max(1) as f64;
+    let caption = format!(
+        "idle (bobine echo server, 1 domain, a task per connection): {IDLE_CONNS} connections \
+         held idle for {} s, then one {ECHO_LEN}-byte message on each. RSS / connection = (RSS \
+         held − RSS before the first connection, {} KiB) / connections held",
+        cfg.idle_hold.as_secs_f64(),
+        r.rss_before_kib
+    );
+    let columns = [
+        ("server", Align::Left),
+        ("connections held", Align::Right),
+        ("answered", Align::Right),
+        ("server RSS (KiB)", Align::Right),
+        ("RSS / connection (KiB)", Align::Right),
+        ("time to answer all (ms)", Align::Right),
+    ];
+    let row = vec![
+        "bobine".to_owned(),
+        r.held.to_string(),
+        r.answered.to_string(),
+        r.rss_kib.to_string(),
+        format!("{per_conn:.2}"),
+        format!("{:.1}", r.answer_time.as_secs_f64() * 1e3),
+    ];
+    print_table(&caption, &columns, &[row]);
+    for f in &r.failures {
+        println!("\nFAILURE: {f}");
+    }
+    println!();
+    println!(
+        "- 19 000 idle connections all answered: {} of {} → {}",
+        r.answered,
+        IDLE_CONNS,
+        verdict(r.held == IDLE_CONNS && r.answered == IDLE_CONNS)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1129,7 +1382,8 @@ fn main() {
     let cases: Vec<Case> = all_cases()
         .filter(|c| filters.is_empty() || filters.iter().any(|f| c.name().contains(f.as_str())))
         .collect();
-    if cases.is_empty() {
+    let idle = filters.is_empty() || filters.iter().any(|f| IDLE_CASE.contains(f.as_str()));
+    if cases.is_empty() && !idle {
         println!("net: no case matches {filters:?}");
         return;
     }
@@ -1163,6 +1417,17 @@ fn main() {
             runs.push(s);
         }
     }
+    let idle_result = idle.then(|| {
+        let r = run_idle(&cfg).unwrap_or_else(|e| panic!("{IDLE_CASE}: {e}"));
+        println!(
+            "{IDLE_CASE:<18} {} held, {} answered in {:.1} ms, server RSS {} KiB",
+            r.held,
+            r.answered,
+            r.answer_time.as_secs_f64() * 1e3,
+            r.rss_kib
+        );
+        r
+    });
     let results: Vec<(Case, Sample)> = samples
         .iter()
         .map(|(c, runs)| {
@@ -1176,6 +1441,9 @@ fn main() {
         .collect();
     for workload in WORKLOADS {
         print_workload(workload, &results, &cfg);
+    }
+    if let Some(r) = &idle_result {
+        print_idle(r, &cfg);
     }
     println!();
     println!(
