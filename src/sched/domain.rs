@@ -301,9 +301,10 @@ impl Local {
         self.task_cache.borrow_mut().take()
     }
 
-    #[inline]
     /// A wake-up of one of our started tasks (park protocol, step 6): queues it if it is
-    /// parked and woken; any other request is stale and does nothing.
+    /// parked and woken; any other request is stale and does nothing. A pending interrupt
+    /// (see `park::interrupt`) is applied first, here on the task's own thread.
+    #[inline]
     pub(crate) fn woken(&self, task: &Task) {
         super::park::interrupt_pending(task);
         if task.parked.get() && !task.park.is_armed() {
