@@ -55,6 +55,7 @@ use std::time::{Duration, Instant};
 use channel::{ChanInner, Offer};
 use commit::{AbandonOnUnwind, Outcome, Payload, SyncState};
 
+use crate::io::source::Dir;
 use crate::sched::park::{Park, Unparker, Wake};
 use crate::task::Task;
 use crate::util::{SpinGuard, SpinLock};
@@ -74,10 +75,10 @@ pub(crate) enum BaseOp {
     After(Duration),
     Join(Arc<Task>),
     Nack(Arc<NackCell>),
-    /// Readiness of a descriptor (`write`: for writing).
+    /// Readiness of a descriptor in one direction.
     Ready {
         fd: RawFd,
-        write: bool,
+        dir: Dir,
     },
 }
 
@@ -423,21 +424,22 @@ pub fn at(t: Instant) -> Event<()> {
 /// });
 /// ```
 pub fn readable(fd: RawFd) -> Event<()> {
-    Event::base(BaseOp::Ready { fd, write: false }, |_| ())
+    Event::base(BaseOp::Ready { fd, dir: Dir::Read }, |_| ())
 }
 
 /// Ready when `fd` is writable (or in error); see [`readable`].
 pub fn writable(fd: RawFd) -> Event<()> {
-    Event::base(BaseOp::Ready { fd, write: true }, |_| ())
+    Event::base(
+        BaseOp::Ready {
+            fd,
+            dir: Dir::Write,
+        },
+        |_| (),
+    )
 }
 
 /// Whether a readiness leaf is ready now.
-fn fd_ready(fd: RawFd, write: bool) -> bool {
-    let dir = if write {
-        crate::io::source::Dir::Write
-    } else {
-        crate::io::source::Dir::Read
-    };
+fn fd_ready(fd: RawFd, dir: Dir) -> bool {
     crate::io::source::ready_now(fd, dir).unwrap_or(true)
 }
 
@@ -634,7 +636,7 @@ fn leaf_ready<T>(
         BaseOp::After(_) => unreachable!("resolved at flattening"),
         BaseOp::Join(task) => task.is_finished(),
         BaseOp::Nack(cell) => cell.is_fired(),
-        BaseOp::Ready { fd, write } => fd_ready(*fd, *write),
+        BaseOp::Ready { fd, dir } => fd_ready(*fd, *dir),
         BaseOp::Send { chan, .. } => guards[queues(chan)].has_receiver(),
         BaseOp::Recv { chan } => guards[queues(chan)].has_sender(),
     }
@@ -708,8 +710,7 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usi
         leaves
             .iter()
             .filter_map(|l| match l.op {
-                BaseOp::Ready { fd, write: false } => Some((fd, libc::POLLIN | libc::POLLRDHUP)),
-                BaseOp::Ready { fd, write: true } => Some((fd, libc::POLLOUT)),
+                BaseOp::Ready { fd, dir } => Some((fd, dir.poll_events())),
                 _ => None,
             })
             .collect()
@@ -725,10 +726,10 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usi
                 BaseOp::Nack(cell) => {
                     cell.add_waiter(park.unparker());
                 }
-                BaseOp::Ready { fd, write } if in_task => {
+                BaseOp::Ready { fd, dir } if in_task => {
                     // A descriptor epoll cannot watch (not open, or a regular file) is ready
                     // now, so `settle` commits it.
-                    let _ = crate::io::source::watch(*fd, *write, park.unparker());
+                    let _ = crate::io::source::watch(*fd, *dir, park.unparker());
                 }
                 _ => {}
             }
@@ -767,7 +768,7 @@ fn settle<T>(state: &SyncState, leaves: &[Leaf<T>]) -> Option<usize> {
             BaseOp::At(t) => now >= *t,
             BaseOp::Join(task) => task.is_finished(),
             BaseOp::Nack(cell) => cell.is_fired(),
-            BaseOp::Ready { fd, write } => fd_ready(*fd, *write),
+            BaseOp::Ready { fd, dir } => fd_ready(*fd, *dir),
             _ => false,
         };
         if ready && state.commit_self(i) {

@@ -13,7 +13,6 @@ mod pool;
 pub(crate) mod source;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
-use std::time::Instant;
 
 pub(crate) use poller::Poller;
 pub use pool::unblock;
@@ -65,17 +64,4 @@ pub fn wait_readable(fd: BorrowedFd<'_>) -> std::io::Result<()> {
 #[track_caller]
 pub fn wait_writable(fd: BorrowedFd<'_>) -> std::io::Result<()> {
     source::wait_raw(fd.as_raw_fd(), Dir::Write, None, "io::wait_writable").map(|_| ())
-}
-
-/// [`wait_readable`] / [`wait_writable`] on a raw descriptor with an optional deadline:
-/// `Ok(false)` when the deadline passed first. For the OCaml face and readiness events.
-#[track_caller]
-pub(crate) fn wait_raw(
-    fd: std::os::fd::RawFd,
-    write: bool,
-    deadline: Option<Instant>,
-    reason: &'static str,
-) -> std::io::Result<bool> {
-    let dir = if write { Dir::Write } else { Dir::Read };
-    source::wait_raw(fd, dir, deadline, reason)
 }

@@ -48,7 +48,8 @@ pub(crate) enum Dir {
 }
 
 impl Dir {
-    fn poll_events(self) -> libc::c_short {
+    /// The `poll(2)` events of this direction.
+    pub(crate) fn poll_events(self) -> libc::c_short {
         match self {
             Dir::Read => libc::POLLIN | libc::POLLRDHUP,
             Dir::Write => libc::POLLOUT,
@@ -393,8 +394,7 @@ impl Source {
 /// Makes `u` wake when `fd` becomes ready in `dir` (a readiness leaf of a task's blocked
 /// sync). An error means epoll cannot watch `fd`; the caller's readiness check then sees it
 /// ready (or in error) at once.
-pub(crate) fn watch(fd: RawFd, write: bool, u: Unparker) -> io::Result<()> {
-    let dir = if write { Dir::Write } else { Dir::Read };
+pub(crate) fn watch(fd: RawFd, dir: Dir, u: Unparker) -> io::Result<()> {
     let source = raw_source(fd)?;
     source.check_raw_registration();
     source.watch(dir, u)?;

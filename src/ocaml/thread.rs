@@ -36,6 +36,8 @@ use std::hash::{Hash, Hasher};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
+use crate::io::source::{Dir, wait_raw};
+
 use crate::task::{ExitTask, Face};
 use crate::thread::Thread;
 
@@ -181,7 +183,8 @@ fn wait_fd(fd: RawFd, write: bool, secs: Option<f64>) -> bool {
     } else {
         "Thread.wait_read"
     };
-    match crate::io::wait_raw(fd, write, deadline, what) {
+    let dir = if write { Dir::Write } else { Dir::Read };
+    match wait_raw(fd, dir, deadline, what) {
         Ok(ready) => ready,
         Err(e) => unix_error(&e, "select"),
     }
@@ -237,7 +240,7 @@ pub fn wait_pid(pid: i32) -> (i32, ProcessStatus) {
             // SAFETY: a fresh descriptor that nothing else owns.
             let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
             // Readable once the process has ended (or at once if it has).
-            if let Err(e) = crate::io::wait_raw(pidfd.as_raw_fd(), false, None, "Thread.wait_pid") {
+            if let Err(e) = wait_raw(pidfd.as_raw_fd(), Dir::Read, None, "Thread.wait_pid") {
                 unix_error(&e, "waitpid");
             }
         }
