@@ -35,7 +35,7 @@ pub mod io;
 mod sched;
 mod stack;
 mod switch;
-mod task;
+
 mod util;
 
 pub mod event;
@@ -46,7 +46,7 @@ pub mod thread;
 pub mod time;
 
 pub use sched::park::{Park, Unparker, Wake};
-pub use task::TaskDropped;
+pub use sched::task::TaskDropped;
 
 /// Runs `f` as the main task of a new runtime with the default settings and returns its value.
 ///

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use crate::sched::park::{Park, Unparker};
 use crate::sched::runtime::{SpawnOptions, spawn_raw, task_root};
+use crate::sched::task::{Face, Task};
 use crate::switch::catch_at_root;
-use crate::task::{Face, Task};
 use crate::util::SpinLock;
 
 pub use std::thread::Result;
@@ -319,7 +319,7 @@ impl<T: 'static> JoinHandle<T> {
                 .downcast::<T>()
                 .expect("task value of the joined type")),
             Some(Err(payload)) => Err(payload),
-            None => Err(Box::new(crate::task::TaskDropped)),
+            None => Err(Box::new(crate::sched::task::TaskDropped)),
         }
     }
 }
@@ -533,7 +533,7 @@ impl<T> ScopedJoinHandle<'_, T> {
             .task()
             .expect("a scoped handle refers to a task");
         if !task.wait_finished() {
-            return Err(Box::new(crate::task::TaskDropped));
+            return Err(Box::new(crate::sched::task::TaskDropped));
         }
         // SAFETY: the task has finished writing the packet (FINISHED acquire in wait_finished).
         match unsafe { (*self.packet.result.get()).take() } {
@@ -544,7 +544,7 @@ impl<T> ScopedJoinHandle<'_, T> {
                 }
                 result
             }
-            None => Err(Box::new(crate::task::TaskDropped)),
+            None => Err(Box::new(crate::sched::task::TaskDropped)),
         }
     }
 }

@@ -85,6 +85,16 @@ impl<T> Drop for SpinGuard<'_, T> {
     }
 }
 
+/// Runs a libc call, mapping `-1` to the current `errno` as an `io::Error`.
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        // SAFETY: the caller upholds the syscall's contract; see the call site.
+        let res = unsafe { libc::$fn($($arg),*) };
+        if res == -1 { Err(std::io::Error::last_os_error()) } else { Ok(res) }
+    }};
+}
+pub(crate) use syscall;
+
 /// Formats into a fixed buffer without allocating: used where allocation is not allowed
 /// (signal handlers) or not wanted.
 pub(crate) struct StackBuf<const N: usize> {

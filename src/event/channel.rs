@@ -528,7 +528,8 @@ mod tests {
         crate::Builder::new().domains(1).run(|| {
             let c: Channel<u32> = Channel::new();
             let c2 = c.clone();
-            let slot: Arc<Mutex<Option<Arc<crate::task::Task>>>> = Arc::new(Mutex::new(None));
+            let slot: Arc<Mutex<Option<Arc<crate::sched::task::Task>>>> =
+                Arc::new(Mutex::new(None));
             let slot2 = slot.clone();
             let h = crate::thread::spawn(move || {
                 *slot2.lock().unwrap() = crate::sched::current_task();
@@ -554,7 +555,8 @@ mod tests {
         crate::Builder::new().domains(1).run(|| {
             let c: Channel<u32> = Channel::new();
             let c2 = c.clone();
-            let slot: Arc<Mutex<Option<Arc<crate::task::Task>>>> = Arc::new(Mutex::new(None));
+            let slot: Arc<Mutex<Option<Arc<crate::sched::task::Task>>>> =
+                Arc::new(Mutex::new(None));
             let slot2 = slot.clone();
             let h = crate::thread::spawn(move || {
                 *slot2.lock().unwrap() = crate::sched::current_task();

@@ -55,9 +55,9 @@ use std::time::{Duration, Instant};
 use channel::{ChanInner, Offer};
 use commit::{AbandonOnUnwind, Outcome, Payload, SyncState};
 
-use crate::io::source::Dir;
 use crate::sched::park::{Park, Unparker, Wake};
-use crate::task::Task;
+use crate::sched::reactor::Dir;
+use crate::sched::task::Task;
 use crate::util::{SpinGuard, SpinLock};
 
 /// A base operation, type-erased.
@@ -440,7 +440,7 @@ pub fn writable(fd: RawFd) -> Event<()> {
 
 /// Whether a readiness leaf is ready now.
 fn fd_ready(fd: RawFd, dir: Dir) -> bool {
-    crate::io::source::ready_now(fd, dir).unwrap_or(true)
+    crate::sched::reactor::poll::ready_now(fd, dir).unwrap_or(true)
 }
 
 /// Ready when the task of `h` has ended.
@@ -729,7 +729,7 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usi
                 BaseOp::Ready { fd, dir } if in_task => {
                     // A descriptor epoll cannot watch (not open, or a regular file) is ready
                     // now, so `settle` commits it.
-                    let _ = crate::io::source::watch(*fd, *dir, park.unparker());
+                    let _ = crate::sched::reactor::source::watch(*fd, *dir, park.unparker());
                 }
                 _ => {}
             }
@@ -741,7 +741,7 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usi
         // offers are stale from now on; the nacks fire as `flat` is dropped. If the park
         // unwinds instead (the runtime dropping this task), the guard abandons.
         let deadline = if revalidate {
-            let slice = Instant::now() + crate::io::source::REVALIDATE;
+            let slice = Instant::now() + crate::sched::reactor::source::REVALIDATE;
             Some(at.map_or(slice, |t| t.min(slice)))
         } else {
             at

@@ -8,25 +8,14 @@
 //! - A plain OS thread (outside any task) blocks in `poll(2)` on the descriptor instead.
 //! - [`unblock`] runs a closure on a bounded pool of threads while the calling task parks.
 
-mod poller;
 mod pool;
-pub(crate) mod source;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-pub(crate) use poller::Poller;
 pub use pool::unblock;
-use source::Dir;
 
-/// Runs a libc call, mapping `-1` to the current `errno` as an `io::Error`.
-macro_rules! syscall {
-    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
-        // SAFETY: the caller upholds the syscall's contract; see the call site.
-        let res = unsafe { libc::$fn($($arg),*) };
-        if res == -1 { Err(std::io::Error::last_os_error()) } else { Ok(res) }
-    }};
-}
-pub(crate) use syscall;
+use crate::sched::reactor::Dir;
+use crate::sched::reactor::source;
 
 /// Waits until `fd` is readable (or at end of file, or in error): parks the task (its domain
 /// runs others), or blocks a plain OS thread in `poll(2)`.

@@ -102,7 +102,7 @@ macro_rules! timeouts {
                 &self,
                 dur: Option<::std::time::Duration>,
             ) -> ::std::io::Result<()> {
-                self.h.set_timeout($crate::io::source::Dir::Read, dur)
+                self.h.set_timeout($crate::sched::reactor::Dir::Read, dur)
             }
 
             /// How long a write may wait before it fails with `WouldBlock` (`None`: forever).
@@ -114,7 +114,7 @@ macro_rules! timeouts {
                 &self,
                 dur: Option<::std::time::Duration>,
             ) -> ::std::io::Result<()> {
-                self.h.set_timeout($crate::io::source::Dir::Write, dur)
+                self.h.set_timeout($crate::sched::reactor::Dir::Write, dur)
             }
 
             /// The read timeout.
@@ -123,7 +123,7 @@ macro_rules! timeouts {
             ///
             /// Never; the `Result` is std's.
             pub fn read_timeout(&self) -> ::std::io::Result<Option<::std::time::Duration>> {
-                Ok(self.h.timeout($crate::io::source::Dir::Read))
+                Ok(self.h.timeout($crate::sched::reactor::Dir::Read))
             }
 
             /// The write timeout.
@@ -132,7 +132,7 @@ macro_rules! timeouts {
             ///
             /// Never; the `Result` is std's.
             pub fn write_timeout(&self) -> ::std::io::Result<Option<::std::time::Duration>> {
-                Ok(self.h.timeout($crate::io::source::Dir::Write))
+                Ok(self.h.timeout($crate::sched::reactor::Dir::Write))
             }
         }
     };
@@ -148,7 +148,7 @@ macro_rules! stream_io {
             fn read(&mut self, buf: &mut [u8]) -> ::std::io::Result<usize> {
                 let len = buf.len();
                 self.h.op_stream(
-                    $crate::io::source::Dir::Read,
+                    $crate::sched::reactor::Dir::Read,
                     concat!(stringify!($t), "::read"),
                     len,
                     |mut s| ::std::io::Read::read(&mut s, buf),
@@ -162,7 +162,7 @@ macro_rules! stream_io {
             ) -> ::std::io::Result<usize> {
                 let len = $crate::net::handle::vectored_len(bufs.iter().map(|b| b.len()));
                 self.h.op_stream(
-                    $crate::io::source::Dir::Read,
+                    $crate::sched::reactor::Dir::Read,
                     concat!(stringify!($t), "::read"),
                     len,
                     |mut s| ::std::io::Read::read_vectored(&mut s, bufs),
@@ -175,7 +175,7 @@ macro_rules! stream_io {
             fn write(&mut self, buf: &[u8]) -> ::std::io::Result<usize> {
                 let fd = ::std::os::fd::AsRawFd::as_raw_fd(self.h.get());
                 self.h.op_stream(
-                    $crate::io::source::Dir::Write,
+                    $crate::sched::reactor::Dir::Write,
                     concat!(stringify!($t), "::write"),
                     buf.len(),
                     |_| $crate::net::handle::send(fd, buf),
@@ -190,7 +190,7 @@ macro_rules! stream_io {
                 let fd = ::std::os::fd::AsRawFd::as_raw_fd(self.h.get());
                 let len = $crate::net::handle::vectored_len(bufs.iter().map(|b| b.len()));
                 self.h.op_stream(
-                    $crate::io::source::Dir::Write,
+                    $crate::sched::reactor::Dir::Write,
                     concat!(stringify!($t), "::write"),
                     len,
                     |_| $crate::net::handle::send_vectored(fd, bufs),

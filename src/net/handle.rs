@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::io::source::{Dir, Source, Waited, poll_thread};
+use crate::sched::reactor::Dir;
+use crate::sched::reactor::poll::{Waited, poll_thread};
+use crate::sched::reactor::source::Source;
 
 /// A std socket `T` that looks blocking to tasks and threads (see the module doc).
 pub(crate) struct Handle<T: AsRawFd> {
@@ -190,7 +192,7 @@ impl<T: AsRawFd> Handle<T> {
         let fd = self.io.as_raw_fd();
         let mut first = true;
         self.op_until(dir, deadline, reason, || {
-            if std::mem::take(&mut first) || !crate::io::source::ready_now(fd, dir)? {
+            if std::mem::take(&mut first) || !crate::sched::reactor::poll::ready_now(fd, dir)? {
                 Err(io::Error::from_raw_os_error(libc::EAGAIN))
             } else {
                 Ok(())
@@ -280,7 +282,7 @@ impl From<io::Error> for TimedOut {
 pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
     let mut on = on as libc::c_int;
     // SAFETY: FIONBIO reads one c_int; an invalid fd gives EBADF.
-    crate::io::syscall!(ioctl(fd, libc::FIONBIO, &mut on))?;
+    crate::util::syscall!(ioctl(fd, libc::FIONBIO, &mut on))?;
     Ok(())
 }
 
@@ -288,7 +290,7 @@ pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
 /// stream writes use `write(2)`).
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for `buf.len()` bytes.
-    let n = crate::io::syscall!(send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL))?;
+    let n = crate::util::syscall!(send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL))?;
     Ok(n as usize)
 }
 
@@ -308,7 +310,7 @@ pub(crate) fn send_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>]) -> io::Res
     msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
     msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
     // SAFETY: `msg` points to `msg_iovlen` valid iovecs that outlive the call.
-    let n = crate::io::syscall!(sendmsg(fd, &msg, libc::MSG_NOSIGNAL))?;
+    let n = crate::util::syscall!(sendmsg(fd, &msg, libc::MSG_NOSIGNAL))?;
     Ok(n as usize)
 }
 
@@ -316,7 +318,7 @@ pub(crate) fn send_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>]) -> io::Res
 pub(crate) fn dup(fd: RawFd) -> io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::FromRawFd;
     // SAFETY: F_DUPFD_CLOEXEC on a descriptor we borrow; the result is a fresh descriptor.
-    let new = crate::io::syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, 0))?;
+    let new = crate::util::syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, 0))?;
     // SAFETY: fcntl returned a fresh descriptor that nothing else owns.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::addr::{RawAddr, domain_of, each_addr};
 use super::handle::{Handle, TimedOut};
-use crate::io::source::Dir;
-use crate::io::syscall;
+use crate::sched::reactor::Dir;
+use crate::util::syscall;
 
 /// A TCP socket server, listening for connections: `std::net::TcpListener` for tasks.
 ///

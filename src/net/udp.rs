@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 
 use super::handle::Handle;
-use crate::io::source::Dir;
+use crate::sched::reactor::Dir;
 
 /// A UDP socket: `std::net::UdpSocket` for tasks. Receiving parks the calling task until a
 /// datagram arrives, sending until the socket has room (a plain OS thread blocks in

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use super::handle::Handle;
 
-use crate::io::source::Dir;
-use crate::io::syscall;
+use crate::sched::reactor::Dir;
+use crate::util::syscall;
 
 /// A Unix-domain socket server: `std::os::unix::net::UnixListener` for tasks. `accept` parks
 /// the calling task (a plain OS thread blocks in `poll(2)`).

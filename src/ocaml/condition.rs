@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::mutex;
-use crate::sync::waitqueue::{WaitList, wait_in};
+use crate::sched::waitqueue::{WaitList, wait_in};
 use crate::util::SpinLock;
 
 /// A condition variable handle: cheap to clone, shared by every clone.

@@ -13,7 +13,7 @@
 pub mod counting {
     use std::sync::Arc;
 
-    use crate::sync::waitqueue::{WaitList, Woken, wait_in};
+    use crate::sched::waitqueue::{WaitList, Woken, wait_in};
     use crate::util::SpinLock;
 
     struct State {
@@ -126,7 +126,7 @@ pub mod counting {
 pub mod binary {
     use std::sync::Arc;
 
-    use crate::sync::waitqueue::{WaitList, Woken, wait_in};
+    use crate::sched::waitqueue::{WaitList, Woken, wait_in};
     use crate::util::SpinLock;
 
     struct State {

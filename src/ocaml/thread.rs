@@ -36,9 +36,10 @@ use std::hash::{Hash, Hasher};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-use crate::io::source::{Dir, wait_raw};
+use crate::sched::reactor::Dir;
+use crate::sched::reactor::source::wait_raw;
 
-use crate::task::{ExitTask, Face};
+use crate::sched::task::{ExitTask, Face};
 use crate::thread::Thread;
 
 /// A thread handle: cheap to clone, comparable and hashable (programs key tables on threads).

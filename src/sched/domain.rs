@@ -58,12 +58,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::park::Unparker;
+use super::reactor::Poller;
 use super::runtime::RuntimeShared;
-use crate::io::Poller;
+use super::timers::Timers;
+use crate::sched::task::{CachedTask, Task, TaskCache};
 use crate::stack::Pool;
 use crate::switch::Suspend;
-use crate::task::{CachedTask, Task, TaskCache};
-use crate::time::Timers;
 
 const NO_REQUEST: usize = usize::MAX;
 /// How long an idle domain sleeps before asking again when a peer has work it did not get.

@@ -7,20 +7,24 @@
 //!   [`domain::DomainShared`] (inbox, sleeping flag, eventfd, steal requests).
 //! - **runtime**: a set of domains started by `run` (or the global runtime used by `spawn` outside
 //!   any runtime) sharing ids, the stack arena and the shutdown protocol ([`runtime`]).
-//! - **task**: see [`crate::task`]. A task runs on one domain from its first run to its end.
+//! - **task**: see [`task`]. A task runs on one domain from its first run to its end.
 //!
 //! This module must not call epoll or map memory itself: it asks `io` and `stack`.
 
 pub(crate) mod domain;
 pub(crate) mod park;
+pub(crate) mod reactor;
 pub(crate) mod runtime;
+pub(crate) mod task;
+pub(crate) mod timers;
+pub(crate) mod waitqueue;
 
 use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use crate::sched::task::Task;
 use crate::switch::Suspend;
-use crate::task::Task;
 use domain::Local;
 
 thread_local! {

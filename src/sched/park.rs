@@ -66,15 +66,15 @@
 //! word leaves ARMED, and a waker calls `Thread::unpark` after its CAS. On a timeout the thread
 //! itself CASes `(g, ARMED) -> (g+1, IDLE, TIMED_OUT)`; if that fails a waker won.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::panic::Location;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use crate::task::Task;
+use super::reactor::poll::{PollWake, PolledPark};
+use super::task::Task;
 
 const STATE_MASK: u64 = 0b11;
 const IDLE: u64 = 0;
@@ -190,11 +190,9 @@ impl ParkWord {
 pub(crate) struct ThreadParker {
     word: ParkWord,
     thread: std::thread::Thread,
-    /// Set while the thread waits in `poll(2)` (a sync with readiness leaves) rather than in
-    /// `std::thread::park`: a waker then also writes `poll_wake`.
-    polling: AtomicBool,
-    /// The eventfd a polling thread includes in its `poll(2)` set; made on first use.
-    poll_wake: OnceLock<OwnedFd>,
+    /// How a waker interrupts the thread when it waits in `poll(2)` (a sync with readiness
+    /// leaves) rather than in `std::thread::park`.
+    poll: PollWake,
 }
 
 impl ThreadParker {
@@ -202,25 +200,15 @@ impl ThreadParker {
         ThreadParker {
             word: ParkWord::new(),
             thread: std::thread::current(),
-            polling: AtomicBool::new(false),
-            poll_wake: OnceLock::new(),
+            poll: PollWake::new(),
         }
     }
 
-    /// The waker's side of a wake-up, after its CAS won: unpark the thread, and if it polls,
-    /// write its eventfd. With the thread's side in `wait_polling` (store `polling`, fence,
-    /// read the word) this is a Dekker pair: either the thread sees the word woken and does
-    /// not poll, or we see `polling` and interrupt the poll.
+    /// The waker's side of a wake-up, after its CAS won: unpark the thread, and interrupt its
+    /// `poll(2)` if it polls.
     fn notify(&self) {
         self.thread.unpark();
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if self.polling.load(Ordering::SeqCst) {
-            if let Some(fd) = self.poll_wake.get() {
-                let one: u64 = 1;
-                // SAFETY: writing 8 bytes from a valid u64 to our eventfd.
-                let _ = unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-            }
-        }
+        self.poll.notify();
     }
 }
 
@@ -603,65 +591,24 @@ fn wait_thread_polling(
     deadline: Option<Instant>,
     fds: &[(RawFd, libc::c_short)],
 ) -> Wake {
-    let wake_fd = t.poll_wake.get_or_init(|| {
-        // SAFETY: eventfd(2) with valid flags.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        assert!(
-            fd >= 0,
-            "bobine: cannot make an eventfd: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
-        unsafe { OwnedFd::from_raw_fd(fd) }
-    });
-    let mut set: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&(fd, events)| libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        })
-        .collect();
-    set.push(libc::pollfd {
-        fd: wake_fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    });
-    loop {
-        t.polling.store(true, Ordering::SeqCst);
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if let Some(why) = t.word.outcome(gen_) {
-            t.polling.store(false, Ordering::SeqCst);
-            return why;
+    struct Polled<'a>(&'a ParkWord, u64);
+    impl PolledPark for Polled<'_> {
+        fn ended(&self) -> bool {
+            self.0.outcome(self.1).is_some()
         }
-        let ms = match deadline {
-            None => -1,
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    t.polling.store(false, Ordering::SeqCst);
-                    if t.word.wake(gen_, Wake::TimedOut) {
-                        return Wake::TimedOut;
-                    }
-                    continue;
-                }
-                (d - now)
-                    .as_nanos()
-                    .div_ceil(1_000_000)
-                    .min(i32::MAX as u128) as libc::c_int
-            }
-        };
-        // SAFETY: `set` is a valid array of pollfds.
-        let n = unsafe { libc::poll(set.as_mut_ptr(), set.len() as libc::nfds_t, ms) };
-        t.polling.store(false, Ordering::SeqCst);
-        let mut buf = 0u64;
-        // SAFETY: reading 8 bytes into a valid u64 from our non-blocking eventfd.
-        let _ = unsafe { libc::read(wake_fd.as_raw_fd(), (&mut buf as *mut u64).cast(), 8) };
-        let io_ready = n > 0 && set[..fds.len()].iter().any(|p| p.revents != 0);
-        if io_ready && t.word.wake(gen_, Wake::Unparked) {
-            return Wake::Unparked;
+        fn end(&self, timed_out: bool) -> bool {
+            let why = if timed_out {
+                Wake::TimedOut
+            } else {
+                Wake::Unparked
+            };
+            self.0.wake(self.1, why)
         }
     }
+    t.poll.wait(&Polled(&t.word, gen_), fds, deadline);
+    t.word
+        .outcome(gen_)
+        .expect("a polling wait returns once its park has ended")
 }
 
 fn wait_thread(t: &ThreadParker, gen_: u64, deadline: Option<Instant>) -> Wake {

@@ -35,9 +35,9 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 
 use super::domain::{DomainShared, Local, drop_unstarted};
+use crate::sched::task::{ExitTask, Face, Task, TaskConfig, payload_text};
 use crate::stack::{self, Arena, Pool};
 use crate::switch::{Fiber, catch_at_root};
-use crate::task::{ExitTask, Face, Task, TaskConfig, payload_text};
 
 static RUNTIME_SERIAL: AtomicU64 = AtomicU64::new(1);
 
@@ -241,7 +241,7 @@ fn task_config(rt: &RuntimeShared, opts: SpawnOptions) -> TaskConfig {
 unsafe fn new_task<B>(
     rt: &RuntimeShared,
     pool: &mut Pool,
-    recycled: Option<crate::task::CachedTask>,
+    recycled: Option<crate::sched::task::CachedTask>,
     opts: SpawnOptions,
     body: B,
 ) -> io::Result<Arc<Task>>

@@ -9,7 +9,7 @@ use std::sync::{LockResult, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::mutex::MutexGuard;
-use super::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::waitqueue::{WaitList, Woken, wait_in};
 use crate::util::SpinLock;
 
 /// A condition variable, like `std::sync::Condvar`, whose waits park the task.

@@ -33,7 +33,6 @@ mod poison;
 pub(crate) mod raw;
 mod rwlock;
 mod semaphore;
-pub(crate) mod waitqueue;
 
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard};

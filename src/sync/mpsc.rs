@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 pub use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
 
-use super::waitqueue::{WaitList, Woken, wait_in};
 use crate::sched::park::Unparker;
+use crate::sched::waitqueue::{WaitList, Woken, wait_in};
 use crate::util::{SpinGuard, SpinLock};
 
 struct Slot<T> {

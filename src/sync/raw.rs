@@ -31,7 +31,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::waitqueue::{WaitList, Woken, wait_in};
 use crate::util::SpinLock;
 
 const LOCKED: u8 = 1;

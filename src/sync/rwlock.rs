@@ -12,7 +12,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{LockResult, TryLockError, TryLockResult};
 
 use super::poison::Flag;
-use super::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::waitqueue::{WaitList, Woken, wait_in};
 use crate::util::SpinLock;
 
 const READER: u8 = 0;

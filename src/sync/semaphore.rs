@@ -3,7 +3,7 @@
 //! Both keep their count and their wait list under one spin lock. A released permit goes
 //! straight to the oldest waiter (hand-off), so a newcomer never overtakes a queued task.
 
-use super::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::waitqueue::{WaitList, Woken, wait_in};
 use crate::util::SpinLock;
 
 struct SemState {

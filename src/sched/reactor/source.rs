@@ -35,39 +35,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Dir;
+use super::poll::{Waited, closed_error, poll_thread, ready_now};
 use crate::sched::domain::DomainShared;
 use crate::sched::park::Unparker;
-use crate::sync::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::waitqueue::{WaitList, Woken, wait_in};
 use crate::util::SpinLock;
-
-/// A direction of readiness.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Dir {
-    Read = 0,
-    Write = 1,
-}
-
-impl Dir {
-    /// The `poll(2)` events of this direction.
-    pub(crate) fn poll_events(self) -> libc::c_short {
-        match self {
-            Dir::Read => libc::POLLIN | libc::POLLRDHUP,
-            Dir::Write => libc::POLLOUT,
-        }
-    }
-}
 
 /// How often waiters on a raw descriptor check that it still names the same file.
 pub(crate) const REVALIDATE: Duration = Duration::from_millis(100);
-
-/// How a wait for readiness ended without an error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Waited {
-    /// Readiness may have changed: try the operation again.
-    Retry,
-    /// The deadline passed first.
-    TimedOut,
-}
 
 struct Lists {
     waiters: [WaitList; 2],
@@ -139,10 +115,6 @@ impl Source {
         self.ticks[dir as usize].load(Ordering::Acquire)
     }
 
-    fn closed_error() -> io::Error {
-        io::Error::from_raw_os_error(libc::EBADF)
-    }
-
     /// Steps 2 and 3, for the running task: parks until an event in `dir` newer than `tick`,
     /// the deadline, or the source's closing. Returns `Ok(Retry)` also when the descriptor
     /// cannot be polled by epoll (a regular file is always ready).
@@ -155,7 +127,7 @@ impl Source {
         reason: &'static str,
     ) -> io::Result<Waited> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(Self::closed_error());
+            return Err(closed_error());
         }
         if !self.ensure_registered()? {
             return Ok(Waited::Retry);
@@ -168,7 +140,7 @@ impl Source {
             return Ok(Waited::Retry);
         }
         if self.closed.load(Ordering::Acquire) {
-            return Err(Self::closed_error());
+            return Err(closed_error());
         }
         match wait_in(
             &self.lists,
@@ -180,7 +152,7 @@ impl Source {
             || {},
             || {},
         ) {
-            Woken::Notified if self.closed.load(Ordering::Acquire) => Err(Self::closed_error()),
+            Woken::Notified if self.closed.load(Ordering::Acquire) => Err(closed_error()),
             Woken::Notified => Ok(Waited::Retry),
             Woken::TimedOut => Ok(Waited::TimedOut),
             Woken::Interrupted => crate::sched::interrupted_wait(reason),
@@ -359,7 +331,7 @@ fn identity(fd: RawFd) -> Option<(u64, u64)> {
 /// The source for a raw descriptor: the owner's if bobine owns it, else a raw source (made now,
 /// or kept from an earlier wait on the same file).
 fn raw_source(fd: RawFd) -> io::Result<Arc<Source>> {
-    let id = identity(fd).ok_or_else(Source::closed_error)?;
+    let id = identity(fd).ok_or_else(closed_error)?;
     let mut t = table(fd).lock().unwrap_or_else(|e| e.into_inner());
     if let Some(s) = t.get(&fd) {
         if s.identity.is_none() || s.identity == Some(id) {
@@ -423,69 +395,6 @@ impl Source {
     }
 }
 
-/// Whether `fd` is ready in `dir` right now (`poll(2)` with a zero timeout). An error or hang-up
-/// counts as ready: the operation will report it.
-pub(crate) fn ready_now(fd: RawFd, dir: Dir) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd,
-        events: dir.poll_events(),
-        revents: 0,
-    };
-    loop {
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, 0) };
-        if r >= 0 {
-            if p.revents & libc::POLLNVAL != 0 {
-                return Err(Source::closed_error());
-            }
-            return Ok(r > 0);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
-}
-
-/// Blocks the calling plain OS thread in `poll(2)` until `fd` is ready in `dir` or the
-/// deadline passes.
-pub(crate) fn poll_thread(fd: RawFd, dir: Dir, deadline: Option<Instant>) -> io::Result<Waited> {
-    let mut p = libc::pollfd {
-        fd,
-        events: dir.poll_events(),
-        revents: 0,
-    };
-    loop {
-        let ms = match deadline {
-            None => -1,
-            Some(d) => {
-                let now = Instant::now();
-                if now >= d {
-                    return Ok(Waited::TimedOut);
-                }
-                (d - now)
-                    .as_nanos()
-                    .div_ceil(1_000_000)
-                    .min(i32::MAX as u128) as libc::c_int
-            }
-        };
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, ms) };
-        if r > 0 {
-            if p.revents & libc::POLLNVAL != 0 {
-                return Err(Source::closed_error());
-            }
-            return Ok(Waited::Retry);
-        }
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
-            }
-        }
-    }
-}
-
 /// Waits until the raw descriptor `fd` is ready in `dir`, or `deadline` passes (`Ok(false)`).
 /// A descriptor closed meanwhile (or reused for another file) gives `EBADF`.
 #[track_caller]
@@ -500,7 +409,7 @@ pub(crate) fn wait_raw(
     if let Some(s) = &source {
         s.check_raw_registration();
     }
-    let first_id = identity(fd).ok_or_else(Source::closed_error)?;
+    let first_id = identity(fd).ok_or_else(closed_error)?;
     loop {
         let tick = source.as_ref().map(|s| s.tick(dir));
         if ready_now(fd, dir)? {
@@ -518,13 +427,13 @@ pub(crate) fn wait_raw(
                     s.wait(dir, tick, Some(until), reason)?;
                 }
                 if !s.still_same_file() {
-                    return Err(Source::closed_error());
+                    return Err(closed_error());
                 }
             }
             None => {
                 poll_thread(fd, dir, Some(until))?;
                 if identity(fd) != Some(first_id) {
-                    return Err(Source::closed_error());
+                    return Err(closed_error());
                 }
             }
         }

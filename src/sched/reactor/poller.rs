@@ -21,21 +21,24 @@
 //! when it has registrations, so I/O never starves behind computation.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
 use super::source::Source;
-use super::syscall;
 
 const WAKE_TOKEN: u64 = u64::MAX;
 /// Events read per `epoll_wait`.
 const BATCH: usize = 256;
 
 pub(crate) struct Poller {
-    epoll: OwnedFd,
-    wake: OwnedFd,
+    epoll: Epoll,
+    wake: EventFd,
     /// Live registrations (so a busy domain skips the zero-timeout poll when it has none).
     registered: AtomicUsize,
     slab: Mutex<Slab>,
@@ -44,7 +47,7 @@ pub(crate) struct Poller {
 
 /// `wait`'s buffers, kept between calls.
 struct Scratch {
-    events: Vec<libc::epoll_event>,
+    events: Vec<EpollEvent>,
     ready: Vec<(Arc<Source>, u32)>,
 }
 
@@ -79,30 +82,17 @@ impl Slab {
 
 impl Poller {
     pub(crate) fn new() -> io::Result<Poller> {
-        let epfd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
-        // SAFETY: epoll_create1 returned a fresh descriptor that nothing else owns.
-        let epoll = unsafe { OwnedFd::from_raw_fd(epfd) };
-        let efd = syscall!(eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK))?;
-        // SAFETY: eventfd returned a fresh descriptor that nothing else owns.
-        let wake = unsafe { OwnedFd::from_raw_fd(efd) };
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: WAKE_TOKEN,
-        };
-        // SAFETY: both descriptors are open; `ev` is a valid epoll_event.
-        syscall!(epoll_ctl(
-            epoll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            wake.as_raw_fd(),
-            &mut ev
-        ))?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        let wake =
+            EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE_TOKEN))?;
         Ok(Poller {
             epoll,
             wake,
             registered: AtomicUsize::new(0),
             slab: Mutex::new(Slab::default()),
             scratch: Mutex::new(Scratch {
-                events: vec![libc::epoll_event { events: 0, u64: 0 }; BATCH],
+                events: vec![EpollEvent::empty(); BATCH],
                 ready: Vec::with_capacity(BATCH),
             }),
         })
@@ -111,14 +101,8 @@ impl Poller {
     /// Wakes the thread sleeping in [`Poller::wait`] (or makes its next wait return at once).
     /// Callable from any thread.
     pub(crate) fn wake(&self) {
-        let one: u64 = 1;
-        // SAFETY: writing 8 bytes from a valid u64 to our eventfd. EAGAIN (counter saturated)
-        // still leaves the eventfd readable, which is all we need.
-        let _ = syscall!(write(
-            self.wake.as_raw_fd(),
-            &one as *const u64 as *const libc::c_void,
-            8
-        ));
+        // EAGAIN (the counter is saturated) still leaves the eventfd readable: all we need.
+        let _ = self.wake.write(1);
     }
 
     fn slab(&self) -> std::sync::MutexGuard<'_, Slab> {
@@ -145,51 +129,62 @@ impl Poller {
             entry.1 = Some(source.clone());
             (entry.0 as u64) << 32 | slot as u64
         };
-        let mut added = self.ctl(libc::EPOLL_CTL_ADD, source.fd(), token);
-        if added
-            .as_ref()
-            .is_err_and(|e| e.raw_os_error() == Some(libc::EEXIST))
-        {
+        // SAFETY: a source is registered while a task waits on its descriptor, which the
+        // waiter holds open for the duration of this call (an owned socket, or the descriptor a
+        // caller passed to a raw wait).
+        let fd = unsafe { BorrowedFd::borrow_raw(source.fd()) };
+        let mut added = self.epoll.add(fd, Self::event(token));
+        if added == Err(Errno::EEXIST) {
             // A registration of this number for the same file that bobine forgot (a raw
             // descriptor closed and reopened during a wait): take it over.
-            added = self.ctl(libc::EPOLL_CTL_MOD, source.fd(), token);
+            added = self.epoll.modify(fd, &mut Self::event(token));
         }
         if let Err(e) = added {
             let s = self.slab().remove(token);
             drop(s);
-            return Err(e);
+            return Err(e.into());
         }
         self.registered.fetch_add(1, Ordering::Relaxed);
         Ok(token)
     }
 
-    /// `epoll_ctl` with our events (edge-triggered, both directions) and `token`.
-    fn ctl(&self, op: libc::c_int, fd: RawFd, token: u64) -> io::Result<libc::c_int> {
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
-            u64: token,
-        };
-        // SAFETY: `ev` is a valid epoll_event; the descriptor is the caller's.
-        syscall!(epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev))
+    /// Our events (edge-triggered, both directions), with `token` as the data.
+    fn event(token: u64) -> EpollEvent {
+        let flags = EpollFlags::EPOLLIN
+            | EpollFlags::EPOLLOUT
+            | EpollFlags::EPOLLRDHUP
+            | EpollFlags::EPOLLET;
+        EpollEvent::new(flags, token)
     }
 
     /// Whether the registration of `fd` made as `token` still exists in the kernel (a raw
     /// descriptor's file may have been closed, which removes it, and the number reused).
+    ///
+    /// This one call goes through `libc`: `fd` may already be closed (that is what it asks),
+    /// so it cannot be lent as a `BorrowedFd`; the kernel answers `EBADF` or `ENOENT` then.
     pub(crate) fn still_registered(&self, fd: RawFd, token: u64) -> bool {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, token).is_ok()
+        let mut ev = Self::event(token);
+        // SAFETY: `ev` is a valid epoll_event (`EpollEvent` is a transparent wrapper of one);
+        // the kernel only reads it, and only looks the number `fd` up.
+        let r = unsafe {
+            libc::epoll_ctl(
+                self.epoll.0.as_raw_fd(),
+                libc::EPOLL_CTL_MOD,
+                fd,
+                (&mut ev as *mut EpollEvent).cast(),
+            )
+        };
+        r == 0
     }
 
     /// Step 3: removes the registration of `fd` made as `token`. `fd` must still be open (the
     /// caller deregisters before closing it).
     pub(crate) fn deregister(&self, fd: RawFd, token: u64) {
-        // SAFETY: DEL ignores the event argument; the descriptor is the caller's. An error
-        // (the file was released already) leaves nothing registered.
-        let _ = syscall!(epoll_ctl(
-            self.epoll.as_raw_fd(),
-            libc::EPOLL_CTL_DEL,
-            fd,
-            std::ptr::null_mut()
-        ));
+        // SAFETY: per this function's contract the descriptor is still open (its owner
+        // deregisters before closing it); the borrow lasts for this call.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        // An error (the file was released already) leaves nothing registered.
+        let _ = self.epoll.delete(fd);
         self.forget(token);
     }
 
@@ -223,32 +218,26 @@ impl Poller {
     /// dispatching the I/O events to their sources. Returns whether a wake-up arrived (and
     /// consumes it). Only the domain's own thread calls this.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> bool {
-        let ms: libc::c_int = match timeout {
-            None => -1,
+        let ms = match timeout {
+            None => EpollTimeout::NONE,
             // Round up so a sleeper never wakes before its deadline and spins.
-            Some(d) => d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int,
+            Some(d) => EpollTimeout::try_from(d.as_nanos().div_ceil(1_000_000))
+                .unwrap_or(EpollTimeout::MAX),
         };
         // Only the domain's thread waits, so the scratch lock is never contended; keeping the
         // buffers saves clearing 7 KiB of stack per wait.
         let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let Scratch { events, ready } = &mut *scratch;
-        // SAFETY: `events` has room for BATCH entries. An error (a signal) reports nothing; the
-        // caller's loop looks again at once.
-        let n = syscall!(epoll_wait(
-            self.epoll.as_raw_fd(),
-            events.as_mut_ptr(),
-            BATCH as libc::c_int,
-            ms
-        ))
-        .map_or(0, |n| n as usize);
+        // An error (a signal) reports nothing; the caller's loop looks again at once.
+        let n = self.epoll.wait(events, ms).unwrap_or(0);
         let mut woken = false;
         if n > 0 {
             let slab = self.slab();
             for ev in &events[..n] {
-                if ev.u64 == WAKE_TOKEN {
+                if ev.data() == WAKE_TOKEN {
                     woken = true;
-                } else if let Some(s) = slab.lookup(ev.u64) {
-                    ready.push((s.clone(), ev.events));
+                } else if let Some(s) = slab.lookup(ev.data()) {
+                    ready.push((s.clone(), ev.events().bits() as u32));
                 }
             }
         }
@@ -271,12 +260,7 @@ impl Poller {
     }
 
     fn drain_wake(&self) {
-        let mut buf: u64 = 0;
-        // SAFETY: reading 8 bytes into a valid u64 from our non-blocking eventfd.
-        let _ = syscall!(read(
-            self.wake.as_raw_fd(),
-            &mut buf as *mut u64 as *mut libc::c_void,
-            8
-        ));
+        // Non-blocking: nothing to read is fine.
+        let _ = self.wake.read();
     }
 }
