@@ -26,6 +26,7 @@
 //! });
 //! ```
 
+mod barrier;
 mod condvar;
 pub mod mpsc;
 mod mutex;
@@ -34,8 +35,9 @@ pub(crate) mod raw;
 mod rwlock;
 mod semaphore;
 
+pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard};
 pub use rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-pub use semaphore::{Barrier, BarrierWaitResult, Semaphore};
+pub use semaphore::Semaphore;
 pub use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};

@@ -1,0 +1,95 @@
+//! `Barrier`, like `std::sync::Barrier`: the arrival count and the wait list under one spin lock;
+//! the last to arrive opens it, wakes every waiter and is the leader.
+
+use crate::sched::waitqueue::{WaitList, Woken, wait_in};
+use crate::util::SpinLock;
+
+struct BarrierState {
+    arrived: usize,
+    queue: WaitList,
+}
+
+/// A barrier for `n` tasks, like `std::sync::Barrier`.
+///
+/// ```
+/// use std::sync::Arc;
+/// bobine::run(|| {
+///     let b = Arc::new(bobine::sync::Barrier::new(3));
+///     let hs: Vec<_> = (0..3).map(|_| {
+///         let b = b.clone();
+///         bobine::thread::spawn(move || b.wait().is_leader())
+///     }).collect();
+///     let leaders = hs.into_iter().map(|h| h.join().unwrap()).filter(|l| *l).count();
+///     assert_eq!(leaders, 1);
+/// });
+/// ```
+pub struct Barrier {
+    n: usize,
+    state: SpinLock<BarrierState>,
+}
+
+/// What [`Barrier::wait`] returns, like `std::sync::BarrierWaitResult`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BarrierWaitResult(bool);
+
+impl BarrierWaitResult {
+    /// True for exactly one of the tasks that passed the barrier together: the last to arrive.
+    pub fn is_leader(&self) -> bool {
+        self.0
+    }
+}
+
+impl Barrier {
+    /// A barrier that opens when `n` tasks wait on it (`n` of 0 or 1 never blocks).
+    pub const fn new(n: usize) -> Barrier {
+        Barrier {
+            n,
+            state: SpinLock::new(BarrierState {
+                arrived: 0,
+                queue: WaitList::new(),
+            }),
+        }
+    }
+
+    /// Waits until `n` tasks are waiting, then lets them all through; reusable.
+    ///
+    /// # Panics
+    ///
+    /// If the task is unwound while it waits (its runtime is ending).
+    #[track_caller]
+    pub fn wait(&self) -> BarrierWaitResult {
+        let mut state = self.state.lock();
+        state.arrived += 1;
+        if state.arrived >= self.n {
+            state.arrived = 0;
+            while let Some(u) = state.queue.pop_front() {
+                u.unpark();
+            }
+            return BarrierWaitResult(true);
+        }
+        let woken = wait_in(
+            &self.state,
+            state,
+            |s| &mut s.queue,
+            0,
+            "Barrier::wait",
+            None,
+            || (),
+            || (),
+        );
+        if woken != Woken::Notified {
+            // We no longer wait: do not count us towards the opening.
+            self.state.lock().arrived -= 1;
+            crate::sched::interrupted_wait("Barrier::wait");
+        }
+        BarrierWaitResult(false)
+    }
+}
+
+impl std::fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Barrier")
+            .field("n", &self.n)
+            .finish_non_exhaustive()
+    }
+}
