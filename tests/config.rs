@@ -4,22 +4,8 @@
 
 mod common;
 
-use std::process::{Command, Output};
-
-/// Re-runs this test binary on one test with extra environment variables.
-fn child(test: &str, env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]);
-    cmd.env("BOBINE_CONFIG_CHILD", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
-fn is_child() -> bool {
-    std::env::var_os("BOBINE_CONFIG_CHILD").is_some()
-}
+/// Set in the environment of a child run to make the test run its child body.
+const CHILD_ENV: &str = "BOBINE_CONFIG_CHILD";
 
 /// How many domain threads this process has. A new thread names itself once it runs, so
 /// the count is read until it reaches `expect` (or 5 s pass), then read once more after a pause
@@ -43,12 +29,15 @@ fn domain_threads(expect: usize) -> usize {
 /// `BOBINE_DOMAINS=3` starts three domains: the caller plus two domain threads.
 #[test]
 fn domains_from_the_environment() {
-    if is_child() {
+    if common::child::is_child(CHILD_ENV) {
         let domains = bobine::run(|| domain_threads(2));
         println!("domain threads: {domains}");
         return;
     }
-    let out = child("domains_from_the_environment", &[("BOBINE_DOMAINS", "3")]);
+    let out = common::child::run(
+        "domains_from_the_environment",
+        &[(CHILD_ENV, "1"), ("BOBINE_DOMAINS", "3")],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -61,14 +50,14 @@ fn domains_from_the_environment() {
 /// An explicit `Builder::domains` wins over `BOBINE_DOMAINS`.
 #[test]
 fn builder_wins_over_the_environment() {
-    if is_child() {
+    if common::child::is_child(CHILD_ENV) {
         let domains = bobine::Builder::new().domains(2).run(|| domain_threads(1));
         println!("domain threads: {domains}");
         return;
     }
-    let out = child(
+    let out = common::child::run(
         "builder_wins_over_the_environment",
-        &[("BOBINE_DOMAINS", "4")],
+        &[(CHILD_ENV, "1"), ("BOBINE_DOMAINS", "4")],
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -83,7 +72,7 @@ fn builder_wins_over_the_environment() {
 /// and the report names the size.
 #[test]
 fn stack_size_from_the_environment() {
-    if is_child() {
+    if common::child::is_child(CHILD_ENV) {
         bobine::Builder::new().domains(1).run(|| {
             #[inline(never)]
             fn dig(n: u32) -> u64 {
@@ -98,9 +87,9 @@ fn stack_size_from_the_environment() {
         });
         return;
     }
-    let out = child(
+    let out = common::child::run(
         "stack_size_from_the_environment",
-        &[("BOBINE_STACK_SIZE", "32K")],
+        &[(CHILD_ENV, "1"), ("BOBINE_STACK_SIZE", "32K")],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
@@ -113,14 +102,14 @@ fn stack_size_from_the_environment() {
 /// A malformed `BOBINE_DOMAINS` is refused with a message that names the variable.
 #[test]
 fn malformed_environment_is_a_clear_error() {
-    if is_child() {
+    if common::child::is_child(CHILD_ENV) {
         bobine::run(|| ());
         return;
     }
     for bad in ["zero", "0", "-2", ""] {
-        let out = child(
+        let out = common::child::run(
             "malformed_environment_is_a_clear_error",
-            &[("BOBINE_DOMAINS", bad)],
+            &[(CHILD_ENV, "1"), ("BOBINE_DOMAINS", bad)],
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "BOBINE_DOMAINS={bad:?} was accepted");

@@ -14,9 +14,7 @@ mod ocaml_event_reference;
 #[allow(dead_code)]
 mod prime_sieve;
 
-fn on<T>(domains: usize, f: impl FnOnce() -> T) -> T {
-    bobine::Builder::new().domains(domains).run(f)
-}
+use common::tasks::on_domains;
 
 /// Checks one run of the reference program: both `f` threads printed `before` then `during`,
 /// exactly one printed its `after` line with `hello`, and `g` started and ended.
@@ -54,7 +52,7 @@ fn check_reference_output(lines: &[String], what: &str) {
 #[test]
 fn reference_program_delivers_hello_to_exactly_one_receiver_on_one_domain() {
     common::watchdog(60, "reference_program_on_one_domain", || {
-        let lines = on(1, || ocaml_event_reference::program(1.0, false));
+        let lines = on_domains(1, || ocaml_event_reference::program(1.0, false));
         check_reference_output(&lines, "one domain");
     });
 }
@@ -63,7 +61,7 @@ fn reference_program_delivers_hello_to_exactly_one_receiver_on_one_domain() {
 #[test]
 fn reference_program_delivers_hello_to_exactly_one_receiver_on_three_domains() {
     common::watchdog(60, "reference_program_on_three_domains", || {
-        let lines = on(3, || ocaml_event_reference::program(1.0, false));
+        let lines = on_domains(3, || ocaml_event_reference::program(1.0, false));
         check_reference_output(&lines, "three domains");
     });
 }
@@ -89,7 +87,7 @@ fn prime_sieve_gives_the_first_hundred_primes() {
         assert_eq!(expected.len(), 100);
         assert_eq!(expected[99], 541);
         for domains in [1, 2, 3] {
-            let primes = on(domains, || prime_sieve::first_primes(100));
+            let primes = on_domains(domains, || prime_sieve::first_primes(100));
             assert_eq!(primes, expected, "on {domains} domain(s)");
         }
     });
@@ -102,7 +100,7 @@ fn account_server_balance_is_the_sum_of_all_puts() {
     const PUTS: u64 = 150;
     common::watchdog(60, "account_server_balance_is_the_sum_of_all_puts", || {
         for domains in [1, 2, 3] {
-            let r = on(domains, || account_server::simulate(100, CLIENTS, PUTS));
+            let r = on_domains(domains, || account_server::simulate(100, CLIENTS, PUTS));
             let what = format!("on {domains} domain(s): {r:?}");
             assert_eq!(r.stats.balance, r.expected_balance, "{what}");
             assert_eq!(r.stats.puts, CLIENTS * PUTS, "{what}");

@@ -8,37 +8,14 @@
 
 mod common;
 
-use std::any::Any;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bobine::event::{self, Channel, Event, after, at, choose, guard, select, with_nack};
 use bobine::thread::{spawn, yield_now};
-
-fn on<T>(domains: usize, f: impl FnOnce() -> T) -> T {
-    bobine::Builder::new().domains(domains).run(f)
-}
-
-/// The text of a panic payload (`&str` or `String`).
-fn message(p: &(dyn Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string payload>".to_owned()
-    }
-}
-
-/// Runs `f`, which must panic, and returns the panic's message.
-fn panic_of<R>(f: impl FnOnce() -> R) -> String {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(_) => panic!("expected a panic"),
-        Err(p) => message(&*p),
-    }
-}
+use common::panics::panic_text;
+use common::tasks::on_domains;
 
 /// Yields until `flag` reads `want`.
 fn wait_for(flag: &AtomicUsize, want: usize) {
@@ -84,7 +61,7 @@ fn counter() -> Arc<AtomicUsize> {
 #[test]
 fn guard_runs_once_per_sync_even_in_a_branch_not_chosen() {
     common::watchdog(60, "guard_runs_once_per_sync", || {
-        on(1, || {
+        on_domains(1, || {
             let idle: Channel<u64> = Channel::new();
             let (g1, g2, g3) = (counter(), counter(), counter());
             const ROUNDS: usize = 100;
@@ -155,7 +132,7 @@ fn guard_runs_once_per_sync_even_in_a_branch_not_chosen() {
 #[test]
 fn guards_run_depth_first_left_to_right() {
     common::watchdog(60, "guards_run_depth_first_left_to_right", || {
-        on(1, || {
+        on_domains(1, || {
             let log = Log::default();
             let g = |name: &'static str, inner: Event<u32>, log: &Log| {
                 let log = log.clone();
@@ -185,10 +162,10 @@ fn guards_run_depth_first_left_to_right() {
 #[test]
 fn a_panic_in_a_guard_leaves_sync_before_anything_is_offered() {
     common::watchdog(60, "a_panic_in_a_guard_leaves_sync", || {
-        on(1, || {
+        on_domains(1, || {
             let c: Channel<u64> = Channel::new();
             let c2 = c.clone();
-            let msg = panic_of(move || {
+            let msg = panic_text(move || {
                 select(vec![
                     c2.send_evt(1),
                     guard(|| -> Event<()> { panic!("guard failed") }),
@@ -214,7 +191,7 @@ fn a_panic_in_a_guard_leaves_sync_before_anything_is_offered() {
             });
             wait_for(&waiting, 1);
             let c2 = c.clone();
-            let msg = panic_of(move || {
+            let msg = panic_text(move || {
                 select(vec![
                     c2.send_evt(1),
                     guard(|| -> Event<()> { panic!("guard failed again") }),
@@ -236,7 +213,7 @@ fn a_panic_in_a_guard_leaves_sync_before_anything_is_offered() {
 #[test]
 fn choice_is_uniform_among_ready_always_leaves() {
     common::watchdog(60, "choice_is_uniform_among_ready_always_leaves", || {
-        on(1, || {
+        on_domains(1, || {
             let mut hits = [0u32; 3];
             for _ in 0..3000 {
                 let i = select(vec![
@@ -263,7 +240,7 @@ fn choice_is_uniform_among_ready_always_leaves() {
 #[test]
 fn choice_is_uniform_among_ready_channels() {
     common::watchdog(60, "choice_is_uniform_among_ready_channels", || {
-        on(1, || {
+        on_domains(1, || {
             let chans: Vec<Channel<u64>> = (0..3).map(|_| Channel::new()).collect();
             let offered: Vec<Arc<AtomicUsize>> = (0..3).map(|_| counter()).collect();
             for (c, o) in chans.iter().zip(&offered) {
@@ -306,7 +283,7 @@ fn choice_is_uniform_among_ready_channels() {
 #[test]
 fn blocked_partners_are_served_first_come_first_served() {
     common::watchdog(60, "blocked_partners_are_served_fcfs", || {
-        on(1, || {
+        on_domains(1, || {
             let idle: Channel<u64> = Channel::new();
             for round in 0..50u64 {
                 let c: Channel<u64> = Channel::new();
@@ -365,7 +342,7 @@ fn blocked_partners_are_served_first_come_first_served() {
 #[test]
 fn a_sync_never_matches_itself() {
     common::watchdog(60, "a_sync_never_matches_itself", || {
-        on(1, || {
+        on_domains(1, || {
             let c: Channel<u64> = Channel::new();
             assert_eq!(send_or_receive(&c, 1).poll(), None);
             for _ in 0..20 {
@@ -387,7 +364,7 @@ fn a_sync_never_matches_itself() {
 fn two_syncs_offering_send_and_receive_pair_up() {
     common::watchdog(60, "two_syncs_offering_send_and_receive_pair_up", || {
         for domains in [1, 2] {
-            let (a_sent, b_sent) = on(domains, || {
+            let (a_sent, b_sent) = on_domains(domains, || {
                 let c: Channel<u64> = Channel::new();
                 let (mut a_sent, mut b_sent) = (0, 0);
                 for _ in 0..200 {
@@ -411,7 +388,7 @@ fn two_syncs_offering_send_and_receive_pair_up() {
 #[test]
 fn always_gets_no_preference_and_a_blocked_partner_keeps_its_value() {
     common::watchdog(60, "always_gets_no_preference", || {
-        on(1, || {
+        on_domains(1, || {
             let c: Channel<u64> = Channel::new();
             let (offered, sent) = (counter(), counter());
             let (c2, o2, s2) = (c.clone(), offered.clone(), sent.clone());
@@ -453,7 +430,7 @@ fn always_gets_no_preference_and_a_blocked_partner_keeps_its_value() {
 #[test]
 fn poll_performs_a_ready_communication() {
     common::watchdog(60, "poll_performs_a_ready_communication", || {
-        on(1, || {
+        on_domains(1, || {
             let c: Channel<u64> = Channel::new();
             for round in 0..20 {
                 let waiting = counter();
@@ -485,7 +462,7 @@ fn poll_performs_a_ready_communication() {
 #[test]
 fn poll_that_finds_nothing_leaves_no_offer_and_runs_every_wrap_abort() {
     common::watchdog(60, "poll_that_finds_nothing", || {
-        on(2, || {
+        on_domains(2, || {
             let c: Channel<u64> = Channel::new();
             assert_eq!(c.recv_evt().poll(), None);
             assert_eq!(c.send_evt(1).poll(), None);
@@ -533,7 +510,7 @@ fn poll_that_finds_nothing_leaves_no_offer_and_runs_every_wrap_abort() {
 #[test]
 fn wrap_functions_apply_inner_first() {
     common::watchdog(60, "wrap_functions_apply_inner_first", || {
-        on(2, || {
+        on_domains(2, || {
             let log = Log::default();
             let (l1, l2) = (log.clone(), log.clone());
             let v = Event::always(2)
@@ -579,7 +556,7 @@ fn wrap_functions_apply_inner_first() {
 #[test]
 fn wrap_abort_of_branches_not_chosen_runs_once_in_reverse_order_after_the_wrap() {
     common::watchdog(60, "wrap_abort_of_branches_not_chosen", || {
-        on(1, || {
+        on_domains(1, || {
             let log = Log::default();
             let idle: Channel<u64> = Channel::new();
             let l = |name: &'static str| {
@@ -636,7 +613,7 @@ fn wrap_abort_of_branches_not_chosen_runs_once_in_reverse_order_after_the_wrap()
 #[test]
 fn wrap_abort_not_under_a_choice_never_runs() {
     common::watchdog(60, "wrap_abort_not_under_a_choice_never_runs", || {
-        on(1, || {
+        on_domains(1, || {
             let aborts = counter();
             let a = || {
                 let n = aborts.clone();
@@ -663,7 +640,7 @@ fn wrap_abort_not_under_a_choice_never_runs() {
 #[test]
 fn a_panic_in_a_wrap_escapes_sync_after_the_communication() {
     common::watchdog(60, "a_panic_in_a_wrap_escapes_sync", || {
-        on(1, || {
+        on_domains(1, || {
             let c: Channel<u64> = Channel::new();
             // Our sync is ready at once (the receiver is blocked).
             let waiting = counter();
@@ -674,7 +651,7 @@ fn a_panic_in_a_wrap_escapes_sync_after_the_communication() {
             });
             wait_for(&waiting, 1);
             let c2 = c.clone();
-            let msg = panic_of(move || {
+            let msg = panic_text(move || {
                 c2.send_evt(5)
                     .wrap(|()| -> u8 { panic!("wrap failed") })
                     .sync()
@@ -687,7 +664,7 @@ fn a_panic_in_a_wrap_escapes_sync_after_the_communication() {
             let sender = spawn(move || c2.send(9));
             let aborts = counter();
             let (c2, a2) = (c.clone(), aborts.clone());
-            let msg = panic_of(move || {
+            let msg = panic_text(move || {
                 select(vec![
                     c2.recv_evt().wrap(|v| -> u64 { panic!("got {v}") }),
                     Event::never().wrap_abort(move || {
@@ -707,20 +684,20 @@ fn a_panic_in_a_wrap_escapes_sync_after_the_communication() {
 fn choose_and_select_of_nothing_panic_invalid_argument() {
     common::watchdog(60, "choose_and_select_of_nothing", || {
         const EXPECTED: &str = "Invalid_argument(\"Event.choose\")";
-        on(1, || {
-            assert_eq!(panic_of(|| choose::<u32>(vec![])), EXPECTED);
-            assert_eq!(panic_of(|| select::<u32>(vec![])), EXPECTED);
+        on_domains(1, || {
+            assert_eq!(panic_text(|| choose::<u32>(vec![])), EXPECTED);
+            assert_eq!(panic_text(|| select::<u32>(vec![])), EXPECTED);
             assert_eq!(
-                panic_of(|| bobine::ocaml::event::choose::<u32>(vec![])),
+                panic_text(|| bobine::ocaml::event::choose::<u32>(vec![])),
                 EXPECTED
             );
             assert_eq!(
-                panic_of(|| bobine::ocaml::event::select::<u32>(vec![])),
+                panic_text(|| bobine::ocaml::event::select::<u32>(vec![])),
                 EXPECTED
             );
         });
         // On a plain thread too.
-        assert_eq!(panic_of(|| select::<u32>(vec![])), EXPECTED);
+        assert_eq!(panic_text(|| select::<u32>(vec![])), EXPECTED);
     });
 }
 
@@ -737,7 +714,7 @@ impl Drop for Tracked {
 #[test]
 fn values_of_any_send_type_travel() {
     common::watchdog(60, "values_of_any_send_type_travel", || {
-        on(2, || {
+        on_domains(2, || {
             type Job = Box<dyn FnOnce(u64) -> u64 + Send>;
             let jobs: Channel<Job> = Channel::new();
             let j2 = jobs.clone();
@@ -802,7 +779,7 @@ fn a_sync_dropped_with_its_runtime_leaves_no_live_offer() {
             let receives: Channel<Tracked> = Channel::new();
             let sends: Channel<Tracked> = Channel::new();
             let (r, s, d) = (receives.clone(), sends.clone(), drops.clone());
-            on(1, move || {
+            on_domains(1, move || {
                 let blocked = counter();
                 let b2 = blocked.clone();
                 spawn(move || {
@@ -847,7 +824,7 @@ fn a_sync_dropped_with_its_runtime_leaves_no_live_offer() {
 #[test]
 fn after_counts_from_the_start_of_each_sync() {
     common::watchdog(60, "after_counts_from_the_start_of_each_sync", || {
-        on(1, || {
+        on_domains(1, || {
             let ev = after(Duration::from_millis(50));
             bobine::thread::sleep(Duration::from_millis(120));
             let t0 = Instant::now();
@@ -882,7 +859,7 @@ fn after_counts_from_the_start_of_each_sync() {
 #[test]
 fn at_a_time_in_the_past_is_ready_at_once() {
     common::watchdog(60, "at_a_time_in_the_past_is_ready_at_once", || {
-        on(1, || {
+        on_domains(1, || {
             let past = Instant::now();
             bobine::thread::sleep(Duration::from_millis(2));
             assert_eq!(at(past).poll(), Some(()));
@@ -900,7 +877,7 @@ fn at_a_time_in_the_past_is_ready_at_once() {
 #[test]
 fn join_is_ready_when_the_task_ends() {
     common::watchdog(60, "join_is_ready_when_the_task_ends", || {
-        on(2, || {
+        on_domains(2, || {
             let gate: Channel<u64> = Channel::new();
             let g2 = gate.clone();
             let h = spawn(move || g2.recv() * 2);
@@ -959,7 +936,7 @@ fn with_nack_fires_when_the_sync_commits_elsewhere() {
         60,
         "with_nack_fires_when_the_sync_commits_elsewhere",
         || {
-            on(2, || {
+            on_domains(2, || {
                 let idle: Channel<u64> = Channel::new();
                 let slot = NackSlot::default();
                 let v = select(vec![nacked(&slot, idle.recv_evt()), Event::always(7)]);
@@ -997,7 +974,7 @@ fn with_nack_fires_when_the_sync_commits_elsewhere() {
 #[test]
 fn with_nack_fires_when_poll_gives_none() {
     common::watchdog(60, "with_nack_fires_when_poll_gives_none", || {
-        on(1, || {
+        on_domains(1, || {
             let idle: Channel<u64> = Channel::new();
             let slot = NackSlot::default();
             assert_eq!(
@@ -1013,10 +990,10 @@ fn with_nack_fires_when_poll_gives_none() {
 #[test]
 fn with_nack_fires_when_a_later_guard_panics() {
     common::watchdog(60, "with_nack_fires_when_a_later_guard_panics", || {
-        on(1, || {
+        on_domains(1, || {
             let slot = NackSlot::default();
             let s2 = slot.clone();
-            let msg = panic_of(move || {
+            let msg = panic_text(move || {
                 select(vec![
                     nacked(&s2, Event::always(1)),
                     guard(|| -> Event<u32> { panic!("late guard") }),
@@ -1035,7 +1012,7 @@ fn with_nack_does_not_fire_when_its_branch_is_chosen() {
         60,
         "with_nack_does_not_fire_when_its_branch_is_chosen",
         || {
-            on(2, || {
+            on_domains(2, || {
                 let slot = NackSlot::default();
                 let v = select(vec![nacked(&slot, Event::always(1)), Event::never()]);
                 assert_eq!(v, 1);
@@ -1075,7 +1052,7 @@ fn ocaml_face_names_work_the_same() {
     use bobine::ocaml::event as ev;
     use bobine::ocaml::thread;
     common::watchdog(60, "ocaml_face_names_work_the_same", || {
-        on(2, || {
+        on_domains(2, || {
             let c = ev::new_channel::<&'static str>();
             let t = thread::create(move |c| ev::sync(ev::send(&c, "hello")), c.clone());
             assert_eq!(ev::sync(ev::receive(&c)), "hello");

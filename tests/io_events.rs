@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -318,10 +318,8 @@ fn a_raw_descriptor_closed_behind_bobines_back_ends_a_blocked_sync() {
         "a_raw_descriptor_closed_behind_bobines_back_ends_a_blocked_sync",
         || {
             fn check(where_: &'static str) -> Result<(), String> {
-                let mut fds = [0i32; 2];
-                // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-                assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-                let (r, w) = (fds[0], fds[1]);
+                let (r, w) = common::fds::pipe();
+                let (r, w) = (r.into_raw_fd(), w.into_raw_fd());
                 let closer = std::thread::spawn(move || {
                     std::thread::sleep(Duration::from_millis(30));
                     // SAFETY: the read end is ours and closed once, here.

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bobine::io::unblock;
 use bobine::thread;
+use common::tasks::spawn_ticker;
 
 /// The closure's value comes back to the calling task, whatever its type.
 #[test]
@@ -88,16 +89,6 @@ fn the_domain_keeps_running_tasks_during_a_blocking_call() {
             });
         },
     );
-}
-
-/// A task that increments `ticks` every 2 ms until `stop`.
-fn spawn_ticker(ticks: Arc<AtomicUsize>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
-    thread::spawn(move || {
-        while !stop.load(Ordering::SeqCst) {
-            ticks.fetch_add(1, Ordering::SeqCst);
-            thread::sleep(Duration::from_millis(2));
-        }
-    })
 }
 
 /// 64 tasks of one domain each make a blocking call at once, with the pool already warm (an

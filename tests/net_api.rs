@@ -15,14 +15,8 @@ use std::time::{Duration, Instant};
 
 use bobine::net::{Shutdown, TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
 use bobine::thread;
-
-/// A connected pair of TCP streams on loopback: (client, server side).
-fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server, _) = listener.accept().unwrap();
-    (client, server)
-}
+use common::fds::tcp_pair;
+use common::tasks::in_task_and_thread;
 
 /// A fresh socket path in the temporary directory.
 fn socket_path(name: &str) -> PathBuf {
@@ -34,14 +28,6 @@ fn socket_path(name: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_file(&p);
     p
-}
-
-/// Runs `body` in a task, then on a plain OS thread outside any runtime.
-fn in_task_and_thread(body: fn(&str)) {
-    bobine::run(|| body("in a task"));
-    std::thread::spawn(move || body("on a plain thread"))
-        .join()
-        .unwrap();
 }
 
 const TIMEOUT: Duration = Duration::from_millis(100);

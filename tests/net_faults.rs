@@ -11,59 +11,19 @@ mod common;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use bobine::net::{Shutdown, TcpListener, TcpStream, UdpSocket, UnixStream};
 use bobine::thread;
+use common::fds::{pipe, tcp_pair};
+use common::panics::payload_text;
+use common::tasks::in_task_and_thread;
 
 /// Set (to the test's name) in the environment of a child process to make that test run its
 /// child body.
 const CHILD_ENV: &str = "BOBINE_NET_FAULTS_CHILD";
-
-/// Whether this process is the child run of `test`.
-fn is_child(test: &str) -> bool {
-    std::env::var(CHILD_ENV).is_ok_and(|v| v == test)
-}
-
-/// Runs the test `test` of this binary in a child process (its child body) and returns its
-/// output.
-fn run_child(test: &str) -> Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("cannot run the test binary as a child")
-}
-
-/// Asserts that a child run ended normally (not killed by a signal) and successfully.
-fn assert_child_ok(test: &str, out: &Output) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.signal(),
-        None,
-        "child '{test}' was killed by signal {:?} (13 is SIGPIPE)\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status.signal()
-    );
-    assert!(
-        out.status.success(),
-        "child '{test}' failed: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-}
-
-/// A connected pair of bobine TCP streams on loopback: (client, server side).
-fn tcp_pair() -> (TcpStream, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (server, _) = listener.accept().unwrap();
-    (client, server)
-}
 
 /// `SO_LINGER` on with a zero timeout: closing the socket then sends a reset.
 fn set_linger_zero(fd: RawFd) {
@@ -89,16 +49,6 @@ fn set_linger_zero(fd: RawFd) {
     );
 }
 
-/// A pipe (read end, write end), close-on-exec, blocking.
-fn pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(r, 0, "pipe2: {}", io::Error::last_os_error());
-    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
-
 /// Writes `bytes` to a raw descriptor.
 fn write_raw(fd: RawFd, bytes: &[u8]) {
     // SAFETY: `bytes` is valid for its length.
@@ -122,17 +72,6 @@ fn wait_readable_raw(raw: RawFd) -> io::Result<()> {
 
 fn is_ebadf(r: &io::Result<()>) -> bool {
     matches!(r, Err(e) if e.raw_os_error() == Some(libc::EBADF))
-}
-
-/// A panic payload as text.
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else {
-        "<non-string panic payload>".to_string()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -337,13 +276,13 @@ fn accept_storm_child() {
 #[test]
 fn accept_at_emfile_backs_off_reports_once_and_resumes() {
     const NAME: &str = "accept_at_emfile_backs_off_reports_once_and_resumes";
-    if is_child(NAME) {
+    if common::child::is_child_of(CHILD_ENV, NAME) {
         common::watchdog(30, NAME, accept_storm_child);
         return;
     }
     common::watchdog(60, NAME, || {
-        let out = run_child(NAME);
-        assert_child_ok(NAME, &out);
+        let out = common::child::run(NAME, &[(CHILD_ENV, NAME), ("RUST_BACKTRACE", "0")]);
+        common::child::assert_ok(NAME, &out);
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if line.contains("accept storm") {
                 println!("child: {line}");
@@ -597,14 +536,6 @@ fn assert_closed_peer_error(e: &io::Error, what: &str) {
     );
 }
 
-/// Runs `body` in a task, then on a plain OS thread outside any runtime.
-fn in_task_and_thread(body: fn(&str)) {
-    bobine::run(|| body("in a task"));
-    std::thread::spawn(move || body("on a plain thread"))
-        .join()
-        .unwrap();
-}
-
 fn tcp_write_child(where_: &str) {
     let (mut c, s) = tcp_pair();
     drop(s);
@@ -646,7 +577,7 @@ fn unix_write_vectored_child(where_: &str) {
 /// Runs `body` in a child with `SIGPIPE` at its default disposition, in a task and on a plain
 /// thread; the child must end normally.
 fn sigpipe_case(name: &str, body: fn(&str)) {
-    if is_child(name) {
+    if common::child::is_child_of(CHILD_ENV, name) {
         common::watchdog(20, name, || {
             default_sigpipe();
             in_task_and_thread(body);
@@ -655,8 +586,8 @@ fn sigpipe_case(name: &str, body: fn(&str)) {
         return;
     }
     common::watchdog(40, name, || {
-        let out = run_child(name);
-        assert_child_ok(name, &out);
+        let out = common::child::run(name, &[(CHILD_ENV, name), ("RUST_BACKTRACE", "0")]);
+        common::child::assert_ok(name, &out);
     });
 }
 
@@ -765,7 +696,7 @@ fn dropping_a_socket_fails_an_ocaml_wait_read_with_ebadf() {
                 drop(a);
                 let payload = waiter.join().expect_err("wait_read must raise");
                 assert_eq!(
-                    panic_text(&*payload),
+                    payload_text(&*payload),
                     "Unix.Unix_error(Unix.EBADF, \"select\", \"\")"
                 );
             });

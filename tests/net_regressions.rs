@@ -8,18 +8,11 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bobine::net::{TcpListener, TcpStream};
+use bobine::net::TcpListener;
+use common::fds::tcp_pair;
 
 /// Tests that read the process's epoll instances run one at a time (each runtime adds its own).
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// A connected pair of bobine streams.
-fn pair() -> (TcpStream, TcpStream) {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-    let (s, _) = l.accept().unwrap();
-    (c, s)
-}
 
 /// A vectored read over more slices than the kernel takes (1024) returns fewer bytes than the
 /// slices hold although more data is waiting: that must not count as "buffer emptied", or the
@@ -29,7 +22,7 @@ fn read_vectored_over_more_slices_than_the_kernel_takes_leaves_reads_working() {
     common::watchdog(20, "read_vectored_over_more_slices", || {
         let _one_runtime_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         bobine::run(|| {
-            let (mut c, mut s) = pair();
+            let (mut c, mut s) = tcp_pair();
             s.write_all(&[7u8; 2000]).unwrap();
             c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             bobine::time::sleep(Duration::from_millis(50));
@@ -57,7 +50,7 @@ fn write_vectored_over_more_slices_than_the_kernel_takes_leaves_writes_working()
     common::watchdog(20, "write_vectored_over_more_slices", || {
         let _one_runtime_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         bobine::run(|| {
-            let (mut c, mut s) = pair();
+            let (mut c, mut s) = tcp_pair();
             c.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
             let store = vec![[1u8; 1]; 2000];
             let slices: Vec<IoSlice<'_>> = store.iter().map(|b| IoSlice::new(b)).collect();
@@ -155,7 +148,7 @@ fn clones_share_timeouts_and_nonblocking_mode() {
     common::watchdog(20, "clones_share_timeouts_and_nonblocking_mode", || {
         let _one_runtime_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         bobine::run(|| {
-            let (c, _s) = pair();
+            let (c, _s) = tcp_pair();
             let c2 = c.try_clone().unwrap();
             c.set_read_timeout(Some(Duration::from_millis(100)))
                 .unwrap();

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use bobine::net::{TcpListener, TcpStream};
 use bobine::sync::Barrier;
 use bobine::thread;
+use common::tasks::on_domains;
 
 /// The test with 9 000 connections needs most of the process's descriptors: it runs alone
 /// (write lock) while the others share (read lock).
@@ -31,11 +32,6 @@ static DESCRIPTORS: RwLock<()> = RwLock::new(());
 /// A share of the descriptors (see [`DESCRIPTORS`]).
 fn shared() -> RwLockReadGuard<'static, ()> {
     DESCRIPTORS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Runs `f` as the main task of a two-domain runtime.
-fn on_two_domains<T>(f: impl FnOnce() -> T) -> T {
-    bobine::Builder::new().domains(2).run(f)
 }
 
 /// `127.0.0.1`, any free port.
@@ -62,7 +58,7 @@ fn settled(log: &echo::Log, accepted: u64) -> echo::Counts {
 fn echo_100_tasks_and_an_os_thread() {
     let _fds = shared();
     common::watchdog(60, "echo_100_tasks_and_an_os_thread", || {
-        let r = on_two_domains(|| echo::selftest(None, 100, 50)).expect("echo self-test");
+        let r = on_domains(2, || echo::selftest(None, 100, 50)).expect("echo self-test");
         assert_eq!(r.loops, 1);
         assert_eq!(r.clients, 101);
         assert_eq!(r.counts.accepted, 101);
@@ -79,7 +75,7 @@ fn echo_100_tasks_and_an_os_thread() {
 fn echo_one_server_per_domain_with_reuseport() {
     let _fds = shared();
     common::watchdog(60, "echo_one_server_per_domain_with_reuseport", || {
-        on_two_domains(|| {
+        on_domains(2, || {
             let listeners = echo::bind(localhost(), Some(2)).unwrap();
             let addr = listeners[0].local_addr().unwrap();
             assert_eq!(listeners[1].local_addr().unwrap(), addr);
@@ -173,7 +169,7 @@ fn nine_thousand_connections_at_once() {
                  instead of {WANTED}"
             );
         }
-        on_two_domains(|| {
+        on_domains(2, || {
             let listeners = echo::bind(localhost(), Some(1)).unwrap();
             let addr = listeners[0].local_addr().unwrap();
             let log = Arc::new(echo::Log::new(false));
@@ -236,7 +232,7 @@ fn nine_thousand_connections_at_once() {
 fn http_keep_alive_pipelining_and_errors() {
     let _fds = shared();
     common::watchdog(60, "http_keep_alive_pipelining_and_errors", || {
-        on_two_domains(|| {
+        on_domains(2, || {
             let listeners = http::bind(localhost(), None).unwrap();
             let addr = listeners[0].local_addr().unwrap();
             http::start(listeners);
@@ -326,7 +322,7 @@ fn check_http_dates() {
 fn websocket_echo_with_tungstenite() {
     let _fds = shared();
     common::watchdog(60, "websocket_echo_with_tungstenite", || {
-        on_two_domains(|| {
+        on_domains(2, || {
             let listener = TcpListener::bind(localhost()).unwrap();
             let addr = listener.local_addr().unwrap();
             let served = Arc::new(bobine::sync::Mutex::new(Vec::new()));
@@ -379,11 +375,11 @@ fn websocket_echo_with_tungstenite() {
 fn example_selftests() {
     let _fds = shared();
     common::watchdog(60, "example_selftests", || {
-        let e = on_two_domains(|| echo::selftest(Some(2), 20, 20)).expect("echo");
+        let e = on_domains(2, || echo::selftest(Some(2), 20, 20)).expect("echo");
         assert_eq!((e.loops, e.clients, e.counts.failed), (2, 21, 0));
-        let h = on_two_domains(|| http::selftest(Some(2), 10, 50)).expect("http");
+        let h = on_domains(2, || http::selftest(Some(2), 10, 50)).expect("http");
         assert_eq!(h.requests, 10 * 51 + 2);
-        let w = on_two_domains(|| websocket::selftest(10, 8).map_err(|e| e.to_string()))
+        let w = on_domains(2, || websocket::selftest(10, 8).map_err(|e| e.to_string()))
             .expect("websocket");
         assert_eq!(w.messages, 80);
     });

@@ -15,11 +15,8 @@ mod dining_philosophers;
 #[allow(dead_code)]
 mod producer_consumer;
 
+use common::tasks::on_domains;
 use dining_philosophers::Strategy;
-
-fn on_domains<T>(domains: usize, f: impl FnOnce() -> T) -> T {
-    bobine::Builder::new().domains(domains).run(f)
-}
 
 /// Bounded buffer (one mutex, `not_full` and `not_empty`), two producers and two consumers:
 /// every value is taken exactly once, each producer's values in order, the capacity is never

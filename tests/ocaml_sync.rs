@@ -8,13 +8,14 @@
 
 mod common;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bobine::ocaml::semaphore::{binary, counting};
 use bobine::ocaml::{condition, mutex, thread};
+use common::panics::panic_text;
+use common::tasks::on_domains;
 
 const DEADLOCK: &str = "Sys_error(\"Mutex.lock: Resource deadlock avoided\")";
 const UNLOCK: &str = "Sys_error(\"Mutex.unlock: Operation not permitted\")";
@@ -22,21 +23,9 @@ const WAIT: &str = "Sys_error(\"Condition.wait: Operation not permitted\")";
 const INIT: &str = "Invalid_argument(\"Semaphore.Counting.init: wrong initial value\")";
 const OVERFLOW: &str = "Sys_error(\"Semaphore.Counting.release: overflow\")";
 
-/// Runs `f`, which must panic, and returns its panic message (a `String` or `&str` payload).
-fn panic_message(f: impl FnOnce()) -> String {
-    let payload = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
-    if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else {
-        panic!("the panic payload is not a string")
-    }
-}
-
 /// Runs `f` as the main task of a one-domain runtime, under the watchdog.
 fn on_one_domain(name: &str, f: impl FnOnce()) {
-    common::watchdog(60, name, || bobine::Builder::new().domains(1).run(f));
+    common::watchdog(60, name, || on_domains(1, f));
 }
 
 /// A shared log of events.
@@ -114,7 +103,7 @@ fn relock_by_owner_raises_resource_deadlock_avoided() {
     let check = || {
         let m = mutex::create();
         mutex::lock(&m);
-        assert_eq!(panic_message(|| mutex::lock(&m)), DEADLOCK);
+        assert_eq!(panic_text(|| mutex::lock(&m)), DEADLOCK);
         assert!(!mutex::try_lock(&m), "the owner no longer holds the mutex");
         mutex::unlock(&m);
         assert!(mutex::try_lock(&m));
@@ -130,10 +119,10 @@ fn relock_by_owner_raises_resource_deadlock_avoided() {
 fn unlock_of_an_unlocked_mutex_is_not_permitted() {
     on_one_domain("unlock_of_an_unlocked_mutex_is_not_permitted", || {
         let m = mutex::create();
-        assert_eq!(panic_message(|| mutex::unlock(&m)), UNLOCK);
+        assert_eq!(panic_text(|| mutex::unlock(&m)), UNLOCK);
         mutex::lock(&m);
         mutex::unlock(&m);
-        assert_eq!(panic_message(|| mutex::unlock(&m)), UNLOCK);
+        assert_eq!(panic_text(|| mutex::unlock(&m)), UNLOCK);
         assert!(mutex::try_lock(&m));
         mutex::unlock(&m);
     });
@@ -149,13 +138,13 @@ fn unlock_by_another_thread_is_not_permitted() {
         let msg = Arc::new(StdMutex::new(String::new()));
         let (m2, msg2) = (m.clone(), msg.clone());
         let t = thread::create(
-            move |()| *msg2.lock().unwrap() = panic_message(|| mutex::unlock(&m2)),
+            move |()| *msg2.lock().unwrap() = panic_text(|| mutex::unlock(&m2)),
             (),
         );
         thread::join(&t);
         assert_eq!(*msg.lock().unwrap(), UNLOCK);
         let m2 = m.clone();
-        let plain = std::thread::spawn(move || panic_message(|| mutex::unlock(&m2)));
+        let plain = std::thread::spawn(move || panic_text(|| mutex::unlock(&m2)));
         assert_eq!(plain.join().unwrap(), UNLOCK);
         // Still held by the main thread: a third party cannot take it, the owner can unlock it.
         let m2 = m.clone();
@@ -187,7 +176,7 @@ fn condition_wait_without_the_mutex_is_not_permitted() {
     on_one_domain("condition_wait_without_the_mutex_is_not_permitted", || {
         let m = mutex::create();
         let c = condition::create();
-        assert_eq!(panic_message(|| condition::wait(&c, &m)), WAIT);
+        assert_eq!(panic_text(|| condition::wait(&c, &m)), WAIT);
         assert!(mutex::try_lock(&m), "a failed wait left the mutex locked");
         mutex::unlock(&m);
         // Held by another thread (parked on a semaphore while it holds it): the failed wait
@@ -203,7 +192,7 @@ fn condition_wait_without_the_mutex_is_not_permitted() {
             (),
         );
         thread::yield_();
-        assert_eq!(panic_message(|| condition::wait(&c, &m)), WAIT);
+        assert_eq!(panic_text(|| condition::wait(&c, &m)), WAIT);
         assert!(
             !mutex::try_lock(&m),
             "a failed wait released someone else's mutex"
@@ -226,8 +215,8 @@ fn condition_wait_without_the_mutex_is_not_permitted() {
 #[test]
 fn counting_make_negative_is_an_invalid_argument() {
     common::watchdog(60, "counting_make_negative_is_an_invalid_argument", || {
-        assert_eq!(panic_message(|| drop(counting::make(-1))), INIT);
-        assert_eq!(panic_message(|| drop(counting::make(i64::MIN))), INIT);
+        assert_eq!(panic_text(|| drop(counting::make(-1))), INIT);
+        assert_eq!(panic_text(|| drop(counting::make(i64::MIN))), INIT);
         assert_eq!(counting::get_value(&counting::make(0)), 0);
     });
 }
@@ -238,13 +227,13 @@ fn counting_make_negative_is_an_invalid_argument() {
 fn counting_release_at_max_overflows_and_keeps_the_value() {
     on_one_domain("counting_release_at_max_overflows", || {
         let s = counting::make(bobine::ocaml::MAX_INT);
-        assert_eq!(panic_message(|| counting::release(&s)), OVERFLOW);
+        assert_eq!(panic_text(|| counting::release(&s)), OVERFLOW);
         assert_eq!(counting::get_value(&s), bobine::ocaml::MAX_INT);
         assert!(counting::try_acquire(&s));
         assert_eq!(counting::get_value(&s), bobine::ocaml::MAX_INT - 1);
         counting::release(&s);
         assert_eq!(counting::get_value(&s), bobine::ocaml::MAX_INT);
-        assert_eq!(panic_message(|| counting::release(&s)), OVERFLOW);
+        assert_eq!(panic_text(|| counting::release(&s)), OVERFLOW);
         counting::acquire(&s);
         assert_eq!(counting::get_value(&s), bobine::ocaml::MAX_INT - 1);
     });
@@ -297,7 +286,7 @@ fn try_lock_is_false_when_held_even_by_the_caller() {
                 .unwrap()
         );
         // try_lock made the caller the owner: it may unlock, and relocking is an error.
-        assert_eq!(panic_message(|| mutex::lock(&m)), DEADLOCK);
+        assert_eq!(panic_text(|| mutex::lock(&m)), DEADLOCK);
         mutex::unlock(&m);
         let m2 = m.clone();
         assert!(
@@ -324,7 +313,7 @@ fn protect_unlocks_on_return_and_on_panic() {
 
         let log = log();
         let mut waiters = Vec::new();
-        let msg = panic_message(|| {
+        let msg = panic_text(|| {
             mutex::protect(&m, || {
                 // Queue a waiter while protect holds the mutex.
                 waiters = queue_lockers(&m, 1, &log);
@@ -346,7 +335,7 @@ fn protect_unlocks_on_return_and_on_panic() {
         mutex::unlock(&m);
         // A relock inside protect is the owner's error; protect still unlocks.
         assert_eq!(
-            panic_message(|| mutex::protect(&m, || mutex::lock(&m))),
+            panic_text(|| mutex::protect(&m, || mutex::lock(&m))),
             DEADLOCK
         );
         assert!(mutex::try_lock(&m));
@@ -516,16 +505,16 @@ fn mutex_misuse_never_corrupts_its_queue() {
         let log = log();
         mutex::lock(&m);
         let ts = queue_lockers(&m, 3, &log);
-        assert_eq!(panic_message(|| mutex::lock(&m)), DEADLOCK);
+        assert_eq!(panic_text(|| mutex::lock(&m)), DEADLOCK);
         let m2 = m.clone();
         let intruder = thread::create(
-            move |()| assert_eq!(panic_message(|| mutex::unlock(&m2)), UNLOCK),
+            move |()| assert_eq!(panic_text(|| mutex::unlock(&m2)), UNLOCK),
             (),
         );
         thread::join(&intruder);
         let m2 = m.clone();
         assert_eq!(
-            std::thread::spawn(move || panic_message(|| mutex::unlock(&m2)))
+            std::thread::spawn(move || panic_text(|| mutex::unlock(&m2)))
                 .join()
                 .unwrap(),
             UNLOCK
@@ -533,7 +522,7 @@ fn mutex_misuse_never_corrupts_its_queue() {
         settle();
         assert!(snapshot(&log).is_empty(), "a misuse let a waiter in");
         mutex::unlock(&m);
-        assert_eq!(panic_message(|| mutex::unlock(&m)), UNLOCK);
+        assert_eq!(panic_text(|| mutex::unlock(&m)), UNLOCK);
         ts.iter().for_each(thread::join);
         assert_eq!(snapshot(&log), [1, 2, 3]);
         // Normal use afterwards, with a second round of waiters.
@@ -560,10 +549,10 @@ fn condition_misuse_never_corrupts_its_queue() {
             log(),
         );
         let ts = queue_waiters(&m, &c, 3, &waiting, &log);
-        assert_eq!(panic_message(|| condition::wait(&c, &m)), WAIT);
+        assert_eq!(panic_text(|| condition::wait(&c, &m)), WAIT);
         let (m2, c2) = (m.clone(), c.clone());
         assert_eq!(
-            std::thread::spawn(move || panic_message(|| condition::wait(&c2, &m2)))
+            std::thread::spawn(move || panic_text(|| condition::wait(&c2, &m2)))
                 .join()
                 .unwrap(),
             WAIT
@@ -571,7 +560,7 @@ fn condition_misuse_never_corrupts_its_queue() {
         // A different mutex held by the caller does not make the wait legal.
         let other = mutex::create();
         mutex::lock(&other);
-        assert_eq!(panic_message(|| condition::wait(&c, &m)), WAIT);
+        assert_eq!(panic_text(|| condition::wait(&c, &m)), WAIT);
         mutex::unlock(&other);
         settle();
         assert!(snapshot(&log).is_empty(), "a misuse woke a waiter");
@@ -603,7 +592,7 @@ fn condition_misuse_never_corrupts_its_queue() {
 #[test]
 fn counting_semaphore_hands_permits_to_the_oldest_waiter() {
     on_one_domain("counting_semaphore_fifo", || {
-        assert_eq!(panic_message(|| drop(counting::make(-5))), INIT);
+        assert_eq!(panic_text(|| drop(counting::make(-5))), INIT);
         let s = counting::make(0);
         let log = log();
         let ts: Vec<_> = (1..=3u64)

@@ -10,32 +10,10 @@ use std::time::{Duration, Instant};
 
 use bobine::Park;
 use bobine::ocaml::thread;
+use common::tasks::DropCounter;
 
 /// Set in the environment of a child process to make a `*_child` test run its body.
 const CHILD_ENV: &str = "BOBINE_OCAML_THREAD_CHILD";
-
-/// Increments its counter when dropped: proves that a thread's cleanups ran.
-struct Cleanup(Arc<AtomicUsize>);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// Runs the test `name` of this binary in a child process (with [`CHILD_ENV`] set) and returns
-/// its exit success and stderr.
-fn run_child(name: &str) -> (bool, String) {
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, "1")
-        .output()
-        .expect("cannot run the test binary as a child");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// The main thread is 0 and created threads get 1, 2, 3 ... in creation order (nested creations
 /// included); a second runtime starts again at 0, 1.
@@ -189,7 +167,7 @@ fn exit_ends_the_thread_and_runs_cleanups() {
         let (c, a) = (cleanups.clone(), after_exit.clone());
         bobine::run(move || {
             fn deep(n: u32, c: &Arc<AtomicUsize>) {
-                let _frame = Cleanup(c.clone());
+                let _frame = DropCounter(c.clone());
                 if n == 0 {
                     thread::exit();
                 }
@@ -199,7 +177,7 @@ fn exit_ends_the_thread_and_runs_cleanups() {
                 .map(|_| {
                     thread::create(
                         |(c, a): (Arc<AtomicUsize>, Arc<AtomicUsize>)| {
-                            let _outer = Cleanup(c.clone());
+                            let _outer = DropCounter(c.clone());
                             thread::yield_();
                             deep(4, &c);
                             a.fetch_add(1, Ordering::SeqCst);
@@ -227,7 +205,7 @@ fn exit_ends_the_thread_and_runs_cleanups() {
 /// run as that test's child process.
 #[test]
 fn uncaught_panic_child() {
-    if std::env::var_os(CHILD_ENV).is_none() {
+    if !common::child::is_child(CHILD_ENV) {
         return;
     }
     common::watchdog(30, "uncaught_panic_child", || {
@@ -272,8 +250,12 @@ fn uncaught_panic_prints_killed_message_and_others_go_on() {
         60,
         "uncaught_panic_prints_killed_message_and_others_go_on",
         || {
-            let (ok, stderr) = run_child("uncaught_panic_child");
-            assert!(ok, "the child test failed; its stderr:\n{stderr}");
+            let out = common::child::run("uncaught_panic_child", &[(CHILD_ENV, "1")]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success(),
+                "the child test failed; its stderr:\n{stderr}"
+            );
             let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
             assert_eq!(
                 lines,
@@ -392,7 +374,7 @@ fn run_ends_when_main_returns_despite_threads_blocked_forever() {
                 type Arg = (Arc<AtomicUsize>, Arc<AtomicUsize>);
                 let sleeper = thread::create(
                     |(c, s): Arg| {
-                        let _c = Cleanup(c);
+                        let _c = DropCounter(c);
                         s.fetch_add(1, Ordering::SeqCst);
                         thread::delay(1e9);
                     },
@@ -400,7 +382,7 @@ fn run_ends_when_main_returns_despite_threads_blocked_forever() {
                 );
                 thread::create(
                     |(c, s): Arg| {
-                        let _c = Cleanup(c);
+                        let _c = DropCounter(c);
                         s.fetch_add(1, Ordering::SeqCst);
                         thread::join(&thread::self_());
                     },
@@ -408,7 +390,7 @@ fn run_ends_when_main_returns_despite_threads_blocked_forever() {
                 );
                 thread::create(
                     |(c, s): Arg| {
-                        let _c = Cleanup(c);
+                        let _c = DropCounter(c);
                         s.fetch_add(1, Ordering::SeqCst);
                         let park = Park::new();
                         let _nobody = park.unparker();
@@ -418,7 +400,7 @@ fn run_ends_when_main_returns_despite_threads_blocked_forever() {
                 );
                 thread::create(
                     move |(c, s): Arg| {
-                        let _c = Cleanup(c);
+                        let _c = DropCounter(c);
                         s.fetch_add(1, Ordering::SeqCst);
                         thread::join(&sleeper);
                     },
@@ -426,7 +408,7 @@ fn run_ends_when_main_returns_despite_threads_blocked_forever() {
                 );
                 thread::create(
                     |(c, s): Arg| {
-                        let _c = Cleanup(c);
+                        let _c = DropCounter(c);
                         s.fetch_add(1, Ordering::SeqCst);
                         loop {
                             thread::yield_();

@@ -5,9 +5,8 @@
 mod common;
 
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::process::{Command, Output, Stdio};
+use std::os::fd::{AsRawFd, RawFd};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,38 +15,13 @@ use bobine::ocaml::thread::{
     ProcessStatus, wait_pid, wait_read, wait_timed_read, wait_timed_write, wait_write,
 };
 use bobine::thread;
+use common::fds::pipe;
+use common::panics::panic_text;
+use common::tasks::spawn_ticker;
 
 /// Set (to the test's name) in a child process's environment to make that test run its child
 /// body.
 const CHILD_ENV: &str = "BOBINE_OCAML_WAIT_CHILD";
-
-fn is_child(test: &str) -> bool {
-    std::env::var(CHILD_ENV).is_ok_and(|v| v == test)
-}
-
-/// Runs the test `test` of this binary in a child process; kills it if it has not ended
-/// within `limit`. Returns its output and whether it had to be killed.
-fn run_child(test: &str, limit: Duration) -> (Output, bool) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, test)
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run the test binary as a child");
-    let end = Instant::now() + limit;
-    let mut killed = false;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() >= end {
-            child.kill().unwrap();
-            killed = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (child.wait_with_output().unwrap(), killed)
-}
 
 /// Starts `sh -c script` and returns its pid. The test reaps it with `wait_pid`: std's `Child`
 /// is dropped without waiting.
@@ -55,38 +29,6 @@ fn run_child(test: &str, limit: Duration) -> (Output, bool) {
 fn spawn_sh(script: &str) -> i32 {
     let child = Command::new("sh").args(["-c", script]).spawn().unwrap();
     child.id() as i32
-}
-
-/// A pipe (read end, write end), close-on-exec, blocking.
-fn pipe() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0 as RawFd; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(r, 0, "pipe2: {}", io::Error::last_os_error());
-    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-}
-
-/// The text of a panic raised by `f`.
-fn panic_text(f: impl FnOnce()) -> String {
-    let p = catch_unwind(AssertUnwindSafe(f)).expect_err("expected a panic");
-    if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else {
-        "<non-string panic payload>".to_string()
-    }
-}
-
-/// A task ticking every 2 ms until `stop`: shows that the domain runs other threads.
-fn spawn_ticker(ticks: Arc<AtomicUsize>, stop: Arc<AtomicBool>) -> thread::JoinHandle<()> {
-    thread::spawn(move || {
-        while !stop.load(Ordering::SeqCst) {
-            ticks.fetch_add(1, Ordering::SeqCst);
-            thread::sleep(Duration::from_millis(2));
-        }
-    })
 }
 
 /// Timed waits: false after the delay on a descriptor that stays quiet (or full), true at once
@@ -321,7 +263,7 @@ fn wait_pid_on_a_missing_process_raises_echild() {
 #[test]
 fn wait_pid_on_a_live_non_child_raises_echild() {
     const NAME: &str = "wait_pid_on_a_live_non_child_raises_echild";
-    if is_child(NAME) {
+    if common::child::is_child_of(CHILD_ENV, NAME) {
         bobine::run(|| {
             // SAFETY: getppid(2) has no preconditions.
             let parent = unsafe { libc::getppid() };
@@ -336,7 +278,11 @@ fn wait_pid_on_a_live_non_child_raises_echild() {
         return;
     }
     common::watchdog(20, NAME, || {
-        let (out, killed) = run_child(NAME, Duration::from_secs(5));
+        let (out, killed) = common::child::run_within(
+            NAME,
+            &[(CHILD_ENV, NAME), ("RUST_BACKTRACE", "0")],
+            Duration::from_secs(5),
+        );
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -357,7 +303,7 @@ fn wait_pid_on_a_live_non_child_raises_echild() {
 #[test]
 fn wait_pid_for_any_child() {
     const NAME: &str = "wait_pid_for_any_child";
-    if is_child(NAME) {
+    if common::child::is_child_of(CHILD_ENV, NAME) {
         bobine::run(|| {
             let pid = spawn_sh("exit 5");
             assert_eq!(wait_pid(-1), (pid, ProcessStatus::WEXITED(5)));
@@ -374,7 +320,11 @@ fn wait_pid_for_any_child() {
         return;
     }
     common::watchdog(20, NAME, || {
-        let (out, killed) = run_child(NAME, Duration::from_secs(10));
+        let (out, killed) = common::child::run_within(
+            NAME,
+            &[(CHILD_ENV, NAME), ("RUST_BACKTRACE", "0")],
+            Duration::from_secs(10),
+        );
         assert!(!killed, "the child test hung");
         assert!(
             out.status.success(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// formats on the scheduler's stack).
 #[test]
 fn panic_report_with_backtrace_fits_a_small_task_stack() {
-    if std::env::var_os("BOBINE_REGRESSION_CHILD").is_some() {
+    if common::child::is_child("BOBINE_REGRESSION_CHILD") {
         let joined_err = bobine::Builder::new().domains(1).run(|| {
             let h = bobine::thread::Builder::new()
                 .name("small".into())
@@ -21,17 +21,10 @@ fn panic_report_with_backtrace_fits_a_small_task_stack() {
         assert!(joined_err);
         return;
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "panic_report_with_backtrace_fits_a_small_task_stack",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("BOBINE_REGRESSION_CHILD", "1")
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .unwrap();
+    let out = common::child::run(
+        "panic_report_with_backtrace_fits_a_small_task_stack",
+        &[("BOBINE_REGRESSION_CHILD", "1"), ("RUST_BACKTRACE", "1")],
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),

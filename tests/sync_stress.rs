@@ -14,10 +14,7 @@ use std::time::Duration;
 
 use bobine::sync::{Barrier, Condvar, Mutex, RwLock, Semaphore, TryLockError, mpsc};
 use bobine::thread;
-
-fn on_domains<T>(domains: usize, f: impl FnOnce() -> T) -> T {
-    bobine::Builder::new().domains(domains).run(f)
-}
+use common::tasks::on_domains;
 
 /// Checks that `log` is `0, 1, ..., n-1` repeated: participants took their turns strictly in
 /// rotation.

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::any::Any;
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::rc::Rc;
@@ -14,28 +13,10 @@ use std::time::{Duration, Instant};
 
 use bobine::thread;
 use bobine::{Park, TaskDropped, Unparker};
+use common::panics::payload_text;
+use common::tasks::DropCounter;
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-/// The text of a panic payload (`&str` or `String`), or a placeholder.
-fn payload_text(p: &(dyn Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string payload>".to_owned()
-    }
-}
-
-/// Increments its counter when dropped: proves that a task's destructors ran.
-struct DropGuard(Arc<AtomicUsize>);
-
-impl Drop for DropGuard {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 /// 100 000 tasks are spawned and joined and every value comes back exactly once.
 #[test]
@@ -413,7 +394,7 @@ fn blocked_tasks_are_dropped_with_destructors_when_run_returns() {
                     for i in 0..N {
                         let (d, st, os, res) = (d.clone(), st.clone(), os.clone(), res.clone());
                         thread::spawn(move || {
-                            let _guard = DropGuard(d);
+                            let _guard = DropCounter(d);
                             os.lock().unwrap().insert(std::thread::current().id());
                             st.fetch_add(1, Ordering::SeqCst);
                             if i % 2 == 0 {
@@ -467,7 +448,7 @@ fn join_handle_kept_past_run_gives_task_dropped() {
             let f = flag.clone();
             let d1 = d.clone();
             let started = thread::spawn(move || {
-                let _g = DropGuard(d1);
+                let _g = DropCounter(d1);
                 f.store(true, Ordering::SeqCst);
                 thread::sleep(HOUR);
                 1u32
@@ -476,7 +457,7 @@ fn join_handle_kept_past_run_gives_task_dropped() {
                 thread::yield_now();
             }
             // Spawned just before main returns: with one domain it never gets to run.
-            let g = DropGuard(d);
+            let g = DropCounter(d);
             let unstarted = thread::spawn(move || {
                 let _g = g;
                 2u32

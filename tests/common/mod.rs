@@ -1,5 +1,12 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests: the watchdog (here), child runs of the test binary
+//! (`child`), connected descriptors (`fds`), panic texts (`panics`), and running bodies in tasks
+//! (`tasks`). Each test binary uses only some of them, hence `dead_code` is allowed.
 #![allow(dead_code)]
+
+pub mod child;
+pub mod fds;
+pub mod panics;
+pub mod tasks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
