@@ -15,13 +15,13 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::num::NonZeroU64;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::sched::park::{Park, Unparker};
-use crate::sched::runtime::{SpawnOptions, spawn_raw, task_root};
-use crate::sched::task::{Face, Task};
-use crate::switch::catch_at_root;
+use crate::sched::park::stop::catch_at_root;
+use crate::sched::park::{Park, Unparker, Wait};
+use crate::sched::runtime::{RuntimeShared, SpawnOptions, current_runtime, spawn_raw};
+use crate::sched::task::{Task, TaskDropped};
 use crate::util::SpinLock;
 
 pub use std::thread::Result;
@@ -105,23 +105,18 @@ pub fn current() -> Thread {
     if let Some(task) = crate::sched::current_task() {
         return Thread::from_task(task);
     }
+    fn fresh(name: Option<String>) -> Arc<OsThread> {
+        let id = crate::sched::task::reserve_thread_ids(1);
+        Arc::new(OsThread {
+            id: ThreadId(NonZeroU64::new(id).expect("thread ids start at 1")),
+            name,
+        })
+    }
     thread_local! {
-        static OS: Arc<OsThread> = {
-            static NEXT: AtomicU64 = AtomicU64::new(1);
-            Arc::new(OsThread {
-                id: ThreadId(NonZeroU64::new(NEXT.fetch_add(1, Ordering::Relaxed)).expect("non-zero")),
-                name: std::thread::current().name().map(str::to_owned),
-            })
-        };
+        static OS: Arc<OsThread> = fresh(std::thread::current().name().map(str::to_owned));
     }
     // While the thread's locals are being destroyed, a fresh handle (with a fresh id) stands in.
-    let os = OS.try_with(Arc::clone).unwrap_or_else(|_| {
-        static LATE: AtomicU64 = AtomicU64::new(1 << 39);
-        Arc::new(OsThread {
-            id: ThreadId(NonZeroU64::new(LATE.fetch_add(1, Ordering::Relaxed)).expect("non-zero")),
-            name: None,
-        })
-    });
+    let os = OS.try_with(Arc::clone).unwrap_or_else(|_| fresh(None));
     Thread {
         inner: Inner::Os(os),
     }
@@ -175,17 +170,35 @@ where
     F: FnOnce() -> T + 'static,
     T: 'static,
 {
-    let mut opts = SpawnOptions::new(Face::Std);
-    opts.pinned = true;
-    opts.depth = current_depth();
+    let opts = SpawnOptions {
+        pinned: true,
+        ..SpawnOptions::default()
+    };
     // SAFETY: `f` is 'static; the task is pinned, so `f` never leaves this thread.
-    let task = unsafe { spawn_raw(opts, move |task: &Task| task_root(task, f)) }
+    let task = unsafe { spawn_raw(None, opts, move |task: &Task| std_root(task, f)) }
         .expect("failed to spawn task");
     JoinHandle::new(task)
 }
 
-fn current_depth() -> u32 {
-    crate::sched::with_current(|t| t.depth).unwrap_or(0)
+/// The std-like task root: runs `f` and stores its value, or its panic's payload.
+fn std_root<F, T>(task: &Task, f: F)
+where
+    F: FnOnce() -> T,
+    T: 'static,
+{
+    let outcome = catch_at_root(task, f).map(|v| Box::new(v) as Box<dyn Any>);
+    task.set_outcome(outcome);
+}
+
+/// Spawns a task of another face, whose root (`root`) catches and stores the outcome its own
+/// way (see `ocaml::thread::create`), with the usual handle.
+pub(crate) fn spawn_rooted<R>(opts: SpawnOptions, root: R) -> io::Result<JoinHandle<()>>
+where
+    R: FnOnce(&Task) + Send + 'static,
+{
+    // SAFETY: `root` is 'static and Send.
+    let task = unsafe { spawn_raw(None, opts, root) }?;
+    Ok(JoinHandle::new(task))
 }
 
 /// Task factory, like `std::thread::Builder`: a name and a stack size.
@@ -213,13 +226,11 @@ impl Builder {
         self
     }
 
-    fn options(self, face: Face) -> SpawnOptions {
+    fn options(self) -> SpawnOptions {
         SpawnOptions {
             name: self.name,
             stack_size: self.stack_size,
-            face,
-            pinned: false,
-            depth: current_depth(),
+            ..SpawnOptions::default()
         }
     }
 
@@ -236,16 +247,9 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        self.spawn_with_face(Face::Std, f)
-    }
-
-    pub(crate) fn spawn_with_face<F, T>(self, face: Face, f: F) -> io::Result<JoinHandle<T>>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
         // SAFETY: `f` is 'static and Send.
-        let task = unsafe { spawn_raw(self.options(face), move |task: &Task| task_root(task, f)) }?;
+        let task =
+            unsafe { spawn_raw(None, self.options(), move |task: &Task| std_root(task, f)) }?;
         Ok(JoinHandle::new(task))
     }
 
@@ -295,31 +299,25 @@ impl<T> JoinHandle<T> {
 
 impl<T: 'static> JoinHandle<T> {
     /// Waits for the task to end (parking the caller) and returns its value, or the payload of
-    /// its panic as `Err`.
+    /// its panic as `Err` ([`TaskDropped`] for a task its runtime stopped).
     #[track_caller]
     pub fn join(mut self) -> Result<T> {
-        let finished = self.task().wait_finished();
+        // A joiner stopped here unwinds; its handle is dropped on the way (detaching the task).
+        self.task().wait_finished("JoinHandle::join");
         // SAFETY: `self` is forgotten right after, so `thread` is neither used nor dropped again.
         let thread = unsafe { ManuallyDrop::take(&mut self.thread) };
         std::mem::forget(self);
         let Inner::Task(task) = thread.inner else {
             unreachable!("a join handle refers to a task")
         };
-        let outcome = if finished {
-            task.take_outcome()
-        } else {
-            // Interrupted (the joiner is being unwound as its runtime ends): let the task drop
-            // its value.
-            drop(task.detach());
-            None
-        };
+        let outcome = task.take_outcome();
         crate::sched::release(task);
         match outcome {
             Some(Ok(value)) => Ok(*(value as Box<dyn Any>)
                 .downcast::<T>()
                 .expect("task value of the joined type")),
             Some(Err(payload)) => Err(payload),
-            None => Err(Box::new(crate::sched::task::TaskDropped)),
+            None => Err(Box::new(TaskDropped)),
         }
     }
 }
@@ -348,6 +346,11 @@ impl<T> fmt::Debug for JoinHandle<T> {
 /// Creates a scope in which tasks may borrow from the caller's stack; every task spawned in it
 /// is joined before `scope` returns, like `std::thread::scope`.
 ///
+/// The scope's tasks run on the caller's runtime (the global one for a plain thread), whichever
+/// thread spawns them: a `&Scope` handed to a plain thread spawns there too. The caller never
+/// returns or unwinds before they have all ended, even when its runtime is ending (it waits
+/// for them while they are stopped).
+///
 /// # Panics
 ///
 /// If `f` panics, or if a scoped task panicked and was not joined (std's rule).
@@ -374,7 +377,7 @@ where
             unjoined_panics: AtomicUsize::new(0),
             waiter: SpinLock::new(None),
         }),
-        depth: current_depth() + 1,
+        rt: current_runtime(),
         _scope: PhantomData,
         _env: PhantomData,
     };
@@ -404,6 +407,9 @@ impl ScopeData {
         }
     }
 
+    /// Waits until every task of the scope has ended. Uninterruptible: the tasks borrow the
+    /// caller's frame, so even a caller that is being stopped waits for them (they are stopped
+    /// too, and end).
     #[track_caller]
     fn wait_all(&self) {
         while self.running.load(Ordering::Acquire) > 0 {
@@ -412,19 +418,26 @@ impl ScopeData {
             if self.running.load(Ordering::Acquire) == 0 {
                 break;
             }
-            if park.wait("thread::scope") == crate::Wake::Interrupted && crate::sched::forcing() {
-                // The runtime is ending and unwinds this task. Its scoped tasks are deeper and
-                // were unwound before it (shutdown step 4), so nothing borrows our stack.
-                break;
-            }
+            park.wait_for(&Wait::uninterruptible("thread::scope"));
         }
+    }
+}
+
+/// A scope's count of a spawned task: given back when the task ends, or when its closure is
+/// dropped without running (its spawn failed, or its runtime stopped it before it ran).
+struct Ticket(Arc<ScopeData>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.task_done();
     }
 }
 
 /// A scope to spawn borrowing tasks in; see [`scope`].
 pub struct Scope<'scope, 'env: 'scope> {
     data: Arc<ScopeData>,
-    depth: u32,
+    /// The runtime of the scope's owner: every scoped task runs there.
+    rt: Arc<RuntimeShared>,
     _scope: PhantomData<&'scope mut &'scope ()>,
     _env: PhantomData<&'env mut &'env ()>,
 }
@@ -458,11 +471,10 @@ impl<'scope> Scope<'scope, '_> {
         });
         let their_packet = packet.clone();
         let data = self.data.clone();
-        let mut opts = builder.options(Face::Std);
-        opts.depth = self.depth;
         data.running.fetch_add(1, Ordering::AcqRel);
+        let ticket = Ticket(data.clone());
         let body = move |task: &Task| {
-            let result = catch_at_root(&task.forcing, f);
+            let result = catch_at_root(task, f);
             if result.is_err() {
                 data.unjoined_panics.fetch_add(1, Ordering::AcqRel);
             }
@@ -470,22 +482,19 @@ impl<'scope> Scope<'scope, '_> {
             unsafe { *their_packet.result.get() = Some(result) };
             drop(their_packet);
             task.set_outcome(Ok(Box::new(())));
-            data.task_done();
+            // Last: the owner may return (and end the borrows) as soon as this is given back.
+            drop(ticket);
         };
-        // SAFETY: `scope` waits for every task it spawned before the borrows of 'scope end, and
+        // SAFETY: `scope` waits for every task it spawned before the borrows of 'scope end (a
+        // task holds its ticket until its body is done, or until its closure is dropped), and
         // `f` is Send.
-        match unsafe { spawn_raw(opts, body) } {
-            Ok(task) => Ok(ScopedJoinHandle {
-                thread: Thread::from_task(task),
-                packet,
-                scope: self.data.clone(),
-                _scope: PhantomData,
-            }),
-            Err(e) => {
-                self.data.task_done();
-                Err(e)
-            }
-        }
+        let task = unsafe { spawn_raw(Some(&self.rt), builder.options(), body) }?;
+        Ok(ScopedJoinHandle {
+            thread: Thread::from_task(task),
+            packet,
+            scope: self.data.clone(),
+            _scope: PhantomData,
+        })
     }
 }
 
@@ -532,9 +541,7 @@ impl<T> ScopedJoinHandle<'_, T> {
             .thread
             .task()
             .expect("a scoped handle refers to a task");
-        if !task.wait_finished() {
-            return Err(Box::new(crate::sched::task::TaskDropped));
-        }
+        task.wait_finished("ScopedJoinHandle::join");
         // SAFETY: the task has finished writing the packet (FINISHED acquire in wait_finished).
         match unsafe { (*self.packet.result.get()).take() } {
             Some(result) => {
@@ -544,7 +551,7 @@ impl<T> ScopedJoinHandle<'_, T> {
                 }
                 result
             }
-            None => Err(Box::new(crate::sched::task::TaskDropped)),
+            None => Err(Box::new(TaskDropped)),
         }
     }
 }

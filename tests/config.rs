@@ -83,7 +83,9 @@ fn stack_size_from_the_environment() {
                     dig(n - 1) + buf[3] as u64
                 }
             }
-            let _ = bobine::thread::spawn(|| dig(200)).join();
+            let h = bobine::thread::spawn(|| dig(200));
+            eprintln!("child: the task's id is {}", h.thread().id().as_u64());
+            let _ = h.join();
         });
         return;
     }
@@ -93,8 +95,14 @@ fn stack_size_from_the_environment() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("child: the task's id is "))
+        .expect("the child announces the task's id");
     assert!(
-        stderr.contains("task '<unnamed>' (id 1) has overflowed its stack of 32 KiB"),
+        stderr.contains(&format!(
+            "task '<unnamed>' (id {id}) has overflowed its stack of 32 KiB"
+        )),
         "{stderr}"
     );
 }

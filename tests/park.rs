@@ -325,7 +325,7 @@ fn timeout_racing_unpark_has_exactly_one_outcome() {
                     );
                     (0, 1)
                 }
-                Wake::Interrupted => panic!("round {i}: nothing interrupts this park"),
+                other => panic!("round {i}: nothing else ends this park, got {other:?}"),
             }
         }
         /// Round number and unparker to the unparking thread; round number and `unpark()`'s

@@ -16,6 +16,7 @@ fn panic_report_with_backtrace_fits_a_small_task_stack() {
                 .stack_size(16 * 1024)
                 .spawn(|| panic!("small stack panic"))
                 .unwrap();
+            eprintln!("child: the task's id is {}", h.thread().id().as_u64());
             h.join().is_err()
         });
         assert!(joined_err);
@@ -31,8 +32,12 @@ fn panic_report_with_backtrace_fits_a_small_task_stack() {
         "child failed: {}\n{stderr}",
         out.status
     );
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("child: the task's id is "))
+        .expect("the child announces the task's id");
     assert!(
-        stderr.contains("thread 'small' (task 1) panicked at"),
+        stderr.contains(&format!("thread 'small' (task {id}) panicked at")),
         "{stderr}"
     );
     assert!(stderr.contains("small stack panic"), "{stderr}");
@@ -162,9 +167,10 @@ fn handed_over_scoped_tasks_drop_before_their_scope_owner() {
     );
 }
 
-/// A destructor run by the shutdown that spawns a task gets a task that is already finished
-/// with `TaskDropped`; its closure is dropped at once (it used to leak a task nobody would run,
-/// whose closure was later dropped from unmapped memory).
+/// A destructor run by the shutdown that spawns a task gets a task that is stopped at once: its
+/// closure is dropped (once, as the task) without running, and it finishes with `TaskDropped`
+/// before `run` returns (it used to leak a task nobody would run, whose closure was later
+/// dropped from unmapped memory).
 #[test]
 fn spawn_from_a_destructor_during_shutdown_gives_a_dropped_task() {
     use std::sync::Mutex;
@@ -252,8 +258,8 @@ fn detached_value_whose_destructor_joins() {
     assert_eq!(JOINED.load(Ordering::SeqCst), 1);
 }
 
-/// A destructor that blocks while the runtime unwinds a task at shutdown returns at once
-/// (the park is interrupted) instead of aborting with a panic during unwinding.
+/// A destructor that blocks while the runtime stops a task at shutdown waits for real (a
+/// sleep, a join) and finishes, instead of aborting with a panic during unwinding.
 #[test]
 fn blocking_destructor_during_shutdown_returns() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -281,8 +287,9 @@ fn blocking_destructor_during_shutdown_returns() {
     assert_eq!(FLUSHED.load(Ordering::SeqCst), 4);
 }
 
-/// A never-started task's closure is dropped outside any task at shutdown, so a destructor
-/// that blocks there does not switch on a task that has no stack context (it crashed).
+/// A never-started task's closure is dropped at shutdown as that task (its first run drops it),
+/// so a destructor that blocks there parks the task (it used to crash, switching with no task
+/// context).
 #[test]
 fn never_started_closure_with_blocking_destructor() {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -44,7 +44,7 @@ use std::sync::Arc;
 
 use super::commit::{Payload, SyncState};
 use super::{BaseOp, Event};
-use crate::sched::park::{Unparker, Wake, park_current_borrowed};
+use crate::sched::park::{Unparker, Wait, Wake, park_current_borrowed};
 use crate::util::{SpinGuard, SpinLock};
 
 /// Registrations between two full sweeps of a queue's stale offers.
@@ -404,11 +404,7 @@ impl<T: Send + 'static> Channel<T> {
     }
 
     /// Sends `v`, parking until a receiver takes it (`sync(send_evt(v))`, without building
-    /// the event).
-    ///
-    /// # Panics
-    ///
-    /// If the task is unwound while it waits (its runtime is ending).
+    /// the event). A task stopped while it waits unwinds from here; `v` is not delivered.
     #[track_caller]
     pub fn send(&self, v: T) {
         let mut queues = self.inner.queues.lock();
@@ -422,11 +418,7 @@ impl<T: Send + 'static> Channel<T> {
     }
 
     /// Receives a value, parking until a sender offers one (`sync(recv_evt())`, without
-    /// building the event).
-    ///
-    /// # Panics
-    ///
-    /// If the task is unwound while it waits (its runtime is ending).
+    /// building the event). A task stopped while it waits unwinds from here.
     #[track_caller]
     pub fn recv(&self) -> T {
         let mut queues = self.inner.queues.lock();
@@ -467,7 +459,7 @@ impl<T: Send + 'static> Channel<T> {
         // waiter is out of the queue and no partner is inside step 2 (`Withdraw`), so the
         // unparker is never used after this wait.
         let why = unsafe {
-            park_current_borrowed(what, None, |u| {
+            park_current_borrowed(&Wait::hand_over(what), |u| {
                 // SAFETY: not queued yet: nobody else sees the waiter.
                 (*waiter_ptr.as_ptr()).unparker = Some(u);
                 let mut queues = queues.take().expect("published once");
@@ -479,12 +471,13 @@ impl<T: Send + 'static> Channel<T> {
             std::mem::forget(withdraw);
             return;
         }
-        // Step 4, for an interrupted wait.
-        if withdraw.withdraw() {
-            // Nobody committed us: a value we meant to send is dropped by our caller's frame
-            // (outside any lock); report.
-            crate::sched::interrupted_wait(what);
-        }
+        // A hand-over wait ends only by its partner (a stopped waiter unwinds, and `Withdraw`
+        // takes it out of the queue on the way).
+        let committed = !withdraw.withdraw();
+        assert!(
+            committed,
+            "bobine: {what} ended without a partner ({why:?})"
+        );
     }
 }
 
@@ -521,8 +514,9 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// A shorthand `recv` whose task is interrupted (the cancellation hook) takes its offer out
-    /// of the queue: a later send finds no receiver, and the stack state is never touched again.
+    /// A shorthand `recv` whose task is stopped (the cancellation hook) unwinds and takes its
+    /// offer out of the queue: a later send finds no receiver, and the stack state is never
+    /// touched again.
     #[test]
     fn interrupted_shorthand_recv_withdraws_its_offer() {
         crate::Builder::new().domains(1).run(|| {
@@ -537,10 +531,9 @@ mod tests {
             });
             crate::thread::sleep(std::time::Duration::from_millis(10));
             let task = slot.lock().unwrap().clone().expect("the receiver started");
-            assert!(crate::sched::park::interrupt(&task));
+            assert!(crate::sched::park::stop::interrupt(&task));
             let err = h.join().unwrap_err();
-            let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
-            assert!(msg.contains("Channel::recv was interrupted"), "{msg}");
+            assert!(err.is::<crate::TaskDropped>());
             assert!(
                 c.send_evt(7).poll().is_none(),
                 "a withdrawn receiver must not take a value"
@@ -564,7 +557,7 @@ mod tests {
             });
             crate::thread::sleep(std::time::Duration::from_millis(10));
             let task = slot.lock().unwrap().clone().expect("the sender started");
-            assert!(crate::sched::park::interrupt(&task));
+            assert!(crate::sched::park::stop::interrupt(&task));
             assert!(h.join().is_err());
             assert!(
                 c.recv_evt().poll().is_none(),

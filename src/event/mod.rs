@@ -45,11 +45,12 @@
 //! No user code (guards, wraps, aborts, value drops) runs under a lock: values live in the
 //! syncs' own slots, and unsent ones are dropped by their syncer after the commit.
 //!
-//! ## Cancellation hook
+//! ## Stops
 //!
-//! A sync whose park is interrupted (a cancelled task, or the runtime unwinding it) abandons
-//! its commit word (WAITING -> ABANDONED, unless something committed first, which then wins),
-//! which turns all its offers stale at once, fires its nacks, and reports the interruption.
+//! A task stopped while its sync waits (cancelled, or its runtime ending) unwinds from its
+//! park; on the way the sync abandons its commit word (WAITING -> ABANDONED, unless something
+//! committed first, which then wins), which turns all its offers stale at once, and its nacks
+//! fire.
 
 mod channel;
 mod commit;
@@ -288,8 +289,8 @@ impl<T: 'static> Event<T> {
     /// # Panics
     ///
     /// A panic of a guard or wrap function propagates (a wrap panics after the communication
-    /// happened). If the task is unwound while it waits (its runtime is ending), the sync is
-    /// abandoned and this panics with a clear message.
+    /// happened). A task stopped while it waits unwinds from here: the sync is abandoned and
+    /// its nacks fire.
     #[track_caller]
     pub fn sync(self) -> T {
         match run_sync(self, true) {

@@ -15,7 +15,7 @@ use super::channel::{self, ChanInner, Offer};
 use super::commit::{AbandonOnUnwind, Outcome, Payload, SyncState};
 use super::leaves::{BaseOp, fd_ready};
 use super::{Event, Flat, Leaf, flatten};
-use crate::sched::park::{Park, Unparker, Wake};
+use crate::sched::park::{Park, Unparker, Wait};
 use crate::util::SpinGuard;
 
 /// A small xorshift generator for the random choice (uniform enough for picking among a few
@@ -147,7 +147,7 @@ pub(super) fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
             // the sync and drops its values.
             let abandon = AbandonOnUnwind { state: &state };
             drop(guards);
-            let chosen = wait_commit(&state, &leaves, &mut flat);
+            let chosen = wait_commit(&state, &leaves);
             std::mem::forget(abandon);
             let payload = match &leaves[chosen].op {
                 BaseOp::Recv { .. } => {
@@ -255,7 +255,7 @@ impl Drop for AbortsOnDrop<'_> {
 /// Step 3's park loop: until a leaf commits. Timer, join and nack leaves wake us; we commit
 /// them ourselves. Returns the committed leaf.
 #[track_caller]
-fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usize {
+fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>]) -> usize {
     let at = leaves
         .iter()
         .filter_map(|l| match l.op {
@@ -301,21 +301,16 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>], flat: &mut Flat) -> usi
         if let Some(k) = settle(state, leaves) {
             return k;
         }
-        // Interrupted, and nothing committed first (if something did, it wins): abandon. Our
-        // offers are stale from now on; the nacks fire as `flat` is dropped. If the park
-        // unwinds instead (the runtime dropping this task), the guard abandons.
+        // A task stopped here unwinds out of the park: the caller's guard abandons the sync
+        // (its offers go stale, unless something committed first, which then wins) and the
+        // nacks fire as the flattened event is dropped.
         let deadline = if revalidate {
             let slice = Instant::now() + crate::sched::reactor::source::REVALIDATE;
             Some(at.map_or(slice, |t| t.min(slice)))
         } else {
             at
         };
-        let why = park.wait_polling("Event.sync", deadline, &polled);
-        if why == Wake::Interrupted && state.abandon() {
-            flat.aborts.clear();
-            drop(release_slots(state, leaves));
-            crate::sched::interrupted_wait("Event.sync");
-        }
+        park.wait_polling(&Wait::hand_over("Event.sync").until(deadline), &polled);
     }
 }
 

@@ -11,7 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::Duration;
 
-use crate::sched::park::{Park, Unparker, Wake};
+use crate::sched::park::{Park, Unparker, Wait};
 
 /// How long an idle worker waits for a job before it exits.
 pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -123,8 +123,8 @@ impl Pool {
 ///
 /// # Panics
 ///
-/// If `f` panics (its payload), or if the task is interrupted while it waits (its runtime
-/// ending): `f` then runs to completion on the pool and its value is dropped there.
+/// If `f` panics (its payload). A task stopped while it waits (its runtime ending) unwinds
+/// from here: `f` still runs to completion on the pool and its value is dropped there.
 #[track_caller]
 pub fn unblock<T, F>(f: F) -> T
 where
@@ -144,15 +144,14 @@ where
         let r = catch_unwind(AssertUnwindSafe(f));
         done.finish(r);
     }));
-    let why = park.wait("io::unblock");
+    // A task stopped here unwinds; the job still runs to its end on the pool, and its value
+    // is dropped there.
+    let why = park.wait_for(&Wait::hand_over("io::unblock"));
     let result = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
     match result {
         Some(Ok(v)) => v,
         Some(Err(payload)) => std::panic::resume_unwind(payload),
-        None => {
-            debug_assert_eq!(why, Wake::Interrupted, "only the job wakes an unblock park");
-            crate::sched::interrupted_wait("io::unblock")
-        }
+        None => unreachable!("only the job ends an unblock park ({why:?})"),
     }
 }
 

@@ -7,21 +7,21 @@
 //! | `Condition.signal c`   | [`signal`]`(&c)`        | wakes the oldest waiter; nothing if none              |
 //! | `Condition.broadcast c`| [`broadcast`]`(&c)`     | wakes every waiter                                    |
 //!
-//! `wait` queues the caller before it unlocks `m`, so a `signal` made after the unlock is never
-//! lost; it relocks `m` before returning. As in OCaml, a wait may also end spuriously: loop on
-//! the condition.
+//! A thin layer over [`crate::sync::Condvar`]: `wait` queues the caller before it unlocks `m`,
+//! so a `signal` made after the unlock is never lost; it relocks `m` before returning. As in
+//! OCaml, callers loop on their condition.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::mutex;
-use crate::sched::waitqueue::{WaitList, wait_in};
-use crate::util::SpinLock;
+use crate::sched::park::Wait;
+use crate::sync::Condvar;
 
 /// A condition variable handle: cheap to clone, shared by every clone.
 #[derive(Clone)]
 pub struct T {
-    waiters: Arc<SpinLock<WaitList>>,
+    cv: Arc<Condvar>,
 }
 
 impl std::fmt::Debug for T {
@@ -33,7 +33,7 @@ impl std::fmt::Debug for T {
 /// `Condition.create ()`.
 pub fn create() -> T {
     T {
-        waiters: Arc::new(SpinLock::new(WaitList::new())),
+        cv: Arc::new(Condvar::new()),
     }
 }
 
@@ -48,39 +48,20 @@ pub fn wait(c: &T, m: &mutex::T) {
     if m.inner.owner.load(Ordering::Relaxed) != me {
         panic!("Sys_error(\"Condition.wait: Operation not permitted\")");
     }
-    let queue = c.waiters.lock();
-    let release = || {
+    c.cv.wait_raw(Wait::hand_over("Condition.wait"), || {
         m.inner.owner.store(0, Ordering::Relaxed);
         m.inner.raw.unlock();
-    };
-    let _woken = wait_in(
-        &c.waiters,
-        queue,
-        |l| l,
-        0,
-        "Condition.wait",
-        None,
-        release,
-        || signal(c),
-    );
-    if m.inner.raw.lock().is_err() {
-        crate::sched::interrupted_wait("Condition.wait (relocking the mutex)");
-    }
+    });
+    m.inner.raw.lock("Condition.wait (relocking the mutex)");
     m.inner.owner.store(me, Ordering::Relaxed);
 }
 
 /// `Condition.signal c`: wakes the oldest waiter, if any.
 pub fn signal(c: &T) {
-    let next = c.waiters.lock().pop_front();
-    if let Some(u) = next {
-        u.unpark();
-    }
+    c.cv.notify_one()
 }
 
 /// `Condition.broadcast c`: wakes every waiter.
 pub fn broadcast(c: &T) {
-    let mut waiters = c.waiters.lock();
-    while let Some(u) = waiters.pop_front() {
-        u.unpark();
-    }
+    c.cv.notify_all()
 }

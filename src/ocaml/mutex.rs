@@ -66,9 +66,7 @@ pub fn lock(m: &T) {
     if m.inner.owner.load(Ordering::Relaxed) == me {
         panic!("Sys_error(\"Mutex.lock: Resource deadlock avoided\")");
     }
-    if m.inner.raw.lock().is_err() {
-        crate::sched::interrupted_wait("Mutex.lock");
-    }
+    m.inner.raw.lock("Mutex.lock");
     m.inner.owner.store(me, Ordering::Relaxed);
 }
 

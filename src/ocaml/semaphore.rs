@@ -1,6 +1,7 @@
 //! OCaml's `Semaphore.Counting` and `Semaphore.Binary`.
 //!
-//! Released permits go to the oldest waiter first. Any thread may release.
+//! Thin layers over [`crate::sync::Semaphore`]: OCaml's names, bounds and messages. Released
+//! permits go to the oldest waiter first. Any thread may release.
 
 /// `Semaphore.Counting`.
 ///
@@ -13,18 +14,13 @@
 pub mod counting {
     use std::sync::Arc;
 
-    use crate::sched::waitqueue::{WaitList, Woken, wait_in};
-    use crate::util::SpinLock;
-
-    struct State {
-        value: i64,
-        queue: WaitList,
-    }
+    use crate::ocaml::MAX_INT;
+    use crate::sync::Semaphore;
 
     /// A counting semaphore handle: cheap to clone, shared by every clone.
     #[derive(Clone)]
     pub struct T {
-        state: Arc<SpinLock<State>>,
+        sem: Arc<Semaphore>,
     }
 
     impl std::fmt::Debug for T {
@@ -46,10 +42,7 @@ pub mod counting {
             panic!("Invalid_argument(\"Semaphore.Counting.init: wrong initial value\")");
         }
         T {
-            state: Arc::new(SpinLock::new(State {
-                value: n,
-                queue: WaitList::new(),
-            })),
+            sem: Arc::new(Semaphore::with_max(n as usize, MAX_INT as usize)),
         }
     }
 
@@ -57,59 +50,28 @@ pub mod counting {
     ///
     /// # Panics
     ///
-    /// `Sys_error("Semaphore.Counting.release: overflow")` if the value is OCaml's `max_int` ([`MAX_INT`](crate::ocaml::MAX_INT)).
+    /// `Sys_error("Semaphore.Counting.release: overflow")` if the value is OCaml's `max_int` ([`MAX_INT`]).
     #[track_caller]
     pub fn release(s: &T) {
-        let mut state = s.state.lock();
-        if let Some(next) = state.queue.pop_front() {
-            drop(state);
-            next.unpark();
-            return;
-        }
-        if state.value >= crate::ocaml::MAX_INT {
-            drop(state);
+        if s.sem.try_release().is_err() {
             panic!("Sys_error(\"Semaphore.Counting.release: overflow\")");
         }
-        state.value += 1;
     }
 
     /// `acquire s`: takes a permit, parking until one is free.
     #[track_caller]
     pub fn acquire(s: &T) {
-        let mut state = s.state.lock();
-        if state.value > 0 && state.queue.is_empty() {
-            state.value -= 1;
-            return;
-        }
-        let woken = wait_in(
-            &s.state,
-            state,
-            |st| &mut st.queue,
-            0,
-            "Semaphore.Counting.acquire",
-            None,
-            || (),
-            || release(s),
-        );
-        if woken != Woken::Notified {
-            crate::sched::interrupted_wait("Semaphore.Counting.acquire");
-        }
+        s.sem.acquire()
     }
 
     /// `try_acquire s`: takes a permit if one is free; never blocks.
     pub fn try_acquire(s: &T) -> bool {
-        let mut state = s.state.lock();
-        if state.value > 0 && state.queue.is_empty() {
-            state.value -= 1;
-            true
-        } else {
-            false
-        }
+        s.sem.try_acquire()
     }
 
     /// `get_value s`: the current value.
     pub fn get_value(s: &T) -> i64 {
-        s.state.lock().value
+        s.sem.available() as i64
     }
 }
 
@@ -126,24 +88,18 @@ pub mod counting {
 pub mod binary {
     use std::sync::Arc;
 
-    use crate::sched::waitqueue::{WaitList, Woken, wait_in};
-    use crate::util::SpinLock;
-
-    struct State {
-        value: bool,
-        queue: WaitList,
-    }
+    use crate::sync::Semaphore;
 
     /// A binary semaphore handle: cheap to clone, shared by every clone.
     #[derive(Clone)]
     pub struct T {
-        state: Arc<SpinLock<State>>,
+        sem: Arc<Semaphore>,
     }
 
     impl std::fmt::Debug for T {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.debug_struct("Semaphore.Binary")
-                .field("value", &self.state.lock().value)
+                .field("value", &(self.sem.available() == 1))
                 .finish()
         }
     }
@@ -151,56 +107,24 @@ pub mod binary {
     /// `make b`: a semaphore with value 1 if `b`, else 0.
     pub fn make(b: bool) -> T {
         T {
-            state: Arc::new(SpinLock::new(State {
-                value: b,
-                queue: WaitList::new(),
-            })),
+            sem: Arc::new(Semaphore::with_max(usize::from(b), 1)),
         }
     }
 
     /// `release s`: sets the value to 1, or hands it to the oldest waiter.
     pub fn release(s: &T) {
-        let mut state = s.state.lock();
-        match state.queue.pop_front() {
-            Some(next) => {
-                drop(state);
-                next.unpark();
-            }
-            None => state.value = true,
-        }
+        // Already 1: it stays 1 (a binary semaphore never counts past one).
+        let _ = s.sem.try_release();
     }
 
     /// `acquire s`: waits until the value is 1, then sets it to 0.
     #[track_caller]
     pub fn acquire(s: &T) {
-        let mut state = s.state.lock();
-        if state.value && state.queue.is_empty() {
-            state.value = false;
-            return;
-        }
-        let woken = wait_in(
-            &s.state,
-            state,
-            |st| &mut st.queue,
-            0,
-            "Semaphore.Binary.acquire",
-            None,
-            || (),
-            || release(s),
-        );
-        if woken != Woken::Notified {
-            crate::sched::interrupted_wait("Semaphore.Binary.acquire");
-        }
+        s.sem.acquire()
     }
 
     /// `try_acquire s`: takes the value if it is 1; never blocks.
     pub fn try_acquire(s: &T) -> bool {
-        let mut state = s.state.lock();
-        if state.value && state.queue.is_empty() {
-            state.value = false;
-            true
-        } else {
-            false
-        }
+        s.sem.try_acquire()
     }
 }

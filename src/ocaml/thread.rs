@@ -39,8 +39,13 @@ use std::time::{Duration, Instant};
 use crate::sched::reactor::Dir;
 use crate::sched::reactor::source::wait_raw;
 
-use crate::sched::task::{ExitTask, Face};
+use crate::sched::park::stop::catch_at_root;
+use crate::sched::runtime::{SpawnOptions, payload_text};
+use crate::sched::task::{Task, TaskDropped};
 use crate::thread::Thread;
+
+/// Payload of [`exit`]: ends the thread silently.
+struct ExitThread;
 
 /// A thread handle: cheap to clone, comparable and hashable (programs key tables on threads).
 #[derive(Clone)]
@@ -72,7 +77,26 @@ impl std::fmt::Debug for T {
 ///
 /// `Sys_error` when no stack can be had for the thread.
 pub fn create<A: Send + 'static>(f: impl FnOnce(A) + Send + 'static, x: A) -> T {
-    match crate::thread::Builder::new().spawn_with_face(Face::OCaml, move || f(x)) {
+    // OCaml reports an uncaught exception when the thread ends, not when it is raised.
+    let opts = SpawnOptions {
+        report_panics: false,
+        ..SpawnOptions::default()
+    };
+    let root = move |task: &Task| {
+        let outcome = catch_at_root(task, move || f(x));
+        if let Err(payload) = &outcome {
+            // `Thread.exit` and the runtime's own stop end a thread silently.
+            if !payload.is::<ExitThread>() && !payload.is::<TaskDropped>() {
+                eprintln!(
+                    "Thread {} killed on uncaught exception {}",
+                    task.id,
+                    payload_text(&**payload)
+                );
+            }
+        }
+        task.set_outcome(outcome.map(|()| Box::new(()) as Box<dyn std::any::Any>));
+    };
+    match crate::thread::spawn_rooted(opts, root) {
         Ok(handle) => T {
             thread: handle.thread().clone(),
         },
@@ -100,9 +124,7 @@ pub fn id(t: &T) -> u64 {
 /// fine). `join (self ())` blocks forever, as in OCaml.
 pub fn join(t: &T) {
     match t.thread.task() {
-        Some(task) => {
-            task.wait_finished();
-        }
+        Some(task) => task.wait_finished("Thread.join"),
         // A plain OS thread can only be "joined" by itself: that never returns.
         None => loop {
             crate::sched::park::Park::new().wait("Thread.join (self ())");
@@ -124,7 +146,7 @@ pub fn delay(secs: f64) {
 
 /// `Thread.exit ()`: ends the current thread silently. It unwinds, so cleanups run.
 pub fn exit() -> ! {
-    std::panic::resume_unwind(Box::new(ExitTask))
+    std::panic::resume_unwind(Box::new(ExitThread))
 }
 
 /// `Thread.wait_read fd`: suspends the thread until `fd` is readable (or at end of file).

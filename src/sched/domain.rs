@@ -53,15 +53,16 @@
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::collections::VecDeque;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::park::Unparker;
 use super::reactor::Poller;
 use super::runtime::RuntimeShared;
+use super::shutdown::Watch;
+use super::task::{CachedTask, Task, TaskCache};
 use super::timers::Timers;
-use crate::sched::task::{CachedTask, Task, TaskCache};
 use crate::stack::Pool;
 use crate::switch::Suspend;
 
@@ -72,6 +73,8 @@ const IDLE_RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
 const TASK_CACHE: usize = 1024;
 /// Rounds between checks of timers and of `done` while tasks keep the domain busy.
 const MAINTENANCE_INTERVAL: u32 = 61;
+/// Thread ids a domain reserves at once (so a spawn does not touch the process-wide counter).
+const ID_BLOCK: u64 = 256;
 
 /// `attention` bits: the inbox has tasks.
 const INBOX: u8 = 1;
@@ -92,6 +95,9 @@ pub(crate) struct DomainShared {
     steal_request: AtomicUsize,
     /// Never-started, non-pinned tasks in the run queue (published for idle domains).
     stealable: AtomicUsize,
+    /// Tasks that ended (or were abandoned) here; written only by the domain's thread. The
+    /// shutdown compares the sum over domains with the runtime's count of spawned tasks.
+    pub(crate) finished: AtomicU64,
     poller: Poller,
 }
 
@@ -106,6 +112,7 @@ impl DomainShared {
             closed: AtomicBool::new(false),
             steal_request: AtomicUsize::new(NO_REQUEST),
             stealable: AtomicUsize::new(0),
+            finished: AtomicU64::new(0),
             poller: Poller::new()?,
         })
     }
@@ -141,6 +148,16 @@ impl DomainShared {
             return true;
         }
         false
+    }
+
+    /// Whether the domain sleeps in epoll (or is about to), with nothing to run.
+    pub(crate) fn is_sleeping(&self) -> bool {
+        self.sleeping.load(Ordering::SeqCst)
+    }
+
+    /// Wakes the domain if it sleeps (or makes its next sleep return at once).
+    pub(crate) fn nudge(&self) {
+        self.poller.wake();
     }
 
     /// Asks the domain to stop, waking it if it sleeps.
@@ -190,7 +207,7 @@ impl Registry {
 }
 
 /// A pointer to a task owned by the domain's registry.
-type TaskPtr = NonNull<Task>;
+pub(crate) type TaskPtr = NonNull<Task>;
 
 /// The FIFO run queue: non-owning pointers into the registry.
 ///
@@ -248,6 +265,17 @@ pub(crate) struct Local {
     task_cache: RefCell<TaskCache>,
     stealable: Cell<usize>,
     countdown: Cell<u32>,
+    /// Thread ids reserved for this domain's spawns: `[next, end)`.
+    ids: Cell<(u64, u64)>,
+    /// Tasks of this domain switched out in the middle of an unwind (see
+    /// `sched::task_unwinding`).
+    parked_unwinding: Cell<usize>,
+    /// Mirror of `shared.finished` (only this thread writes it).
+    finished: Cell<u64>,
+    /// The runtime is ending and this domain takes part (see `shutdown`).
+    pub(crate) closing: Cell<bool>,
+    /// What the shutdown has seen and done on this domain.
+    pub(crate) watch: RefCell<Watch>,
 }
 
 impl Local {
@@ -262,7 +290,43 @@ impl Local {
             task_cache: RefCell::new(TaskCache::default()),
             stealable: Cell::new(0),
             countdown: Cell::new(MAINTENANCE_INTERVAL),
+            ids: Cell::new((0, 0)),
+            parked_unwinding: Cell::new(0),
+            finished: Cell::new(0),
+            closing: Cell::new(false),
+            watch: RefCell::new(Watch::default()),
         }
+    }
+
+    /// A fresh process-unique thread id for a task spawned here.
+    pub(crate) fn next_thread_id(&self) -> u64 {
+        let (next, end) = self.ids.get();
+        if next < end {
+            self.ids.set((next + 1, end));
+            return next;
+        }
+        let first = super::task::reserve_thread_ids(ID_BLOCK);
+        self.ids.set((first + 1, first + ID_BLOCK));
+        first
+    }
+
+    /// How many tasks of this domain are switched out in the middle of an unwind.
+    pub(crate) fn parked_unwinding(&self) -> usize {
+        self.parked_unwinding.get()
+    }
+
+    /// `task` (running here) switches out while unwinding (`out`), or is back.
+    pub(crate) fn switched_out_unwinding(&self, task: &Task, out: bool) {
+        task.switched_unwinding.set(out);
+        let n = self.parked_unwinding.get();
+        self.parked_unwinding.set(if out { n + 1 } else { n - 1 });
+    }
+
+    /// For the stop decision of a task parking here: whether the runtime is ending, and
+    /// whether the shutdown gives soft waits up already.
+    pub(crate) fn shutdown_state(&self) -> (bool, bool) {
+        let ending = self.closing.get();
+        (ending, ending && self.rt.soft_waits_given_up())
     }
 
     /// Makes this the current thread's domain until the returned guard drops.
@@ -279,6 +343,10 @@ impl Local {
         // SAFETY: the registry now owns the task, which lives until it is removed from there.
         let t = unsafe { ptr.as_ref() };
         t.set_slot(slot);
+        if self.closing.get() {
+            // The runtime is ending: the task is stopped as it arrives (shutdown step 2).
+            t.cancelled.store(true, Ordering::Release);
+        }
         if !t.is_started() && !t.pinned {
             let n = self.stealable.get() + 1;
             self.set_stealable(n);
@@ -306,9 +374,12 @@ impl Local {
     /// (see `park::interrupt`) is applied first, here on the task's own thread.
     #[inline]
     pub(crate) fn woken(&self, task: &Task) {
-        super::park::interrupt_pending(task);
+        super::park::stop::interrupt_pending(task);
         if task.parked.get() && !task.park.is_armed() {
             task.parked.set(false);
+            if self.closing.get() {
+                self.rt.progressed();
+            }
             self.run_queue.push(NonNull::from(task));
         }
     }
@@ -408,6 +479,10 @@ impl Local {
                     self.run_queue.push(ptr);
                 }
             }
+            Some(Suspend::Abandon) => {
+                self.abandon(ptr);
+                return true;
+            }
             None => {
                 self.retire(ptr);
                 return true;
@@ -439,6 +514,7 @@ impl Local {
             task.finish();
             task.slot()
         };
+        self.count_finished();
         // Last: this may be the task's last reference (a detached task).
         let owned = self.registry.borrow_mut().remove(slot);
         if let Some(owned) = owned {
@@ -446,7 +522,62 @@ impl Local {
         }
     }
 
-    fn drain_inbox(&self) {
+    /// One more task ended here (or was abandoned).
+    fn count_finished(&self) {
+        let n = self.finished.get() + 1;
+        self.finished.set(n);
+        // Release: whoever sees the count sees the task finished.
+        self.shared.finished.store(n, Ordering::Release);
+        if self.closing.get() {
+            self.rt.progressed();
+        }
+    }
+
+    /// Gives up on a suspended task for good (see `shutdown`): it never runs again; its fiber
+    /// and stack are leaked where they are (frames on that stack may be borrowed by others,
+    /// such as a wait-queue node, so the memory must stay), and it finishes as `TaskDropped`.
+    pub(crate) fn abandon(&self, ptr: TaskPtr) {
+        // SAFETY: the registry owns the task until we remove it below; it is not running.
+        let task = unsafe { ptr.as_ref() };
+        // SAFETY: we are the task's domain thread and its fiber is suspended.
+        let fiber = unsafe { task.fiber_mut() }.take();
+        std::mem::forget(fiber);
+        self.rt.arena.leak_around(task.overflow.guard_low);
+        if task.switched_unwinding.get() {
+            // Its unwind stays in flight on this thread forever.
+            task.switched_unwinding.set(false);
+            self.parked_unwinding.set(self.parked_unwinding.get() - 1);
+            super::leak_unwind();
+        }
+        task.parked.set(false);
+        task.finish();
+        let slot = task.slot();
+        self.count_finished();
+        let owned = self.registry.borrow_mut().remove(slot);
+        drop(owned);
+    }
+
+    /// Calls `f` with every task this domain owns (not running: called between tasks).
+    pub(crate) fn for_each_task(&self, mut f: impl FnMut(TaskPtr)) {
+        let tasks: Vec<TaskPtr> = self
+            .registry
+            .borrow()
+            .slots
+            .iter()
+            .flatten()
+            .map(|t| NonNull::from(&**t))
+            .collect();
+        for t in tasks {
+            f(t);
+        }
+    }
+
+    /// Whether the run queue is empty.
+    pub(crate) fn nothing_to_run(&self) -> bool {
+        self.run_queue.is_empty()
+    }
+
+    pub(crate) fn drain_inbox(&self) {
         for task in self.shared.take_inbox() {
             if task.is_started() {
                 // A remote wake-up of one of ours: the registry owns it; drop the waker's
@@ -557,6 +688,11 @@ impl Local {
         shared.sleeping.store(true, Ordering::SeqCst);
         let mut timeout =
             next_deadline.map(|d: Instant| d.saturating_duration_since(Instant::now()));
+        if self.closing.get() {
+            // The shutdown watches for progress while idle (see `shutdown`).
+            let tick = super::shutdown::TICK;
+            timeout = Some(timeout.map_or(tick, |t| t.min(tick)));
+        }
         if self.rt.domains.len() > 1 && self.peer_has_stealable() {
             // Work appeared on a peer after `try_steal` looked, and its 0 -> 1 wake-up may
             // have found us not yet asleep: ask again shortly instead of sleeping for good.
@@ -574,89 +710,19 @@ impl Local {
         shared.sleeping.store(false, Ordering::SeqCst);
     }
 
-    /// Shutdown step 4 for one depth: drops our tasks of scope depth `depth`, newest first.
-    /// A started task is force-unwound on its own stack (destructors run); a task that never ran
-    /// has its closure dropped.
-    pub(crate) fn unwind_depth(&self, depth: u32) {
-        let mut victims: Vec<Arc<Task>> = self
-            .registry
-            .borrow()
-            .slots
-            .iter()
-            .flatten()
-            .filter(|t| t.depth == depth)
-            .cloned()
-            .collect();
-        victims.sort_by_key(|t| std::cmp::Reverse(t.id));
-        for task in victims {
-            self.registry.borrow_mut().remove(task.slot());
-            // SAFETY: we are the task's domain thread and no fiber runs (shutdown).
-            let Some(fiber) = (unsafe { task.fiber_mut() }).take() else {
-                continue;
-            };
-            let slot = if task.is_started() {
-                // Destructors run on the task's own stack, as the task (so `current()` and a
-                // blocking call, which returns `Interrupted` at once, behave).
-                task.forcing.set(true);
-                super::set_current(Arc::as_ptr(&task));
-                let slot = fiber.unwind();
-                super::set_current(std::ptr::null());
-                slot
-            } else {
-                // Never ran: its closure is dropped here, outside any task.
-                fiber.unwind()
-            };
-            self.stacks.borrow_mut().put(&self.rt.arena, slot);
-            task.finish();
-        }
-    }
-
-    /// Shutdown, after every domain has stopped running tasks: takes ownership of the tasks
-    /// handed to us that are still in the inbox (so that step 4 drops them in scope order) and
-    /// drops the references that came with remote wake-ups.
-    pub(crate) fn adopt_inbox(&self) {
-        for task in self.shared.take_inbox() {
-            if !task.is_started() && !task.is_finished() {
-                let ptr = NonNull::from(&*task);
-                let slot = self.registry.borrow_mut().insert(task);
-                // SAFETY: the registry owns the task now.
-                unsafe { ptr.as_ref() }.set_slot(slot);
-            }
-        }
-    }
-
-    /// Shutdown step 5: forgets the run queue (its tasks were all dropped in step 4), drops the
-    /// inbox and the timers.
-    pub(crate) fn drop_queued(&self) {
+    /// The end of the shutdown, once every task of the runtime has ended: drops the timers,
+    /// the inbox (wake-ups that came late) and every registration, and marks the domain closed
+    /// so that descriptors shared with a later runtime register there.
+    pub(crate) fn close(&self) {
+        debug_assert!(self.run_queue.is_empty());
         self.run_queue.clear();
-        loop {
-            let batch = self.shared.take_inbox();
-            if batch.is_empty() {
-                break;
-            }
-            for task in batch {
-                drop_unstarted(&task);
-            }
-        }
+        drop(self.shared.take_inbox());
         self.set_stealable(0);
         let timers = std::mem::take(&mut *self.timers.borrow_mut());
         drop(timers);
         self.shared.closed.store(true, Ordering::SeqCst);
         self.shared.poller().clear();
     }
-}
-
-/// Drops the fiber of a task that never ran (its closure is dropped, nothing runs) and marks it
-/// finished. Started tasks are left alone: their domain unwinds them.
-pub(crate) fn drop_unstarted(task: &Arc<Task>) {
-    if task.is_started() || task.is_finished() {
-        return;
-    }
-    // SAFETY: the task never started and the caller holds it from an inbox it drained, so no
-    // other thread touches its fiber.
-    let fiber = unsafe { task.fiber_mut() }.take();
-    drop(fiber);
-    task.finish();
 }
 
 /// Restores the previous domain of this thread when dropped.

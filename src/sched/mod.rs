@@ -8,13 +8,31 @@
 //! - **runtime**: a set of domains started by `run` (or the global runtime used by `spawn` outside
 //!   any runtime) sharing ids, the stack arena and the shutdown protocol ([`runtime`]).
 //! - **task**: see [`task`]. A task runs on one domain from its first run to its end.
+//! - **park**: a task (or plain thread) waiting for one wake-up ([`park`]); every blocking call
+//!   of every face ends in one, usually through the wait queue ([`waitqueue`]).
+//! - **stop**: a request that a task end early, by unwinding from its park point (cancellation,
+//!   or its runtime ending: [`park::stop`], [`shutdown`]).
 //!
-//! This module must not call epoll or map memory itself: it asks `io` and `stack`.
+//! ## Why these files are one unit
+//!
+//! The kernel is everything that owns a task's life: the task itself ([`task`]), how it waits
+//! ([`park`], [`waitqueue`]), where it runs ([`domain`]: run queue, inbox, registry), what wakes
+//! it ([`timers`], [`reactor`]), and how runtimes start and end ([`runtime`], [`shutdown`]).
+//! These files refer to each other in a circle, on purpose: a domain owns its timers and its
+//! epoll and runs tasks; a task parks through its domain; a park registers timers; the reactor
+//! wakes parks. Cutting the circle would mean callbacks between layers that are really one
+//! state machine. The circle stays inside this folder: the faces above (`thread`, `sync`,
+//! `event`, `net`, `io`, `time`, `ocaml`) use the kernel and are never used by it, and the
+//! kernel's other parts (`stack`, `switch`, `util`) know nothing of the scheduler.
+//!
+//! This module must not map memory or switch stacks itself: it asks `stack` and `switch`. Only
+//! [`reactor`] calls epoll and `poll(2)`.
 
 pub(crate) mod domain;
 pub(crate) mod park;
 pub(crate) mod reactor;
 pub(crate) mod runtime;
+pub(crate) mod shutdown;
 pub(crate) mod task;
 pub(crate) mod timers;
 pub(crate) mod waitqueue;
@@ -32,6 +50,9 @@ thread_local! {
     static LOCAL: Cell<*const Local> = const { Cell::new(std::ptr::null()) };
     /// The task running on this thread right now, if any.
     static CURRENT: Cell<*const Task> = const { Cell::new(std::ptr::null()) };
+    /// Unwinds left in flight on this OS thread by tasks abandoned in the middle of one: the
+    /// thread's panic count never comes down from them (see [`task_unwinding`]).
+    static LEAKED_UNWINDS: Cell<usize> = const { Cell::new(0) };
 }
 
 /// The running task, if the caller is one.
@@ -82,9 +103,45 @@ fn set_current(t: *const Task) {
     CURRENT.with(|c| c.set(t));
 }
 
-/// Whether the running task is being force-unwound because its runtime is ending.
-pub(crate) fn forcing() -> bool {
-    with_current(|t| t.forcing.get()).unwrap_or(false)
+/// Whether `task`, the task running on this thread, is unwinding (from a panic, or from a
+/// stop).
+///
+/// std keeps one panic count per OS thread, and a task may switch out in the middle of an
+/// unwind (a destructor that blocks): the count then stays raised while the domain runs other
+/// tasks. So the count alone answers only while no other task of this thread is switched out
+/// mid-unwind (the domain counts those, and abandoned ones stay counted for the thread). When
+/// some are, the task's own record decides: the panic hook and the stop raise add to it, its
+/// root clears it. The record misses an unwind the task starts with `resume_unwind` while
+/// another task of its domain is switched out mid-unwind; then it is taken for not unwinding.
+pub(crate) fn task_unwinding(task: &Task) -> bool {
+    if !std::thread::panicking() {
+        task.unwinds.set(0);
+        return false;
+    }
+    let others = with_local(|l| l.parked_unwinding()) + LEAKED_UNWINDS.with(Cell::get);
+    if others == 0 {
+        // Only this task can have raised the count.
+        if task.unwinds.get() == 0 {
+            task.unwinds.set(1);
+        }
+        return true;
+    }
+    task.unwinds.get() > 0
+}
+
+/// A task abandoned in the middle of an unwind leaves that unwind in flight on this thread.
+pub(crate) fn leak_unwind() {
+    LEAKED_UNWINDS.with(|n| n.set(n.get() + 1));
+}
+
+/// Whether the caller is unwinding from a panic, as poisoning needs it: for a task, its own
+/// unwind (see [`task_unwinding`]), not counting the runtime's stop unwind (a task stopped while
+/// it holds a lock did not break the lock's data); outside a task, std's answer.
+pub(crate) fn panicking() -> bool {
+    if !std::thread::panicking() {
+        return false;
+    }
+    with_current(|t| task_unwinding(t) && !t.stop_raised.get()).unwrap_or(true)
 }
 
 /// Whether spinning on a held lock could see it released: true on a plain OS thread, or on a
@@ -94,17 +151,6 @@ pub(crate) fn spinning_may_help() -> bool {
     let p = LOCAL.with(|l| l.get());
     // SAFETY: as in `with_local`.
     p.is_null() || unsafe { &*p }.rt.domains.len() > 1
-}
-
-/// A wait that cannot fail (a std-like `lock`, `wait`, `recv`) was interrupted: the runtime
-/// is unwinding this task at shutdown (or, later, the task is being cancelled) while the thing
-/// it waits for can never be handed to it.
-#[track_caller]
-pub(crate) fn interrupted_wait(what: &str) -> ! {
-    panic!(
-        "bobine: {what} was interrupted: this task is being unwound (its runtime is ending) \
-         while it waits, and what it waits for can no longer be handed to it"
-    )
 }
 
 /// Whether this thread is a domain thread.
@@ -193,11 +239,9 @@ pub(crate) unsafe fn schedule_woken_ref(
 /// task it yields the OS thread.
 pub(crate) fn yield_now() {
     let yielded = with_current(|task| {
-        if std::thread::panicking() {
-            // Yielding is never required for correctness; during unwinding it is not allowed.
-            return;
-        }
-        task.suspend(Suspend::Yield);
+        // A yield is a stop point: a task asked to stop unwinds here.
+        park::stop::at_yield(task);
+        task.suspend(Suspend::Yield)
     });
     if yielded.is_none() {
         std::thread::yield_now();

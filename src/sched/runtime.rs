@@ -1,45 +1,35 @@
-//! Runtimes: configuration, start, spawning, and the shutdown protocol.
+//! Runtimes: configuration, start, spawning, and the panic report.
 //!
 //! ## Start
 //!
 //! `run` builds a [`RuntimeShared`] (ids, stack arena, one [`DomainShared`] per domain), starts
 //! domains 1..n on new OS threads, turns the calling thread into domain 0, and queues `f` there
-//! as the main task (id 0, pinned to domain 0).
-//!
-//! ## Shutdown (when the main task returns)
-//!
-//! 1. Domain 0 leaves its loop as soon as the main task has finished, and sets `closing`: from
-//!    then on a spawn (say, by a destructor run below) drops its closure at once and returns a
-//!    task that is already finished with `TaskDropped`, so no task is created that nobody
-//!    would run or unwind.
-//! 2. It sets `stop` on every other domain and wakes it.
-//! 3. Each domain leaves its loop at its next round (a running task ends its slice first) and
-//!    waits at the runtime's barrier: past it, no task runs anywhere. Each domain then adopts
-//!    the never-started tasks still in its inbox (work another domain handed over), so that
-//!    step 4 drops them in scope order too.
-//! 4. For each scope depth d from the deepest down to 0, every domain force-unwinds its started
-//!    tasks of depth d, newest first (destructors run on the task's own stack), then waits at the
-//!    barrier. Scoped tasks are gone before the tasks whose stacks they borrow.
-//! 5. Each domain drops what is left in its run queue, inbox and timers; tasks that never ran
-//!    are dropped without running. Every dropped task is finished with `TaskDropped`, so a
-//!    `JoinHandle` kept past `run` never hangs.
-//! 6. Domain threads exit; `run` joins them, drains every inbox once more (wake-ups sent during
-//!    steps 4-5), and drops the runtime, which unmaps the stack arena.
+//! as the main task (id 0, pinned to domain 0). When the main task has finished, every domain
+//! takes part in the shutdown (see [`super::shutdown`]); then `run` joins the domain threads and
+//! drops the runtime, which unmaps the stack arena (but the stacks of abandoned tasks).
 //!
 //! The global runtime (used by `spawn` outside any runtime) never shuts down: its domains are
 //! background threads that end with the process.
+//!
+//! ## Spawning
+//!
+//! A task is built (stack from the domain's pool, allocation from its cache) and queued on the
+//! spawning domain; a spawn from a thread that is not a domain of the target runtime takes a
+//! stack from the runtime's shared pool and hands the task to one of its domains' inboxes. Each
+//! spawn takes the runtime's next per-runtime id (`RuntimeShared::next_id`, also the count of
+//! spawned tasks the shutdown compares with) and a process-unique thread id.
 
+use std::any::Any;
 use std::io;
 use std::panic::resume_unwind;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use super::domain::{DomainShared, Local, drop_unstarted};
-use crate::sched::task::{ExitTask, Face, Task, TaskConfig, payload_text};
+use super::domain::{DomainShared, Local};
+use super::park::stop::catch_at_root;
+use super::task::{Task, TaskConfig};
 use crate::stack::{self, Arena, Pool};
-use crate::switch::{Fiber, catch_at_root};
-
-static RUNTIME_SERIAL: AtomicU64 = AtomicU64::new(1);
+use crate::switch::Fiber;
 
 /// Settings of one runtime.
 #[derive(Clone, Debug)]
@@ -107,18 +97,21 @@ fn env_number(var: &str) -> Option<usize> {
 
 /// What the domains of one runtime share.
 pub(crate) struct RuntimeShared {
-    pub(crate) serial: u64,
     pub(crate) config: Config,
     pub(crate) domains: Vec<Arc<DomainShared>>,
+    /// The next per-runtime id; so also the number of tasks spawned so far.
     next_id: AtomicU64,
-    pub(crate) max_depth: AtomicU32,
     pub(crate) arena: Arena,
     /// Stacks for spawns from threads that are not domains of this runtime.
     foreign_pool: Mutex<Pool>,
     next_domain: AtomicUsize,
-    barrier: Barrier,
-    /// Set when the main task has finished: spawns from then on give tasks that never run.
-    closing: AtomicBool,
+    /// Set when the main task has finished: the shutdown has begun (see `shutdown`).
+    pub(crate) closing: AtomicBool,
+    /// How far the shutdown has gone in giving up on waits (see `shutdown`).
+    pub(crate) stage: AtomicU8,
+    /// Bumped during the shutdown whenever a task ends or a parked task is woken: the
+    /// shutdown's measure of progress.
+    pub(crate) progress: AtomicU64,
 }
 
 impl RuntimeShared {
@@ -129,16 +122,15 @@ impl RuntimeShared {
             .map(|i| DomainShared::new(i).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
         Ok(Arc::new(RuntimeShared {
-            serial: RUNTIME_SERIAL.fetch_add(1, Ordering::Relaxed),
             arena: Arena::new(config.max_tasks),
-            barrier: Barrier::new(config.domains),
             config,
             domains,
             next_id: AtomicU64::new(0),
-            max_depth: AtomicU32::new(0),
             foreign_pool: Mutex::new(Pool::default()),
             next_domain: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
+            stage: AtomicU8::new(0),
+            progress: AtomicU64::new(0),
         }))
     }
 
@@ -146,8 +138,29 @@ impl RuntimeShared {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn thread_id(&self, id: u64) -> u64 {
-        self.serial << 40 | id
+    /// Whether every task spawned so far has ended (or been abandoned).
+    ///
+    /// The finished counts are read before the spawned count: each is monotonic and a task
+    /// ends after it was spawned, so equal sums mean that at the moment the spawned count was
+    /// read, every spawned task had ended, and none can be spawned after that (the shutdown
+    /// only spawns from tasks, and scopes shared with other threads keep their owner alive).
+    pub(crate) fn all_finished(&self) -> bool {
+        let finished: u64 = self
+            .domains
+            .iter()
+            .map(|d| d.finished.load(Ordering::Acquire))
+            .sum();
+        finished == self.next_id.load(Ordering::Acquire)
+    }
+
+    /// Something happened during the shutdown (a task ended, a parked task was woken).
+    pub(crate) fn progressed(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the shutdown gives soft waits (I/O, sleep) up (stage 1 and later).
+    pub(crate) fn soft_waits_given_up(&self) -> bool {
+        self.stage.load(Ordering::Acquire) >= 1
     }
 }
 
@@ -155,48 +168,60 @@ impl RuntimeShared {
 pub(crate) struct SpawnOptions {
     pub(crate) name: Option<String>,
     pub(crate) stack_size: Option<usize>,
-    pub(crate) face: Face,
     pub(crate) pinned: bool,
-    pub(crate) depth: u32,
+    /// Whether the panic hook reports the task's panics as std does for threads.
+    pub(crate) report_panics: bool,
 }
 
-impl SpawnOptions {
-    pub(crate) fn new(face: Face) -> Self {
+impl Default for SpawnOptions {
+    fn default() -> Self {
         SpawnOptions {
             name: None,
             stack_size: None,
-            face,
             pinned: false,
-            depth: 0,
+            report_panics: true,
         }
     }
 }
 
-/// Spawns a task running `body` on the caller's domain, or on the global runtime when the caller
-/// is not a domain thread. `body` stores its own outcome (through the task it is given).
+/// The runtime a spawn from here goes to: this domain's, or the global one from a thread that
+/// is not a domain.
+pub(crate) fn current_runtime() -> Arc<RuntimeShared> {
+    if super::on_domain() {
+        super::with_local(|l| l.rt.clone())
+    } else {
+        global().clone()
+    }
+}
+
+/// Spawns a task running `body` on runtime `rt` (`None`: the caller's domain's runtime, or the
+/// global runtime when the caller is not a domain thread). `body` stores its own outcome
+/// (through the task it is given). A task spawned while its runtime is ending is stopped at
+/// once: its closure is dropped, as the task, when it first runs.
 ///
 /// # Safety
 ///
 /// If `body` is not `'static`, everything it borrows must outlive the task. If `opts.pinned` is
 /// false, `body` must be safe to send to another thread (the public API requires `Send`).
-pub(crate) unsafe fn spawn_raw<B>(opts: SpawnOptions, body: B) -> io::Result<Arc<Task>>
+pub(crate) unsafe fn spawn_raw<B>(
+    rt: Option<&Arc<RuntimeShared>>,
+    opts: SpawnOptions,
+    body: B,
+) -> io::Result<Arc<Task>>
 where
     B: FnOnce(&Task),
 {
-    if super::on_domain() {
+    let local_rt = super::on_domain()
+        && super::with_local(|local| rt.is_none_or(|rt| Arc::ptr_eq(&local.rt, rt)));
+    if local_rt {
         super::with_local(|local| {
-            if local.rt.closing.load(Ordering::Acquire) {
-                // The runtime is ending (this is a destructor run by the shutdown): the task
-                // would never run. Its closure is dropped now and joiners get `TaskDropped`.
-                drop(body);
-                return Ok(Task::dropped(task_config(&local.rt, opts)));
-            }
             // SAFETY: forwarded from our caller.
             let task = unsafe {
                 new_task(
                     &local.rt,
                     &mut local.stacks.borrow_mut(),
                     local.cached_task(),
+                    local.next_thread_id(),
                     opts,
                     body,
                 )
@@ -209,31 +234,23 @@ where
             "bobine: spawn_local must be called from a task",
         ))
     } else {
-        let rt = global();
+        let rt = rt.unwrap_or_else(|| global());
+        let thread_id = super::task::reserve_thread_ids(1);
         let mut pool = rt.foreign_pool.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: forwarded from our caller.
-        let task = unsafe { new_task(rt, &mut pool, None, opts, body) }?;
+        let task = unsafe { new_task(rt, &mut pool, None, thread_id, opts, body) }?;
         drop(pool);
+        if rt.closing.load(Ordering::Acquire) {
+            task.cancelled.store(true, Ordering::Release);
+        }
         let i = rt.next_domain.fetch_add(1, Ordering::Relaxed) % rt.domains.len();
         rt.domains[i].push(task.clone());
         Ok(task)
     }
 }
 
-/// Ids and the name for a new task.
-fn task_config(rt: &RuntimeShared, opts: SpawnOptions) -> TaskConfig {
-    let id = rt.next_id();
-    TaskConfig {
-        id,
-        thread_id: rt.thread_id(id),
-        name: opts.name.map(String::into_boxed_str),
-        face: opts.face,
-        pinned: opts.pinned,
-        depth: opts.depth,
-    }
-}
-
-/// Builds a task (stack, ids, fiber) without queueing it.
+/// Builds a task (stack, ids, fiber) without queueing it. The per-runtime id is taken once the
+/// stack is there, so that a spawn that fails does not count as spawned.
 ///
 /// # Safety
 ///
@@ -241,7 +258,8 @@ fn task_config(rt: &RuntimeShared, opts: SpawnOptions) -> TaskConfig {
 unsafe fn new_task<B>(
     rt: &RuntimeShared,
     pool: &mut Pool,
-    recycled: Option<crate::sched::task::CachedTask>,
+    recycled: Option<super::task::CachedTask>,
+    thread_id: u64,
     opts: SpawnOptions,
     body: B,
 ) -> io::Result<Arc<Task>>
@@ -253,43 +271,35 @@ where
         None => rt.config.stack_size,
     };
     let slot = pool.get(&rt.arena, size)?;
-    if opts.depth > 0 {
-        rt.max_depth.fetch_max(opts.depth, Ordering::Relaxed);
-    }
-    let cfg = task_config(rt, opts);
+    let cfg = TaskConfig {
+        id: rt.next_id(),
+        thread_id,
+        name: opts.name.map(String::into_boxed_str),
+        report_panics: opts.report_panics,
+        pinned: opts.pinned,
+    };
     Ok(Task::new(recycled, cfg, slot, |slot, task_ptr| {
         let root = move |y: &crate::switch::FiberYielder| {
             // SAFETY: the fiber runs only while its task is alive (its domain's registry owns
             // it), and the task never moves (it is in an Arc).
             let task = unsafe { &*task_ptr };
             task.set_yielder(y);
+            if task.is_cancelled() {
+                // Stopped before it ran: the closure is dropped here, as the task, so that a
+                // destructor that blocks parks this task and its domain runs the others.
+                task.draining.set(true);
+                let dropped = catch_at_root(task, move || drop(body));
+                task.draining.set(false);
+                if let Err(payload) = dropped {
+                    task.set_outcome(Err(payload));
+                }
+                return;
+            }
             body(task);
         };
         // SAFETY: forwarded to our caller (what `body` borrows outlives the task).
         unsafe { Fiber::new_unchecked(slot, root) }
     }))
-}
-
-/// The standard task root: runs `f`, stores its value or panic, reports an uncaught panic the
-/// way the task's face wants.
-pub(crate) fn task_root<F, T>(task: &Task, f: F)
-where
-    F: FnOnce() -> T,
-    T: 'static,
-{
-    match catch_at_root(&task.forcing, f) {
-        Ok(v) => task.set_outcome(Ok(Box::new(v))),
-        Err(payload) => {
-            if task.face == Face::OCaml && !payload.is::<ExitTask>() {
-                eprintln!(
-                    "Thread {} killed on uncaught exception {}",
-                    task.id,
-                    payload_text(&*payload)
-                );
-            }
-            task.set_outcome(Err(payload));
-        }
-    }
 }
 
 fn global() -> &'static Arc<RuntimeShared> {
@@ -313,7 +323,7 @@ fn global() -> &'static Arc<RuntimeShared> {
 }
 
 /// Starts the OS thread of domain `i`: it runs tasks until its domain is asked to stop, then
-/// (when `shuts_down`) takes its part in the shutdown protocol.
+/// (when `shuts_down`) takes its part in the shutdown.
 fn start_domain_thread(
     rt: &Arc<RuntimeShared>,
     i: usize,
@@ -331,7 +341,7 @@ fn start_domain_thread(
             let _abort_guard = AbortOnPanic;
             local.run_until(&|| shared.stop.load(Ordering::Acquire));
             if shuts_down {
-                shut_down(&local);
+                super::shutdown::take_part(&local);
             }
         })
         .unwrap_or_else(|e| panic!("bobine: cannot start the thread of domain {i}: {e}"))
@@ -364,24 +374,22 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
     let opts = SpawnOptions {
         name: Some("main".into()),
         pinned: true,
-        ..SpawnOptions::new(Face::Std)
+        ..SpawnOptions::default()
     };
     let body = move |task: &Task| {
-        let r = catch_at_root(&task.forcing, f);
+        let r = catch_at_root(task, f);
         // SAFETY: `out` lives in `run`'s frame, which waits for the main task to finish.
         unsafe { *out_ptr = Some(r) };
     };
     // SAFETY: the main task is pinned to this thread, and `run` does not return before it has
     // finished, so what `f` borrows outlives it.
-    let main = unsafe { spawn_raw(opts, body) }
+    let main = unsafe { spawn_raw(None, opts, body) }
         .unwrap_or_else(|e| panic!("bobine: cannot start the main task: {e}"));
     let abort_guard = AbortOnPanic;
     local.run_until(&|| main.is_finished());
-    rt.closing.store(true, Ordering::SeqCst);
-    for d in &rt.domains[1..] {
-        d.request_stop();
-    }
-    shut_down(&local);
+    drop(main);
+    super::shutdown::begin(&rt);
+    super::shutdown::take_part(&local);
     drop(abort_guard);
     drop(enter);
     drop(local);
@@ -389,10 +397,8 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
         let _ = t.join();
     }
     for d in &rt.domains {
-        // Step 6: wake-ups that arrived after their domain's last drain.
-        for task in d.take_inbox() {
-            drop_unstarted(&task);
-        }
+        // Wake-up references that arrived after their domain closed.
+        drop(d.take_inbox());
     }
     drop(rt);
     match out {
@@ -403,75 +409,108 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
 }
 
 /// Aborts the process if a scheduler loop unwinds: its state (run queue, registry, the shutdown
-/// barrier every domain must reach) would be broken, and the other domains would hang.
-/// Task panics never get here: they are caught at each task's root.
+/// every domain takes part in) would be broken, and the other domains would hang. Task panics
+/// never get here: they are caught at each task's root.
 struct AbortOnPanic;
 
 impl Drop for AbortOnPanic {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!(
-                "bobine: fatal: a domain's scheduler panicked (a bug in bobine, or a destructor \
-                 that panicked while the runtime dropped a task); aborting"
-            );
+            eprintln!("bobine: fatal: a domain's scheduler panicked (a bug in bobine); aborting");
             std::process::abort();
         }
     }
 }
 
-/// Steps 3-5 of the shutdown protocol, on one domain's thread.
-fn shut_down(local: &Local) {
-    let rt = &local.rt;
-    rt.barrier.wait();
-    local.adopt_inbox();
-    let deepest = rt.max_depth.load(Ordering::Relaxed);
-    for depth in (0..=deepest).rev() {
-        local.unwind_depth(depth);
-        rt.barrier.wait();
-    }
-    local.drop_queued();
+/// The hook that was installed before ours, and whether it is std's default one.
+struct Previous {
+    hook: Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>,
+    is_default: bool,
 }
 
-/// Installs (once) a panic hook that names the panicking task the way std names threads, and
-/// stays silent for OCaml-face tasks (reported when they end). Other panics go to the hook that
-/// was installed before.
+/// The address of our hook's closure, to recognise it among installed hooks.
+static OUR_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs a panic hook that reports a task's panic the way std reports a thread's, naming the
+/// task, and chains to the hook that was installed before it: a user's hook sees every panic,
+/// task panics included (and then replaces our report, as a custom hook replaces std's);
+/// std's default hook sees the panics of plain threads. Called at every runtime start: a hook
+/// the user installed since the last one is chained then.
 fn install_panic_hook() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let handled = super::with_current(|task| {
-                if task.face == Face::OCaml {
-                    return;
-                }
-                let name = task.name().unwrap_or("<unnamed>").to_owned();
-                let id = task.id;
-                let msg = payload_text(info.payload());
-                let location = info.location().map(|l| l.to_string()).unwrap_or_default();
-                // Capturing walks this stack; resolving symbols and formatting need far more
-                // room than a small task stack has, so they run on the scheduler's stack.
-                let backtrace = std::backtrace::Backtrace::capture();
-                task.on_parent_stack(move || {
-                    let mut text = format!("thread '{name}' (task {id}) panicked at {location}:\n{msg}\n");
-                    match backtrace.status() {
-                        std::backtrace::BacktraceStatus::Captured => {
-                            text.push_str(&format!("stack backtrace:\n{backtrace}\n"))
-                        }
-                        _ => {
-                            static NOTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-                            if !NOTED.swap(true, Ordering::Relaxed) {
-                                text.push_str(
-                                    "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n",
-                                );
-                            }
-                        }
-                    }
-                    eprint!("{text}");
-                });
-            });
-            if handled.is_none() {
-                previous(info);
+    static INSTALL: Mutex<()> = Mutex::new(());
+    let _serial = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let current = std::panic::take_hook();
+    if std::ptr::addr_eq(&*current, OUR_HOOK.load(Ordering::Relaxed) as *const ()) {
+        std::panic::set_hook(current);
+        return;
+    }
+    // `take_hook` put std's default hook in place: take it too, to tell whether `current` is it
+    // (a boxed fn item: equal pointers, metadata included, mean the same hook).
+    let default = std::panic::take_hook();
+    #[allow(ambiguous_wide_pointer_comparisons)]
+    let is_default = std::ptr::eq(&*current, &*default);
+    drop(default);
+    let previous = Previous {
+        hook: current,
+        is_default,
+    };
+    let hook: Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send> = Box::new(move |info| {
+        let in_task = super::with_current(|task| {
+            // The task starts unwinding (see `sched::task_unwinding`).
+            task.unwinds.set(task.unwinds.get() + 1);
+            if !previous.is_default {
+                (previous.hook)(info);
+            } else if task.report_panics {
+                report_task_panic(task, info);
             }
-        }));
+        });
+        if in_task.is_none() {
+            (previous.hook)(info);
+        }
     });
+    OUR_HOOK.store(&*hook as *const _ as *const () as usize, Ordering::Relaxed);
+    std::panic::set_hook(hook);
+}
+
+/// std's panic report, for a task: `thread '<name>' (task <id>) panicked at <location>:`, the
+/// message, and a backtrace or the note on `RUST_BACKTRACE`. The id is the task's `ThreadId`.
+fn report_task_panic(task: &Task, info: &std::panic::PanicHookInfo<'_>) {
+    let name = task.name().unwrap_or("<unnamed>").to_owned();
+    let id = task.thread_id;
+    let msg = payload_text(info.payload());
+    let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+    // Capturing walks this stack; resolving symbols and formatting need far more room than a
+    // small task stack has, so they run on the scheduler's stack.
+    let backtrace = std::backtrace::Backtrace::capture();
+    task.on_parent_stack(move || {
+        let mut text = format!("thread '{name}' (task {id}) panicked at {location}:\n{msg}\n");
+        match backtrace.status() {
+            std::backtrace::BacktraceStatus::Captured => {
+                text.push_str(&format!("stack backtrace:\n{backtrace}\n"))
+            }
+            _ => {
+                static NOTED: AtomicBool = AtomicBool::new(false);
+                if !NOTED.swap(true, Ordering::Relaxed) {
+                    text.push_str(
+                        "note: run with `RUST_BACKTRACE=1` environment variable to display a \
+                         backtrace\n",
+                    );
+                }
+            }
+        }
+        eprint!("{text}");
+    });
+}
+
+/// The text of a panic payload, as printed in messages.
+pub(crate) fn payload_text(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else if let Some(d) = payload.downcast_ref::<super::task::TaskDropped>() {
+        d.to_string()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
 }

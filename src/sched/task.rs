@@ -10,8 +10,9 @@
 //! | FINISHED | `None`                | nowhere; only handles (join, `Thread`) keep it alive | no             |
 //!
 //! Transitions: NEW -> STARTED when a domain first runs it (the domain is fixed from then on:
-//! tasks never migrate once started); STARTED -> FINISHED when its body returns or the runtime
-//! drops it; NEW -> FINISHED when the runtime ends before it ran.
+//! tasks never migrate once started); STARTED -> FINISHED when its body returns, unwinds to its
+//! root, or its domain abandons it (see `shutdown`). A task stopped before it ran still starts:
+//! its first run drops its closure, as the task, instead of calling it.
 //!
 //! A finished task's allocation is recycled when its last reference is dropped on a domain
 //! thread (its `JoinHandle` after `join`, or the registry for a detached task): the domain
@@ -19,10 +20,12 @@
 //!
 //! ## Who touches what
 //!
-//! - `fiber`, `yielder`, `forcing`, `parked`, `slot`, `park_site`, `domain`: only the thread of the domain
+//! - `fiber`, `yielder`, `parked`, `slot`, `park_site`, `domain` and the unwinding state
+//!   (`unwinds`, `stop_raised`, `switched_unwinding`, `draining`): only the thread of the domain
 //!   that owns the task (for a NEW task: whoever holds it in a queue, which hands it over with
 //!   the queue's own synchronisation).
-//! - `park`, `cancelled`: any thread (atomics).
+//! - `park`, `cancelled`: any thread (atomics). `domain` is published by the release store of
+//!   STARTED: a thread that sees STARTED (acquire) may read it.
 //! - `result`: written once by the task (or by its domain, for a task it dropped) before READY
 //!   is published, then taken once: by the joining `JoinHandle`, or by whichever of the task
 //!   and a dropped handle comes second (see [`Task::set_outcome`]).
@@ -33,10 +36,10 @@ use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use crate::sched::domain::DomainShared;
-use crate::sched::park::{ParkWord, Unparker};
+use crate::sched::park::{ParkWord, Unparker, WaitKind};
 use crate::stack::OverflowInfo;
 use crate::switch::{Fiber, FiberYielder, Suspend};
 use crate::util::SpinLock;
@@ -53,17 +56,23 @@ const DETACHED: u8 = 2;
 /// The value a task's body produced, type-erased, or its panic payload.
 pub(crate) type Outcome = Result<Box<dyn Any>, Box<dyn Any + Send>>;
 
-/// How an uncaught panic of the task is reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Face {
-    /// std-like: the panic message is printed when the panic happens, like std does for threads.
-    Std,
-    /// OCaml `Thread`: `Thread N killed on uncaught exception <message>` when the task ends.
-    OCaml,
+/// The process-wide counter behind every [`ThreadId`](crate::thread::ThreadId): tasks of every
+/// runtime and plain threads seen by bobine draw from it, so an id names one of them for the
+/// whole life of the process, and panic and overflow reports print that same number.
+static NEXT_THREAD_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Reserves `n` consecutive thread ids; returns the first.
+pub(crate) fn reserve_thread_ids(n: u64) -> u64 {
+    NEXT_THREAD_ID.fetch_add(n, Ordering::Relaxed)
 }
 
-/// Payload of `ocaml::thread::exit`: ends the task silently.
-pub(crate) struct ExitTask;
+/// Why and where a task is parked (for shutdown reports, and the task dump to come).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ParkSite {
+    pub(crate) reason: &'static str,
+    pub(crate) kind: WaitKind,
+    pub(crate) location: &'static Location<'static>,
+}
 
 /// Payload given to joiners of a task that the runtime dropped before it ended.
 #[derive(Debug)]
@@ -77,26 +86,39 @@ impl std::fmt::Display for TaskDropped {
 
 pub(crate) struct Task {
     pub(crate) park: ParkWord,
+    /// A stop was requested (cancellation, or the runtime ending): see `park`'s stop table.
     pub(crate) cancelled: AtomicBool,
     /// Per-runtime id: the main task is 0, then 1, 2, 3 ... in creation order.
     pub(crate) id: u64,
-    /// Process-unique id (runtime serial in the high bits).
+    /// Process-unique id, shared with plain threads (see [`reserve_thread_ids`]).
     pub(crate) thread_id: u64,
-    pub(crate) face: Face,
+    /// Whether the panic hook reports this task's panics the way std reports a thread's (a face
+    /// that reports them its own way, when the task ends, turns this off).
+    pub(crate) report_panics: bool,
     /// `spawn_local` tasks never leave the domain that created them.
     pub(crate) pinned: bool,
-    /// Nesting depth of `thread::scope`: the runtime drops deeper tasks first.
-    pub(crate) depth: u32,
     pub(crate) overflow: OverflowInfo,
     state: AtomicU8,
-    pub(crate) forcing: Cell<bool>,
     /// Switched out to park and not queued since (park protocol, steps 4 and 6).
     pub(crate) parked: Cell<bool>,
+    /// Whether the park in progress ends when a stop is requested (computed when it starts:
+    /// see `park::on_stop`).
+    pub(crate) park_reacts: Cell<bool>,
+    /// How many unwinds of this task are in flight, as far as the runtime can tell (see
+    /// `sched::task_unwinding`).
+    pub(crate) unwinds: Cell<u32>,
+    /// The runtime raised its stop unwind in this task and the task's root has not caught it
+    /// yet; a task that parks again (not unwinding) while this is set caught it itself.
+    pub(crate) stop_raised: Cell<bool>,
+    /// Switched out while unwinding (counted in its domain's `parked_unwinding`).
+    pub(crate) switched_unwinding: Cell<bool>,
+    /// Dropping the closure of a task stopped before it ran: its waits wait, as in unwinding.
+    pub(crate) draining: Cell<bool>,
     domain: UnsafeCell<Option<Arc<DomainShared>>>,
     fiber: UnsafeCell<Option<Fiber>>,
     yielder: Cell<*const FiberYielder>,
     slot: Cell<usize>,
-    park_site: Cell<Option<(&'static str, &'static Location<'static>)>>,
+    park_site: Cell<Option<ParkSite>>,
     result: UnsafeCell<Option<Outcome>>,
     /// READY | DETACHED: who may take `result` (see [`Task::set_outcome`]).
     outcome_state: AtomicU8,
@@ -116,9 +138,8 @@ pub(crate) struct TaskConfig {
     pub(crate) id: u64,
     pub(crate) thread_id: u64,
     pub(crate) name: Option<Box<str>>,
-    pub(crate) face: Face,
+    pub(crate) report_panics: bool,
     pub(crate) pinned: bool,
-    pub(crate) depth: u32,
 }
 
 impl Task {
@@ -143,14 +164,20 @@ impl Task {
         task
     }
 
-    /// A task that will never run: the runtime was ending when it was spawned.
-    pub(crate) fn dropped(cfg: TaskConfig) -> Arc<Task> {
-        let task = Task::blank(cfg, (0, 0, 0));
-        task.state.store(FINISHED, Ordering::Relaxed);
-        // SAFETY: the task is not shared yet.
-        unsafe { *task.result.get() = Some(Err(Box::new(TaskDropped))) };
-        task.outcome_state.store(READY, Ordering::Relaxed);
-        Arc::new(task)
+    /// A task that is not queued anywhere and has no fiber, for unit tests of the state it
+    /// carries.
+    #[cfg(test)]
+    pub(crate) fn detached_for_tests() -> Arc<Task> {
+        Arc::new(Task::blank(
+            TaskConfig {
+                id: 0,
+                thread_id: reserve_thread_ids(1),
+                name: None,
+                report_panics: false,
+                pinned: true,
+            },
+            (0, 0, 0),
+        ))
     }
 
     /// A NEW task with no fiber; `stack` is (guard low, guard high, usable size).
@@ -160,7 +187,7 @@ impl Task {
             guard_low,
             guard_high,
             stack_size,
-            id: cfg.id,
+            id: cfg.thread_id,
             name: cfg.name,
         };
         Task {
@@ -168,13 +195,16 @@ impl Task {
             cancelled: AtomicBool::new(false),
             id: cfg.id,
             thread_id: cfg.thread_id,
-            face: cfg.face,
+            report_panics: cfg.report_panics,
             pinned: cfg.pinned,
-            depth: cfg.depth,
             overflow,
             state: AtomicU8::new(NEW),
-            forcing: Cell::new(false),
             parked: Cell::new(false),
+            park_reacts: Cell::new(false),
+            unwinds: Cell::new(0),
+            stop_raised: Cell::new(false),
+            switched_unwinding: Cell::new(false),
+            draining: Cell::new(false),
             domain: UnsafeCell::new(None),
             fiber: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
@@ -219,16 +249,23 @@ impl Task {
         self.overflow.name.as_deref()
     }
 
-    /// `'name' (id N)` or `<unnamed> (id N)`, for messages.
+    /// `'name' (id N)` or `<unnamed> (id N)`, for messages; N is the task's `ThreadId`.
     pub(crate) fn describe(&self) -> String {
         match self.name() {
-            Some(n) => format!("'{n}' (id {})", self.id),
-            None => format!("<unnamed> (id {})", self.id),
+            Some(n) => format!("'{n}' (id {})", self.thread_id),
+            None => format!("<unnamed> (id {})", self.thread_id),
         }
     }
 
+    /// Whether the task has started. Acquire: pairs with [`Task::start`]'s release, so a
+    /// thread that sees a started task may read its domain.
     pub(crate) fn is_started(&self) -> bool {
-        self.state.load(Ordering::Relaxed) != NEW
+        self.state.load(Ordering::Acquire) != NEW
+    }
+
+    /// Whether a stop (cancellation, or the runtime ending) was requested.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -250,7 +287,8 @@ impl Task {
     pub(crate) unsafe fn start(&self, domain: &Arc<DomainShared>) {
         // SAFETY: per the contract, nobody else touches this field now.
         unsafe { *self.domain.get() = Some(domain.clone()) };
-        self.state.store(STARTED, Ordering::Relaxed);
+        // Release: publishes `domain` to whoever sees STARTED (an interrupting thread).
+        self.state.store(STARTED, Ordering::Release);
     }
 
     /// The task's index in its domain's registry.
@@ -284,9 +322,18 @@ impl Task {
             !y.is_null(),
             "bobine: a task that is not running tried to switch"
         );
+        // A task switched out in the middle of an unwind leaves its thread's panic count raised
+        // while other tasks run: its domain counts such tasks (see `sched::task_unwinding`).
+        let unwinding = std::thread::panicking() && super::task_unwinding(self);
+        if unwinding {
+            super::with_local(|l| l.switched_out_unwinding(self, true));
+        }
         // SAFETY: only the running task calls this on itself (it reached us through the
         // current-task thread-local), so `y` is the yielder of the fiber running now.
         unsafe { crate::switch::suspend(y, why) }
+        if unwinding {
+            super::with_local(|l| l.switched_out_unwinding(self, false));
+        }
     }
 
     /// Runs `f` on the stack of the scheduler that resumed this task (which must be the one
@@ -301,14 +348,13 @@ impl Task {
         unsafe { (*y).on_parent_stack(f) }
     }
 
-    pub(crate) fn set_park_site(&self, site: Option<(&'static str, &'static Location<'static>)>) {
+    pub(crate) fn set_park_site(&self, site: Option<ParkSite>) {
         self.park_site.set(site);
     }
 
-    /// Why and where the task is parked, if it is. Recorded on every park for the task dump
-    /// of the diagnostics work (DESIGN.md §8), which will read it; nothing reads it yet.
-    #[allow(dead_code)]
-    pub(crate) fn park_site(&self) -> Option<(&'static str, &'static Location<'static>)> {
+    /// Why and where the task is parked, if it is: read by the shutdown's reports (and by the
+    /// task dump to come). Only its domain's thread reads it.
+    pub(crate) fn park_site(&self) -> Option<ParkSite> {
         self.park_site.get()
     }
 
@@ -386,20 +432,17 @@ impl Task {
         self.state.load(Ordering::SeqCst) != FINISHED
     }
 
-    /// Blocks the caller until the task has finished; returns false if the wait was interrupted
-    /// first (the caller is being cancelled, or unwound because its runtime is ending).
+    /// Blocks the caller until the task has finished (a hand-over wait: a stopped caller
+    /// unwinds out of it).
     #[track_caller]
-    pub(crate) fn wait_finished(&self) -> bool {
+    pub(crate) fn wait_finished(&self, reason: &'static str) {
         while !self.is_finished() {
-            let park = crate::sched::park::Park::new();
+            let park = super::park::Park::new();
             if !self.add_joiner(park.unparker()) {
-                return true;
+                return;
             }
-            if park.wait("join") == crate::sched::park::Wake::Interrupted && !self.is_finished() {
-                return false;
-            }
+            park.wait_for(&super::park::Wait::hand_over(reason));
         }
-        true
     }
 
     /// Takes the outcome of a finished task, for the `JoinHandle` that joins it (it never
@@ -484,17 +527,4 @@ pub(crate) struct Leftovers {
     _domain: Option<Arc<DomainShared>>,
     _outcome: Option<Outcome>,
     _joiners: Vec<Unparker>,
-}
-
-/// The text of a panic payload, as printed in messages.
-pub(crate) fn payload_text(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&'static str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else if let Some(d) = payload.downcast_ref::<TaskDropped>() {
-        d.to_string()
-    } else {
-        "Box<dyn Any>".to_owned()
-    }
 }

@@ -2,8 +2,10 @@
 //! the waiters' own stacks.
 //!
 //! A primitive keeps a [`WaitList`] inside its own [`SpinLock`], next to its state, so that
-//! checking the state and queueing happen under one short lock. Waiting is [`wait_in`]; waking
-//! is [`WaitList::pop_front`] (which unlinks the oldest waiter and hands back its `Unparker`).
+//! checking the state and queueing happen under one short lock. Waiting is [`WaitIn::park`]
+//! (a wait described by name: which lock and list, the [`Wait`], and the hooks the primitive
+//! needs); waking is [`WaitList::pop_front`] (which unlinks the oldest waiter and hands back
+//! its `Unparker`).
 //!
 //! ## Protocol
 //!
@@ -18,7 +20,11 @@
 //!    waiter's, even if its park ended by timeout at the same moment. Still linked, it takes the
 //!    lock, looks again, and unlinks itself: it timed out or was interrupted.
 //! 4. A waiter always leaves the list before its frame ends: on unwinding too (a guard unlinks
-//!    the node), so the list never points into a dead stack.
+//!    the node), so the list never points into a dead stack. A waiter that unlinks itself
+//!    (timed out, given up, or unwinding) runs the primitive's `withdraw` hook under the lock
+//!    (a barrier uncounts it, a reader-writer lock lets in those it held back); one that a
+//!    waker had chosen but that unwinds instead of taking its gift runs `pass_on` (the mutex
+//!    or permit goes to the next waiter), so nothing handed over is lost.
 //!
 //! Nodes on the stack cost no allocation; stacks never move, so a node's address is stable for
 //! as long as its waiter is inside [`wait_in`]. Rejected alternative: a `VecDeque` of
@@ -26,9 +32,8 @@
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
-use crate::sched::park::{Unparker, Wake, park_current};
+use crate::sched::park::{Unparker, Wait, Wake, park_current};
 use crate::util::{SpinGuard, SpinLock};
 
 /// One waiter, on its owner's stack. Every field is touched only under the lock of the list
@@ -42,7 +47,7 @@ pub(crate) struct Waiter {
     /// (acquire) knows a waker chose it without taking the lock.
     linked: AtomicBool,
     /// What the waiter waits for, for primitives with several kinds (readers and writers).
-    kind: u8,
+    tag: u8,
 }
 
 /// How a wait in [`wait_in`] ended.
@@ -52,7 +57,8 @@ pub(crate) enum Woken {
     Notified,
     /// The deadline passed first.
     TimedOut,
-    /// The park was interrupted (cancellation, or the runtime unwinding this task).
+    /// The wait was given up (a wait for readiness or time, at shutdown: see `park::stop`).
+    /// A hand-over wait never ends this way.
     Interrupted,
 }
 
@@ -84,10 +90,10 @@ impl WaitList {
         self.head.is_null()
     }
 
-    /// The kind of the oldest waiter.
-    pub(crate) fn front_kind(&self) -> Option<u8> {
-        // SAFETY: a linked node is alive (its waiter is blocked in `wait_in`).
-        (!self.head.is_null()).then(|| unsafe { (*self.head).kind })
+    /// The tag of the oldest waiter.
+    pub(crate) fn front_tag(&self) -> Option<u8> {
+        // SAFETY: a linked node is alive (its waiter is blocked in `WaitIn::park`).
+        (!self.head.is_null()).then(|| unsafe { (*self.head).tag })
     }
 
     /// Unlinks the oldest waiter and returns its unparker, for the caller to unpark.
@@ -151,28 +157,50 @@ impl WaitList {
     }
 }
 
-/// Runs when `wait_in` unwinds (the task is force-unwound, or later cancelled, while it waits):
-/// unlinks the node if no waker did (step 4); if a waker did, what it handed over (a mutex, a
-/// permit, a signal) would be lost with this waiter, so `pass_on` gives it to the next one.
-struct LeaveOnDrop<'a, S, L: Fn(&mut S) -> &mut WaitList, P: FnOnce()> {
+/// Runs when a waiter unwinds out of its wait (it was stopped while it waited): unlinks the
+/// node and runs `withdraw` if no waker did (step 4); if a waker did, what it handed over (a
+/// mutex, a permit, a signal) would be lost with this waiter, so `pass_on` gives it to the next
+/// one.
+struct LeaveOnDrop<'a, S, L: Fn(&mut S) -> &mut WaitList, P: FnOnce(), W: FnOnce(&mut S)> {
     lock: &'a SpinLock<S>,
     list: &'a L,
     node: &'a Waiter,
     pass_on: Option<P>,
+    withdraw: Option<W>,
+    /// Cleared once the wait has ended normally: dropping then does nothing.
+    armed: bool,
 }
 
-impl<S, L: Fn(&mut S) -> &mut WaitList, P: FnOnce()> Drop for LeaveOnDrop<'_, S, L, P> {
-    fn drop(&mut self) {
-        let was_linked = {
-            let mut guard = self.lock.lock();
-            let linked = self.node.linked.load(Ordering::Relaxed);
-            if linked {
-                // SAFETY: the node is linked in this list, which we hold the lock of.
-                unsafe { (self.list)(&mut guard).unlink(self.node) };
+impl<S, L, P, W> LeaveOnDrop<'_, S, L, P, W>
+where
+    L: Fn(&mut S) -> &mut WaitList,
+    P: FnOnce(),
+    W: FnOnce(&mut S),
+{
+    /// Unlinks the node if it is still linked, running `withdraw` under the lock; returns
+    /// whether it was.
+    fn leave(&mut self) -> bool {
+        let mut guard = self.lock.lock();
+        let linked = self.node.linked.load(Ordering::Relaxed);
+        if linked {
+            // SAFETY: the node is linked in this list, which we hold the lock of.
+            unsafe { (self.list)(&mut guard).unlink(self.node) };
+            if let Some(withdraw) = self.withdraw.take() {
+                withdraw(&mut guard);
             }
-            linked
-        };
-        if !was_linked {
+        }
+        linked
+    }
+}
+
+impl<S, L, P, W> Drop for LeaveOnDrop<'_, S, L, P, W>
+where
+    L: Fn(&mut S) -> &mut WaitList,
+    P: FnOnce(),
+    W: FnOnce(&mut S),
+{
+    fn drop(&mut self) {
+        if self.armed && !self.leave() {
             if let Some(pass_on) = self.pass_on.take() {
                 pass_on();
             }
@@ -180,69 +208,155 @@ impl<S, L: Fn(&mut S) -> &mut WaitList, P: FnOnce()> Drop for LeaveOnDrop<'_, S,
     }
 }
 
-/// Queues the caller at the back of the list `list(state)` of `lock` (whose guard the caller
-/// holds), releases the lock, runs `after_queued` (a condition variable unlocks its mutex
-/// there: any waker that comes after it finds the caller queued), parks until a waker unlinks
-/// it, the deadline passes, or the park is interrupted, and says how the wait ended. The lock
-/// is not held on return: a caller that needs the state again takes it.
+/// A wait on a [`WaitList`], described by name: the primitive's lock and the list in it, a tag
+/// (what the waiter waits for, when a list mixes kinds), the [`Wait`], and three hooks, each a
+/// no-op unless set:
 ///
-/// Whatever happens, the caller's node is out of the list when this returns or unwinds; if it
-/// unwinds after a waker chose it, `pass_on` hands the waker's gift to the next waiter.
-#[track_caller]
-#[allow(clippy::too_many_arguments)] // each is a distinct part of the protocol; see above
-pub(crate) fn wait_in<S, L>(
-    lock: &SpinLock<S>,
-    guard: SpinGuard<'_, S>,
+/// - `after_queued`: runs once the waiter is queued and the lock released, before it parks (a
+///   condition variable unlocks its mutex there: any waker that comes after finds it queued);
+/// - `withdraw`: runs under the lock when the waiter leaves the list by itself (timed out,
+///   given up, or unwinding), with the primitive's state;
+/// - `pass_on`: runs when the waiter was chosen by a waker but unwinds instead of taking what
+///   it was handed, so that it goes to the next waiter.
+pub(crate) struct WaitIn<'a, S, L, A = fn(), W = fn(&mut S), P = fn()> {
+    lock: &'a SpinLock<S>,
     list: L,
-    kind: u8,
-    reason: &'static str,
-    deadline: Option<Instant>,
-    after_queued: impl FnOnce(),
-    pass_on: impl FnOnce(),
-) -> Woken
+    tag: u8,
+    wait: Wait,
+    after_queued: A,
+    withdraw: W,
+    pass_on: P,
+}
+
+impl<'a, S, L> WaitIn<'a, S, L>
 where
     L: Fn(&mut S) -> &mut WaitList,
 {
-    let node = Waiter {
-        unparker: Cell::new(None),
-        prev: Cell::new(std::ptr::null()),
-        next: Cell::new(std::ptr::null()),
-        linked: AtomicBool::new(false),
-        kind,
-    };
-    let mut guard = Some(guard);
-    let mut leave = None;
-    let why = park_current(reason, deadline, |unparker| {
-        let mut guard = guard.take().expect("published once");
-        node.unparker.set(Some(unparker));
-        // SAFETY: `leave` below unlinks the node before this frame ends, on every path.
-        unsafe { list(&mut guard).push_back(&node) };
-        drop(guard);
-        leave = Some(LeaveOnDrop {
+    /// A wait on `list(state)` of `lock`, with no hooks and tag 0.
+    pub(crate) fn new(lock: &'a SpinLock<S>, list: L, wait: Wait) -> Self {
+        fn nothing() {}
+        fn nothing_with<S>(_: &mut S) {}
+        WaitIn {
             lock,
-            list: &list,
-            node: &node,
-            pass_on: Some(pass_on),
-        });
-        after_queued();
-    });
-    if !node.linked.load(Ordering::Acquire) {
-        // A waker unlinked us (release): what it handed over is ours.
-        std::mem::forget(leave);
-        return Woken::Notified;
+            list,
+            tag: 0,
+            wait,
+            after_queued: nothing,
+            withdraw: nothing_with::<S>,
+            pass_on: nothing,
+        }
     }
-    let mut guard = lock.lock();
-    let woken = if node.linked.load(Ordering::Relaxed) {
-        // SAFETY: linked in this list, under its lock.
-        unsafe { list(&mut guard).unlink(&node) };
+}
+
+impl<'a, S, L, A, W, P> WaitIn<'a, S, L, A, W, P>
+where
+    L: Fn(&mut S) -> &mut WaitList,
+    A: FnOnce(),
+    W: FnOnce(&mut S),
+    P: FnOnce(),
+{
+    /// Sets the waiter's tag (read by wakers with [`WaitList::front_tag`]).
+    pub(crate) fn tag(mut self, tag: u8) -> Self {
+        self.tag = tag;
+        self
+    }
+
+    /// Sets the `after_queued` hook.
+    pub(crate) fn after_queued<A2: FnOnce()>(self, f: A2) -> WaitIn<'a, S, L, A2, W, P> {
+        WaitIn {
+            lock: self.lock,
+            list: self.list,
+            tag: self.tag,
+            wait: self.wait,
+            after_queued: f,
+            withdraw: self.withdraw,
+            pass_on: self.pass_on,
+        }
+    }
+
+    /// Sets the `withdraw` hook.
+    pub(crate) fn withdraw<W2: FnOnce(&mut S)>(self, f: W2) -> WaitIn<'a, S, L, A, W2, P> {
+        WaitIn {
+            lock: self.lock,
+            list: self.list,
+            tag: self.tag,
+            wait: self.wait,
+            after_queued: self.after_queued,
+            withdraw: f,
+            pass_on: self.pass_on,
+        }
+    }
+
+    /// Sets the `pass_on` hook.
+    pub(crate) fn pass_on<P2: FnOnce()>(self, f: P2) -> WaitIn<'a, S, L, A, W, P2> {
+        WaitIn {
+            lock: self.lock,
+            list: self.list,
+            tag: self.tag,
+            wait: self.wait,
+            after_queued: self.after_queued,
+            withdraw: self.withdraw,
+            pass_on: f,
+        }
+    }
+
+    /// Queues the caller at the back of the list (the caller holds the lock's `guard`),
+    /// releases the lock, runs `after_queued`, parks until a waker unlinks it, the deadline
+    /// passes, or the wait is given up, and says how the wait ended. The lock is not held on
+    /// return: a caller that needs the state again takes it.
+    ///
+    /// Whatever happens, the caller's node is out of the list when this returns or unwinds
+    /// (protocol step 4).
+    #[track_caller]
+    pub(crate) fn park(self, guard: SpinGuard<'_, S>) -> Woken {
+        let WaitIn {
+            lock,
+            list,
+            tag,
+            wait,
+            after_queued,
+            withdraw,
+            pass_on,
+        } = self;
+        let node = Waiter {
+            unparker: Cell::new(None),
+            prev: Cell::new(std::ptr::null()),
+            next: Cell::new(std::ptr::null()),
+            linked: AtomicBool::new(false),
+            tag,
+        };
+        let mut guard = Some(guard);
+        let mut leave = None;
+        let why = park_current(&wait, |unparker| {
+            let mut guard = guard.take().expect("published once");
+            node.unparker.set(Some(unparker));
+            // SAFETY: `leave` below unlinks the node before this frame ends, on every path.
+            unsafe { list(&mut guard).push_back(&node) };
+            drop(guard);
+            leave = Some(LeaveOnDrop {
+                lock,
+                list: &list,
+                node: &node,
+                pass_on: Some(pass_on),
+                withdraw: Some(withdraw),
+                armed: true,
+            });
+            after_queued();
+        });
+        let mut leave = leave.expect("the waiter was queued");
+        // From here the wait has ended normally: the guard only has to drop its hooks.
+        leave.armed = false;
+        if !node.linked.load(Ordering::Acquire) {
+            // A waker unlinked us (release): what it handed over is ours.
+            return Woken::Notified;
+        }
+        if !leave.leave() {
+            // A waker chose us just now: ours all the same.
+            return Woken::Notified;
+        }
         match why {
             Wake::TimedOut => Woken::TimedOut,
             _ => Woken::Interrupted,
         }
-    } else {
-        Woken::Notified
-    };
-    drop(guard);
-    std::mem::forget(leave);
-    woken
+    }
 }

@@ -133,6 +133,9 @@ pub(crate) fn normalise_size(bytes: usize) -> io::Result<usize> {
 /// The runtime-wide owner of stack memory.
 pub(crate) struct Arena {
     chunks: Mutex<Vec<MmapMut>>,
+    /// Chunks that hold the stack of an abandoned task: never unmapped (see
+    /// [`Arena::leak_around`]).
+    leaked: Mutex<Vec<MmapMut>>,
     /// Free slots that domains' pools spilled, per stack size, for any pool to take.
     depot: Mutex<Vec<(usize, Vec<Slot>)>>,
     created: AtomicUsize,
@@ -143,6 +146,7 @@ impl Arena {
     pub(crate) fn new(capacity: usize) -> Self {
         Arena {
             chunks: Mutex::new(Vec::new()),
+            leaked: Mutex::new(Vec::new()),
             depot: Mutex::new(Vec::new()),
             created: AtomicUsize::new(0),
             capacity,
@@ -229,6 +233,25 @@ impl Arena {
 }
 
 impl Arena {
+    /// Keeps the chunk holding `addr` mapped for the rest of the process: a task abandoned at
+    /// shutdown leaves frames there that may still be reachable (a wait-queue node linked into
+    /// a lock that outlives the runtime). Address space only: the chunk's untouched pages cost
+    /// nothing.
+    pub(crate) fn leak_around(&self, addr: usize) {
+        let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        let found = chunks.iter().position(|m| {
+            let base = m.as_ptr() as usize;
+            (base..base + m.len()).contains(&addr)
+        });
+        if let Some(i) = found {
+            let chunk = chunks.swap_remove(i);
+            self.leaked
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(chunk);
+        }
+    }
+
     /// Moves up to [`CHUNK_SLOTS`] free slots of `size` from the depot into `free`.
     fn refill(&self, size: usize, free: &mut Vec<Slot>) -> bool {
         let mut depot = self.depot.lock().unwrap_or_else(|e| e.into_inner());
@@ -306,6 +329,19 @@ impl Slot {
                     libc::MADV_DONTNEED,
                 );
             }
+        }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        for chunk in self
+            .leaked
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            std::mem::forget(chunk);
         }
     }
 }

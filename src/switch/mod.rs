@@ -8,16 +8,13 @@
 //! | scheduler -> task    | `()`                 | "run"                                     |
 //! | task -> scheduler    | `Suspend::Yield`     | put me at the back of the run queue       |
 //! | task -> scheduler    | `Suspend::Park`      | I parked (see `sched::park`)              |
+//! | task -> scheduler    | `Suspend::Abandon`   | never resume me (see `sched::shutdown`)   |
 //! | task -> scheduler    | return               | my body ended; take the stack back        |
 //!
-//! Panics never cross a switch: the body is wrapped by [`catch_at_root`], which turns a panic
-//! into the task's outcome. The one exception is corosensei's forced unwind (used when a
-//! suspended fiber is dropped): its private payload must reach corosensei's own catch at the
-//! coroutine root, so `catch_at_root` re-raises anything it catches while the task is being
-//! force-unwound.
-
-use std::cell::Cell;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+//! Panics never cross a switch: every task root catches them (`sched::park::stop::catch_at_root`).
+//! A suspended fiber is never dropped (that would make corosensei force-unwind it on the
+//! scheduler's terms): the runtime stops tasks by unwinding them from their own park points,
+//! and a fiber it gives up on is leaked with its stack.
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
@@ -30,6 +27,8 @@ pub(crate) enum Suspend {
     Yield,
     /// Wants to sleep until unparked; the scheduler checks the park word after the switch.
     Park,
+    /// Must never run again: the scheduler leaks the fiber and its stack where they are.
+    Abandon,
 }
 
 /// The handle a running fiber uses to switch back to its scheduler.
@@ -67,15 +66,6 @@ impl Fiber {
     pub(crate) fn into_slot(self) -> Slot {
         self.co.into_stack()
     }
-
-    /// Unwinds a suspended fiber's stack (destructors run) and gives back its stack.
-    ///
-    /// The caller must have told the fiber's [`catch_at_root`] that a forced unwind is under
-    /// way, or the unwind would be taken for a panic of the task.
-    pub(crate) fn unwind(mut self) -> Slot {
-        self.co.force_unwind();
-        self.co.into_stack()
-    }
 }
 
 /// Switches from the running fiber back to its scheduler.
@@ -87,16 +77,4 @@ impl Fiber {
 pub(crate) unsafe fn suspend(y: *const FiberYielder, why: Suspend) {
     // SAFETY: per the contract, `y` points into the running fiber's root frame.
     unsafe { (*y).suspend(why) }
-}
-
-/// Runs a task body, turning a panic into an outcome; a forced unwind (when `forcing` is set)
-/// passes through untouched.
-pub(crate) fn catch_at_root<R>(
-    forcing: &Cell<bool>,
-    f: impl FnOnce() -> R,
-) -> std::thread::Result<R> {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Err(payload) if forcing.get() => resume_unwind(payload),
-        outcome => outcome,
-    }
 }

@@ -1,11 +1,15 @@
 //! `Barrier`, like `std::sync::Barrier`: the arrival count and the wait list under one spin lock;
-//! the last to arrive opens it, wakes every waiter and is the leader.
+//! the last to arrive opens it, wakes every waiter and is the leader. A waiter stopped before
+//! the opening takes its arrival back as it leaves (the wait queue's `withdraw` hook).
 
-use crate::sched::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::park::Wait;
+use crate::sched::waitqueue::{WaitIn, WaitList, Woken};
 use crate::util::SpinLock;
 
 struct BarrierState {
     arrived: usize,
+    /// How many times the barrier has opened.
+    generation: u64,
     queue: WaitList,
 }
 
@@ -46,42 +50,40 @@ impl Barrier {
             n,
             state: SpinLock::new(BarrierState {
                 arrived: 0,
+                generation: 0,
                 queue: WaitList::new(),
             }),
         }
     }
 
-    /// Waits until `n` tasks are waiting, then lets them all through; reusable.
-    ///
-    /// # Panics
-    ///
-    /// If the task is unwound while it waits (its runtime is ending).
+    /// Waits until `n` tasks are waiting, then lets them all through; reusable. A task
+    /// stopped while it waits unwinds from here and no longer counts towards the opening.
     #[track_caller]
     pub fn wait(&self) -> BarrierWaitResult {
         let mut state = self.state.lock();
         state.arrived += 1;
         if state.arrived >= self.n {
             state.arrived = 0;
+            state.generation += 1;
             while let Some(u) = state.queue.pop_front() {
                 u.unpark();
             }
             return BarrierWaitResult(true);
         }
-        let woken = wait_in(
+        let generation = state.generation;
+        let woken = WaitIn::new(
             &self.state,
-            state,
-            |s| &mut s.queue,
-            0,
-            "Barrier::wait",
-            None,
-            || (),
-            || (),
-        );
-        if woken != Woken::Notified {
-            // We no longer wait: do not count us towards the opening.
-            self.state.lock().arrived -= 1;
-            crate::sched::interrupted_wait("Barrier::wait");
-        }
+            |s: &mut BarrierState| &mut s.queue,
+            Wait::hand_over("Barrier::wait"),
+        )
+        .withdraw(|s: &mut BarrierState| {
+            // Leaving before the opening: we no longer count towards it.
+            if s.generation == generation {
+                s.arrived -= 1;
+            }
+        })
+        .park(state);
+        debug_assert_eq!(woken, Woken::Notified, "a barrier opens, it never gives up");
         BarrierWaitResult(false)
     }
 }

@@ -2,14 +2,16 @@
 //!
 //! `wait` queues the caller on the condvar's wait list *before* it unlocks the mutex (the
 //! `after_queued` step of `wait_in`), so a `notify_one` made after the unlock always finds it:
-//! no lost wake-up. Waiters are woken oldest first. As with std, a wait may end without a
-//! notification (here: when the task's park is interrupted), so callers loop on their condition.
+//! no lost wake-up. Waiters are woken oldest first. As with std, callers loop on their
+//! condition. A task stopped while it waits unwinds without relocking (its guard was given up
+//! to the wait); a notification handed to it meanwhile goes to the next waiter.
 
 use std::sync::{LockResult, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::mutex::MutexGuard;
-use crate::sched::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::park::Wait;
+use crate::sched::waitqueue::{WaitIn, WaitList, Woken};
 use crate::util::SpinLock;
 
 /// A condition variable, like `std::sync::Condvar`, whose waits park the task.
@@ -149,24 +151,27 @@ impl Condvar {
     ) -> (LockResult<MutexGuard<'a, T>>, bool) {
         let mutex = guard.mutex;
         let panicking = guard.was_panicking();
-        let queue = self.waiters.lock();
         let release = move || {
             // The guard is taken apart: the lock is released here and re-taken below, without
             // the guard's poisoning logic (std does the same).
             std::mem::forget(guard);
             mutex.unlock_raw();
         };
-        let woken = wait_in(
-            &self.waiters,
-            queue,
-            |l| l,
-            0,
-            "condvar",
-            deadline,
-            release,
-            || self.notify_one(),
-        );
+        let woken = self.wait_raw(Wait::hand_over("Condvar::wait").until(deadline), release);
         (mutex.relock(panicking), woken == Woken::TimedOut)
+    }
+
+    /// Waits for a notification on behalf of a lock that is not a [`Mutex`](super::Mutex) (the
+    /// OCaml face's): `unlock` runs once the caller is queued, so a notification sent after it
+    /// is never lost; the caller takes its lock again itself. A notification handed to a
+    /// waiter that is stopped instead goes to the next waiter.
+    #[track_caller]
+    pub(crate) fn wait_raw(&self, wait: Wait, unlock: impl FnOnce()) -> Woken {
+        let queue = self.waiters.lock();
+        WaitIn::new(&self.waiters, |l| l, wait)
+            .after_queued(unlock)
+            .pass_on(|| self.notify_one())
+            .park(queue)
     }
 }
 

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 pub use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
 
 use crate::sched::park::Unparker;
-use crate::sched::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::park::Wait;
+use crate::sched::waitqueue::{WaitIn, WaitList, Woken};
 use crate::util::{SpinGuard, SpinLock};
 
 struct Slot<T> {
@@ -251,11 +252,14 @@ impl<T> Chan<T> {
             Queue::Senders => senders,
             Queue::Receivers => receivers,
         };
-        if wait_in(&self.state, state, list, 0, what, deadline, || (), pass_on)
-            == Woken::Interrupted
-        {
-            crate::sched::interrupted_wait(what);
-        }
+        let woken = WaitIn::new(&self.state, list, Wait::hand_over(what).until(deadline))
+            .pass_on(pass_on)
+            .park(state);
+        debug_assert_ne!(
+            woken,
+            Woken::Interrupted,
+            "a channel wait is never given up"
+        );
         self.state.lock()
     }
 
@@ -299,7 +303,9 @@ impl<T> Chan<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvTimeoutError::Timeout);
             }
-            state = self.wait(state, Queue::Receivers, "Receiver::recv", deadline, || ());
+            state = self.wait(state, Queue::Receivers, "Receiver::recv", deadline, || {
+                self.wake_next_receiver()
+            });
         }
     }
 
@@ -319,6 +325,13 @@ impl<T> Chan<T> {
     /// Passes a "room freed" wake-up on to the next blocked sender (one that got it unwound).
     fn wake_next_sender(&self) {
         let next = self.state.lock().send_queue.pop_front();
+        wake(next);
+    }
+
+    /// Passes a "value sent" wake-up on to the next blocked receiver (several may wait: local
+    /// tasks sharing a `Receiver`), when the one chosen unwound instead.
+    fn wake_next_receiver(&self) {
+        let next = self.state.lock().recv_queue.pop_front();
         wake(next);
     }
 
@@ -371,11 +384,8 @@ impl<T> Sender<T> {
 
 impl<T> SyncSender<T> {
     /// Sends a value, parking while the buffer is full (or, for `sync_channel(0)`, until the
-    /// receiver takes it). Fails, returning the value, if the receiver is gone.
-    ///
-    /// # Panics
-    ///
-    /// If the task is unwound while it waits (its runtime is ending).
+    /// receiver takes it). Fails, returning the value, if the receiver is gone. A task stopped
+    /// while it waits unwinds from here, and its value is not delivered.
     #[track_caller]
     pub fn send(&self, t: T) -> Result<(), SendError<T>> {
         self.chan.send(t)
@@ -389,11 +399,7 @@ impl<T> SyncSender<T> {
 
 impl<T> Receiver<T> {
     /// Takes the next value, parking until one arrives; `Err` once every sender is gone and the
-    /// buffer is empty.
-    ///
-    /// # Panics
-    ///
-    /// If the task is unwound while it waits (its runtime is ending).
+    /// buffer is empty. A task stopped while it waits unwinds from here.
     #[track_caller]
     pub fn recv(&self) -> Result<T, RecvError> {
         self.chan.recv(None).map_err(|_| RecvError)

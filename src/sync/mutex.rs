@@ -78,17 +78,12 @@ impl<T> Mutex<T> {
 impl<T: ?Sized> Mutex<T> {
     /// Locks the mutex, parking the caller until it is free.
     ///
-    /// # Panics
-    ///
-    /// If the task is unwound while it waits (its runtime is ending) and the lock cannot be
-    /// handed to it; when that wait is itself in a destructor run by the unwinding, the panic
-    /// aborts the process (as any panic during unwinding does), after printing why. Relocking
-    /// a mutex the caller holds blocks forever, as std allows.
+    /// A task stopped while it waits (its runtime is ending) unwinds from here; one that is
+    /// already unwinding (a destructor) keeps waiting. Relocking a mutex the caller holds
+    /// blocks forever, as std allows.
     #[track_caller]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
-        if self.raw.lock().is_err() {
-            crate::sched::interrupted_wait("Mutex::lock");
-        }
+        self.raw.lock("Mutex::lock");
         self.guard()
     }
 
@@ -103,7 +98,7 @@ impl<T: ?Sized> Mutex<T> {
     fn guard(&self) -> LockResult<MutexGuard<'_, T>> {
         let guard = MutexGuard {
             mutex: self,
-            panicking: std::thread::panicking(),
+            panicking: crate::sched::panicking(),
             _not_send: PhantomData,
         };
         self.poison.map(guard)
@@ -132,9 +127,7 @@ impl<T: ?Sized> Mutex<T> {
     /// Re-takes the lock for a condition variable's waiter and rebuilds its guard.
     #[track_caller]
     pub(super) fn relock(&self, panicking: bool) -> LockResult<MutexGuard<'_, T>> {
-        if self.raw.lock().is_err() {
-            crate::sched::interrupted_wait("Condvar::wait (relocking the mutex)");
-        }
+        self.raw.lock("Condvar::wait (relocking the mutex)");
         let guard = MutexGuard {
             mutex: self,
             panicking,

@@ -33,7 +33,7 @@ impl Flag {
     /// when it acquired (then dropping it does not poison). A forced unwind (the runtime
     /// dropping a blocked task) is not a panic of the holder either.
     pub(crate) fn on_release(&self, was_panicking: bool) {
-        if !was_panicking && std::thread::panicking() && !crate::sched::forcing() {
+        if !was_panicking && crate::sched::panicking() {
             self.0.store(true, Ordering::Relaxed);
         }
     }

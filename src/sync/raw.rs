@@ -23,15 +23,16 @@
 //!    oldest waiter: if there is one the mutex **stays locked** and passes to it (hand-off: no
 //!    newcomer can barge past a waiter that was chosen); QUEUED is cleared if it was the last.
 //!    With nobody queued the word becomes free.
-//! 4. A woken waiter that was popped owns the mutex. One whose park was interrupted unlinks
-//!    itself and reports it; the caller decides (std-like locks cannot fail, see `Mutex`).
+//! 4. A woken waiter that was popped owns the mutex. A waiter stopped while it waits unwinds:
+//!    it unlinks itself, or, if it was popped already, passes the mutex on (`pass_on`).
 //!
 //! Rejected alternative: waking the oldest waiter and letting it compete (parking_lot's
 //! default) is faster under heavy contention but lets newcomers starve a woken waiter.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::sched::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::park::Wait;
+use crate::sched::waitqueue::{WaitIn, WaitList, Woken};
 use crate::util::SpinLock;
 
 const LOCKED: u8 = 1;
@@ -44,10 +45,6 @@ pub(crate) struct RawMutex {
     state: AtomicU8,
     queue: SpinLock<WaitList>,
 }
-
-/// A lock attempt was interrupted before the lock was handed over.
-#[derive(Debug)]
-pub(crate) struct Interrupted;
 
 impl RawMutex {
     pub(crate) const fn new() -> Self {
@@ -77,28 +74,29 @@ impl RawMutex {
         }
     }
 
-    /// Takes the lock, parking the caller while it is held.
+    /// Takes the lock, parking the caller while it is held (`reason` names the wait in
+    /// reports).
     #[inline]
     #[track_caller]
-    pub(crate) fn lock(&self) -> Result<(), Interrupted> {
+    pub(crate) fn lock(&self, reason: &'static str) {
         if self
             .state
             .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            return Ok(());
+            return;
         }
-        self.lock_slow()
+        self.lock_slow(reason)
     }
 
     #[cold]
     #[track_caller]
-    fn lock_slow(&self) -> Result<(), Interrupted> {
+    fn lock_slow(&self, reason: &'static str) {
         if crate::sched::spinning_may_help() {
             for _ in 0..SPINS {
                 std::hint::spin_loop();
                 if self.state.load(Ordering::Relaxed) & LOCKED == 0 && self.try_lock() {
-                    return Ok(());
+                    return;
                 }
             }
         }
@@ -108,29 +106,21 @@ impl RawMutex {
             if queue.is_empty() {
                 self.state.fetch_and(!QUEUED, Ordering::Relaxed);
             }
-            return Ok(());
+            return;
         }
-        let woken = wait_in(
-            &self.queue,
-            queue,
-            |l| l,
-            0,
-            "mutex",
-            None,
-            || (),
-            || self.unlock(),
-        );
-        match woken {
-            Woken::Notified => Ok(()),
-            Woken::TimedOut | Woken::Interrupted => {
-                let queue = self.queue.lock();
+        let woken = WaitIn::new(&self.queue, |l| l, Wait::hand_over(reason))
+            .withdraw(|queue: &mut WaitList| {
                 if queue.is_empty() {
                     self.state.fetch_and(!QUEUED, Ordering::Relaxed);
                 }
-                drop(queue);
-                Err(Interrupted)
-            }
-        }
+            })
+            .pass_on(|| self.unlock())
+            .park(queue);
+        debug_assert_eq!(
+            woken,
+            Woken::Notified,
+            "a lock is handed over, never given up"
+        );
     }
 
     /// Releases the lock, handing it to the oldest waiter if there is one.

@@ -12,7 +12,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{LockResult, TryLockError, TryLockResult};
 
 use super::poison::Flag;
-use crate::sched::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::park::Wait;
+use crate::sched::waitqueue::{WaitIn, WaitList, Woken};
 use crate::util::SpinLock;
 
 const READER: u8 = 0;
@@ -28,7 +29,7 @@ impl State {
     /// Serves the front of the queue after a release, waking whom it lets in. (Unparking under
     /// the spin lock is brief: it queues a task, it never switches.)
     fn grant(&mut self) {
-        while let Some(kind) = self.queue.front_kind() {
+        while let Some(kind) = self.queue.front_tag() {
             if kind == WRITER {
                 if self.readers == 0 && !self.writer {
                     self.writer = true;
@@ -109,21 +110,21 @@ impl<T: ?Sized> RwLock<T> {
         if !state.writer && state.queue.is_empty() {
             state.readers += 1;
         } else {
-            let woken = wait_in(
+            let woken = WaitIn::new(
                 &self.state,
-                state,
                 |s| &mut s.queue,
-                READER,
-                "RwLock::read",
-                None,
-                || (),
-                || self.release(false),
+                Wait::hand_over("RwLock::read"),
+            )
+            .tag(READER)
+            // Leaving the queue: those behind us may be able to come in now.
+            .withdraw(State::grant)
+            .pass_on(|| self.release(false))
+            .park(state);
+            debug_assert_eq!(
+                woken,
+                Woken::Notified,
+                "a lock is handed over, never given up"
             );
-            if woken != Woken::Notified {
-                // We left the queue: those behind us may be able to come in now.
-                self.state.lock().grant();
-                crate::sched::interrupted_wait("RwLock::read");
-            }
         }
         self.read_guard()
     }
@@ -135,21 +136,21 @@ impl<T: ?Sized> RwLock<T> {
         if !state.writer && state.readers == 0 && state.queue.is_empty() {
             state.writer = true;
         } else {
-            let woken = wait_in(
+            let woken = WaitIn::new(
                 &self.state,
-                state,
                 |s| &mut s.queue,
-                WRITER,
-                "RwLock::write",
-                None,
-                || (),
-                || self.release(true),
+                Wait::hand_over("RwLock::write"),
+            )
+            .tag(WRITER)
+            // A writer leaving the queue: the readers it held back may come in now.
+            .withdraw(State::grant)
+            .pass_on(|| self.release(true))
+            .park(state);
+            debug_assert_eq!(
+                woken,
+                Woken::Notified,
+                "a lock is handed over, never given up"
             );
-            if woken != Woken::Notified {
-                // A writer left the queue: the readers it held back may come in now.
-                self.state.lock().grant();
-                crate::sched::interrupted_wait("RwLock::write");
-            }
         }
         self.write_guard()
     }
@@ -202,7 +203,7 @@ impl<T: ?Sized> RwLock<T> {
     fn write_guard(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
         let guard = RwLockWriteGuard {
             lock: self,
-            panicking: std::thread::panicking(),
+            panicking: crate::sched::panicking(),
             _not_send: PhantomData,
         };
         self.poison.map(guard)

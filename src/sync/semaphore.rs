@@ -3,13 +3,20 @@
 //! It keeps its count and its wait list under one spin lock. A released permit goes straight to
 //! the oldest waiter (hand-off), so a newcomer never overtakes a queued task.
 
-use crate::sched::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::park::Wait;
+use crate::sched::waitqueue::{WaitIn, WaitList, Woken};
 use crate::util::SpinLock;
 
 struct SemState {
     permits: usize,
+    /// The most permits the semaphore may hold (`usize::MAX` unless a face sets one).
+    max: usize,
     queue: WaitList,
 }
+
+/// A release that would take a semaphore past its maximum.
+#[derive(Debug)]
+pub(crate) struct Full;
 
 /// A counting semaphore whose `acquire` parks the task while no permit is free.
 ///
@@ -28,19 +35,24 @@ pub struct Semaphore {
 impl Semaphore {
     /// A semaphore with `permits` free permits.
     pub const fn new(permits: usize) -> Semaphore {
+        Semaphore::with_max(permits, usize::MAX)
+    }
+
+    /// A semaphore with `permits` free permits that never holds more than `max` (see
+    /// [`Semaphore::try_release`]); `permits <= max`.
+    pub(crate) const fn with_max(permits: usize, max: usize) -> Semaphore {
+        assert!(permits <= max);
         Semaphore {
             state: SpinLock::new(SemState {
                 permits,
+                max,
                 queue: WaitList::new(),
             }),
         }
     }
 
-    /// Takes a permit, parking until one is free (oldest waiter first).
-    ///
-    /// # Panics
-    ///
-    /// If the task is unwound while it waits (its runtime is ending).
+    /// Takes a permit, parking until one is free (oldest waiter first). A task stopped while
+    /// it waits unwinds from here (a permit handed to it meanwhile goes to the next waiter).
     #[track_caller]
     pub fn acquire(&self) {
         let mut state = self.state.lock();
@@ -48,19 +60,18 @@ impl Semaphore {
             state.permits -= 1;
             return;
         }
-        let woken = wait_in(
+        let woken = WaitIn::new(
             &self.state,
-            state,
-            |s| &mut s.queue,
-            0,
-            "Semaphore::acquire",
-            None,
-            || (),
-            || self.release(),
+            |s: &mut SemState| &mut s.queue,
+            Wait::hand_over("Semaphore::acquire"),
+        )
+        .pass_on(|| self.release())
+        .park(state);
+        debug_assert_eq!(
+            woken,
+            Woken::Notified,
+            "a permit is handed over, never given up"
         );
-        if woken != Woken::Notified {
-            crate::sched::interrupted_wait("Semaphore::acquire");
-        }
     }
 
     /// Takes a permit if one is free and nobody is queued; never blocks.
@@ -80,19 +91,24 @@ impl Semaphore {
     ///
     /// If the count would overflow `usize`.
     pub fn release(&self) {
+        if self.try_release().is_err() {
+            panic!("Semaphore::release: permit count overflow");
+        }
+    }
+
+    /// Gives a permit back, to the oldest waiter if there is one; fails (changing nothing) if
+    /// the semaphore already holds its maximum.
+    pub(crate) fn try_release(&self) -> Result<(), Full> {
         let mut state = self.state.lock();
         match state.queue.pop_front() {
             Some(next) => {
                 drop(state);
                 next.unpark();
             }
-            None => {
-                state.permits = state
-                    .permits
-                    .checked_add(1)
-                    .expect("Semaphore::release: permit count overflow");
-            }
+            None if state.permits >= state.max => return Err(Full),
+            None => state.permits += 1,
         }
+        Ok(())
     }
 
     /// The free permits now.

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::sched::park::{Park, Wake};
+use crate::sched::park::{Park, Wait, Wake};
 
 /// Puts the current task (or thread, outside any task) to sleep for at least `d`.
 ///
@@ -19,28 +19,32 @@ use crate::sched::park::{Park, Wake};
 /// });
 /// ```
 pub fn sleep(d: Duration) {
-    match Instant::now().checked_add(d) {
-        Some(t) => sleep_until(t),
-        None => loop {
-            // Longer than the clock can express: sleep until interrupted.
-            if Park::new().wait("sleep") == Wake::Interrupted {
-                return;
-            }
-        },
-    }
+    sleep_deadline(Instant::now().checked_add(d))
 }
 
 /// Puts the current task (or thread) to sleep until `t`; returns at once if `t` has passed.
 pub fn sleep_until(t: Instant) {
-    if crate::sched::current_task().is_none() {
-        let now = Instant::now();
-        if t > now {
-            std::thread::sleep(t - now);
+    sleep_deadline(Some(t))
+}
+
+/// Sleeps until `deadline` (`None`: later than the clock can express, so for ever).
+fn sleep_deadline(deadline: Option<Instant>) {
+    if crate::sched::current_ptr().is_null() {
+        loop {
+            let left = match deadline {
+                Some(t) => t.saturating_duration_since(Instant::now()),
+                None => Duration::MAX,
+            };
+            if left.is_zero() {
+                return;
+            }
+            std::thread::sleep(left);
         }
-        return;
     }
-    while Instant::now() < t {
-        if Park::new().wait_until("sleep", Some(t)) == Wake::Interrupted {
+    // A stopped task unwinds out of its sleep; at shutdown, a sleep in a destructor that
+    // nothing else ends is given up (it returns early, `Interrupted`).
+    while deadline.is_none_or(|t| Instant::now() < t) {
+        if Park::new().wait_for(&Wait::soft("sleep").until(deadline)) == Wake::Interrupted {
             return;
         }
     }

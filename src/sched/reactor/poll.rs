@@ -37,6 +37,12 @@ pub(crate) fn closed_error() -> io::Error {
     io::Error::from_raw_os_error(libc::EBADF)
 }
 
+/// The error of a wait for readiness that the runtime gave up (its task is unwinding while the
+/// runtime ends, and nothing happened for the shutdown's grace: see `sched::shutdown`).
+pub(crate) fn given_up_error() -> io::Error {
+    io::Error::other("bobine: this wait for I/O was given up because the task's runtime is ending")
+}
+
 /// Milliseconds until `deadline` for `poll(2)`, rounded up so a waiter never wakes early and
 /// spins; `-1` for no deadline; `None` if it has passed.
 fn timeout_ms(deadline: Option<Instant>) -> Option<libc::c_int> {

@@ -36,10 +36,11 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Dir;
-use super::poll::{Waited, closed_error, poll_thread, ready_now};
+use super::poll::{Waited, closed_error, given_up_error, poll_thread, ready_now};
 use crate::sched::domain::DomainShared;
 use crate::sched::park::Unparker;
-use crate::sched::waitqueue::{WaitList, Woken, wait_in};
+use crate::sched::park::Wait;
+use crate::sched::waitqueue::{WaitIn, WaitList, Woken};
 use crate::util::SpinLock;
 
 /// How often waiters on a raw descriptor check that it still names the same file.
@@ -142,20 +143,12 @@ impl Source {
         if self.closed.load(Ordering::Acquire) {
             return Err(closed_error());
         }
-        match wait_in(
-            &self.lists,
-            guard,
-            |l: &mut Lists| &mut l.waiters[d],
-            0,
-            reason,
-            deadline,
-            || {},
-            || {},
-        ) {
+        let wait = Wait::soft(reason).until(deadline);
+        match WaitIn::new(&self.lists, |l: &mut Lists| &mut l.waiters[d], wait).park(guard) {
             Woken::Notified if self.closed.load(Ordering::Acquire) => Err(closed_error()),
             Woken::Notified => Ok(Waited::Retry),
             Woken::TimedOut => Ok(Waited::TimedOut),
-            Woken::Interrupted => crate::sched::interrupted_wait(reason),
+            Woken::Interrupted => Err(given_up_error()),
         }
     }
 

@@ -6,21 +6,14 @@
 //!
 //! ## The park word
 //!
-//! Every waiter owns one `AtomicU64`:
-//!
-//! ```text
-//!  63                                   4 3      2 1     0
-//! +--------------------------------------+--------+-------+
-//! |              generation              | reason | state |
-//! +--------------------------------------+--------+-------+
-//! ```
+//! Every waiter owns one `AtomicU64` (layout in [`word`]):
 //!
 //! | state  | meaning                                         | who may leave it, to what              |
 //! |--------|-------------------------------------------------|----------------------------------------|
 //! | IDLE   | no park in progress                             | the waiter itself: -> ARMED            |
 //! | ARMED  | park announced, unparkers of this gen are live  | a waker, or the waiter itself (timeout, interruption, a superseded or dropped park): -> IDLE(gen+1, reason) |
 //!
-//! `reason` is written by the winner: 1 unparked, 2 timed out, 3 interrupted. An [`Unparker`]
+//! `reason` is written by the winner ([`Wake`]). An [`Unparker`]
 //! carries the generation it was made for, so a stale one (a timer that fires after the task
 //! was woken by something else, a second wake) finds a different generation and does nothing:
 //! that is how "wakes exactly once" holds without removing anything.
@@ -32,13 +25,15 @@
 //! ## Protocol (task)
 //!
 //! 1. `Park::new` stores `(g, ARMED)`; only the waiter writes the word while it is IDLE. A
-//!    waiter has one live park at a time: arming a new one retires an older armed one first. A park
-//!    dropped without waiting retires its generation the way a waker would (its unparkers go
-//!    stale), so an abandoned park never leaks into the next one.
+//!    waiter has one live park at a time: arming a new one retires an older armed one first
+//!    (it ends as [`Wake::Superseded`]). A park dropped without waiting retires its generation
+//!    the way a waker would (its unparkers go stale), so an abandoned park never leaks into the
+//!    next one.
 //! 2. The waiter publishes `Unparker{g}` (the publication's own lock or release orders step 1).
 //! 3. `Park::wait`: if the word already left `(g, ARMED)`, return its reason without switching.
-//!    Otherwise register the deadline (a timer holding another `Unparker{g}`) and switch to the
-//!    scheduler with `Suspend::Park`.
+//!    If the task was asked to stop, do what [`stop::decide`] says. Otherwise register the
+//!    deadline (a timer holding another `Unparker{g}`) and switch to the scheduler with
+//!    `Suspend::Park`.
 //! 4. The scheduler, now on its own stack, loads the word (no read-modify-write): still
 //!    `(g, ARMED)` -> it sets the task's `parked` flag and leaves it off every queue; already
 //!    woken -> it queues the task again at once.
@@ -64,125 +59,92 @@
 //!
 //! Steps 1, 2 and 5 are the same; the thread waits in `std::thread::park(_timeout)` until its
 //! word leaves ARMED, and a waker calls `Thread::unpark` after its CAS. On a timeout the thread
-//! itself CASes `(g, ARMED) -> (g+1, IDLE, TIMED_OUT)`; if that fails a waker won.
+//! itself CASes `(g, ARMED) -> (g+1, IDLE, TIMED_OUT)`; if that fails a waker won. A plain
+//! thread is never stopped.
+//!
+//! ## Which entry point
+//!
+//! Every wait is described by a [`Wait`]: why (`reason`, for reports), its [`WaitKind`] (what
+//! a stop does to it, see [`stop`]) and its deadline.
+//!
+//! | entry point                         | use it when                                                        | cost |
+//! |-------------------------------------|--------------------------------------------------------------------|------|
+//! | [`Park::new`] + [`Park::wait_for`]  | the waiter hands out several unparkers, or keeps the park across calls (joins, scopes, event syncs, the blocking pool); also the public API (`Park::wait`, `wait_until`) | one reference count on the task |
+//! | [`park_current`]                    | one unparker, published by a closure under the primitive's lock (the wait queue's `wait_in`) | the same, no `Park` object |
+//! | [`park_current_borrowed`]           | exactly one waker, which the waiter can withdraw under a lock (the CML channel shorthands) | no reference count |
+//! | [`Park::wait_polling`]              | a plain thread must also watch descriptors (an event sync with readiness leaves); for a task it is `wait_for` | a `poll(2)` per wait |
 
 use std::os::fd::RawFd;
 use std::panic::Location;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::reactor::poll::{PollWake, PolledPark};
-use super::task::Task;
+use super::task::{ParkSite, Task};
+use crate::switch::Suspend;
 
-const STATE_MASK: u64 = 0b11;
-const IDLE: u64 = 0;
-const ARMED: u64 = 1;
-const REASON_SHIFT: u32 = 2;
-const GEN_SHIFT: u32 = 4;
+pub(crate) mod stop;
+mod word;
 
-/// Why a park ended.
+pub(crate) use word::ParkWord;
+pub use word::Wake;
+
+/// What a stop (cancellation, or the runtime ending) does to a wait: see [`stop`]'s table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Wake {
-    /// An [`Unparker`] woke the waiter.
-    Unparked,
-    /// The deadline passed first.
-    TimedOut,
-    /// The waiting task was interrupted (cancellation).
-    Interrupted,
+pub(crate) enum WaitKind {
+    /// Something must hand the waiter what it waits for (a lock, a permit, a message, a join,
+    /// a commit). A stop unwinds the task out of it; a task that is already unwinding (a
+    /// destructor) keeps waiting.
+    HandOver,
+    /// Readiness or time (I/O, sleep): the wait may end early with an error. At shutdown such
+    /// waits are the first to be given up.
+    Soft,
+    /// Never cut short, even by a stop: the waiter's frame is borrowed by others until they end
+    /// (a scope waiting for its tasks).
+    Uninterruptible,
 }
 
-impl Wake {
-    fn code(self) -> u64 {
-        match self {
-            Wake::Unparked => 1,
-            Wake::TimedOut => 2,
-            Wake::Interrupted => 3,
-        }
-    }
-    fn from_word(w: u64) -> Wake {
-        match (w >> REASON_SHIFT) & 0b11 {
-            2 => Wake::TimedOut,
-            3 => Wake::Interrupted,
-            _ => Wake::Unparked,
-        }
-    }
+/// One wait, described: why (shown in reports), what a stop does to it, and until when.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wait {
+    pub(crate) reason: &'static str,
+    pub(crate) kind: WaitKind,
+    pub(crate) deadline: Option<Instant>,
 }
 
-/// The atomic word of one waiter (see the module doc for its states).
-pub(crate) struct ParkWord(AtomicU64);
-
-impl ParkWord {
-    pub(crate) const fn new() -> Self {
-        ParkWord(AtomicU64::new(0))
-    }
-
-    /// Step 1: announce a park; returns its generation. A park of this waiter that is still
-    /// armed (made and not yet waited on or dropped) is superseded: its generation is retired
-    /// as if woken, so its unparkers go stale and waiting on it returns at once.
-    fn arm(&self) -> u64 {
-        let mut w = self.0.load(Ordering::Relaxed);
-        if w & STATE_MASK != IDLE {
-            self.wake(w >> GEN_SHIFT, Wake::Unparked);
-            w = self.0.load(Ordering::Relaxed);
-        }
-        let gen_ = w >> GEN_SHIFT;
-        self.0.store(gen_ << GEN_SHIFT | ARMED, Ordering::Relaxed);
-        gen_
-    }
-
-    fn armed(gen_: u64) -> u64 {
-        gen_ << GEN_SHIFT | ARMED
-    }
-
-    /// Whether a park is armed (step 4 and 6: a task whose word is not armed was woken).
-    pub(crate) fn is_armed(&self) -> bool {
-        self.0.load(Ordering::Acquire) & STATE_MASK == ARMED
-    }
-
-    /// Step 5: wakes generation `gen_`. Returns whether this call woke it (false when the
-    /// generation is stale or already woken).
-    fn wake(&self, gen_: u64, why: Wake) -> bool {
-        let mut w = self.0.load(Ordering::Acquire);
-        loop {
-            if w != Self::armed(gen_) {
-                return false;
-            }
-            let next = (gen_ + 1) << GEN_SHIFT | why.code() << REASON_SHIFT | IDLE;
-            match self
-                .0
-                .compare_exchange_weak(w, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return true,
-                Err(now) => w = now,
-            }
+impl Wait {
+    /// A wait for a hand-over (see [`WaitKind::HandOver`]), with no deadline.
+    pub(crate) const fn hand_over(reason: &'static str) -> Wait {
+        Wait {
+            reason,
+            kind: WaitKind::HandOver,
+            deadline: None,
         }
     }
 
-    /// Wakes whatever generation is armed right now (interruption).
-    fn wake_current(&self, why: Wake) -> bool {
-        let w = self.0.load(Ordering::Acquire);
-        self.wake(w >> GEN_SHIFT, why)
-    }
-
-    /// Moves the word past an armed generation without waking anyone: called when a
-    /// task ends, so that an unparker that outlives it can never reschedule it.
-    pub(crate) fn retire(&self) {
-        let w = self.0.load(Ordering::Acquire);
-        if w & STATE_MASK != IDLE {
-            self.wake(w >> GEN_SHIFT, Wake::Interrupted);
+    /// A wait for readiness or time (see [`WaitKind::Soft`]), with no deadline.
+    pub(crate) const fn soft(reason: &'static str) -> Wait {
+        Wait {
+            reason,
+            kind: WaitKind::Soft,
+            deadline: None,
         }
     }
 
-    /// The outcome of generation `gen_`, if it has ended.
-    fn outcome(&self, gen_: u64) -> Option<Wake> {
-        let w = self.0.load(Ordering::Acquire);
-        if w == Self::armed(gen_) {
-            None
-        } else {
-            Some(Wake::from_word(w))
+    /// A wait no stop may cut short (see [`WaitKind::Uninterruptible`]).
+    pub(crate) const fn uninterruptible(reason: &'static str) -> Wait {
+        Wait {
+            reason,
+            kind: WaitKind::Uninterruptible,
+            deadline: None,
         }
+    }
+
+    /// The same wait, ending at `deadline` (`None`: no deadline).
+    pub(crate) const fn until(mut self, deadline: Option<Instant>) -> Wait {
+        self.deadline = deadline;
+        self
     }
 }
 
@@ -239,6 +201,17 @@ unsafe impl Send for Target {}
 // SAFETY: as above.
 unsafe impl Sync for Target {}
 
+impl Target {
+    fn word(&self) -> &ParkWord {
+        match self {
+            Target::Task(t) => &t.park,
+            // SAFETY: as in `Unparker::wake`: alive while its one waker holds it.
+            Target::TaskRef(t) => unsafe { &t.as_ref().park },
+            Target::Thread(t) => &t.word,
+        }
+    }
+}
+
 /// Wakes one park of one waiter, from any thread. Cloning it does not multiply wake-ups: the
 /// first `unpark` of any clone wins, the others do nothing.
 #[derive(Clone)]
@@ -277,6 +250,11 @@ impl Unparker {
         }
     }
 
+    /// Whether the park this unparker belongs to is still waiting.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.target.word().outcome(self.gen_).is_none()
+    }
+
     /// Whether two unparkers wake the same waiter.
     pub(crate) fn same_waiter(&self, other: &Unparker) -> bool {
         match (&self.target, &other.target) {
@@ -291,38 +269,10 @@ impl Unparker {
 impl std::fmt::Debug for Unparker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.target {
-            Target::Task(t) => write!(f, "Unparker(task {}, gen {})", t.id, self.gen_),
+            Target::Task(t) => write!(f, "Unparker(task {}, gen {})", t.thread_id, self.gen_),
             Target::TaskRef(_) => write!(f, "Unparker(task, gen {})", self.gen_),
             Target::Thread(_) => write!(f, "Unparker(thread, gen {})", self.gen_),
         }
-    }
-}
-
-/// Interrupts the park `task` is in right now (if any), and every later one: used by
-/// cancellation. Returns whether this call cancelled the task (false if it was already).
-///
-/// The wake itself happens on the task's domain thread, between two of its tasks: directly
-/// when the caller runs there, else when the domain drains the request from its inbox. There
-/// the task is not running, so its `cancelled` flag and its park word are read in program
-/// order with its own writes: a park armed just before the request is woken, and a park armed
-/// after it sees `cancelled` (no store-buffering race between two threads).
-///
-/// This is the hook structured concurrency (the Miou face) builds on; until then only the tests
-/// call it.
-#[cfg_attr(not(test), allow(dead_code))]
-pub(crate) fn interrupt(task: &Arc<Task>) -> bool {
-    let first = !task.cancelled.swap(true, Ordering::AcqRel);
-    // A task that has not started cannot be parked; it sees `cancelled` at its first park.
-    if task.is_started() {
-        super::schedule(task);
-    }
-    first
-}
-
-/// The domain thread's half of [`interrupt`]: wakes the park of a cancelled task, if armed.
-pub(crate) fn interrupt_pending(task: &Task) {
-    if task.cancelled.load(Ordering::Acquire) {
-        task.park.wake_current(Wake::Interrupted);
     }
 }
 
@@ -330,7 +280,11 @@ pub(crate) fn interrupt_pending(task: &Task) {
 /// made.
 ///
 /// A waiter has one live park at a time: making another one (directly, or through any blocking
-/// call such as `join` or `sleep`) supersedes the first, whose `wait` then returns at once.
+/// call such as `join` or `sleep`) supersedes the first, whose `wait` then returns
+/// [`Wake::Superseded`] at once.
+///
+/// In a task that is being stopped (its runtime is ending), `wait` unwinds the task (its
+/// destructors run) instead of returning; see the crate's README on shutdown.
 pub struct Park {
     target: Target,
     gen_: u64,
@@ -350,11 +304,7 @@ impl Park {
             Some(task) => Target::Task(task),
             None => Target::Thread(thread_parker()),
         };
-        let gen_ = match &target {
-            Target::Task(t) => t.park.arm(),
-            Target::Thread(t) => t.word.arm(),
-            Target::TaskRef(_) => unreachable!("a Park holds a counted target"),
-        };
+        let gen_ = target.word().arm();
         Park {
             target,
             gen_,
@@ -371,32 +321,13 @@ impl Park {
     }
 
     /// Blocks until unparked.
+    ///
+    /// # Panics
+    ///
+    /// As [`Park::wait_until`].
     #[track_caller]
     pub fn wait(self, reason: &'static str) -> Wake {
-        self.wait_until(reason, None)
-    }
-
-    /// [`Park::wait_until`] that also ends (as `Unparked`) when one of `fds` is ready, for a
-    /// plain OS thread, which has no domain to watch them: it waits in `poll(2)`. A task's
-    /// descriptors must be watched through its domain (the caller registers them); for a task
-    /// this is `wait_until`.
-    #[track_caller]
-    pub(crate) fn wait_polling(
-        self,
-        reason: &'static str,
-        deadline: Option<Instant>,
-        fds: &[(RawFd, libc::c_short)],
-    ) -> Wake {
-        match &self.target {
-            Target::Thread(t) if !fds.is_empty() => {
-                let t = t.clone();
-                let gen_ = self.gen_;
-                let why = wait_thread_polling(&t, gen_, deadline, fds);
-                drop(self);
-                why
-            }
-            _ => self.wait_until(reason, deadline),
-        }
+        self.wait_for(&Wait::hand_over(reason))
     }
 
     /// Blocks until unparked or until `deadline`.
@@ -407,7 +338,40 @@ impl Park {
     /// `!Send`, but a `spawn_local` task could still capture another task's park).
     #[track_caller]
     pub fn wait_until(self, reason: &'static str, deadline: Option<Instant>) -> Wake {
+        self.wait_for(&Wait::hand_over(reason).until(deadline))
+    }
+
+    /// Blocks as `wait` describes (see the module doc's entry points).
+    #[track_caller]
+    pub(crate) fn wait_for(self, wait: &Wait) -> Wake {
         let site = Location::caller();
+        self.check_mine(site);
+        // Dropping `self` afterwards does nothing: the generation has ended.
+        match &self.target {
+            Target::Task(task) => wait_task(task, self.gen_, wait, site),
+            Target::Thread(t) => wait_thread(t, self.gen_, wait.deadline),
+            Target::TaskRef(_) => unreachable!("a Park holds a counted target"),
+        }
+    }
+
+    /// [`Park::wait_for`] that also ends (as `Unparked`) when one of `fds` is ready, for a
+    /// plain OS thread, which has no domain to watch them: it waits in `poll(2)`. A task's
+    /// descriptors must be watched through its domain (the caller registers them); for a task
+    /// this is `wait_for`.
+    #[track_caller]
+    pub(crate) fn wait_polling(self, wait: &Wait, fds: &[(RawFd, libc::c_short)]) -> Wake {
+        match &self.target {
+            Target::Thread(t) if !fds.is_empty() => {
+                self.check_mine(Location::caller());
+                wait_thread_polling(t, self.gen_, wait.deadline, fds)
+            }
+            _ => self.wait_for(wait),
+        }
+    }
+
+    /// Refuses a wait by another task or thread than the one that made the park.
+    #[track_caller]
+    fn check_mine(&self, site: &'static Location<'static>) {
         let mine = match &self.target {
             Target::Task(task) => {
                 super::with_current(|c| std::ptr::eq(c, Arc::as_ptr(task))).unwrap_or(false)
@@ -424,27 +388,25 @@ impl Park {
             mine,
             "bobine: a Park must be waited on by the task or thread that made it (at {site})"
         );
-        match &self.target {
-            Target::Task(task) => wait_task(task, self.gen_, reason, site, deadline),
-            Target::Thread(t) => wait_thread(t, self.gen_, deadline),
-            Target::TaskRef(_) => unreachable!("a Park holds a counted target"),
-        }
+    }
+}
+
+impl Drop for Park {
+    /// A park dropped without waiting (an early return after arming) retires its generation:
+    /// `(g, ARMED) -> (g+1, IDLE)`, so its unparkers go stale and the next park starts clean.
+    fn drop(&mut self) {
+        self.target.word().wake(self.gen_, Wake::Superseded);
     }
 }
 
 /// Parks the running task (or the current thread) once, without a [`Park`] object: arms the
 /// park word, hands an [`Unparker`] to `publish` (which queues it wherever wakers look), then
-/// waits. The waiting primitives use this: it saves the reference count a `Park` holds on its
-/// task, since the running task is alive for as long as this frame runs.
+/// waits as `wait` describes. The wait queue uses this.
 ///
 /// If `publish` panics, the armed generation is retired before the panic goes on.
 #[track_caller]
-pub(crate) fn park_current(
-    reason: &'static str,
-    deadline: Option<Instant>,
-    publish: impl FnOnce(Unparker),
-) -> Wake {
-    park_current_inner(reason, deadline, false, publish)
+pub(crate) fn park_current(wait: &Wait, publish: impl FnOnce(Unparker)) -> Wake {
+    park_current_inner(wait, false, publish)
 }
 
 /// Like [`park_current`], with an unparker that holds no reference count on the task.
@@ -456,23 +418,14 @@ pub(crate) fn park_current(
 /// unused: it leaves only once woken (the waker's CAS is the last thing it does to the task,
 /// see [`super::schedule_woken_ref`]) or after withdrawing the unparker. The channel shorthands
 /// guarantee this with the channel lock: the waker takes the unparker out of the queued waiter
-/// and wakes it under that lock, and a waiter that gives up withdraws under it.
+/// and wakes it under that lock, and a waiter that gives up (or unwinds) withdraws under it.
 #[track_caller]
-pub(crate) unsafe fn park_current_borrowed(
-    reason: &'static str,
-    deadline: Option<Instant>,
-    publish: impl FnOnce(Unparker),
-) -> Wake {
-    park_current_inner(reason, deadline, true, publish)
+pub(crate) unsafe fn park_current_borrowed(wait: &Wait, publish: impl FnOnce(Unparker)) -> Wake {
+    park_current_inner(wait, true, publish)
 }
 
 #[track_caller]
-fn park_current_inner(
-    reason: &'static str,
-    deadline: Option<Instant>,
-    borrowed: bool,
-    publish: impl FnOnce(Unparker),
-) -> Wake {
+fn park_current_inner(wait: &Wait, borrowed: bool, publish: impl FnOnce(Unparker)) -> Wake {
     let site = Location::caller();
     let current = super::current_ptr();
     if !current.is_null() {
@@ -487,7 +440,7 @@ fn park_current_inner(
         };
         publish(Unparker { target, gen_ });
         std::mem::forget(retire);
-        wait_task(task, gen_, reason, site, deadline)
+        wait_task(task, gen_, wait, site)
     } else {
         let t = thread_parker();
         let gen_ = t.word.arm();
@@ -497,7 +450,7 @@ fn park_current_inner(
             gen_,
         });
         std::mem::forget(retire);
-        wait_thread(&t, gen_, deadline)
+        wait_thread(&t, gen_, wait.deadline)
     }
 }
 
@@ -506,54 +459,22 @@ struct RetireOnUnwind<'a>(&'a ParkWord, u64);
 
 impl Drop for RetireOnUnwind<'_> {
     fn drop(&mut self) {
-        self.0.wake(self.1, Wake::Unparked);
+        self.0.wake(self.1, Wake::Superseded);
     }
 }
 
-impl Drop for Park {
-    /// A park dropped without waiting (an early return after arming) retires its generation:
-    /// `(g, ARMED) -> (g+1, IDLE)`, so its unparkers go stale and the next park starts clean.
-    /// After a wait the generation has already moved on and this does nothing.
-    fn drop(&mut self) {
-        let word = match &self.target {
-            Target::Task(t) => &t.park,
-            Target::Thread(t) => &t.word,
-            Target::TaskRef(_) => unreachable!("a Park holds a counted target"),
-        };
-        word.wake(self.gen_, Wake::Unparked);
-    }
-}
-
-fn wait_task(
-    task: &Task,
-    gen_: u64,
-    reason: &'static str,
-    site: &'static Location<'static>,
-    deadline: Option<Instant>,
-) -> Wake {
+/// Steps 3 and 4 for a task, with the stop decision of [`stop`].
+fn wait_task(task: &Task, gen_: u64, wait: &Wait, site: &'static Location<'static>) -> Wake {
     if let Some(why) = task.park.outcome(gen_) {
         return why;
     }
-    if task.forcing.get() {
-        // The runtime is ending and is unwinding this task: a destructor that blocks gets
-        // `Interrupted` at once instead of a switch (nothing would ever resume it).
-        task.park.wake(gen_, Wake::Interrupted);
-        return Wake::Interrupted;
-    }
-    if std::thread::panicking() {
-        panic!(
-            "bobine: task {} tried to block ({reason}, at {site}) while it is unwinding from a \
-             panic; blocking in a destructor during a panic is not supported",
-            task.describe()
-        );
-    }
-    if task.cancelled.load(Ordering::Acquire) {
-        if task.park.wake(gen_, Wake::Interrupted) {
-            return Wake::Interrupted;
+    let unwinding = task.draining.get() || super::task_unwinding(task);
+    if task.is_cancelled() {
+        if let Some(why) = act_on_stop(task, gen_, wait, unwinding, site) {
+            return why;
         }
-        return task.park.outcome(gen_).unwrap_or(Wake::Unparked);
     }
-    if let Some(d) = deadline {
+    if let Some(d) = wait.deadline {
         if d <= Instant::now() {
             if task.park.wake(gen_, Wake::TimedOut) {
                 return Wake::TimedOut;
@@ -570,17 +491,61 @@ fn wait_task(
             )
         });
     }
-    task.set_park_site(Some((reason, site)));
-    task.suspend(crate::switch::Suspend::Park);
+    task.park_reacts
+        .set(wait.kind != WaitKind::Uninterruptible && !unwinding);
+    task.set_park_site(Some(ParkSite {
+        reason: wait.reason,
+        kind: wait.kind,
+        location: site,
+    }));
+    task.suspend(Suspend::Park);
     task.set_park_site(None);
+    task.park_reacts.set(false);
     let why = task
         .park
         .outcome(gen_)
         .expect("a parked task resumed before it was woken");
-    if deadline.is_some() && why != Wake::TimedOut {
+    if wait.deadline.is_some() && why != Wake::TimedOut {
         super::with_local(|local| local.timer_went_stale());
     }
+    if why == Wake::Interrupted && task.is_cancelled() {
+        // Woken by the stop (or by the shutdown giving soft waits up): the generation is over
+        // already, so only an unwind or an early return remains.
+        return act_on_stop(task, gen_, wait, unwinding, site).unwrap_or(why);
+    }
     why
+}
+
+/// Carries out [`stop::decide`] for a stopped task at a park of generation `gen_`: `None` to
+/// keep waiting, `Some(why)` to return, or it unwinds (or abandons) the task.
+fn act_on_stop(
+    task: &Task,
+    gen_: u64,
+    wait: &Wait,
+    unwinding: bool,
+    site: &'static Location<'static>,
+) -> Option<Wake> {
+    let (ending, soft_given_up) = super::with_local(|l| l.shutdown_state());
+    match stop::decide(task, wait.kind, unwinding, ending, soft_given_up) {
+        stop::OnStop::Wait => None,
+        stop::OnStop::GiveUp => {
+            task.park.wake(gen_, Wake::Interrupted);
+            Some(Wake::Interrupted)
+        }
+        stop::OnStop::Raise => {
+            task.park.wake(gen_, Wake::Superseded);
+            if task.stop_raised.get() {
+                // It caught the previous one; let the domain breathe before raising again.
+                task.suspend(Suspend::Yield);
+            }
+            stop::raise(task)
+        }
+        stop::OnStop::Abandon => {
+            task.park.wake(gen_, Wake::Superseded);
+            let what = format!("block again in {}", wait.reason);
+            stop::abandon_swallower(task, &what, Some(site))
+        }
+    }
 }
 
 /// Like [`wait_thread`], but the thread waits in `poll(2)` on `fds` as well (each with its
@@ -632,40 +597,32 @@ fn wait_thread(t: &ThreadParker, gen_: u64, deadline: Option<Instant>) -> Wake {
     }
 }
 
-impl Unparker {
-    /// Whether the park this unparker belongs to is still waiting.
-    pub(crate) fn is_pending(&self) -> bool {
-        let word = match &self.target {
-            Target::Task(t) => &t.park,
-            // SAFETY: as in `wake`: alive while its one waker holds it.
-            Target::TaskRef(t) => unsafe { &t.as_ref().park },
-            Target::Thread(t) => &t.word,
-        };
-        word.outcome(self.gen_).is_none()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// The cancellation hook: an interrupted park ends with `Interrupted`, and every later park
-    /// of that task ends at once the same way, without switching.
+    /// A stopped task unwinds out of its park (its destructors run, `join` gives
+    /// `TaskDropped`), and a park made by a destructor during that unwind really waits: the
+    /// destructor gets what it waits for.
     #[test]
-    fn interrupt_wakes_current_park_and_every_later_one() {
+    fn a_stopped_task_unwinds_and_its_destructors_may_wait() {
         crate::Builder::new().domains(2).run(|| {
             let slot: Arc<Mutex<Option<Arc<Task>>>> = Arc::new(Mutex::new(None));
-            let slot2 = slot.clone();
+            let (tx, rx) = crate::sync::mpsc::channel::<u32>();
+            struct WaitsInDrop(crate::sync::mpsc::Receiver<u32>, Arc<Mutex<Option<u32>>>);
+            impl Drop for WaitsInDrop {
+                fn drop(&mut self) {
+                    *self.1.lock().unwrap() = self.0.recv().ok();
+                }
+            }
+            let got = Arc::new(Mutex::new(None));
+            let (slot2, got2) = (slot.clone(), got.clone());
             let h = crate::thread::spawn(move || {
+                let _guard = WaitsInDrop(rx, got2);
                 *slot2.lock().unwrap() = crate::sched::current_task();
-                let first = Park::new().wait("test");
-                let second = Park::new().wait_until("test", None);
-                let third = Park::new().wait_until(
-                    "test",
-                    Some(Instant::now() + std::time::Duration::from_secs(3600)),
-                );
-                (first, second, third)
+                Park::new().wait("test");
+                unreachable!("a stopped park unwinds");
             });
             let task = loop {
                 if let Some(t) = slot.lock().unwrap().clone() {
@@ -673,14 +630,29 @@ mod tests {
                 }
                 crate::thread::yield_now();
             };
-            // Let the task reach its park, then interrupt it.
+            // Let the task reach its park, then stop it.
             crate::thread::sleep(std::time::Duration::from_millis(20));
-            assert!(interrupt(&task));
-            assert_eq!(
-                h.join().unwrap(),
-                (Wake::Interrupted, Wake::Interrupted, Wake::Interrupted)
-            );
+            assert!(stop::interrupt(&task));
+            assert!(!stop::interrupt(&task), "stopped once");
+            crate::thread::sleep(std::time::Duration::from_millis(20));
+            assert!(!h.is_finished(), "the destructor waits for its message");
+            tx.send(9).unwrap();
+            let err = h.join().unwrap_err();
+            assert!(err.is::<crate::TaskDropped>());
+            assert_eq!(*got.lock().unwrap(), Some(9));
         });
+    }
+
+    /// A park superseded by a newer one of the same waiter ends as `Superseded`, not as a
+    /// wake-up.
+    #[test]
+    fn a_superseded_park_says_so() {
+        let first = Park::new();
+        let second = Park::new();
+        assert_eq!(first.wait("test"), Wake::Superseded);
+        let u = second.unparker();
+        assert!(u.unpark());
+        assert_eq!(second.wait("test"), Wake::Unparked);
     }
 
     /// A wake-up that lands between arming and waiting is not lost: `wait` returns at once.
