@@ -475,7 +475,7 @@ impl<'scope> Scope<'scope, '_> {
         let ticket = Ticket(data.clone());
         let body = move |task: &Task| {
             let result = catch_at_root(task, f);
-            if result.is_err() {
+            if counts_as_panic(&result) {
                 data.unjoined_panics.fetch_add(1, Ordering::AcqRel);
             }
             // SAFETY: the joiner reads the packet only after the task finished.
@@ -504,6 +504,12 @@ impl fmt::Debug for Scope<'_, '_> {
             .field("running", &self.data.running.load(Ordering::Relaxed))
             .finish()
     }
+}
+
+/// Whether a scoped task's outcome makes its scope panic unless joined: a panic does (std's
+/// rule); being stopped by the runtime does not.
+fn counts_as_panic<T>(outcome: &Result<T>) -> bool {
+    outcome.as_ref().is_err_and(|p| !p.is::<TaskDropped>())
 }
 
 struct Packet<T> {
@@ -545,7 +551,7 @@ impl<T> ScopedJoinHandle<'_, T> {
         // SAFETY: the task has finished writing the packet (FINISHED acquire in wait_finished).
         match unsafe { (*self.packet.result.get()).take() } {
             Some(result) => {
-                if result.is_err() {
+                if counts_as_panic(&result) {
                     // The panic is handled by whoever joined it.
                     self.scope.unjoined_panics.fetch_sub(1, Ordering::AcqRel);
                 }

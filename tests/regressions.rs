@@ -599,3 +599,507 @@ fn after_counts_from_before_the_guards() {
         });
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// The soundness and shutdown holes of the core review (issue 9), one test each. Cases that
+// crashed, aborted or hung the process run in a child process, which is killed past a limit.
+
+const HOLE_CHILD: &str = "BOBINE_HOLE_CHILD";
+
+/// Runs `test` (a test of this file) in a child process with `HOLE_CHILD` set, killing it
+/// after `secs`; returns its stderr after checking that it ended on its own, successfully.
+fn hole_child(test: &str, secs: u64) -> String {
+    let (out, killed) =
+        common::child::run_within(test, &[(HOLE_CHILD, test)], Duration::from_secs(secs));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!killed, "child '{test}' hung and was killed\n{stderr}");
+    common::child::assert_ok(test, &out);
+    stderr
+}
+
+/// Whether this process is the child run of `test`.
+fn in_hole_child(test: &str) -> bool {
+    common::child::is_child_of(HOLE_CHILD, test)
+}
+
+/// Hole 1: a scope's task spawned from a plain OS thread (a `std::thread::scope` thread inside
+/// the bobine scope) runs on the scope owner's runtime, and the owner does not return before
+/// it ends, even when `run` ends meanwhile. The task used to run on the global runtime, and
+/// reading the owner's stack after the owner had been unwound crashed the process.
+#[test]
+fn scoped_task_spawned_from_a_plain_thread_stays_on_the_owners_runtime() {
+    const NAME: &str = "scoped_task_spawned_from_a_plain_thread_stays_on_the_owners_runtime";
+    if in_hole_child(NAME) {
+        use std::sync::Mutex;
+        static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        // Domain 0 is this thread.
+        let here = std::thread::current().name().unwrap_or_default().to_owned();
+        bobine::Builder::new().domains(2).run(|| {
+            drop(bobine::thread::spawn(|| {
+                let data = vec![7u64; 1000];
+                bobine::thread::scope(|s| {
+                    std::thread::scope(|ts| {
+                        ts.spawn(|| {
+                            s.spawn(|| {
+                                let name = std::thread::current().name().map(str::to_owned);
+                                SEEN.lock().unwrap().push(name.unwrap_or_default());
+                                // Outlives `run`'s main task; reads the owner's stack after.
+                                for _ in 0..20 {
+                                    bobine::thread::sleep(Duration::from_millis(5));
+                                    assert_eq!(data.iter().sum::<u64>(), 7000);
+                                }
+                            });
+                        });
+                    });
+                });
+            }));
+            bobine::thread::sleep(Duration::from_millis(30));
+        });
+        let seen = SEEN.lock().unwrap();
+        assert_eq!(seen.len(), 1, "the scoped task ran once");
+        assert!(
+            seen[0] == here || seen[0].starts_with("bobine-domain-"),
+            "the scoped task ran on {:?}, not on the owner's runtime",
+            seen[0]
+        );
+        return;
+    }
+    hole_child(NAME, 30);
+}
+
+/// Hole 1, second part: a scope opened by a destructor at shutdown, whose task is stopped
+/// before it runs, still ends: the task's closure gives its count back when it is dropped (it
+/// used to stay counted, and the owner waited for ever).
+#[test]
+fn scope_whose_task_never_runs_still_ends() {
+    const NAME: &str = "scope_whose_task_never_runs_still_ends";
+    if in_hole_child(NAME) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static RAN: AtomicBool = AtomicBool::new(false);
+        static ENDED: AtomicBool = AtomicBool::new(false);
+        struct ScopeOnDrop;
+        impl Drop for ScopeOnDrop {
+            fn drop(&mut self) {
+                bobine::thread::scope(|s| {
+                    s.spawn(|| RAN.store(true, Ordering::SeqCst));
+                });
+                ENDED.store(true, Ordering::SeqCst);
+            }
+        }
+        bobine::Builder::new().domains(1).run(|| {
+            // Never started: main returns before it runs, so the shutdown drops its closure.
+            let g = ScopeOnDrop;
+            drop(bobine::thread::spawn(move || drop(g)));
+        });
+        assert!(ENDED.load(Ordering::SeqCst), "the scope ended");
+        assert!(
+            !RAN.load(Ordering::SeqCst),
+            "a task spawned at shutdown never runs"
+        );
+        return;
+    }
+    hole_child(NAME, 30);
+}
+
+/// Hole 3: a task that panics while a `BufWriter<TcpStream>` holds data flushes it in the
+/// destructor: when the socket is full the flush parks the task until the peer reads, and
+/// everything arrives (it used to abort the process). A lock taken by a destructor during the
+/// panic waits for its holder the same way.
+#[test]
+fn blocking_while_panicking_parks_instead_of_aborting() {
+    const NAME: &str = "blocking_while_panicking_parks_instead_of_aborting";
+    if in_hole_child(NAME) {
+        use std::io::{BufWriter, Read, Write};
+        use std::sync::Arc;
+        const BYTES: usize = 32 << 20;
+        bobine::Builder::new().domains(1).run(|| {
+            let listener = bobine::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let writer = bobine::thread::spawn(move || {
+                let stream = bobine::net::TcpStream::connect(addr).unwrap();
+                let mut w = BufWriter::with_capacity(BYTES, stream);
+                w.write_all(&vec![1u8; BYTES]).unwrap();
+                panic!("boom with data in the buffer");
+            });
+            let (mut peer, _) = listener.accept().unwrap();
+            // Let the writer panic and fill the socket before anyone reads.
+            bobine::thread::sleep(Duration::from_millis(50));
+            assert!(!writer.is_finished(), "the flush waits for the reader");
+            let mut got = 0;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = peer.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            assert_eq!(got, BYTES, "every buffered byte arrived");
+            let err = writer.join().unwrap_err();
+            assert_eq!(
+                common::panics::payload_text(&*err),
+                "boom with data in the buffer"
+            );
+
+            // A destructor that locks a mutex held by another task of the same domain.
+            let m = Arc::new(bobine::sync::Mutex::new(0u32));
+            let held = m.lock().unwrap();
+            struct LockOnDrop(Arc<bobine::sync::Mutex<u32>>);
+            impl Drop for LockOnDrop {
+                fn drop(&mut self) {
+                    *self.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                }
+            }
+            let m2 = m.clone();
+            let locker = bobine::thread::spawn(move || {
+                let _g = LockOnDrop(m2);
+                panic!("boom holding a lock-taking destructor");
+            });
+            bobine::thread::sleep(Duration::from_millis(20));
+            assert!(!locker.is_finished());
+            drop(held);
+            assert!(locker.join().is_err());
+            assert_eq!(*m.lock().unwrap(), 1, "the destructor got the lock");
+        });
+        return;
+    }
+    hole_child(NAME, 60);
+}
+
+/// Hole 4: at shutdown, a destructor of a newer task that locks a mutex held by an older
+/// parked task waits for it: the older task is stopped too, releases the mutex as it unwinds,
+/// and the destructor gets it (it used to abort the process, a panic during unwinding).
+#[test]
+fn shutdown_destructor_waits_for_a_lock_held_by_an_older_task() {
+    const NAME: &str = "shutdown_destructor_waits_for_a_lock_held_by_an_older_task";
+    if in_hole_child(NAME) {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static GOT: AtomicU32 = AtomicU32::new(0);
+        struct LockOnDrop(Arc<bobine::sync::Mutex<u32>>);
+        impl Drop for LockOnDrop {
+            fn drop(&mut self) {
+                let mut g = self.0.lock().unwrap();
+                *g += 1;
+                GOT.store(*g, Ordering::SeqCst);
+            }
+        }
+        for domains in [1, 2] {
+            GOT.store(0, Ordering::SeqCst);
+            bobine::Builder::new().domains(domains).run(|| {
+                let m = Arc::new(bobine::sync::Mutex::new(0u32));
+                let (m1, m2) = (m.clone(), m.clone());
+                // Older: holds the lock while it waits for ever.
+                drop(bobine::thread::spawn(move || {
+                    let _held = m1.lock().unwrap();
+                    bobine::thread::sleep(Duration::from_secs(3600));
+                }));
+                bobine::thread::sleep(Duration::from_millis(10));
+                // Newer: its destructor will need the lock.
+                drop(bobine::thread::spawn(move || {
+                    let _g = LockOnDrop(m2);
+                    bobine::thread::sleep(Duration::from_secs(3600));
+                }));
+                bobine::thread::sleep(Duration::from_millis(10));
+            });
+            assert_eq!(GOT.load(Ordering::SeqCst), 1, "{domains} domain(s)");
+        }
+        return;
+    }
+    hole_child(NAME, 30);
+}
+
+/// Hole 5: the closure of a task that never started is dropped at shutdown as that task, so a
+/// destructor that blocks (here on a lock an older task holds) parks it while the holder is
+/// stopped (it used to block the domain's OS thread, and `run` hung).
+#[test]
+fn never_started_closure_may_wait_for_a_lock_at_shutdown() {
+    const NAME: &str = "never_started_closure_may_wait_for_a_lock_at_shutdown";
+    if in_hole_child(NAME) {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static GOT: AtomicBool = AtomicBool::new(false);
+        struct LockOnDrop(Arc<bobine::sync::Mutex<()>>);
+        impl Drop for LockOnDrop {
+            fn drop(&mut self) {
+                let _g = self.0.lock().unwrap();
+                GOT.store(true, Ordering::SeqCst);
+            }
+        }
+        bobine::Builder::new().domains(1).run(|| {
+            let m = Arc::new(bobine::sync::Mutex::new(()));
+            let m1 = m.clone();
+            drop(bobine::thread::spawn(move || {
+                let _held = m1.lock().unwrap();
+                bobine::thread::sleep(Duration::from_secs(3600));
+            }));
+            bobine::thread::sleep(Duration::from_millis(10));
+            let g = LockOnDrop(m);
+            // Never runs: main returns first.
+            drop(bobine::thread::spawn(move || drop(g)));
+        });
+        assert!(GOT.load(Ordering::SeqCst));
+        return;
+    }
+    hole_child(NAME, 30);
+}
+
+/// Hole 6: a task that catches the runtime's unwind (`catch_unwind` around a blocking call) and
+/// blocks again is reported by name and abandoned; `run` returns (it used to spin for ever).
+/// One that re-raises the caught unwind later ends normally.
+#[test]
+fn task_that_swallows_the_runtimes_unwind_is_abandoned() {
+    const NAME: &str = "task_that_swallows_the_runtimes_unwind_is_abandoned";
+    if in_hole_child(NAME) {
+        use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static RERAISED: AtomicBool = AtomicBool::new(false);
+        bobine::Builder::new().domains(2).run(|| {
+            let m = Arc::new(bobine::sync::Mutex::new(()));
+            let held = m.lock().unwrap();
+            let m1 = m.clone();
+            drop(
+                bobine::thread::Builder::new()
+                    .name("swallower".into())
+                    .spawn(move || {
+                        loop {
+                            let _ = catch_unwind(AssertUnwindSafe(|| drop(m1.lock())));
+                        }
+                    })
+                    .unwrap(),
+            );
+            drop(bobine::thread::spawn(|| {
+                let caught = catch_unwind(|| bobine::thread::sleep(Duration::from_secs(3600)));
+                RERAISED.store(true, Ordering::SeqCst);
+                if let Err(payload) = caught {
+                    resume_unwind(payload);
+                }
+            }));
+            bobine::thread::sleep(Duration::from_millis(20));
+            std::mem::forget(held);
+        });
+        assert!(RERAISED.load(Ordering::SeqCst));
+        return;
+    }
+    let stderr = hole_child(NAME, 30);
+    assert!(
+        stderr.contains("task 'swallower'") && stderr.contains("caught the runtime's unwind"),
+        "{stderr}"
+    );
+}
+
+/// Hole 8: a task stopped while it waits on a `Barrier` no longer counts towards its opening
+/// (it used to stay counted, so the barrier later opened one waiter short).
+#[test]
+fn stopped_barrier_waiter_is_uncounted() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    common::watchdog(30, "stopped_barrier_waiter_is_uncounted", || {
+        let barrier = Arc::new(bobine::sync::Barrier::new(2));
+        let b = barrier.clone();
+        bobine::Builder::new().domains(1).run(move || {
+            drop(bobine::thread::spawn(move || {
+                b.wait();
+            }));
+            bobine::thread::sleep(Duration::from_millis(10));
+        });
+        // Two plain threads now: the first must wait for the second.
+        let second_arrived = Arc::new(AtomicBool::new(false));
+        let (b1, flag) = (barrier.clone(), second_arrived.clone());
+        let first = std::thread::spawn(move || {
+            b1.wait();
+            flag.load(Ordering::SeqCst)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        second_arrived.store(true, Ordering::SeqCst);
+        barrier.wait();
+        assert!(
+            first.join().unwrap(),
+            "the barrier opened before the second waiter arrived"
+        );
+    });
+}
+
+/// Hole 9: a descriptor waited on through a raw wait does not keep a runtime's domain (its
+/// epoll and eventfd) alive once that runtime has ended (it did until the descriptor number
+/// was reused).
+#[test]
+fn raw_wait_does_not_keep_a_dead_domain_alive() {
+    const NAME: &str = "raw_wait_does_not_keep_a_dead_domain_alive";
+    if in_hole_child(NAME) {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        fn open_fds() -> usize {
+            std::fs::read_dir("/proc/self/fd").unwrap().count()
+        }
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let before = open_fds();
+        bobine::Builder::new().domains(1).run(|| {
+            let h = bobine::thread::spawn(move || {
+                bobine::io::wait_readable(a.as_fd()).unwrap();
+                a
+            });
+            bobine::thread::sleep(Duration::from_millis(10));
+            b.write_all(b"x").unwrap();
+            let a = h.join().unwrap();
+            // Keep `a` open past the runtime: its raw source stays in the table.
+            std::mem::forget(a);
+        });
+        assert_eq!(
+            open_fds(),
+            before,
+            "the ended runtime's epoll and eventfd are closed"
+        );
+        return;
+    }
+    hole_child(NAME, 30);
+}
+
+/// Hole 11: a park superseded by a newer park of the same task says so when waited on (it
+/// used to return `Unparked`, like a real wake-up).
+#[test]
+fn superseded_park_is_not_a_wake_up() {
+    common::watchdog(30, "superseded_park_is_not_a_wake_up", || {
+        bobine::Builder::new().domains(1).run(|| {
+            let first = bobine::Park::new();
+            let second = bobine::Park::new();
+            assert!(!first.unparker().unpark(), "the first park is over");
+            assert_eq!(first.wait("test"), bobine::Wake::Superseded);
+            let u = second.unparker();
+            assert!(u.unpark());
+            assert_eq!(second.wait("test"), bobine::Wake::Unparked);
+        });
+    });
+}
+
+/// Hole 12: a panic hook installed before `run` sees the panics of tasks (it never did), and
+/// the id in a task's panic report is its `ThreadId` (it used to be a per-runtime number).
+#[test]
+fn user_panic_hook_sees_task_panics_and_reports_use_the_thread_id() {
+    const NAME: &str = "user_panic_hook_sees_task_panics_and_reports_use_the_thread_id";
+    if in_hole_child(NAME) {
+        let builtin_report = std::env::var_os("BOBINE_HOLE_DEFAULT_HOOK").is_some();
+        if !builtin_report {
+            std::panic::set_hook(Box::new(|info| {
+                let t = bobine::thread::current();
+                eprintln!(
+                    "user hook: {} in {:?} ({})",
+                    common::panics::payload_text(info.payload()),
+                    t.name(),
+                    t.id().as_u64()
+                );
+            }));
+        }
+        bobine::Builder::new().domains(1).run(|| {
+            let h = bobine::thread::Builder::new()
+                .name("worker".into())
+                .spawn(|| panic!("task panic"))
+                .unwrap();
+            eprintln!("child: the task's id is {}", h.thread().id().as_u64());
+            assert!(h.join().is_err());
+        });
+        return;
+    }
+    let id_of = |stderr: &str| {
+        stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("child: the task's id is "))
+            .expect("the child announces the id")
+            .to_owned()
+    };
+    let stderr = hole_child(NAME, 30);
+    let id = id_of(&stderr);
+    assert!(
+        stderr.contains(&format!("user hook: task panic in Some(\"worker\") ({id})")),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("thread 'worker'"),
+        "a user hook replaces the report\n{stderr}"
+    );
+    let (out, _) = common::child::run_within(
+        NAME,
+        &[(HOLE_CHILD, NAME), ("BOBINE_HOLE_DEFAULT_HOOK", "1")],
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let id = id_of(&stderr);
+    assert!(
+        stderr.contains(&format!("thread 'worker' (task {id}) panicked at")),
+        "{stderr}"
+    );
+}
+
+/// The shutdown never hangs on a wait nothing can end: a destructor's read of a socket nobody
+/// writes to is given up (it returns an error) after the grace, with a report; a destructor
+/// waiting for a lock that a plain thread keeps for ever is reported and its task abandoned;
+/// `run` returns.
+#[test]
+fn shutdown_gives_up_waits_that_nothing_can_end() {
+    const NAME: &str = "shutdown_gives_up_waits_that_nothing_can_end";
+    if in_hole_child(NAME) {
+        use std::io::Read;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        static READ_ERROR: Mutex<Option<String>> = Mutex::new(None);
+        static LOCKED: AtomicBool = AtomicBool::new(false);
+        struct ReadOnDrop(bobine::net::UnixStream);
+        impl Drop for ReadOnDrop {
+            fn drop(&mut self) {
+                let r = self.0.read(&mut [0u8; 8]);
+                *READ_ERROR.lock().unwrap() = r.err().map(|e| e.to_string());
+            }
+        }
+        struct LockOnDrop(Arc<bobine::sync::Mutex<()>>);
+        impl Drop for LockOnDrop {
+            fn drop(&mut self) {
+                let _g = self.0.lock();
+                LOCKED.store(true, Ordering::SeqCst);
+            }
+        }
+        let m = Arc::new(bobine::sync::Mutex::new(()));
+        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+        let m1 = m.clone();
+        // A plain thread takes the lock and never gives it back.
+        std::thread::spawn(move || {
+            std::mem::forget(m1.lock().unwrap());
+            locked_tx.send(()).unwrap();
+        });
+        locked_rx.recv().unwrap();
+        let (a, _b) = bobine::net::UnixStream::pair().unwrap();
+        let started = std::time::Instant::now();
+        bobine::Builder::new().domains(2).run(move || {
+            let reader = bobine::thread::Builder::new().name("reader".into());
+            drop(reader.spawn(move || {
+                let _g = ReadOnDrop(a);
+                bobine::thread::sleep(Duration::from_secs(3600));
+            }));
+            let locker = bobine::thread::Builder::new().name("locker".into());
+            drop(locker.spawn(move || {
+                let _g = LockOnDrop(m);
+                bobine::thread::sleep(Duration::from_secs(3600));
+            }));
+            bobine::thread::sleep(Duration::from_millis(20));
+        });
+        eprintln!("child: run returned after {:?}", started.elapsed());
+        let err = READ_ERROR.lock().unwrap().clone().expect("the read failed");
+        assert!(err.contains("given up"), "{err}");
+        assert!(
+            !LOCKED.load(Ordering::SeqCst),
+            "the abandoned destructor never got the lock"
+        );
+        return;
+    }
+    let stderr = hole_child(NAME, 60);
+    assert!(
+        stderr.contains("task 'reader'") && stderr.contains("that wait is given up"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("task 'locker'")
+            && stderr.contains("stayed blocked in Mutex::lock")
+            && stderr.contains("it is abandoned"),
+        "{stderr}"
+    );
+}

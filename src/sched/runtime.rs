@@ -338,11 +338,12 @@ fn start_domain_thread(
             let _enter = local.enter();
             let _alt = stack::AltStack::ensure();
             let shared = local.shared.clone();
-            let _abort_guard = AbortOnPanic;
-            local.run_until(&|| shared.stop.load(Ordering::Acquire));
-            if shuts_down {
-                super::shutdown::take_part(&local);
-            }
+            abort_on_panic(|| {
+                local.run_until(&|| shared.stop.load(Ordering::Acquire));
+                if shuts_down {
+                    super::shutdown::take_part(&local);
+                }
+            });
         })
         .unwrap_or_else(|e| panic!("bobine: cannot start the thread of domain {i}: {e}"))
 }
@@ -385,12 +386,12 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
     // finished, so what `f` borrows outlives it.
     let main = unsafe { spawn_raw(None, opts, body) }
         .unwrap_or_else(|e| panic!("bobine: cannot start the main task: {e}"));
-    let abort_guard = AbortOnPanic;
-    local.run_until(&|| main.is_finished());
-    drop(main);
-    super::shutdown::begin(&rt);
-    super::shutdown::take_part(&local);
-    drop(abort_guard);
+    abort_on_panic(|| {
+        local.run_until(&|| main.is_finished());
+        drop(main);
+        super::shutdown::begin(&rt);
+        super::shutdown::take_part(&local);
+    });
     drop(enter);
     drop(local);
     for t in threads {
@@ -408,17 +409,15 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Aborts the process if a scheduler loop unwinds: its state (run queue, registry, the shutdown
-/// every domain takes part in) would be broken, and the other domains would hang. Task panics
-/// never get here: they are caught at each task's root.
-struct AbortOnPanic;
-
-impl Drop for AbortOnPanic {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("bobine: fatal: a domain's scheduler panicked (a bug in bobine); aborting");
-            std::process::abort();
-        }
+/// Runs a scheduler loop, aborting the process if it panics: its state (run queue, registry,
+/// the shutdown every domain takes part in) would be broken, and the other domains would hang.
+/// Task panics never get here: they are caught at each task's root. (A drop guard that looks at
+/// `std::thread::panicking()` would not do: a task abandoned in the middle of an unwind leaves
+/// the thread's panic count raised.)
+fn abort_on_panic(scheduler: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(scheduler)).is_err() {
+        eprintln!("bobine: fatal: a domain's scheduler panicked (a bug in bobine); aborting");
+        std::process::abort();
     }
 }
 

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::Dir;
@@ -52,9 +52,36 @@ struct Lists {
     watchers: [Vec<Unparker>; 2],
 }
 
+/// Where a source is registered. The domain is held weakly: a descriptor that outlives a
+/// runtime (a raw descriptor stays in the table until its number is reused) must not keep that
+/// runtime's domain, its epoll and its eventfd alive.
 struct Registration {
-    domain: Arc<DomainShared>,
+    domain: Weak<DomainShared>,
     token: u64,
+}
+
+impl Registration {
+    /// The domain, if it is alive and not shut down (its epoll still serves waiters).
+    fn live(&self) -> Option<Arc<DomainShared>> {
+        self.domain
+            .upgrade()
+            .filter(|d| !d.closed.load(Ordering::Acquire))
+    }
+
+    /// Removes the registration from its domain's epoll, if the domain is still there.
+    fn deregister(self, fd: RawFd) {
+        if let Some(d) = self.domain.upgrade() {
+            d.poller().deregister(fd, self.token);
+        }
+    }
+
+    /// Forgets the registration (without `EPOLL_CTL_DEL`: the descriptor number may name
+    /// another file by now).
+    fn forget(self) {
+        if let Some(d) = self.domain.upgrade() {
+            d.poller().forget(self.token);
+        }
+    }
 }
 
 /// The readiness state of one descriptor (see the module doc).
@@ -173,30 +200,37 @@ impl Source {
     }
 
     /// Step 2: registers with the current domain unless registered with a live one. Returns
-    /// false when epoll refuses the descriptor as never blocking (`EPERM`: regular files).
+    /// false when epoll refuses the descriptor as never blocking (`EPERM`: regular files), and
+    /// `EBADF` once the source is closed.
+    ///
+    /// Registering and closing are serialised by `registering`: a close either comes first
+    /// (and this sees `closed`), or waits for this registration and then removes it. Without
+    /// that, a registration racing a close left an entry in the domain's slab for good.
     fn ensure_registered(self: &Arc<Self>) -> io::Result<bool> {
-        if let Some(r) = &*self.reg.lock() {
-            if !r.domain.closed.load(Ordering::Acquire) {
-                return Ok(true);
-            }
+        if self.reg.lock().as_ref().is_some_and(|r| r.live().is_some()) {
+            return Ok(true);
         }
         let _serial = self.registering.lock().unwrap_or_else(|e| e.into_inner());
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed_error());
+        }
         let old = {
-            let reg = self.reg.lock();
-            match &*reg {
-                Some(r) if !r.domain.closed.load(Ordering::Acquire) => return Ok(true),
-                _ => {}
+            let mut reg = self.reg.lock();
+            if reg.as_ref().is_some_and(|r| r.live().is_some()) {
+                return Ok(true);
             }
-            drop(reg);
-            self.reg.lock().take()
+            reg.take()
         };
         if let Some(old) = old {
-            old.domain.poller().deregister(self.fd, old.token);
+            old.deregister(self.fd);
         }
         let domain = crate::sched::with_local(|l| l.shared.clone());
         match domain.poller().register(self) {
             Ok(token) => {
-                *self.reg.lock() = Some(Registration { domain, token });
+                *self.reg.lock() = Some(Registration {
+                    domain: Arc::downgrade(&domain),
+                    token,
+                });
                 Ok(true)
             }
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(false),
@@ -274,9 +308,13 @@ impl Source {
         }
         self.ready(Dir::Read);
         self.ready(Dir::Write);
-        let reg = self.reg.lock().take();
-        if let Some(r) = reg {
-            r.domain.poller().deregister(self.fd, r.token);
+        {
+            // After any registration in progress (see `ensure_registered`).
+            let _serial = self.registering.lock().unwrap_or_else(|e| e.into_inner());
+            let reg = self.reg.lock().take();
+            if let Some(r) = reg {
+                r.deregister(self.fd);
+            }
         }
         let mut t = table(self.fd).lock().unwrap_or_else(|e| e.into_inner());
         if t.get(&self.fd).is_some_and(|s| std::ptr::eq(&**s, self)) {
@@ -350,8 +388,10 @@ impl Source {
         }
         self.ready(Dir::Read);
         self.ready(Dir::Write);
-        if let Some(r) = self.reg.lock().take() {
-            r.domain.poller().forget(r.token);
+        let _serial = self.registering.lock().unwrap_or_else(|e| e.into_inner());
+        let reg = self.reg.lock().take();
+        if let Some(r) = reg {
+            r.forget();
         }
     }
 }
@@ -377,12 +417,15 @@ impl Source {
         }
         let _serial = self.registering.lock().unwrap_or_else(|e| e.into_inner());
         let gone = match &*self.reg.lock() {
-            Some(r) => !r.domain.poller().still_registered(self.fd, r.token),
+            Some(r) => r
+                .live()
+                .is_some_and(|d| !d.poller().still_registered(self.fd, r.token)),
             None => false,
         };
         if gone {
-            if let Some(r) = self.reg.lock().take() {
-                r.domain.poller().forget(r.token);
+            let reg = self.reg.lock().take();
+            if let Some(r) = reg {
+                r.forget();
             }
         }
     }
@@ -430,5 +473,41 @@ pub(crate) fn wait_raw(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A registration that comes after the source was closed is refused, so nothing is left in
+    /// the domain's epoll and slab (a registration racing a close used to stay there for good).
+    #[test]
+    fn no_registration_after_close() {
+        crate::Builder::new().domains(1).run(|| {
+            let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&a);
+            let source = Source::owned(fd);
+            source.close();
+            let err = source.ensure_registered().unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EBADF));
+            let registered = crate::sched::with_local(|l| l.shared.poller().has_registrations());
+            assert!(!registered, "a closed source registered");
+        });
+    }
+
+    /// Closing a registered source removes its registration.
+    #[test]
+    fn close_removes_the_registration() {
+        crate::Builder::new().domains(1).run(|| {
+            let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&a);
+            let source = Source::owned(fd);
+            assert!(source.ensure_registered().unwrap());
+            let registered = || crate::sched::with_local(|l| l.shared.poller().has_registrations());
+            assert!(registered());
+            source.close();
+            assert!(!registered());
+        });
     }
 }
