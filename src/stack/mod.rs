@@ -5,18 +5,28 @@
 //!
 //! ```text
 //!  one chunk (one mmap, MAP_NORESERVE, MADV_NOHUGEPAGE), slots side by side:
-//!  low addresses                                                       high addresses
-//!  +-------+----------------------+-------+----------------------+-------+------ ...
-//!  | guard | usable stack (slot 0)| guard | usable stack (slot 1)| guard |
-//!  +-------+----------------------+-------+----------------------+-------+------ ...
-//!  ^limit()                       ^base() : stacks grow down, towards their guard page
+//!  low addresses                                                            high addresses
+//!  +--------------+---------------------+--------------+---------------------+------ ...
+//!  | guard 64 KiB | usable stack slot 0 | guard 64 KiB | usable stack slot 1 | guard ...
+//!  +--------------+---------------------+--------------+---------------------+------ ...
+//!  ^limit()       ^guard_high()         ^base() of slot 0: stacks grow down, into their guard
+//!  = guard_low()
 //! ```
 //!
-//! - **Guards.** On Linux 6.13+ a guard page is installed with `madvise(MADV_GUARD_INSTALL)`: it
-//!   lives in the page tables, so a chunk stays one mapping whatever its slot count, and the
+//! - **Guards.** Below every stack lies a guard region of [`GUARD`] bytes (64 KiB), not one
+//!   page: a frame larger than the guard, in C code compiled without stack-clash probes, moves
+//!   the stack pointer past a one-page guard and stores into the slot below, another task's
+//!   live frames, without ever faulting. Rust code probes every page of a frame larger than
+//!   one (so would C built with `-fstack-clash-protection`), and for it one page would do;
+//!   foreign code without probes is covered up to 64 KiB frames. On Linux 6.13+ the guard is
+//!   installed with
+//!   `madvise(MADV_GUARD_INSTALL)`: it lives in the page tables, costs no memory and no
+//!   mapping whatever its size, so a chunk stays one mapping whatever its slot count, and the
 //!   capacity is not bounded by `vm.max_map_count`. Older kernels answer `EINVAL`; we then fall
-//!   back to `mprotect(PROT_NONE)`, which splits the mapping (two mappings per slot), and the
-//!   capacity becomes what `vm.max_map_count` allows. The probe runs once per process.
+//!   back to `mprotect(PROT_NONE)`, which splits the mapping (two mappings per slot, one of
+//!   them the whole guard region; `PROT_NONE` pages are never touched, so they cost no memory
+//!   either), and the capacity becomes what `vm.max_map_count` allows. The probe runs once per
+//!   process.
 //! - **Pool.** A domain keeps freed slots in a LIFO pool per stack size, so a spawn takes a warm
 //!   stack in a few nanoseconds. When the pool is empty it maps a new chunk of up to
 //!   [`CHUNK_SLOTS`] slots: mapping is amortised over many spawns and never happens per spawn
@@ -49,6 +59,10 @@ pub(crate) const KEEP: usize = 16 * 1024;
 pub(crate) const MIN_STACK: usize = 16 * 1024;
 /// Default usable stack size of a task.
 pub(crate) const DEFAULT_STACK: usize = 256 * 1024;
+/// Bytes of guard region below every stack (rounded up to whole pages on a machine whose pages
+/// are larger). Large enough that a frame of up to 64 KiB without stack probes cannot step over
+/// it into the slot below (see the module doc); it costs address space only.
+pub(crate) const GUARD: usize = 64 * 1024;
 
 const MADV_GUARD_INSTALL: libc::c_int = 102;
 
@@ -98,13 +112,17 @@ pub(crate) fn guard_mode() -> GuardMode {
 /// How many stacks a runtime may create by default on this machine.
 pub(crate) fn default_capacity() -> usize {
     match guard_mode() {
+        // No mapping per stack: the bound is address space. A million default stacks with
+        // their guards take 320 GiB of the 128 TiB a process has, and none of it is resident
+        // until used.
         GuardMode::Madvise => 1 << 20,
         GuardMode::Mprotect => {
             let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
                 .ok()
                 .and_then(|s| s.trim().parse::<usize>().ok())
                 .unwrap_or(65530);
-            // Two mappings per stack; leave room for the program's own mappings.
+            // Two mappings per stack (its guard region, whatever its size, and its usable
+            // range); leave room for the program's own mappings.
             max.saturating_sub(4096) / 2
         }
     }
@@ -113,6 +131,11 @@ pub(crate) fn default_capacity() -> usize {
 fn round_to_page(n: usize) -> usize {
     let page = page_size();
     n.div_ceil(page) * page
+}
+
+/// The length of the guard region below each stack: [`GUARD`] in whole pages.
+pub(crate) fn guard_len() -> usize {
+    round_to_page(GUARD)
 }
 
 /// The largest usable stack we hand out: 1 TiB of address space.
@@ -175,9 +198,8 @@ impl Arena {
                 Err(now) => created = now,
             }
         };
-        let page = page_size();
-        let slot_len = size + page;
-        let Some(len) = slot_len.checked_mul(count) else {
+        let guard = guard_len();
+        let Some(len) = size.checked_add(guard).and_then(|slot| slot.checked_mul(count)) else {
             self.created.fetch_sub(count, Ordering::Relaxed);
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -199,14 +221,15 @@ impl Arena {
         let mode = guard_mode();
         let mut slots = Vec::with_capacity(count);
         for i in 0..count {
-            let limit = base + i * slot_len;
-            let guard = limit as *mut libc::c_void;
-            // SAFETY: `guard` is the first page of slot i inside our mapping; no reference to it
-            // exists, and after this call touching it faults, which the overflow handler expects.
+            let limit = base + i * (size + guard);
+            let low = limit as *mut libc::c_void;
+            // SAFETY: `[low, low + guard)` is the guard region of slot i inside our mapping; no
+            // reference to it exists, and after this call touching it faults, which the
+            // overflow handler expects.
             let rc = unsafe {
                 match mode {
-                    GuardMode::Madvise => libc::madvise(guard, page, MADV_GUARD_INSTALL),
-                    GuardMode::Mprotect => libc::mprotect(guard, page, libc::PROT_NONE),
+                    GuardMode::Madvise => libc::madvise(low, guard, MADV_GUARD_INSTALL),
+                    GuardMode::Mprotect => libc::mprotect(low, guard, libc::PROT_NONE),
                 }
             };
             if rc != 0 {
@@ -217,7 +240,7 @@ impl Arena {
             slots.push(Slot {
                 limit,
                 size,
-                top: limit + page + size,
+                top: limit + guard + size,
             });
         }
         self.chunks
@@ -250,7 +273,8 @@ impl Arena {
     }
 }
 
-/// One stack: `[limit, limit + page)` is its guard, `[limit + page, base)` its usable range.
+/// One stack: `[limit, limit + guard_len())` is its guard region, `[limit + guard_len(), base)`
+/// its usable range.
 ///
 /// A `Slot` does not own its memory (its chunk does); it is a capability to use that range,
 /// held by exactly one fiber or pool at a time.
@@ -266,13 +290,13 @@ impl Slot {
     pub(crate) fn size(&self) -> usize {
         self.size
     }
-    /// Lowest address of the guard page.
+    /// Lowest address of the guard region.
     pub(crate) fn guard_low(&self) -> usize {
         self.limit
     }
-    /// One past the highest address of the guard page.
+    /// One past the highest address of the guard region: the lowest usable address.
     pub(crate) fn guard_high(&self) -> usize {
-        self.limit + page_size()
+        self.limit + guard_len()
     }
     fn top(&self) -> usize {
         self.top
@@ -312,7 +336,8 @@ impl Slot {
 
 // SAFETY: `base()` and `limit()` bound a range of at least MIN_STACK usable bytes that stays
 // mapped for as long as the arena lives (every fiber is dropped before its runtime's arena),
-// with a guard page at `limit()`; both are page aligned, hence aligned to STACK_ALIGNMENT.
+// above a guard region of `guard_len()` bytes at `limit()`; both are page aligned, hence
+// aligned to STACK_ALIGNMENT.
 unsafe impl Stack for Slot {
     fn base(&self) -> StackPointer {
         StackPointer::new(self.top()).expect("stack top is not null")
