@@ -48,8 +48,13 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use std::ptr::NonNull;
+
 use corosensei::stack::{Stack, StackPointer};
-use memmap2::{MmapMut, MmapOptions};
+use memmap2::{Advice, MmapMut, MmapOptions};
+use nix::errno::Errno;
+use nix::sys::mman::{self, MmapAdvise, ProtFlags};
+use nix::unistd::{SysconfVar, sysconf};
 
 /// Slots mapped at once when a pool runs dry.
 pub(crate) const CHUNK_SLOTS: usize = 64;
@@ -64,6 +69,8 @@ pub(crate) const DEFAULT_STACK: usize = 256 * 1024;
 /// it into the slot below (see the module doc); it costs address space only.
 pub(crate) const GUARD: usize = 64 * 1024;
 
+/// `madvise` advice that turns a range into guard pages held in the page tables (Linux 6.13+).
+/// Neither libc nor nix names it yet, so the calls that use it are the raw libc ones.
 const MADV_GUARD_INSTALL: libc::c_int = 102;
 
 /// How guard pages are made on this kernel.
@@ -75,10 +82,13 @@ pub(crate) enum GuardMode {
     Mprotect,
 }
 
+/// The system's page size.
 pub(crate) fn page_size() -> usize {
     static PAGE: OnceLock<usize> = OnceLock::new();
-    // SAFETY: sysconf has no preconditions.
-    *PAGE.get_or_init(|| unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize)
+    *PAGE.get_or_init(|| match sysconf(SysconfVar::PAGE_SIZE) {
+        Ok(Some(n)) if n > 0 => n as usize,
+        other => panic!("bobine: sysconf(_SC_PAGESIZE) gave {other:?}"),
+    })
 }
 
 /// Probes once per process whether the kernel supports `MADV_GUARD_INSTALL`.
@@ -128,7 +138,7 @@ pub(crate) fn default_capacity() -> usize {
     }
 }
 
-fn round_to_page(n: usize) -> usize {
+pub(crate) fn round_to_page(n: usize) -> usize {
     let page = page_size();
     n.div_ceil(page) * page
 }
@@ -213,29 +223,29 @@ impl Arena {
             .inspect_err(|_| {
                 self.created.fetch_sub(count, Ordering::Relaxed);
             })?;
+        // Advisory only (a kernel without transparent huge pages refuses it): ignore failure.
+        let _ = map.advise(Advice::NoHugePage);
         let base = map.as_ptr() as usize;
-        // SAFETY: the range is exactly the mapping we own; the advice only affects paging.
-        unsafe {
-            libc::madvise(base as *mut libc::c_void, map.len(), libc::MADV_NOHUGEPAGE);
-        }
         let mode = guard_mode();
         let mut slots = Vec::with_capacity(count);
         for i in 0..count {
             let limit = base + i * (size + guard);
-            let low = limit as *mut libc::c_void;
-            // SAFETY: `[low, low + guard)` is the guard region of slot i inside our mapping; no
-            // reference to it exists, and after this call touching it faults, which the
-            // overflow handler expects.
-            let rc = unsafe {
+            let low = NonNull::new(limit as *mut libc::c_void).expect("a mapping is not at 0");
+            // SAFETY: `[low, low + guard)` is the guard region of slot i, page aligned, inside
+            // the mapping we own; no reference to it exists, and after this call touching it
+            // faults, which the overflow handler expects.
+            let installed = unsafe {
                 match mode {
-                    GuardMode::Madvise => libc::madvise(low, guard, MADV_GUARD_INSTALL),
-                    GuardMode::Mprotect => libc::mprotect(low, guard, libc::PROT_NONE),
+                    GuardMode::Madvise => {
+                        Errno::result(libc::madvise(low.as_ptr(), guard, MADV_GUARD_INSTALL))
+                            .map(drop)
+                    }
+                    GuardMode::Mprotect => mman::mprotect(low, guard, ProtFlags::PROT_NONE),
                 }
             };
-            if rc != 0 {
-                let err = io::Error::last_os_error();
+            if let Err(errno) = installed {
                 self.created.fetch_sub(count, Ordering::Relaxed);
-                return Err(err);
+                return Err(errno.into());
             }
             slots.push(Slot {
                 limit,
@@ -320,16 +330,19 @@ impl Slot {
             unsafe { std::ptr::read_volatile(p) != 0 }
         });
         if dirty {
-            let low = self.guard_high();
-            // SAFETY: the range lies inside this slot's usable stack, which is not in use; the
-            // pages read as zero afterwards, which is all a fresh stack needs.
-            unsafe {
-                libc::madvise(
-                    low as *mut libc::c_void,
-                    boundary - low,
-                    libc::MADV_DONTNEED,
-                );
-            }
+            let low = NonNull::new(self.guard_high() as *mut libc::c_void).expect("not at 0");
+            // The slot holds addresses, not its chunk's `MmapMut` (whose advice methods would
+            // do), so the advice goes through nix. Failure only leaves the pages resident.
+            // SAFETY: the range lies inside this slot's usable stack, page aligned, which no
+            // task uses (the slot is being returned); its pages read as zero afterwards, which
+            // is all a fresh stack needs.
+            let _ = unsafe {
+                mman::madvise(
+                    low,
+                    boundary - self.guard_high(),
+                    MmapAdvise::MADV_DONTNEED,
+                )
+            };
         }
     }
 }
