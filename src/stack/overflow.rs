@@ -3,20 +3,33 @@
 //!
 //! Protocol:
 //! 1. The handler is installed once per process ([`install_handler`]), with `SA_ONSTACK`, and
-//!    remembers the handler it replaces (often std's, which reports main-thread overflows).
+//!    remembers the handlers it replaces (often std's, which reports main-thread overflows). In
+//!    this order: (a) read the current SIGSEGV and SIGBUS actions into `PREVIOUS`; (b) publish
+//!    them by setting `PREVIOUS_READY` (Release); (c) only then install ours. A fault on another
+//!    thread may run our handler the instant the kernel has it, so it must find `PREVIOUS`
+//!    complete: the handler loads `PREVIOUS_READY` (Acquire) before reading it. (Installing and
+//!    receiving the old action in the same `sigaction` call, as before, left a window where the
+//!    handler could run before the kernel had written `PREVIOUS`.)
 //! 2. Every domain thread has an alternate signal stack ([`AltStack`]), since a fault in a guard
-//!    page leaves no room on the faulting stack to run the handler.
+//!    region leaves no room on the faulting stack to run the handler.
 //! 3. The scheduler tells the handler, through the lookup function it passed at installation,
 //!    which task runs on the faulting thread: a plain load of the scheduler's `const`
 //!    thread-local (async-signal-safe), so a switch pays nothing extra for overflow reporting.
-//! 4. On a fault inside that task's guard page the handler writes
+//! 4. On a fault anywhere inside that task's guard region (the [`GUARD`](super::GUARD) bytes
+//!    below its stack) the handler writes
 //!    `task '<name>' (id N) has overflowed its stack of S KiB` with `write(2)` (no allocation, no
 //!    lock) and aborts. Any other fault goes to the previous handler, or to the default action.
+//!
+//! The calls go through nix, except three that stay raw libc: reading an action without
+//! changing it (nix's `sigaction` always installs one), `sigaltstack` (nix 0.30 does not wrap
+//! it), and `write`/`abort` in the handler (async-signal-safe, nothing to wrap).
 
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
 use std::sync::Once;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 use crate::util::StackBuf;
 
@@ -35,8 +48,14 @@ pub(crate) type RunningLookup = fn() -> *const OverflowInfo;
 
 static LOOKUP: AtomicUsize = AtomicUsize::new(0);
 
-struct Previous(MaybeUninit<[libc::sigaction; 2]>);
-static mut PREVIOUS: Previous = Previous(MaybeUninit::uninit());
+/// The signals the handler takes, in the order of `PREVIOUS`.
+const SIGNALS: [Signal; 2] = [Signal::SIGSEGV, Signal::SIGBUS];
+
+/// The actions our handler replaced, one per entry of [`SIGNALS`]. Written once, before
+/// `PREVIOUS_READY` is set; read only after it is seen set.
+static mut PREVIOUS: MaybeUninit<[libc::sigaction; 2]> = MaybeUninit::uninit();
+/// Set (Release) once `PREVIOUS` is complete, before our handler is installed.
+static PREVIOUS_READY: AtomicBool = AtomicBool::new(false);
 static INSTALL: Once = Once::new();
 
 /// Installs the overflow handler for SIGSEGV and SIGBUS once per process; `running` tells it
@@ -44,18 +63,30 @@ static INSTALL: Once = Once::new();
 pub(crate) fn install_handler(running: RunningLookup) {
     INSTALL.call_once(|| {
         LOOKUP.store(running as usize, Ordering::Release);
-        // SAFETY: runs once, before any fault can reach `handler` (which only reads PREVIOUS
-        // after installation); sigaction is given valid, zero-initialised structures.
+        // Step 1a: read the actions in place now, without changing them.
+        // SAFETY: runs once (in `call_once`), before PREVIOUS_READY is set, so no handler reads
+        // PREVIOUS yet; `sigaction` with a null new action only writes the current one to a
+        // valid out-pointer.
         unsafe {
-            let prev = &raw mut PREVIOUS;
-            let slots = (*prev).0.as_mut_ptr() as *mut libc::sigaction;
-            for (i, sig) in [libc::SIGSEGV, libc::SIGBUS].into_iter().enumerate() {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = handler as *const () as usize;
-                action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
-                libc::sigemptyset(&mut action.sa_mask);
-                libc::sigaction(sig, &action, slots.add(i));
+            let slots = (&raw mut PREVIOUS).cast::<libc::sigaction>();
+            for (i, sig) in SIGNALS.into_iter().enumerate() {
+                libc::sigaction(sig as libc::c_int, std::ptr::null(), slots.add(i));
             }
+        }
+        // Step 1b: publish them.
+        PREVIOUS_READY.store(true, Ordering::Release);
+        // Step 1c: install ours.
+        let ours = SigAction::new(
+            SigHandler::SigAction(handler),
+            SaFlags::SA_SIGINFO | SaFlags::SA_ONSTACK,
+            SigSet::empty(),
+        );
+        for sig in SIGNALS {
+            // SAFETY: `handler` is async-signal-safe (atomics, a const thread-local, write(2),
+            // abort(3), sigaction(2), and the previous handler, which was installed for exactly
+            // these signals). Installing cannot fail for these signals with a valid action; if
+            // it did, the previous handler would simply stay.
+            let _ = unsafe { sigaction(sig, &ours) };
         }
     });
 }
@@ -80,27 +111,37 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
         }
     }
     // Not ours: hand over to whoever was there before us.
-    // SAFETY: PREVIOUS was filled before this handler was installed.
-    unsafe {
-        let prev = &raw const PREVIOUS;
-        let slots = (*prev).0.as_ptr() as *const libc::sigaction;
-        let prev = &*slots.add(if sig == libc::SIGSEGV { 0 } else { 1 });
+    let i = if sig == libc::SIGSEGV { 0 } else { 1 };
+    if PREVIOUS_READY.load(Ordering::Acquire) {
+        // SAFETY: PREVIOUS_READY is set (and seen with Acquire) only after PREVIOUS was fully
+        // written, and PREVIOUS is never written again.
+        let prev = unsafe { &*(&raw const PREVIOUS).cast::<libc::sigaction>().add(i) };
         let h = prev.sa_sigaction;
-        if h == libc::SIG_DFL || h == libc::SIG_IGN {
-            // Restore the default action and return: the faulting instruction runs again and
-            // the kernel applies the default action (a core dump).
-            let mut dfl: libc::sigaction = std::mem::zeroed();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(sig, &dfl, std::ptr::null_mut());
-        } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
-            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                std::mem::transmute(h);
-            f(sig, info, ctx);
-        } else {
-            let f: extern "C" fn(libc::c_int) = std::mem::transmute(h);
-            f(sig);
+        if h != libc::SIG_DFL && h != libc::SIG_IGN {
+            if prev.sa_flags & libc::SA_SIGINFO != 0 {
+                // SAFETY: an SA_SIGINFO action holds a three-argument handler, installed for
+                // this signal by whoever was there before us.
+                let f = unsafe {
+                    std::mem::transmute::<
+                        usize,
+                        extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void),
+                    >(h)
+                };
+                f(sig, info, ctx);
+            } else {
+                // SAFETY: an action without SA_SIGINFO holds a one-argument handler.
+                let f = unsafe { std::mem::transmute::<usize, extern "C" fn(libc::c_int)>(h) };
+                f(sig);
+            }
+            return;
         }
     }
+    // No handler before us (or, impossibly, none published yet): restore the default action
+    // and return; the faulting instruction runs again and the kernel applies the default
+    // action (a core dump).
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing the default action is async-signal-safe and always valid.
+    let _ = unsafe { sigaction(SIGNALS[i], &dfl) };
 }
 
 fn report(task: &OverflowInfo) -> ! {
