@@ -11,7 +11,10 @@
 //!    receiving the old action in the same `sigaction` call, as before, left a window where the
 //!    handler could run before the kernel had written `PREVIOUS`.)
 //! 2. Every domain thread has an alternate signal stack ([`AltStack`]), since a fault in a guard
-//!    region leaves no room on the faulting stack to run the handler.
+//!    region leaves no room on the faulting stack to run the handler. Ours has a guard region
+//!    below it too, so a handler that overflows the alternate stack faults (the kernel then
+//!    kills the process, SIGSEGV being blocked in its own handler) instead of writing into
+//!    whatever mapping lies below.
 //! 3. The scheduler tells the handler, through the lookup function it passed at installation,
 //!    which task runs on the faulting thread: a plain load of the scheduler's `const`
 //!    thread-local (async-signal-safe), so a switch pays nothing extra for overflow reporting.
@@ -26,9 +29,12 @@
 
 use std::fmt::Write as _;
 use std::mem::MaybeUninit;
+use std::ptr::NonNull;
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use memmap2::{MmapMut, MmapOptions};
+use nix::sys::mman::{self, ProtFlags};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 use crate::util::StackBuf;
@@ -163,62 +169,74 @@ fn report(task: &OverflowInfo) -> ! {
     }
 }
 
-/// An alternate signal stack for the current thread, installed unless one is already there.
+/// An alternate signal stack for the current thread, installed unless one is already there
+/// (std installs its own on the threads it starts when its overflow handler is in place).
+///
+/// ```text
+///  one anonymous mapping (memmap2):
+///  +----------------------------+--------------------------------+
+///  | guard (GUARD bytes), ---p  | alternate stack (64 KiB), rw-p |
+///  +----------------------------+--------------------------------+
+///                               ^ss_sp                           ^ss_sp + ss_size
+/// ```
+///
+/// The guard is made with `mprotect(PROT_NONE)`, so it is its own mapping: a handler overflowing
+/// the alternate stack faults there instead of writing into whatever lies below.
 pub(crate) struct AltStack {
-    mapping: Option<(*mut libc::c_void, usize)>,
+    /// The mapping while it is this thread's alternate stack; `None` if another was in place.
+    mapping: Option<MmapMut>,
 }
 
 impl AltStack {
+    /// Installs an alternate signal stack on the calling thread if it has none; it stays until
+    /// the value is dropped.
     pub(crate) fn ensure() -> AltStack {
-        // SAFETY: querying the current alternate stack with a null new stack is always valid.
-        let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `old` is a valid out-pointer.
-        unsafe { libc::sigaltstack(std::ptr::null(), &mut old) };
-        if old.ss_flags & libc::SS_DISABLE == 0 {
+        let mut old = MaybeUninit::<libc::stack_t>::zeroed();
+        // SAFETY: a query (null new stack) into a valid out-pointer.
+        let rc = unsafe { libc::sigaltstack(std::ptr::null(), old.as_mut_ptr()) };
+        // SAFETY: all-zero is a valid stack_t, and the call above may only have filled it in.
+        let old = unsafe { old.assume_init() };
+        if rc != 0 || old.ss_flags & libc::SS_DISABLE == 0 {
             return AltStack { mapping: None };
         }
-        let len = (64 * 1024usize).max(libc::SIGSTKSZ);
-        // SAFETY: a fresh anonymous private mapping; no memory is aliased.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+        let guard = super::guard_len();
+        let size = super::round_to_page((64 * 1024usize).max(libc::SIGSTKSZ));
+        let Ok(mut map) = MmapOptions::new().len(guard + size).map_anon() else {
+            return AltStack { mapping: None };
         };
-        if ptr == libc::MAP_FAILED {
+        let low = NonNull::new(map.as_mut_ptr().cast::<libc::c_void>()).expect("not at 0");
+        // SAFETY: the first `guard` bytes of the fresh mapping we own, page aligned; no
+        // reference into them exists, and nothing reads or writes them afterwards.
+        if unsafe { mman::mprotect(low, guard, ProtFlags::PROT_NONE) }.is_err() {
             return AltStack { mapping: None };
         }
         let st = libc::stack_t {
-            ss_sp: ptr,
+            // In bounds: `guard` is less than the mapping's length.
+            ss_sp: map.as_mut_ptr().wrapping_add(guard).cast(),
             ss_flags: 0,
-            ss_size: len,
+            ss_size: size,
         };
-        // SAFETY: `st` describes the mapping above, which lives until this value is dropped.
-        unsafe { libc::sigaltstack(&st, std::ptr::null_mut()) };
-        AltStack {
-            mapping: Some((ptr, len)),
+        // SAFETY: `st` describes the writable part of the mapping, which stays mapped (held
+        // by the returned value) until `drop` has disabled the alternate stack.
+        if unsafe { libc::sigaltstack(&st, std::ptr::null_mut()) } != 0 {
+            return AltStack { mapping: None };
         }
+        AltStack { mapping: Some(map) }
     }
 }
 
 impl Drop for AltStack {
     fn drop(&mut self) {
-        if let Some((ptr, len)) = self.mapping {
+        if let Some(map) = self.mapping.take() {
             let st = libc::stack_t {
                 ss_sp: std::ptr::null_mut(),
                 ss_flags: libc::SS_DISABLE,
                 ss_size: 0,
             };
-            // SAFETY: the alternate stack is disabled before its memory is unmapped; the
-            // mapping is ours.
-            unsafe {
-                libc::sigaltstack(&st, std::ptr::null_mut());
-                libc::munmap(ptr, len);
-            }
+            // SAFETY: disabling takes no memory; the alternate stack is disabled before its
+            // mapping is unmapped (when `map` drops, below).
+            unsafe { libc::sigaltstack(&st, std::ptr::null_mut()) };
+            drop(map);
         }
     }
 }
