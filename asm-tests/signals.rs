@@ -367,7 +367,12 @@ fn the_runtime_alternate_signal_stack_has_a_guard_below_it() {
                 let cur = unsafe { cur.assume_init() };
                 let sp = cur.ss_sp as usize;
                 // Read while the runtime (and so its alternate stack) is alive.
-                (cur.ss_flags, sp, mapping_of(sp), mapping_of(sp.wrapping_sub(1)))
+                (
+                    cur.ss_flags,
+                    sp,
+                    mapping_of(sp),
+                    mapping_of(sp.wrapping_sub(1)),
+                )
             });
 
             if std_stack.ss_flags & libc::SS_DISABLE == 0 {
@@ -395,7 +400,10 @@ fn the_runtime_alternate_signal_stack_has_a_guard_below_it() {
                 "the mapping just below the alternate stack at {sp:#x} ({start:#x}-{end:#x}) is \
                  accessible: no guard"
             );
-            assert_eq!(end, sp, "the guard does not end where the alternate stack starts");
+            assert_eq!(
+                end, sp,
+                "the guard does not end where the alternate stack starts"
+            );
         },
     );
 }

@@ -209,7 +209,10 @@ impl Arena {
             }
         };
         let guard = guard_len();
-        let Some(len) = size.checked_add(guard).and_then(|slot| slot.checked_mul(count)) else {
+        let Some(len) = size
+            .checked_add(guard)
+            .and_then(|slot| slot.checked_mul(count))
+        else {
             self.created.fetch_sub(count, Ordering::Relaxed);
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -337,11 +340,7 @@ impl Slot {
             // task uses (the slot is being returned); its pages read as zero afterwards, which
             // is all a fresh stack needs.
             let _ = unsafe {
-                mman::madvise(
-                    low,
-                    boundary - self.guard_high(),
-                    MmapAdvise::MADV_DONTNEED,
-                )
+                mman::madvise(low, boundary - self.guard_high(), MmapAdvise::MADV_DONTNEED)
             };
         }
     }

@@ -118,29 +118,27 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     }
     // Not ours: hand over to whoever was there before us.
     let i = if sig == libc::SIGSEGV { 0 } else { 1 };
-    if PREVIOUS_READY.load(Ordering::Acquire) {
-        // SAFETY: PREVIOUS_READY is set (and seen with Acquire) only after PREVIOUS was fully
-        // written, and PREVIOUS is never written again.
-        let prev = unsafe { &*(&raw const PREVIOUS).cast::<libc::sigaction>().add(i) };
-        let h = prev.sa_sigaction;
-        if h != libc::SIG_DFL && h != libc::SIG_IGN {
-            if prev.sa_flags & libc::SA_SIGINFO != 0 {
-                // SAFETY: an SA_SIGINFO action holds a three-argument handler, installed for
-                // this signal by whoever was there before us.
-                let f = unsafe {
-                    std::mem::transmute::<
-                        usize,
-                        extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void),
-                    >(h)
-                };
-                f(sig, info, ctx);
+    // SAFETY: PREVIOUS is read only once PREVIOUS_READY is seen set (Acquire), which happens
+    // only after PREVIOUS was fully written, and it is never written again. A handler other
+    // than SIG_DFL/SIG_IGN was installed for this signal by whoever was there before us, with
+    // the signature its SA_SIGINFO flag says.
+    let chained = PREVIOUS_READY.load(Ordering::Acquire)
+        && unsafe {
+            let prev = &*(&raw const PREVIOUS).cast::<libc::sigaction>().add(i);
+            let h = prev.sa_sigaction;
+            if h == libc::SIG_DFL || h == libc::SIG_IGN {
+                false
+            } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
+                type Full = extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void);
+                std::mem::transmute::<usize, Full>(h)(sig, info, ctx);
+                true
             } else {
-                // SAFETY: an action without SA_SIGINFO holds a one-argument handler.
-                let f = unsafe { std::mem::transmute::<usize, extern "C" fn(libc::c_int)>(h) };
-                f(sig);
+                std::mem::transmute::<usize, extern "C" fn(libc::c_int)>(h)(sig);
+                true
             }
-            return;
-        }
+        };
+    if chained {
+        return;
     }
     // No handler before us (or, impossibly, none published yet): restore the default action
     // and return; the faulting instruction runs again and the kernel applies the default
@@ -191,11 +189,13 @@ impl AltStack {
     /// Installs an alternate signal stack on the calling thread if it has none; it stays until
     /// the value is dropped.
     pub(crate) fn ensure() -> AltStack {
-        let mut old = MaybeUninit::<libc::stack_t>::zeroed();
+        let mut old = libc::stack_t {
+            ss_sp: std::ptr::null_mut(),
+            ss_flags: 0,
+            ss_size: 0,
+        };
         // SAFETY: a query (null new stack) into a valid out-pointer.
-        let rc = unsafe { libc::sigaltstack(std::ptr::null(), old.as_mut_ptr()) };
-        // SAFETY: all-zero is a valid stack_t, and the call above may only have filled it in.
-        let old = unsafe { old.assume_init() };
+        let rc = unsafe { libc::sigaltstack(std::ptr::null(), &mut old) };
         if rc != 0 || old.ss_flags & libc::SS_DISABLE == 0 {
             return AltStack { mapping: None };
         }
