@@ -42,6 +42,39 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1) + u64::from(frame[(depth as usize * 7) % 4096])
 }
 
+/// The usable stack of the tasks of the `large_frame_below_guard` cases.
+const CLASH_STACK: usize = 64 * 1024;
+/// How far below its stack's lowest usable address the `large_frame_below_guard` task writes:
+/// past a one-page guard, within a 64 KiB one.
+const CLASH_DEPTH: usize = 24 * 1024;
+
+/// What C code with a frame larger than the guard does when compiled without stack-clash
+/// probes: its first store lands far below the stack pointer, past the guard, without ever
+/// touching the guard itself. Writes one byte [`CLASH_DEPTH`] bytes below the lowest usable
+/// address of the running task's [`CLASH_STACK`]-byte stack; if that does not fault, prints
+/// why and exits with code 3.
+///
+/// The stack's top is the stack pointer rounded up to a page: at this depth only the runtime's
+/// entry frames sit above the task's body, less than a page; if they were more, the write only
+/// lands deeper (still inside a 64 KiB guard, and still in the neighbouring slot without it).
+#[inline(never)]
+fn large_frame_without_probes() {
+    let page = 4096;
+    let marker = 0u8;
+    let sp = std::hint::black_box(&marker) as *const u8 as usize;
+    let top = sp.next_multiple_of(page);
+    let lowest_usable = top - CLASH_STACK;
+    let target = lowest_usable - CLASH_DEPTH;
+    // SAFETY: deliberately unsound, in a child process that exists to die of it: the address
+    // lies below this task's stack, where the runtime must have put a guard region that faults.
+    unsafe { std::ptr::write_volatile(std::ptr::with_exposed_provenance_mut::<u8>(target), 0x5a) };
+    eprintln!(
+        "overflow-child: the write {CLASH_DEPTH} bytes below the stack (at {target:#x}) did not \
+         fault: it landed in mapped memory, the neighbouring slot's stack"
+    );
+    std::process::exit(3);
+}
+
 /// Announces which task and thread is about to overflow, for the parent to check.
 fn announce() {
     let me = thread::current();
@@ -170,6 +203,36 @@ fn child(case: &str) -> ! {
                 })
                 .expect("spawn on the global runtime");
             let _ = h.join();
+        }
+        "large_frame_below_guard" | "large_frame_below_guard_mprotect_guard" => {
+            bobine::Builder::new().domains(1).run(|| {
+                // Two tasks with the same small stack, so they sit in adjacent slots of one
+                // chunk: the neighbour (spawned first, the lower slot) stays parked with live
+                // frames while the other writes below its own stack.
+                let (tx, rx) = std::sync::mpsc::channel::<()>();
+                let neighbour = thread::Builder::new()
+                    .name("neighbour".into())
+                    .stack_size(CLASH_STACK)
+                    .spawn(move || {
+                        // Parks until the process dies (a plain channel would block the domain).
+                        while rx.try_recv().is_err() {
+                            thread::sleep(Duration::from_millis(1));
+                        }
+                    })
+                    .expect("spawn neighbour");
+                thread::yield_now();
+                let clash = thread::Builder::new()
+                    .name("clash".into())
+                    .stack_size(CLASH_STACK)
+                    .spawn(|| {
+                        announce();
+                        large_frame_without_probes();
+                    })
+                    .expect("spawn clash");
+                let _ = clash.join();
+                let _ = tx.send(());
+                let _ = neighbour.join();
+            });
         }
         "fault_outside_guard" => {
             bobine::Builder::new().domains(1).run(|| {
@@ -377,6 +440,36 @@ fn cases() -> Vec<Case> {
                     o,
                     libc::SIGABRT,
                     &[expected_report(o, 256), OVERFLOW_LINE_END.into()],
+                    &[],
+                )
+            },
+        },
+        Case {
+            name: "large_frame_below_guard",
+            proves: "a store 24 KiB below a task's stack (a large C frame without stack-clash probes) hits the guard region and is reported as an overflow, instead of landing in the neighbouring slot",
+            env: &[],
+            verify: |o| {
+                check(
+                    o,
+                    libc::SIGABRT,
+                    &[
+                        "overflow-child: task 'clash' recursing on thread 'main'".into(),
+                        expected_report(o, 64),
+                        OVERFLOW_LINE_END.into(),
+                    ],
+                    &[],
+                )
+            },
+        },
+        Case {
+            name: "large_frame_below_guard_mprotect_guard",
+            proves: "the same with guard regions made with mprotect (the pre-6.13 fallback)",
+            env: &[("BOBINE_GUARD", "mprotect")],
+            verify: |o| {
+                check(
+                    o,
+                    libc::SIGABRT,
+                    &[expected_report(o, 64), OVERFLOW_LINE_END.into()],
                     &[],
                 )
             },

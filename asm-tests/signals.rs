@@ -320,3 +320,90 @@ fn signal_interrupting_an_idle_domain_does_not_lose_its_timers() {
         },
     );
 }
+
+/// The `/proc/self/maps` line of the mapping holding `addr`: (start, end, permissions).
+fn mapping_of(addr: usize) -> Option<(usize, usize, String)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("read /proc/self/maps");
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        let perms = fields.next()?.to_owned();
+        (start <= addr && addr < end).then_some((start, end, perms))
+    })
+}
+
+/// A domain thread without an alternate signal stack gets one from the runtime, with a guard
+/// below it: seen from a task, the thread's alternate stack is enabled and the memory just below
+/// `ss_sp` is a mapping with no access (`---p`), so a handler overflowing it faults.
+#[test]
+fn the_runtime_alternate_signal_stack_has_a_guard_below_it() {
+    common::watchdog(
+        30,
+        "the_runtime_alternate_signal_stack_has_a_guard_below_it",
+        || {
+            // This test thread has std's alternate stack; set it aside so that `run`, making
+            // this thread domain 0, installs the runtime's own.
+            let off = libc::stack_t {
+                ss_sp: std::ptr::null_mut(),
+                ss_flags: libc::SS_DISABLE,
+                ss_size: 0,
+            };
+            let mut std_stack = std::mem::MaybeUninit::<libc::stack_t>::zeroed();
+            // SAFETY: valid pointers; this thread is running on its own stack, not the
+            // alternate one, so disabling it is allowed.
+            let rc = unsafe { libc::sigaltstack(&off, std_stack.as_mut_ptr()) };
+            assert_eq!(rc, 0, "sigaltstack: {}", std::io::Error::last_os_error());
+            // SAFETY: all-zero is a valid stack_t, filled in by the call above.
+            let std_stack = unsafe { std_stack.assume_init() };
+
+            let seen = bobine::Builder::new().domains(1).run(|| {
+                let mut cur = std::mem::MaybeUninit::<libc::stack_t>::zeroed();
+                // SAFETY: a query (null new stack) into a valid out-pointer.
+                let rc = unsafe { libc::sigaltstack(std::ptr::null(), cur.as_mut_ptr()) };
+                assert_eq!(rc, 0, "sigaltstack: {}", std::io::Error::last_os_error());
+                // SAFETY: filled in by the call above.
+                let cur = unsafe { cur.assume_init() };
+                let sp = cur.ss_sp as usize;
+                // Read while the runtime (and so its alternate stack) is alive.
+                (
+                    cur.ss_flags,
+                    sp,
+                    mapping_of(sp),
+                    mapping_of(sp.wrapping_sub(1)),
+                )
+            });
+
+            if std_stack.ss_flags & libc::SS_DISABLE == 0 {
+                // SAFETY: std's alternate stack is still mapped (std frees it when this thread
+                // ends); putting it back restores the thread as it was.
+                unsafe { libc::sigaltstack(&std_stack, std::ptr::null_mut()) };
+            }
+
+            let (flags, sp, stack, below) = seen;
+            assert_eq!(
+                flags & libc::SS_DISABLE,
+                0,
+                "the domain thread has no alternate signal stack"
+            );
+            let stack = stack.expect("the alternate stack is not mapped");
+            assert!(
+                stack.2.starts_with("rw"),
+                "the alternate stack at {sp:#x} is not writable: {stack:?}"
+            );
+            let Some((start, end, perms)) = below else {
+                panic!("nothing is mapped just below the alternate stack at {sp:#x}: no guard");
+            };
+            assert_eq!(
+                perms, "---p",
+                "the mapping just below the alternate stack at {sp:#x} ({start:#x}-{end:#x}) is \
+                 accessible: no guard"
+            );
+            assert_eq!(
+                end, sp,
+                "the guard does not end where the alternate stack starts"
+            );
+        },
+    );
+}

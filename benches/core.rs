@@ -7,6 +7,9 @@
 //! - `spawn_join/empty`: spawn 1000 empty tasks, then join the 1000; the figure is per task.
 //! - `spawn_join/100k_parked`: the same with 100 000 other tasks alive and parked (each asleep
 //!   for an hour), to show that spawn and join do not degrade with the number of live tasks.
+//! - `unblock/round_trip`: a task calling `bobine::io::unblock(|| 1)` in a loop; the figure is
+//!   one round trip (the job handed to a warm blocking-pool worker, run there, the task woken
+//!   and resumed with the value).
 //! - Before criterion, a plain measurement: resident memory per parked task (RSS from
 //!   `/proc/self/statm` before and after 100 000 tasks have started and parked), printed as
 //!   `rss per parked task: X KiB` (target: at most 4.5 KiB with the default stack).
@@ -21,7 +24,7 @@
 
 use std::hint::black_box;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 
@@ -51,6 +54,26 @@ fn yield_bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("yield");
     g.throughput(Throughput::Elements(1));
     g.bench_function("bobine", |b| b.iter_custom(bobine_yield));
+    g.finish();
+}
+
+/// One task making `iters` blocking-pool round trips with a trivial job.
+fn unblock_bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("unblock");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("round_trip", |b| {
+        b.iter_custom(|iters| {
+            runtime().run(move || {
+                // Outside the timing: the first call starts the pool's worker.
+                black_box(bobine::io::unblock(|| 1));
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(bobine::io::unblock(|| black_box(1)));
+                }
+                start.elapsed()
+            })
+        })
+    });
     g.finish();
 }
 
@@ -170,5 +193,6 @@ fn main() {
     raw_switch(&mut c);
     yield_bench(&mut c);
     spawn_join(&mut c);
+    unblock_bench(&mut c);
     c.final_summary();
 }

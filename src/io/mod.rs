@@ -7,8 +7,10 @@
 //!   `EINTR` is retried.
 //! - A plain OS thread (outside any task) blocks in `poll(2)` on the descriptor instead.
 //! - [`unblock`] runs a closure on a bounded pool of threads while the calling task parks.
+//! - The private `process` module waits for a child process through a pidfd (or the pool).
 
 mod pool;
+pub(crate) mod process;
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 

@@ -1,56 +1,19 @@
-//! Conversions between `std::net::SocketAddr` and the kernel's socket addresses.
+//! Conversions between `std::net::SocketAddr` and the kernel's socket addresses, and the
+//! address family of a socket for an address.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-/// A socket address in the kernel's layout, with its length.
+use nix::sys::socket::AddressFamily;
+
+/// Room for a socket address the kernel fills in, with its length: what `accept4(2)` writes the
+/// peer's address into (addresses we pass to the kernel are nix's `SockaddrStorage`).
 pub(crate) struct RawAddr {
     storage: libc::sockaddr_storage,
     len: libc::socklen_t,
 }
 
 impl RawAddr {
-    pub(crate) fn new(addr: &SocketAddr) -> RawAddr {
-        // SAFETY: an all-zero sockaddr_storage is valid.
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let len = match addr {
-            SocketAddr::V4(a) => {
-                let sin = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
-                    sin_port: a.port().to_be(),
-                    sin_addr: libc::in_addr {
-                        s_addr: u32::from_ne_bytes(a.ip().octets()),
-                    },
-                    sin_zero: [0; 8],
-                };
-                // SAFETY: sockaddr_storage is large enough and suitably aligned for any
-                // sockaddr type.
-                unsafe { std::ptr::write((&mut storage as *mut _) as *mut libc::sockaddr_in, sin) };
-                std::mem::size_of::<libc::sockaddr_in>()
-            }
-            SocketAddr::V6(a) => {
-                let sin6 = libc::sockaddr_in6 {
-                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                    sin6_port: a.port().to_be(),
-                    sin6_flowinfo: a.flowinfo(),
-                    sin6_addr: libc::in6_addr {
-                        s6_addr: a.ip().octets(),
-                    },
-                    sin6_scope_id: a.scope_id(),
-                };
-                // SAFETY: as above.
-                unsafe {
-                    std::ptr::write((&mut storage as *mut _) as *mut libc::sockaddr_in6, sin6)
-                };
-                std::mem::size_of::<libc::sockaddr_in6>()
-            }
-        };
-        RawAddr {
-            storage,
-            len: len as libc::socklen_t,
-        }
-    }
-
     /// Room for an address the kernel fills in (`accept`, `recvfrom`).
     pub(crate) fn empty() -> RawAddr {
         RawAddr {
@@ -66,10 +29,6 @@ impl RawAddr {
 
     pub(crate) fn as_mut_ptr(&mut self) -> *mut libc::sockaddr {
         (&mut self.storage as *mut libc::sockaddr_storage).cast()
-    }
-
-    pub(crate) fn len(&self) -> libc::socklen_t {
-        self.len
     }
 
     pub(crate) fn len_mut(&mut self) -> &mut libc::socklen_t {
@@ -105,11 +64,11 @@ impl RawAddr {
     }
 }
 
-/// The domain argument of `socket(2)` for `addr`.
-pub(crate) fn domain_of(addr: &SocketAddr) -> libc::c_int {
+/// The address family of `socket(2)` for `addr`.
+pub(crate) fn domain_of(addr: &SocketAddr) -> AddressFamily {
     match addr {
-        SocketAddr::V4(_) => libc::AF_INET,
-        SocketAddr::V6(_) => libc::AF_INET6,
+        SocketAddr::V4(_) => AddressFamily::Inet,
+        SocketAddr::V6(_) => AddressFamily::Inet6,
     }
 }
 

@@ -3,7 +3,7 @@
 //! non-blocking mode).
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use crate::sched::reactor::Dir;
 use crate::sched::reactor::poll::{Waited, poll_thread};
 use crate::sched::reactor::source::Source;
+
+use nix::fcntl::{FcntlArg, fcntl};
+use nix::sys::socket::{MsgFlags, SockaddrStorage};
 
 /// A std socket `T` that looks blocking to tasks and threads (see the module doc).
 pub(crate) struct Handle<T: AsRawFd> {
@@ -41,8 +44,11 @@ const NONE: u64 = u64::MAX;
 
 impl<T: AsRawFd> Handle<T> {
     /// Wraps `io`, switching its descriptor to non-blocking mode.
-    pub(crate) fn new(io: T) -> io::Result<Handle<T>> {
-        set_nonblocking(io.as_raw_fd(), true)?;
+    pub(crate) fn new(io: T) -> io::Result<Handle<T>>
+    where
+        T: StdSocket,
+    {
+        io.set_os_nonblocking()?;
         Ok(Self::from_nonblocking(io))
     }
 
@@ -208,9 +214,9 @@ impl<T: AsRawFd> Handle<T> {
     /// A second handle on a duplicate of the descriptor, sharing this one's settings.
     pub(crate) fn try_clone(&self) -> io::Result<Handle<T>>
     where
-        T: From<std::os::fd::OwnedFd>,
+        T: AsFd + From<OwnedFd>,
     {
-        let fd = dup(self.io.as_raw_fd())?;
+        let fd = dup(self.io.as_fd())?;
         let mut h = Handle::from_nonblocking(T::from(fd));
         h.settings = self.settings.clone();
         Ok(h)
@@ -278,20 +284,36 @@ impl From<io::Error> for TimedOut {
     }
 }
 
-/// Sets or clears `O_NONBLOCK`.
-pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
-    let mut on = on as libc::c_int;
-    // SAFETY: FIONBIO reads one c_int; an invalid fd gives EBADF.
-    crate::util::syscall!(ioctl(fd, libc::FIONBIO, &mut on))?;
-    Ok(())
+/// The std socket types a [`Handle`] wraps, with the one thing `Handle::new` needs from them.
+pub(crate) trait StdSocket: AsRawFd {
+    /// Puts the descriptor in non-blocking mode (`ioctl(FIONBIO)`).
+    fn set_os_nonblocking(&self) -> io::Result<()>;
 }
+
+/// std's own `set_nonblocking` makes exactly the `ioctl(FIONBIO)` we need, with no unsafe code
+/// on our side; nix has no safe wrapper for that ioctl (only macros that generate unsafe
+/// functions), and `fcntl(F_GETFL/F_SETFL)` would take two calls instead of one.
+macro_rules! std_socket {
+    ($($t:ty),*) => {$(
+        impl StdSocket for $t {
+            fn set_os_nonblocking(&self) -> io::Result<()> {
+                self.set_nonblocking(true)
+            }
+        }
+    )*};
+}
+std_socket!(
+    std::net::TcpListener,
+    std::net::TcpStream,
+    std::net::UdpSocket,
+    std::os::unix::net::UnixListener,
+    std::os::unix::net::UnixStream
+);
 
 /// `send(2)` with `MSG_NOSIGNAL`: a closed peer gives `EPIPE`, never `SIGPIPE` (std's Unix
 /// stream writes use `write(2)`).
 pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for `buf.len()` bytes.
-    let n = crate::util::syscall!(send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL))?;
-    Ok(n as usize)
+    Ok(nix::sys::socket::send(fd, buf, MsgFlags::MSG_NOSIGNAL)?)
 }
 
 /// How many bytes a vectored call can move at most: the kernel takes the first `UIO_MAXIOV`
@@ -304,21 +326,18 @@ pub(crate) fn vectored_len(lens: impl Iterator<Item = usize>) -> usize {
 /// `sendmsg(2)` of `bufs` with `MSG_NOSIGNAL` (std's vectored writes use `writev`, which raises
 /// `SIGPIPE` on a closed peer).
 pub(crate) fn send_vectored(fd: RawFd, bufs: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
-    // SAFETY: an all-zero msghdr is valid (no name, no control data).
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    // IoSlice is guaranteed ABI-compatible with iovec on Unix.
-    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = bufs.len().min(libc::UIO_MAXIOV as usize) as _;
-    // SAFETY: `msg` points to `msg_iovlen` valid iovecs that outlive the call.
-    let n = crate::util::syscall!(sendmsg(fd, &msg, libc::MSG_NOSIGNAL))?;
-    Ok(n as usize)
+    // The kernel refuses more than UIO_MAXIOV slices (EMSGSIZE): pass the first ones only, as
+    // a short write.
+    let bufs = &bufs[..bufs.len().min(libc::UIO_MAXIOV as usize)];
+    // No control data and no address: nix builds the msghdr without allocating.
+    let n =
+        nix::sys::socket::sendmsg::<SockaddrStorage>(fd, bufs, &[], MsgFlags::MSG_NOSIGNAL, None)?;
+    Ok(n)
 }
 
-/// Duplicates `fd` (close-on-exec).
-pub(crate) fn dup(fd: RawFd) -> io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we borrow; the result is a fresh descriptor.
-    let new = crate::util::syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, 0))?;
+/// Duplicates `fd` (close-on-exec; the lowest free number, as `dup(2)` would give).
+pub(crate) fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let new = fcntl(fd, FcntlArg::F_DUPFD_CLOEXEC(0))?;
     // SAFETY: fcntl returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }

@@ -6,6 +6,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{self as sock, SockFlag, SockType, SockaddrStorage, sockopt};
+
 use super::addr::{RawAddr, domain_of, each_addr};
 use super::handle::{Handle, TimedOut};
 use crate::sched::reactor::Dir;
@@ -74,22 +76,13 @@ impl TcpListener {
     ///
     /// As [`TcpListener::bind`].
     pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
-        let fd = socket(&addr, libc::SOCK_STREAM)?;
-        let one: libc::c_int = 1;
-        for opt in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
-            // SAFETY: a valid c_int option value of the right size.
-            syscall!(setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &one as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t
-            ))?;
-        }
-        let raw = RawAddr::new(&addr);
-        // SAFETY: `raw` is a valid address of `raw.len()` bytes.
-        syscall!(bind(fd.as_raw_fd(), raw.as_ptr(), raw.len()))?;
-        // SAFETY: listen on our socket.
+        let fd = socket(&addr, SockType::Stream)?;
+        sock::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+        sock::setsockopt(&fd, sockopt::ReusePort, &true)?;
+        sock::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+        // Raw: nix's `Backlog` refuses values above the SOMAXCONN constant, while the kernel
+        // takes any value and caps it at `net.core.somaxconn`, which may be set higher.
+        // SAFETY: listen(2) on a socket we own; it touches no memory of ours.
         syscall!(listen(fd.as_raw_fd(), backlog))?;
         Ok(TcpListener {
             h: Handle::from_nonblocking(std::net::TcpListener::from(fd)),
@@ -109,6 +102,8 @@ impl TcpListener {
         let mut backoff = ACCEPT_BACKOFF_MIN;
         loop {
             let r = self.h.op(Dir::Read, "TcpListener::accept", |l| {
+                // Raw: nix's accept4 does not return the peer's address, and asking for it
+                // afterwards (getpeername) would cost a second call per connection.
                 let mut addr = RawAddr::empty();
                 // SAFETY: `addr` has room for any address; the flags make the new descriptor
                 // non-blocking and close-on-exec.
@@ -253,11 +248,10 @@ impl TcpStream {
 
     #[track_caller]
     fn connect_until(addr: &SocketAddr, deadline: Option<Instant>) -> io::Result<TcpStream> {
-        let fd = socket(addr, libc::SOCK_STREAM)?;
-        let raw = RawAddr::new(addr);
-        // SAFETY: `raw` is a valid address of `raw.len()` bytes.
+        let fd = socket(addr, SockType::Stream)?;
+        let to = SockaddrStorage::from(*addr);
         let started = loop {
-            match syscall!(connect(fd.as_raw_fd(), raw.as_ptr(), raw.len())) {
+            match sock::connect(fd.as_raw_fd(), &to).map_err(io::Error::from) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 r => break r,
             }
@@ -375,15 +369,13 @@ impl std::fmt::Debug for TcpStream {
 }
 
 /// A new non-blocking, close-on-exec socket of `kind` for `addr`'s family.
-pub(crate) fn socket(addr: &SocketAddr, kind: libc::c_int) -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) with valid constants.
-    let fd = syscall!(socket(
+pub(crate) fn socket(addr: &SocketAddr, kind: SockType) -> io::Result<OwnedFd> {
+    Ok(sock::socket(
         domain_of(addr),
-        kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-        0
-    ))?;
-    // SAFETY: socket returned a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        kind,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?)
 }
 
 /// Sleeps the task (or the thread, outside any task).

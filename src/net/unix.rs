@@ -3,16 +3,20 @@
 
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use nix::sys::socket::{self as sock, AddressFamily, SockFlag, SockType, UnixAddr};
+
 use super::handle::Handle;
 
 use crate::sched::reactor::Dir;
-use crate::util::syscall;
+
+/// The size of `sockaddr_un`'s path field (108 bytes on Linux).
+const SUN_PATH_LEN: usize =
+    std::mem::size_of::<libc::sockaddr_un>() - std::mem::offset_of!(libc::sockaddr_un, sun_path);
 
 /// A Unix-domain socket server: `std::os::unix::net::UnixListener` for tasks. `accept` parks
 /// the calling task (a plain OS thread blocks in `poll(2)`).
@@ -122,36 +126,25 @@ impl UnixStream {
     /// As std (`NotFound`, `ConnectionRefused`, `InvalidInput` for a path too long).
     #[track_caller]
     pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
-        let bytes = path.as_ref().as_os_str().as_bytes();
-        // SAFETY: an all-zero sockaddr_un is valid.
-        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-        if bytes.len() >= addr.sun_path.len() {
+        let path = path.as_ref();
+        // The same limit and error as before nix: a path that fills `sun_path` has no room for
+        // its terminating NUL.
+        if path.as_os_str().len() >= SUN_PATH_LEN {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "path must be shorter than SUN_LEN",
             ));
         }
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
-            *d = *s as libc::c_char;
-        }
-        let len = std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-        // SAFETY: socket(2) with valid constants.
-        let fd = syscall!(socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0
-        ))?;
-        // SAFETY: socket returned a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let addr = UnixAddr::new(path)?;
+        let fd = sock::socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
         let mut backoff = Duration::from_millis(1);
         loop {
-            // SAFETY: `addr` is a valid sockaddr_un of at least `len` bytes.
-            let r = syscall!(connect(
-                fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_un).cast(),
-                len as libc::socklen_t
-            ));
+            let r = sock::connect(fd.as_raw_fd(), &addr).map_err(io::Error::from);
             match r {
                 Ok(_) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -33,9 +33,10 @@
 //! ```
 
 use std::hash::{Hash, Hasher};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+use crate::io::process::{ChildStatus, wait_child};
 use crate::sched::reactor::Dir;
 use crate::sched::reactor::source::wait_raw;
 
@@ -238,71 +239,11 @@ pub enum ProcessStatus {
 /// `Unix.Unix_error(Unix.ECHILD, "waitpid", "")` if there is no such child.
 #[track_caller]
 pub fn wait_pid(pid: i32) -> (i32, ProcessStatus) {
-    if pid > 0 {
-        // Not our child: ECHILD now (a pidfd would wait for any process to end).
-        // SAFETY: an all-zero siginfo_t is valid; WNOWAIT leaves the child to be reaped below.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `info` is a valid siginfo_t to write to.
-        let probe = unsafe {
-            libc::waitid(
-                libc::P_PID,
-                pid as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        if probe == -1 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::ECHILD) {
-                unix_error(&e, "waitpid");
-            }
-        }
-        // SAFETY: pidfd_open(2) takes a pid and flags; it returns a new descriptor or -1.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if pidfd >= 0 {
-            // SAFETY: a fresh descriptor that nothing else owns.
-            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-            // Readable once the process has ended (or at once if it has).
-            if let Err(e) = wait_raw(pidfd.as_raw_fd(), Dir::Read, None, "Thread.wait_pid") {
-                unix_error(&e, "waitpid");
-            }
-        }
-        match waitpid(pid, libc::WNOHANG) {
-            Ok(Some(r)) => return r,
-            Ok(None) => {} // not ended after all (pidfd unavailable): wait on the pool
-            Err(e) => unix_error(&e, "waitpid"),
-        }
-    }
-    match crate::io::unblock(move || waitpid(pid, 0)) {
-        Ok(Some(r)) => r,
-        Ok(None) => unreachable!("a blocking waitpid returns a child"),
+    match wait_child(pid, "Thread.wait_pid") {
+        Ok((pid, ChildStatus::Exited(code))) => (pid, ProcessStatus::WEXITED(code)),
+        Ok((pid, ChildStatus::Signaled(sig))) => (pid, ProcessStatus::WSIGNALED(sig)),
+        Ok((pid, ChildStatus::Stopped(sig))) => (pid, ProcessStatus::WSTOPPED(sig)),
         Err(e) => unix_error(&e, "waitpid"),
-    }
-}
-
-/// `waitpid(2)`, retried on `EINTR`; `None` when `WNOHANG` found nothing yet.
-fn waitpid(pid: i32, flags: libc::c_int) -> std::io::Result<Option<(i32, ProcessStatus)>> {
-    let mut status: libc::c_int = 0;
-    loop {
-        // SAFETY: `status` is a valid c_int to write to.
-        let r = unsafe { libc::waitpid(pid, &mut status, flags) };
-        if r > 0 {
-            let st = if libc::WIFEXITED(status) {
-                ProcessStatus::WEXITED(libc::WEXITSTATUS(status))
-            } else if libc::WIFSIGNALED(status) {
-                ProcessStatus::WSIGNALED(libc::WTERMSIG(status))
-            } else {
-                ProcessStatus::WSTOPPED(libc::WSTOPSIG(status))
-            };
-            return Ok(Some((r, st)));
-        }
-        if r == 0 {
-            return Ok(None);
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e);
-        }
     }
 }
 

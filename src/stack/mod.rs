@@ -5,18 +5,28 @@
 //!
 //! ```text
 //!  one chunk (one mmap, MAP_NORESERVE, MADV_NOHUGEPAGE), slots side by side:
-//!  low addresses                                                       high addresses
-//!  +-------+----------------------+-------+----------------------+-------+------ ...
-//!  | guard | usable stack (slot 0)| guard | usable stack (slot 1)| guard |
-//!  +-------+----------------------+-------+----------------------+-------+------ ...
-//!  ^limit()                       ^base() : stacks grow down, towards their guard page
+//!  low addresses                                                            high addresses
+//!  +--------------+---------------------+--------------+---------------------+------ ...
+//!  | guard 64 KiB | usable stack slot 0 | guard 64 KiB | usable stack slot 1 | guard ...
+//!  +--------------+---------------------+--------------+---------------------+------ ...
+//!  ^limit()       ^guard_high()         ^base() of slot 0: stacks grow down, into their guard
+//!  = guard_low()
 //! ```
 //!
-//! - **Guards.** On Linux 6.13+ a guard page is installed with `madvise(MADV_GUARD_INSTALL)`: it
-//!   lives in the page tables, so a chunk stays one mapping whatever its slot count, and the
+//! - **Guards.** Below every stack lies a guard region of [`GUARD`] bytes (64 KiB), not one
+//!   page: a frame larger than the guard, in C code compiled without stack-clash probes, moves
+//!   the stack pointer past a one-page guard and stores into the slot below, another task's
+//!   live frames, without ever faulting. Rust code probes every page of a frame larger than
+//!   one (so would C built with `-fstack-clash-protection`), and for it one page would do;
+//!   foreign code without probes is covered up to 64 KiB frames. On Linux 6.13+ the guard is
+//!   installed with
+//!   `madvise(MADV_GUARD_INSTALL)`: it lives in the page tables, costs no memory and no
+//!   mapping whatever its size, so a chunk stays one mapping whatever its slot count, and the
 //!   capacity is not bounded by `vm.max_map_count`. Older kernels answer `EINVAL`; we then fall
-//!   back to `mprotect(PROT_NONE)`, which splits the mapping (two mappings per slot), and the
-//!   capacity becomes what `vm.max_map_count` allows. The probe runs once per process.
+//!   back to `mprotect(PROT_NONE)`, which splits the mapping (two mappings per slot, one of
+//!   them the whole guard region; `PROT_NONE` pages are never touched, so they cost no memory
+//!   either), and the capacity becomes what `vm.max_map_count` allows. The probe runs once per
+//!   process.
 //! - **Pool.** A domain keeps freed slots in a LIFO pool per stack size, so a spawn takes a warm
 //!   stack in a few nanoseconds. When the pool is empty it maps a new chunk of up to
 //!   [`CHUNK_SLOTS`] slots: mapping is amortised over many spawns and never happens per spawn
@@ -38,8 +48,13 @@ use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
+use std::ptr::NonNull;
+
 use corosensei::stack::{Stack, StackPointer};
-use memmap2::{MmapMut, MmapOptions};
+use memmap2::{Advice, MmapMut, MmapOptions};
+use nix::errno::Errno;
+use nix::sys::mman::{self, MmapAdvise, ProtFlags};
+use nix::unistd::{SysconfVar, sysconf};
 
 /// Slots mapped at once when a pool runs dry.
 pub(crate) const CHUNK_SLOTS: usize = 64;
@@ -49,7 +64,13 @@ pub(crate) const KEEP: usize = 16 * 1024;
 pub(crate) const MIN_STACK: usize = 16 * 1024;
 /// Default usable stack size of a task.
 pub(crate) const DEFAULT_STACK: usize = 256 * 1024;
+/// Bytes of guard region below every stack (rounded up to whole pages on a machine whose pages
+/// are larger). Large enough that a frame of up to 64 KiB without stack probes cannot step over
+/// it into the slot below (see the module doc); it costs address space only.
+pub(crate) const GUARD: usize = 64 * 1024;
 
+/// `madvise` advice that turns a range into guard pages held in the page tables (Linux 6.13+).
+/// Neither libc nor nix names it yet, so the calls that use it are the raw libc ones.
 const MADV_GUARD_INSTALL: libc::c_int = 102;
 
 /// How guard pages are made on this kernel.
@@ -61,10 +82,13 @@ pub(crate) enum GuardMode {
     Mprotect,
 }
 
+/// The system's page size.
 pub(crate) fn page_size() -> usize {
     static PAGE: OnceLock<usize> = OnceLock::new();
-    // SAFETY: sysconf has no preconditions.
-    *PAGE.get_or_init(|| unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize)
+    *PAGE.get_or_init(|| match sysconf(SysconfVar::PAGE_SIZE) {
+        Ok(Some(n)) if n > 0 => n as usize,
+        other => panic!("bobine: sysconf(_SC_PAGESIZE) gave {other:?}"),
+    })
 }
 
 /// Probes once per process whether the kernel supports `MADV_GUARD_INSTALL`.
@@ -98,21 +122,30 @@ pub(crate) fn guard_mode() -> GuardMode {
 /// How many stacks a runtime may create by default on this machine.
 pub(crate) fn default_capacity() -> usize {
     match guard_mode() {
+        // No mapping per stack: the bound is address space. A million default stacks with
+        // their guards take 320 GiB of the 128 TiB a process has, and none of it is resident
+        // until used.
         GuardMode::Madvise => 1 << 20,
         GuardMode::Mprotect => {
             let max = std::fs::read_to_string("/proc/sys/vm/max_map_count")
                 .ok()
                 .and_then(|s| s.trim().parse::<usize>().ok())
                 .unwrap_or(65530);
-            // Two mappings per stack; leave room for the program's own mappings.
+            // Two mappings per stack (its guard region, whatever its size, and its usable
+            // range); leave room for the program's own mappings.
             max.saturating_sub(4096) / 2
         }
     }
 }
 
-fn round_to_page(n: usize) -> usize {
+pub(crate) fn round_to_page(n: usize) -> usize {
     let page = page_size();
     n.div_ceil(page) * page
+}
+
+/// The length of the guard region below each stack: [`GUARD`] in whole pages.
+pub(crate) fn guard_len() -> usize {
+    round_to_page(GUARD)
 }
 
 /// The largest usable stack we hand out: 1 TiB of address space.
@@ -179,9 +212,11 @@ impl Arena {
                 Err(now) => created = now,
             }
         };
-        let page = page_size();
-        let slot_len = size + page;
-        let Some(len) = slot_len.checked_mul(count) else {
+        let guard = guard_len();
+        let Some(len) = size
+            .checked_add(guard)
+            .and_then(|slot| slot.checked_mul(count))
+        else {
             self.created.fetch_sub(count, Ordering::Relaxed);
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -195,33 +230,34 @@ impl Arena {
             .inspect_err(|_| {
                 self.created.fetch_sub(count, Ordering::Relaxed);
             })?;
+        // Advisory only (a kernel without transparent huge pages refuses it): ignore failure.
+        let _ = map.advise(Advice::NoHugePage);
         let base = map.as_ptr() as usize;
-        // SAFETY: the range is exactly the mapping we own; the advice only affects paging.
-        unsafe {
-            libc::madvise(base as *mut libc::c_void, map.len(), libc::MADV_NOHUGEPAGE);
-        }
         let mode = guard_mode();
         let mut slots = Vec::with_capacity(count);
         for i in 0..count {
-            let limit = base + i * slot_len;
-            let guard = limit as *mut libc::c_void;
-            // SAFETY: `guard` is the first page of slot i inside our mapping; no reference to it
-            // exists, and after this call touching it faults, which the overflow handler expects.
-            let rc = unsafe {
+            let limit = base + i * (size + guard);
+            let low = NonNull::new(limit as *mut libc::c_void).expect("a mapping is not at 0");
+            // SAFETY: `[low, low + guard)` is the guard region of slot i, page aligned, inside
+            // the mapping we own; no reference to it exists, and after this call touching it
+            // faults, which the overflow handler expects.
+            let installed = unsafe {
                 match mode {
-                    GuardMode::Madvise => libc::madvise(guard, page, MADV_GUARD_INSTALL),
-                    GuardMode::Mprotect => libc::mprotect(guard, page, libc::PROT_NONE),
+                    GuardMode::Madvise => {
+                        Errno::result(libc::madvise(low.as_ptr(), guard, MADV_GUARD_INSTALL))
+                            .map(drop)
+                    }
+                    GuardMode::Mprotect => mman::mprotect(low, guard, ProtFlags::PROT_NONE),
                 }
             };
-            if rc != 0 {
-                let err = io::Error::last_os_error();
+            if let Err(errno) = installed {
                 self.created.fetch_sub(count, Ordering::Relaxed);
-                return Err(err);
+                return Err(errno.into());
             }
             slots.push(Slot {
                 limit,
                 size,
-                top: limit + page + size,
+                top: limit + guard + size,
             });
         }
         self.chunks
@@ -273,7 +309,8 @@ impl Arena {
     }
 }
 
-/// One stack: `[limit, limit + page)` is its guard, `[limit + page, base)` its usable range.
+/// One stack: `[limit, limit + guard_len())` is its guard region, `[limit + guard_len(), base)`
+/// its usable range.
 ///
 /// A `Slot` does not own its memory (its chunk does); it is a capability to use that range,
 /// held by exactly one fiber or pool at a time.
@@ -289,13 +326,13 @@ impl Slot {
     pub(crate) fn size(&self) -> usize {
         self.size
     }
-    /// Lowest address of the guard page.
+    /// Lowest address of the guard region.
     pub(crate) fn guard_low(&self) -> usize {
         self.limit
     }
-    /// One past the highest address of the guard page.
+    /// One past the highest address of the guard region: the lowest usable address.
     pub(crate) fn guard_high(&self) -> usize {
-        self.limit + page_size()
+        self.limit + guard_len()
     }
     fn top(&self) -> usize {
         self.top
@@ -319,16 +356,15 @@ impl Slot {
             unsafe { std::ptr::read_volatile(p) != 0 }
         });
         if dirty {
-            let low = self.guard_high();
-            // SAFETY: the range lies inside this slot's usable stack, which is not in use; the
-            // pages read as zero afterwards, which is all a fresh stack needs.
-            unsafe {
-                libc::madvise(
-                    low as *mut libc::c_void,
-                    boundary - low,
-                    libc::MADV_DONTNEED,
-                );
-            }
+            let low = NonNull::new(self.guard_high() as *mut libc::c_void).expect("not at 0");
+            // The slot holds addresses, not its chunk's `MmapMut` (whose advice methods would
+            // do), so the advice goes through nix. Failure only leaves the pages resident.
+            // SAFETY: the range lies inside this slot's usable stack, page aligned, which no
+            // task uses (the slot is being returned); its pages read as zero afterwards, which
+            // is all a fresh stack needs.
+            let _ = unsafe {
+                mman::madvise(low, boundary - self.guard_high(), MmapAdvise::MADV_DONTNEED)
+            };
         }
     }
 }
@@ -348,7 +384,8 @@ impl Drop for Arena {
 
 // SAFETY: `base()` and `limit()` bound a range of at least MIN_STACK usable bytes that stays
 // mapped for as long as the arena lives (every fiber is dropped before its runtime's arena),
-// with a guard page at `limit()`; both are page aligned, hence aligned to STACK_ALIGNMENT.
+// above a guard region of `guard_len()` bytes at `limit()`; both are page aligned, hence
+// aligned to STACK_ALIGNMENT.
 unsafe impl Stack for Slot {
     fn base(&self) -> StackPointer {
         StackPointer::new(self.top()).expect("stack top is not null")
