@@ -38,6 +38,9 @@ mod switch;
 
 mod util;
 
+#[cfg(test)]
+mod tests;
+
 pub mod event;
 pub mod net;
 pub mod ocaml;

@@ -600,48 +600,6 @@ fn wait_thread(t: &ThreadParker, gen_: u64, deadline: Option<Instant>) -> Wake {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    /// A stopped task unwinds out of its park (its destructors run, `join` gives
-    /// `TaskDropped`), and a park made by a destructor during that unwind really waits: the
-    /// destructor gets what it waits for.
-    #[test]
-    fn a_stopped_task_unwinds_and_its_destructors_may_wait() {
-        crate::Builder::new().domains(2).run(|| {
-            let slot: Arc<Mutex<Option<Arc<Task>>>> = Arc::new(Mutex::new(None));
-            let (tx, rx) = crate::sync::mpsc::channel::<u32>();
-            struct WaitsInDrop(crate::sync::mpsc::Receiver<u32>, Arc<Mutex<Option<u32>>>);
-            impl Drop for WaitsInDrop {
-                fn drop(&mut self) {
-                    *self.1.lock().unwrap() = self.0.recv().ok();
-                }
-            }
-            let got = Arc::new(Mutex::new(None));
-            let (slot2, got2) = (slot.clone(), got.clone());
-            let h = crate::thread::spawn(move || {
-                let _guard = WaitsInDrop(rx, got2);
-                *slot2.lock().unwrap() = crate::sched::current_task();
-                Park::new().wait("test");
-                unreachable!("a stopped park unwinds");
-            });
-            let task = loop {
-                if let Some(t) = slot.lock().unwrap().clone() {
-                    break t;
-                }
-                crate::thread::yield_now();
-            };
-            // Let the task reach its park, then stop it.
-            crate::thread::sleep(std::time::Duration::from_millis(20));
-            assert!(stop::interrupt(&task));
-            assert!(!stop::interrupt(&task), "stopped once");
-            crate::thread::sleep(std::time::Duration::from_millis(20));
-            assert!(!h.is_finished(), "the destructor waits for its message");
-            tx.send(9).unwrap();
-            let err = h.join().unwrap_err();
-            assert!(err.is::<crate::TaskDropped>());
-            assert_eq!(*got.lock().unwrap(), Some(9));
-        });
-    }
 
     /// A park superseded by a newer one of the same waiter ends as `Superseded`, not as a
     /// wake-up.
