@@ -6,6 +6,10 @@
 //!
 //! Called outside any runtime (from a plain thread), `spawn` starts the task on a global runtime
 //! that is started on first use, so `bobine::thread::spawn` works without wrapping `main`.
+//!
+//! This module owns the std-like task root (a task's value or panic becomes its `JoinHandle`'s
+//! result), the handles, and scopes. It spawns through `sched::runtime::spawn_raw` and waits
+//! through `sched::park`; it must not touch the scheduler's queues.
 
 use std::any::Any;
 use std::cell::UnsafeCell;

@@ -20,6 +20,10 @@
 //! - `sync.rs`: steps 2-4 below: attempt, offer and park, then the nacks, wraps and aborts.
 //! - `channel.rs`: [`Channel`] and its queues of offers; `commit.rs`: the commit word.
 //!
+//! This module owns channels, offers and commit words. It waits only through `sched::park`
+//! (and the reactor's readiness watches for `readable`/`writable` leaves); it must not touch
+//! the scheduler's queues.
+//!
 //! ## `sync`, step by step
 //!
 //! 1. **Flatten** the event depth-first, left to right, into leaves. Each `guard` runs now, once;

@@ -1,13 +1,16 @@
-//! Readiness and blocking work: how a task waits for a descriptor without blocking its domain,
-//! and how it runs a call that can only block.
+//! The I/O face: how a task waits for a descriptor without blocking its domain, and how it
+//! runs a call that can only block.
 //!
-//! - Each domain has one epoll instance; a descriptor is registered with it once,
-//!   edge-triggered, the first time a task must wait on it (the protocol is in the private
-//!   `source` and `poller` modules). Operations are tried first and park only on `EAGAIN`;
-//!   `EINTR` is retried.
-//! - A plain OS thread (outside any task) blocks in `poll(2)` on the descriptor instead.
-//! - [`unblock`] runs a closure on a bounded pool of threads while the calling task parks.
-//! - The private `process` module waits for a child process through a pidfd (or the pool).
+//! - [`wait_readable`] and [`wait_writable`] wait on any descriptor through the kernel's
+//!   reactor (`sched::reactor`: each domain's epoll, a descriptor registered once,
+//!   edge-triggered, the first time a task must wait on it). A plain OS thread (outside any
+//!   task) blocks in `poll(2)` on the descriptor instead.
+//! - [`unblock`] runs a closure on the blocking pool (`pool`) while the calling task parks.
+//! - The private `process` module waits for a child process through a pidfd (or the pool);
+//!   `ocaml::thread::wait_pid` and the process support to come share it.
+//!
+//! This module owns the blocking pool's threads and the process waits. It must not touch the
+//! reactor's registrations or the scheduler: it only parks, through `sched::park`.
 
 mod pool;
 pub(crate) mod process;

@@ -6,6 +6,11 @@
 //! it), then tries again. A plain OS thread using these types blocks in `poll(2)` on the
 //! descriptor instead. Timeouts (`set_read_timeout`, `set_write_timeout`, `connect_timeout`)
 //! are the domain's timers; they fail the operation as std's do.
+//!
+//! This module owns the socket types and their non-blocking syscalls (`handle.rs` is the core
+//! every socket shares, `common.rs` the methods written once for all of them); readiness comes
+//! from the kernel's reactor (`sched::reactor::source`). It must not touch epoll or the
+//! scheduler directly.
 
 #[macro_use]
 mod common;

@@ -2,10 +2,16 @@
 //! counting `Semaphore`, whose blocking calls park the task instead of the OS thread.
 //!
 //! Every primitive here works the same for tasks on any domain and for plain OS threads, in any
-//! mix: they all wait through one FIFO wait queue (`waitqueue`) on top of `sched::park`. The
-//! signatures are std's, so a program written for `std::sync` compiles and behaves the same
-//! after changing only its `use` lines. This module owns the primitives' state; it must not
-//! touch scheduler internals beyond `Park`/`Unparker`.
+//! mix: they all wait through the kernel's one FIFO wait queue (`sched::waitqueue`, each wait
+//! described by a `WaitIn` with its hooks) on top of `sched::park`. The signatures are std's,
+//! so a program written for `std::sync` compiles and behaves the same after changing only its
+//! `use` lines. A task stopped while it waits (its runtime is ending) unwinds from the wait;
+//! whatever was handed to it meanwhile (a lock, a permit, a notification) goes to the next
+//! waiter.
+//!
+//! This module owns the primitives' state (one file each: `raw` and `mutex`, `condvar`,
+//! `rwlock`, `semaphore`, `barrier`, `mpsc`, and `poison`); it must not touch the scheduler
+//! beyond the wait queue and `Park`/`Unparker`.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -351,6 +351,9 @@ fn table(fd: RawFd) -> &'static Shard {
 type Shard = Mutex<HashMap<RawFd, Arc<Source>>>;
 
 /// `(st_dev, st_ino)` of the file `fd` names, or `None` if it is not open.
+///
+/// Through `libc`, not `nix::sys::stat::fstat`: asking whether a raw number is still open (and
+/// still the same file) is the point, so it cannot be lent as a `BorrowedFd`.
 fn identity(fd: RawFd) -> Option<(u64, u64)> {
     // SAFETY: fstat writes into a zeroed, properly sized stat buffer.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
