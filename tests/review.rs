@@ -329,3 +329,43 @@ fn real_panic_after_a_caught_stop_poisons() {
         );
     });
 }
+
+/// A `Semaphore.Binary` permit handed to a waiter that the shutdown then unwinds is passed on
+/// without aborting when the semaphore was released again meanwhile: the waiter's `pass_on`
+/// calls `Semaphore::release`, which panics ("permit count overflow") on a semaphore already
+/// at its maximum, inside a destructor during the unwind, and the process aborts.
+#[test]
+fn binary_semaphore_permit_of_an_unwound_waiter_is_passed_on() {
+    const NAME: &str = "binary_semaphore_permit_of_an_unwound_waiter_is_passed_on";
+    if in_child(NAME) {
+        use bobine::ocaml::semaphore::binary;
+        let s = binary::make(false);
+        let s2 = s.clone();
+        bobine::Builder::new().domains(1).run(move || {
+            // Queued first at shutdown: its destructor releases twice (the second release of a
+            // binary semaphore at 1 leaves it at 1).
+            struct ReleaseTwice(binary::T);
+            impl Drop for ReleaseTwice {
+                fn drop(&mut self) {
+                    binary::release(&self.0);
+                    binary::release(&self.0);
+                }
+            }
+            let s1 = s2.clone();
+            drop(bobine::thread::spawn(move || {
+                let _r = ReleaseTwice(s1);
+                bobine::thread::sleep(Duration::from_secs(3600));
+            }));
+            // Then the waiter.
+            drop(bobine::thread::spawn(move || binary::acquire(&s2)));
+            bobine::thread::sleep(Duration::from_millis(20));
+        });
+        eprintln!("child: run returned; value {}", binary::try_acquire(&s));
+        return;
+    }
+    let stderr = child(NAME, 30);
+    assert!(
+        stderr.contains("child: run returned; value true"),
+        "{stderr}"
+    );
+}
