@@ -152,3 +152,118 @@ fn a_stopped_task_unwinds_and_its_destructors_may_wait() {
         assert_eq!(*got.lock().unwrap(), Some(9));
     });
 }
+
+/// Review: a CML `Channel::recv` stopped just as a sender commits with it does not lose the
+/// value: the send has returned (it committed with the still-queued waiter), so the receiver
+/// must get the value, the stop taking effect at its next park point (DESIGN §4: "the value is
+/// delivered ... Nothing is lost"). The stop's `Interrupted` wins the park word first, so
+/// `wait_task` raises out of the park before the shorthand can see the commit, and the value
+/// moved into the waiter's slot is dropped with its frame.
+#[test]
+fn stopped_channel_receiver_keeps_a_committed_value() {
+    within(30, || {
+        crate::Builder::new().domains(1).run(|| {
+            let c: crate::event::Channel<u32> = crate::event::Channel::new();
+            let slot: Arc<Mutex<Option<Arc<Task>>>> = Arc::new(Mutex::new(None));
+            let got: Arc<Mutex<Option<u32>>> = Arc::new(Mutex::new(None));
+            let (c2, slot2, got2) = (c.clone(), slot.clone(), got.clone());
+            let h = crate::thread::spawn(move || {
+                *slot2.lock().unwrap() = crate::sched::current_task();
+                let v = c2.recv();
+                *got2.lock().unwrap() = Some(v);
+                crate::thread::yield_now();
+            });
+            let task = published(&slot);
+            crate::thread::sleep(std::time::Duration::from_millis(10));
+            // Same domain: the stop's wake-up lands now; the receiver's offer is still queued.
+            assert!(interrupt(&task));
+            c.send(7);
+            assert!(h.join().unwrap_err().is::<TaskDropped>());
+            assert_eq!(
+                *got.lock().unwrap(),
+                Some(7),
+                "the send committed, but the stopped receiver dropped the value"
+            );
+        });
+    });
+}
+
+/// Review: the same through a general sync (`recv_evt().sync()`): the partner claims and
+/// completes the sync, then the syncer raises out of its park and `AbandonOnUnwind` drops the
+/// received value.
+#[test]
+fn stopped_sync_receiver_keeps_a_committed_value() {
+    within(30, || {
+        crate::Builder::new().domains(1).run(|| {
+            let c: crate::event::Channel<u32> = crate::event::Channel::new();
+            let slot: Arc<Mutex<Option<Arc<Task>>>> = Arc::new(Mutex::new(None));
+            let got: Arc<Mutex<Option<u32>>> = Arc::new(Mutex::new(None));
+            let (c2, slot2, got2) = (c.clone(), slot.clone(), got.clone());
+            let h = crate::thread::spawn(move || {
+                *slot2.lock().unwrap() = crate::sched::current_task();
+                let v = c2.recv_evt().sync();
+                *got2.lock().unwrap() = Some(v);
+                crate::thread::yield_now();
+            });
+            let task = published(&slot);
+            crate::thread::sleep(std::time::Duration::from_millis(10));
+            assert!(interrupt(&task));
+            c.send(7);
+            assert!(h.join().unwrap_err().is::<TaskDropped>());
+            assert_eq!(
+                *got.lock().unwrap(),
+                Some(7),
+                "the send committed, but the stopped receiver dropped the value"
+            );
+        });
+    });
+}
+
+/// Review: a `Condvar` notification given to a waiter that is stopped before it has relocked
+/// the mutex goes to the next waiter (the condvar's doc: "a notification handed to it meanwhile
+/// goes to the next waiter"). `wait_raw` returned `Notified`, so its `pass_on` is not armed any
+/// more; the relock parks (the notifier still holds the mutex), raises, and the notification
+/// is gone: the other consumer sleeps for ever with a value waiting.
+#[test]
+fn notification_of_a_waiter_stopped_while_relocking_is_passed_on() {
+    within(30, || {
+        crate::Builder::new().domains(1).run(|| {
+            type Shared = (crate::sync::Mutex<Vec<u32>>, crate::sync::Condvar);
+            let pair: Arc<Shared> = Arc::new(Default::default());
+            let consumer = |pair: Arc<Shared>| {
+                let slot: Arc<Mutex<Option<Arc<Task>>>> = Arc::new(Mutex::new(None));
+                let slot2 = slot.clone();
+                let h = crate::thread::spawn(move || {
+                    *slot2.lock().unwrap() = crate::sched::current_task();
+                    let (m, cv) = &*pair;
+                    let mut g = m.lock().unwrap();
+                    while g.is_empty() {
+                        g = cv.wait(g).unwrap();
+                    }
+                    g.pop().unwrap()
+                });
+                (h, published(&slot))
+            };
+            let (first, first_task) = consumer(pair.clone());
+            let (second, _) = consumer(pair.clone());
+            crate::thread::sleep(std::time::Duration::from_millis(10));
+            let (m, cv) = &*pair;
+            let mut g = m.lock().unwrap();
+            g.push(1);
+            cv.notify_one(); // the first consumer is chosen
+            assert!(interrupt(&first_task));
+            // Still holding the mutex: the first consumer's relock parks, and is stopped there.
+            crate::thread::sleep(std::time::Duration::from_millis(10));
+            drop(g);
+            assert!(first.join().unwrap_err().is::<TaskDropped>());
+            crate::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(
+                second.is_finished(),
+                "the notification was lost with the stopped waiter: the second consumer sleeps \
+                 with a value waiting ({:?})",
+                *m.lock().unwrap()
+            );
+            assert_eq!(second.join().unwrap(), 1);
+        });
+    });
+}
