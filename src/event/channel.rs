@@ -28,11 +28,11 @@
 //!    `unpark` has finished with what the unparker names.
 //! 3. The waiter, woken `Unparked`, returns: only its partner holds that unparker, and the
 //!    value was moved before the wake.
-//! 4. A waiter woken otherwise (`Interrupted`), or unwound while parked, takes the channel lock
-//!    and removes itself from the queue. Found there: nobody committed it, it gives up (a value
-//!    it meant to send is dropped by itself, outside the lock). Not found: a partner popped it
-//!    and, holding the lock we just took, has finished step 2: the commit stands and the wait
-//!    returns normally.
+//! 4. A waiter woken otherwise (its task is being stopped), or unwound while parked, takes the
+//!    channel lock and removes itself from the queue. Found there: nobody committed it, it
+//!    unwinds (a value it meant to send is dropped by itself, outside the lock). Not found: a
+//!    partner popped it and, holding the lock we just took, has finished step 2: the commit
+//!    stands and the wait returns normally (the stop takes effect at the next park point).
 //!
 //! Step 4 is why a waiter's frame may be borrowed by the queue: it never returns (or unwinds
 //! past its frame) while its offer is queued or a partner is inside step 2.
@@ -44,7 +44,7 @@ use std::sync::Arc;
 
 use super::commit::{Payload, SyncState};
 use super::{BaseOp, Event};
-use crate::sched::park::{Unparker, Wait, Wake, park_current_borrowed};
+use crate::sched::park::{Unparker, Wait, Wake, park_current_borrowed, stop};
 use crate::util::{SpinGuard, SpinLock};
 
 /// Registrations between two full sweeps of a queue's stale offers.
@@ -69,11 +69,18 @@ impl Offer {
         Offer::Shared(sync, leaf)
     }
 
-    /// Whether a partner could still commit this offer.
+    /// Whether a partner could still commit this offer: its sync still waits, and its task was
+    /// not abandoned by a shutdown (a value handed to it would be lost). A shared offer's syncer
+    /// is checked for that only when it is about to be committed ([`Queues::pop_partner`]).
     fn is_live(&self) -> bool {
         match self {
             Offer::Shared(state, _) => state.is_waiting(),
-            Offer::Waiter(_) => true,
+            // SAFETY: a queued waiter is alive (module doc, step 4; an abandoned task's stack
+            // is never freed), and we hold the channel lock.
+            Offer::Waiter(w) => !unsafe { w.as_ref() }
+                .unparker
+                .as_ref()
+                .is_some_and(Unparker::is_dead),
         }
     }
 
@@ -162,13 +169,17 @@ pub(crate) struct Queues {
 }
 
 impl Queues {
-    /// Pops and commits the oldest live offer of `q` (stale shared offers are dropped).
+    /// Pops and commits the oldest live offer of `q` (stale offers, and those of tasks a
+    /// shutdown abandoned, are dropped).
     fn pop_partner(q: &mut VecDeque<Offer>) -> Option<Partner> {
         while let Some(offer) = q.pop_front() {
+            if !offer.is_live() {
+                continue;
+            }
             match offer {
                 Offer::Waiter(w) => return Some(Partner::Waiter(w)),
                 Offer::Shared(state, leaf) => {
-                    if state.claim() {
+                    if !state.syncer_is_dead() && state.claim() {
                         return Some(Partner::Claimed(state, leaf));
                     }
                 }
@@ -471,13 +482,13 @@ impl<T: Send + 'static> Channel<T> {
             std::mem::forget(withdraw);
             return;
         }
-        // A hand-over wait ends only by its partner (a stopped waiter unwinds, and `Withdraw`
-        // takes it out of the queue on the way).
-        let committed = !withdraw.withdraw();
-        assert!(
-            committed,
-            "bobine: {what} ended without a partner ({why:?})"
-        );
+        // Step 4: the wait ended otherwise (a stop). Committed after all (a partner popped us
+        // as the stop landed): the value has moved and the wait stands; the stop takes effect
+        // at the next park point. Else we left the queue: unwind.
+        if withdraw.withdraw() {
+            stop::unwind_if_stopped();
+            unreachable!("a channel wait ends by its partner or a stop ({why:?})");
+        }
     }
 }
 

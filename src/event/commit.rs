@@ -106,6 +106,12 @@ impl SyncState {
         self.word.load(Ordering::Acquire) == WAITING
     }
 
+    /// Whether the syncer is a task the shutdown abandoned (its offers must not be committed:
+    /// what they would receive would be lost).
+    pub(crate) fn syncer_is_dead(&self) -> bool {
+        self.unparker.lock().as_ref().is_some_and(Unparker::is_dead)
+    }
+
     /// A partner's step 1: WAITING -> CLAIMED. On success the caller owns the slots until it
     /// calls [`SyncState::complete`].
     pub(crate) fn claim(&self) -> bool {

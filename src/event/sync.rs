@@ -15,7 +15,7 @@ use super::channel::{self, ChanInner, Offer};
 use super::commit::{AbandonOnUnwind, Outcome, Payload, SyncState};
 use super::leaves::{BaseOp, fd_ready};
 use super::{Event, Flat, Leaf, flatten};
-use crate::sched::park::{Park, Unparker, Wait};
+use crate::sched::park::{Park, Unparker, Wait, Wake, stop};
 use crate::util::SpinGuard;
 
 /// A small xorshift generator for the random choice (uniform enough for picking among a few
@@ -220,8 +220,10 @@ fn release_slots<T>(state: &SyncState, leaves: &[Leaf<T>]) -> (Vec<Payload>, Opt
 }
 
 /// Runs the `wrap_abort` functions not in `keep`, in reverse order of appearance. A panicking
-/// one does not stop the others; the first panic is raised again afterwards (unless the
-/// thread is already unwinding, when raising would abort).
+/// one does not stop the others; the first panic is raised again afterwards, unless the thread
+/// is unwinding: the syncing task may be (raising would then abort), or another task of its
+/// domain is switched out mid-unwind and it cannot be told (see `sched::park::stop`); the panic
+/// was reported by the hook all the same.
 fn run_aborts(flat: &mut Flat, keep: &[usize]) {
     let mut first_panic = None;
     for (id, abort) in flat.aborts.iter_mut().enumerate().rev() {
@@ -310,7 +312,21 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>]) -> usize {
         } else {
             at
         };
-        park.wait_polling(&Wait::hand_over("Event.sync").until(deadline), &polled);
+        let why = park.wait_polling(&Wait::hand_over("Event.sync").until(deadline), &polled);
+        if why == Wake::Interrupted && stop::is_pending() {
+            // Stopped. Committed after all (a partner, or a leaf ready now): that leaf stands
+            // and the stop takes effect at the next park point. Else abandon and unwind; a
+            // partner that commits first wins the word, and its leaf stands all the same.
+            if let Some(k) = settle(state, leaves) {
+                return k;
+            }
+            if state.abandon() {
+                stop::unwind_if_stopped();
+            }
+            if let Outcome::Synched(k) = state.outcome() {
+                return k;
+            }
+        }
     }
 }
 

@@ -58,7 +58,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::sched::park::{Park, Unparker, Wait};
+use crate::sched::park::{Park, Unparker, Wait, Wake};
 
 /// How long an idle worker waits for a job before it exits.
 pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -182,36 +182,51 @@ where
     if crate::sched::current_ptr().is_null() {
         return f();
     }
-    let slot: Arc<Mutex<Option<std::thread::Result<T>>>> = Arc::new(Mutex::new(None));
-    let park = Park::new();
-    let done = Done {
-        slot: slot.clone(),
-        unparker: park.unparker(),
-    };
+    let call: Arc<Mutex<Call<T>>> = Arc::new(Mutex::new(Call {
+        result: None,
+        waiter: None,
+    }));
+    let theirs = call.clone();
     POOL.submit(Box::new(move || {
         let r = catch_unwind(AssertUnwindSafe(f));
-        done.finish(r);
+        let waiter = {
+            let mut call = theirs.lock().unwrap_or_else(|e| e.into_inner());
+            call.result = Some(r);
+            call.waiter.take()
+        };
+        if let Some(w) = waiter {
+            w.unpark();
+        }
     }));
-    // A task stopped here unwinds; the job still runs to its end on the pool, and its value
-    // is dropped there.
-    let why = park.wait_for(&Wait::hand_over("io::unblock"));
-    let result = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
-    match result {
-        Some(Ok(v)) => v,
-        Some(Err(payload)) => std::panic::resume_unwind(payload),
-        None => unreachable!("only the job ends an unblock park ({why:?})"),
+    loop {
+        let park = Park::new();
+        {
+            let mut call = call.lock().unwrap_or_else(|e| e.into_inner());
+            match call.result.take() {
+                Some(Ok(v)) => return v,
+                Some(Err(payload)) => std::panic::resume_unwind(payload),
+                None => call.waiter = Some(park.unparker()),
+            }
+        }
+        // A task stopped here unwinds (unless the result arrived as the stop landed: then it
+        // is returned, and the stop takes effect at the next park point); the job still runs
+        // to its end on the pool, and its value is dropped there.
+        if park.wait_for(&Wait::hand_over("io::unblock")) == Wake::Interrupted {
+            let done = call
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .result
+                .is_some();
+            if !done {
+                crate::sched::park::stop::unwind_if_stopped();
+            }
+        }
     }
 }
 
-/// The job's end of an [`unblock`] call: stores the result, then wakes the caller.
-struct Done<T> {
-    slot: Arc<Mutex<Option<std::thread::Result<T>>>>,
-    unparker: Unparker,
-}
-
-impl<T> Done<T> {
-    fn finish(self, r: std::thread::Result<T>) {
-        *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-        self.unparker.unpark();
-    }
+/// One [`unblock`] call, shared by the caller and its job: the job's result, and the caller's
+/// unparker while it waits.
+struct Call<T> {
+    result: Option<std::thread::Result<T>>,
+    waiter: Option<Unparker>,
 }

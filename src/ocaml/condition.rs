@@ -48,11 +48,13 @@ pub fn wait(c: &T, m: &mutex::T) {
     if m.inner.owner.load(Ordering::Relaxed) != me {
         panic!("Sys_error(\"Condition.wait: Operation not permitted\")");
     }
-    c.cv.wait_raw(Wait::hand_over("Condition.wait"), || {
+    let woken = c.cv.wait_raw(Wait::hand_over("Condition.wait"), || {
         m.inner.owner.store(0, Ordering::Relaxed);
         m.inner.raw.unlock();
     });
-    m.inner.raw.lock("Condition.wait (relocking the mutex)");
+    c.cv.relock_after(woken, || {
+        m.inner.raw.lock("Condition.wait (relocking the mutex)")
+    });
     m.inner.owner.store(me, Ordering::Relaxed);
 }
 

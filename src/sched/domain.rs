@@ -58,6 +58,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::park::Unparker;
+use super::park::stop::ParkMode;
 use super::reactor::Poller;
 use super::runtime::RuntimeShared;
 use super::shutdown::Watch;
@@ -272,6 +273,8 @@ pub(crate) struct Local {
     parked_unwinding: Cell<usize>,
     /// Mirror of `shared.finished` (only this thread writes it).
     finished: Cell<u64>,
+    /// Parked tasks whose stop is deferred (see `park::stop`).
+    deferred: Cell<usize>,
     /// The runtime is ending and this domain takes part (see `shutdown`).
     pub(crate) closing: Cell<bool>,
     /// What the shutdown has seen and done on this domain.
@@ -293,6 +296,7 @@ impl Local {
             ids: Cell::new((0, 0)),
             parked_unwinding: Cell::new(0),
             finished: Cell::new(0),
+            deferred: Cell::new(0),
             closing: Cell::new(false),
             watch: RefCell::new(Watch::default()),
         }
@@ -374,14 +378,53 @@ impl Local {
     /// (see `park::interrupt`) is applied first, here on the task's own thread.
     #[inline]
     pub(crate) fn woken(&self, task: &Task) {
-        super::park::stop::interrupt_pending(task);
+        if super::park::stop::interrupt_pending(task) {
+            self.defer_stop(task);
+        }
         if task.parked.get() && !task.park.is_armed() {
             task.parked.set(false);
-            if self.closing.get() {
+            if self.closing.get() && !task.park.last_timed_out() {
+                // A timer's wake-up is not progress: a wait that revalidates itself every so
+                // often would keep the shutdown from ever giving it up.
                 self.rt.progressed();
             }
             self.run_queue.push(NonNull::from(task));
         }
+    }
+
+    /// Registers the stop of a parked task that cannot be told apart from an unwinding one
+    /// (see `park::stop`): it is woken once the domain can tell.
+    fn defer_stop(&self, task: &Task) {
+        if !task.deferred.replace(true) {
+            self.deferred.set(self.deferred.get() + 1);
+        }
+    }
+
+    /// A task back from a park: it no longer counts as deferred (called by the task itself).
+    pub(crate) fn parked_stop_settled(&self, task: &Task) {
+        if task.deferred.replace(false) {
+            self.deferred.set(self.deferred.get() - 1);
+        }
+    }
+
+    /// Wakes the deferred stops (see `park::stop`) once no task of this domain is switched out
+    /// mid-unwind: called between tasks, where a zero panic count proves that no switched-out
+    /// task of this thread is unwinding. Those tasks are then certainly not unwinding.
+    #[cold]
+    fn resolve_deferred(&self) {
+        if std::thread::panicking() {
+            return;
+        }
+        self.for_each_task(|ptr| {
+            // SAFETY: the registry owns the task; no task runs while the domain walks it.
+            let task = unsafe { ptr.as_ref() };
+            if task.deferred.get() && task.parked.get() {
+                self.parked_stop_settled(task);
+                task.known_clear.set(true);
+                task.park.wake_current(super::park::Wake::Interrupted);
+                self.woken(task);
+            }
+        });
     }
 
     /// Work that another domain could take has appeared here: wake one sleeping domain so it can
@@ -474,6 +517,10 @@ impl Local {
                 // Park protocol, step 4.
                 if task.park.is_armed() {
                     task.parked.set(true);
+                    if task.park_mode.get() == ParkMode::Defers && task.is_cancelled() {
+                        // Stopped before it parked, and maybe unwinding: decide later.
+                        self.defer_stop(task);
+                    }
                 } else {
                     // Woken between its last look and the switch: runnable at once.
                     self.run_queue.push(ptr);
@@ -487,6 +534,9 @@ impl Local {
                 self.retire(ptr);
                 return true;
             }
+        }
+        if self.deferred.get() > 0 {
+            self.resolve_deferred();
         }
         false
     }
@@ -544,17 +594,20 @@ impl Local {
         std::mem::forget(fiber);
         self.rt.arena.leak_around(task.overflow.guard_low);
         if task.switched_unwinding.get() {
-            // Its unwind stays in flight on this thread forever.
+            // Its unwind (if it was in one) stays in flight on this thread for ever.
             task.switched_unwinding.set(false);
             self.parked_unwinding.set(self.parked_unwinding.get() - 1);
             super::leak_unwind();
         }
+        self.parked_stop_settled(task);
         task.parked.set(false);
         task.finish();
         let slot = task.slot();
         self.count_finished();
         let owned = self.registry.borrow_mut().remove(slot);
-        drop(owned);
+        // Never freed: queues may still hold uncounted pointers to the task (a channel
+        // waiter's borrowed unparker) or nodes on its stack, which name it.
+        std::mem::forget(owned);
     }
 
     /// Calls `f` with every task this domain owns (not running: called between tasks).
@@ -670,6 +723,12 @@ impl Local {
     }
 
     fn idle(&self, done: &dyn Fn() -> bool) {
+        if self.deferred.get() > 0 {
+            self.resolve_deferred();
+            if !self.run_queue.is_empty() {
+                return;
+            }
+        }
         let mut next_deadline = None;
         if !self.timers.borrow().is_empty() {
             self.fire_timers(Instant::now());

@@ -44,6 +44,7 @@ use std::sync::Arc;
 use crate::sched::task::Task;
 use crate::switch::Suspend;
 use domain::Local;
+use park::stop::Unwinding;
 
 thread_local! {
     /// The domain this thread runs, if it is a domain thread.
@@ -104,29 +105,26 @@ fn set_current(t: *const Task) {
 }
 
 /// Whether `task`, the task running on this thread, is unwinding (from a panic, or from a
-/// stop).
+/// stop), as far as can be known (see `park::stop`).
 ///
 /// std keeps one panic count per OS thread, and a task may switch out in the middle of an
 /// unwind (a destructor that blocks): the count then stays raised while the domain runs other
-/// tasks. So the count alone answers only while no other task of this thread is switched out
-/// mid-unwind (the domain counts those, and abandoned ones stay counted for the thread). When
-/// some are, the task's own record decides: the panic hook and the stop raise add to it, its
-/// root clears it. The record misses an unwind the task starts with `resume_unwind` while
-/// another task of its domain is switched out mid-unwind; then it is taken for not unwinding.
-pub(crate) fn task_unwinding(task: &Task) -> bool {
+/// tasks. So the count answers for the task only while no other task of this thread is
+/// switched out mid-unwind (the domain counts those, and those that may be; abandoned ones stay
+/// counted for the thread); otherwise the answer is `Unsure`.
+pub(crate) fn task_unwinding(task: &Task) -> Unwinding {
+    if task.draining.get() {
+        return Unwinding::Yes;
+    }
     if !std::thread::panicking() {
-        task.unwinds.set(0);
-        return false;
+        return Unwinding::No;
     }
     let others = with_local(|l| l.parked_unwinding()) + LEAKED_UNWINDS.with(Cell::get);
     if others == 0 {
-        // Only this task can have raised the count.
-        if task.unwinds.get() == 0 {
-            task.unwinds.set(1);
-        }
-        return true;
+        Unwinding::Yes
+    } else {
+        Unwinding::Unsure
     }
-    task.unwinds.get() > 0
 }
 
 /// A task abandoned in the middle of an unwind leaves that unwind in flight on this thread.
@@ -134,14 +132,17 @@ pub(crate) fn leak_unwind() {
     LEAKED_UNWINDS.with(|n| n.set(n.get() + 1));
 }
 
-/// Whether the caller is unwinding from a panic, as poisoning needs it: for a task, its own
-/// unwind (see [`task_unwinding`]), not counting the runtime's stop unwind (a task stopped while
-/// it holds a lock did not break the lock's data); outside a task, std's answer.
+/// Whether the caller is unwinding from a panic, as poisoning needs it: for a task, whether it
+/// is certainly unwinding from a panic (not from the runtime's stop: a task stopped while it
+/// holds a lock did not break the lock's data; and not when it cannot be told, see
+/// [`task_unwinding`]); outside a task, std's answer, unless a task abandoned mid-unwind on
+/// this thread keeps that answer raised for good (then it cannot be told either).
 pub(crate) fn panicking() -> bool {
     if !std::thread::panicking() {
         return false;
     }
-    with_current(|t| task_unwinding(t) && !t.stop_raised.get()).unwrap_or(true)
+    with_current(|t| task_unwinding(t) == Unwinding::Yes && !t.stop_unwinding.get())
+        .unwrap_or_else(|| LEAKED_UNWINDS.with(Cell::get) == 0)
 }
 
 /// Whether spinning on a held lock could see it released: true on a plain OS thread, or on a

@@ -455,8 +455,8 @@ fn install_panic_hook() {
     };
     let hook: Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send> = Box::new(move |info| {
         let in_task = super::with_current(|task| {
-            // The task starts unwinding (see `sched::task_unwinding`).
-            task.unwinds.set(task.unwinds.get() + 1);
+            // A real panic: the task's newest unwind is not the runtime's stop (poisoning).
+            task.stop_unwinding.set(false);
             if !previous.is_default {
                 (previous.hook)(info);
             } else if task.report_panics {

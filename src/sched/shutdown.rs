@@ -44,6 +44,8 @@ use std::time::{Duration, Instant};
 use super::domain::{Local, TaskPtr};
 use super::park::{WaitKind, Wake};
 use super::runtime::RuntimeShared;
+use super::task::Task;
+use std::panic::Location;
 use std::sync::atomic::Ordering;
 
 /// How often an idle domain looks at the shutdown's progress.
@@ -144,12 +146,24 @@ fn watch(local: &Local) {
     }
 }
 
+/// Reports a wait the shutdown gives up (step 5), from the task's park.
+pub(crate) fn report_given_up(task: &Task, reason: &str, site: &Location<'static>) {
+    eprintln!(
+        "bobine: while its runtime was ending, task {} waited in {reason} (at {site}) with \
+         nothing happening for {} s; that wait is given up",
+        task.describe(),
+        GRACE.as_secs()
+    );
+}
+
 /// Applies stage `stage` to this domain's parked tasks (step 5).
 fn apply(local: &Local, stage: u8) {
+    // Wake-ups already sent count: a task they woke is not stuck.
+    local.drain_inbox();
     local.for_each_task(|ptr| {
         // SAFETY: the registry owns the task; no task runs while the domain walks it.
         let task = unsafe { ptr.as_ref() };
-        if !task.parked.get() {
+        if !task.parked.get() || !task.park.is_armed() {
             return;
         }
         let Some(site) = task.park_site() else {
@@ -157,14 +171,7 @@ fn apply(local: &Local, stage: u8) {
         };
         match stage {
             1 if site.kind == WaitKind::Soft => {
-                eprintln!(
-                    "bobine: while its runtime was ending, task {} waited in {} (at {}) with \
-                     nothing happening for {} s; that wait is given up",
-                    task.describe(),
-                    site.reason,
-                    site.location,
-                    GRACE.as_secs()
-                );
+                // It resumes, and its park gives the wait up (reported there).
                 task.park.wake_current(Wake::Interrupted);
                 local.woken(task);
             }

@@ -20,8 +20,8 @@
 //!
 //! ## Who touches what
 //!
-//! - `fiber`, `yielder`, `parked`, `slot`, `park_site`, `domain` and the unwinding state
-//!   (`unwinds`, `stop_raised`, `switched_unwinding`, `draining`): only the thread of the domain
+//! - `fiber`, `yielder`, `parked`, `slot`, `park_site`, `domain` and the stop state (`park_mode`,
+//!   `deferred`, `stop_*`, `switched_unwinding`, `draining`...): only the thread of the domain
 //!   that owns the task (for a NEW task: whoever holds it in a queue, which hands it over with
 //!   the queue's own synchronisation).
 //! - `park`, `cancelled`: any thread (atomics). `domain` is published by the release store of
@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use crate::sched::domain::DomainShared;
+use crate::sched::park::stop::{ParkMode, Unwinding};
 use crate::sched::park::{ParkWord, Unparker, WaitKind};
 use crate::stack::OverflowInfo;
 use crate::switch::{Fiber, FiberYielder, Suspend};
@@ -101,19 +102,28 @@ pub(crate) struct Task {
     state: AtomicU8,
     /// Switched out to park and not queued since (park protocol, steps 4 and 6).
     pub(crate) parked: Cell<bool>,
-    /// Whether the park in progress ends when a stop is requested (computed when it starts:
-    /// see `park::on_stop`).
-    pub(crate) park_reacts: Cell<bool>,
-    /// How many unwinds of this task are in flight, as far as the runtime can tell (see
-    /// `sched::task_unwinding`).
-    pub(crate) unwinds: Cell<u32>,
+    /// What a stop request does to the park in progress (see `park::stop`).
+    pub(crate) park_mode: Cell<ParkMode>,
+    /// A stop of this parked task waits for its domain to tell that it is not unwinding
+    /// (counted in the domain's `deferred`).
+    pub(crate) deferred: Cell<bool>,
+    /// Set by the domain when it woke a deferred stop: the task is certainly not unwinding.
+    pub(crate) known_clear: Cell<bool>,
+    /// The last park ended `Interrupted` for a stop: the waiting primitive settles, then
+    /// unwinds (`park::stop::unwind_if_stopped`).
+    pub(crate) stop_pending: Cell<bool>,
     /// The runtime raised its stop unwind in this task and the task's root has not caught it
     /// yet; a task that parks again (not unwinding) while this is set caught it itself.
     pub(crate) stop_raised: Cell<bool>,
-    /// Switched out while unwinding (counted in its domain's `parked_unwinding`).
+    /// The task's newest unwind is the runtime's stop (not a panic): it does not poison locks.
+    pub(crate) stop_unwinding: Cell<bool>,
+    /// Switched out while unwinding, or maybe unwinding (counted in its domain's
+    /// `parked_unwinding`).
     pub(crate) switched_unwinding: Cell<bool>,
     /// Dropping the closure of a task stopped before it ran: its waits wait, as in unwinding.
     pub(crate) draining: Cell<bool>,
+    /// Soft waits the shutdown gave up for this task.
+    pub(crate) given_up: Cell<u8>,
     domain: UnsafeCell<Option<Arc<DomainShared>>>,
     fiber: UnsafeCell<Option<Fiber>>,
     yielder: Cell<*const FiberYielder>,
@@ -200,11 +210,15 @@ impl Task {
             overflow,
             state: AtomicU8::new(NEW),
             parked: Cell::new(false),
-            park_reacts: Cell::new(false),
-            unwinds: Cell::new(0),
+            park_mode: Cell::new(ParkMode::Ignores),
+            deferred: Cell::new(false),
+            known_clear: Cell::new(false),
+            stop_pending: Cell::new(false),
             stop_raised: Cell::new(false),
+            stop_unwinding: Cell::new(false),
             switched_unwinding: Cell::new(false),
             draining: Cell::new(false),
+            given_up: Cell::new(0),
             domain: UnsafeCell::new(None),
             fiber: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
@@ -323,8 +337,9 @@ impl Task {
             "bobine: a task that is not running tried to switch"
         );
         // A task switched out in the middle of an unwind leaves its thread's panic count raised
-        // while other tasks run: its domain counts such tasks (see `sched::task_unwinding`).
-        let unwinding = std::thread::panicking() && super::task_unwinding(self);
+        // while other tasks run: its domain counts such tasks, and those that may be (see
+        // `sched::task_unwinding`).
+        let unwinding = std::thread::panicking() && super::task_unwinding(self) != Unwinding::No;
         if unwinding {
             super::with_local(|l| l.switched_out_unwinding(self, true));
         }
@@ -441,7 +456,11 @@ impl Task {
             if !self.add_joiner(park.unparker()) {
                 return;
             }
-            park.wait_for(&super::park::Wait::hand_over(reason));
+            let why = park.wait_for(&super::park::Wait::hand_over(reason));
+            if why == super::park::Wake::Interrupted && !self.is_finished() {
+                // Stopped before the task ended (had it ended, the join would stand).
+                super::park::stop::unwind_if_stopped();
+            }
         }
     }
 

@@ -33,7 +33,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::sched::park::{Unparker, Wait, Wake, park_current};
+use crate::sched::park::{Unparker, Wait, Wake, park_current, stop};
 use crate::util::{SpinGuard, SpinLock};
 
 /// One waiter, on its owner's stack. Every field is touched only under the lock of the list
@@ -86,29 +86,58 @@ impl WaitList {
         }
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
+    /// Whether nobody waits (waiters of abandoned tasks do not count: see
+    /// [`WaitList::pop_front`]).
+    pub(crate) fn is_empty(&mut self) -> bool {
+        self.drop_dead_front();
         self.head.is_null()
     }
 
     /// The tag of the oldest waiter.
-    pub(crate) fn front_tag(&self) -> Option<u8> {
-        // SAFETY: a linked node is alive (its waiter is blocked in `WaitIn::park`).
+    pub(crate) fn front_tag(&mut self) -> Option<u8> {
+        self.drop_dead_front();
+        // SAFETY: a linked node is alive (its waiter is blocked in `WaitIn::park`, or its task
+        // was abandoned with its stack left in place).
         (!self.head.is_null()).then(|| unsafe { (*self.head).tag })
     }
 
     /// Unlinks the oldest waiter and returns its unparker, for the caller to unpark.
+    ///
+    /// Waiters of tasks the shutdown abandoned are skipped (unlinked and forgotten): their node
+    /// stays on a stack that is never freed, and whatever would be handed to them goes to the
+    /// next waiter instead.
     pub(crate) fn pop_front(&mut self) -> Option<Unparker> {
-        if self.head.is_null() {
-            return None;
+        while !self.head.is_null() {
+            let node = self.head;
+            // Take the unparker first: once `unlink` clears `linked`, the owner may return and
+            // its node be gone.
+            // SAFETY: a linked node is alive; we hold the list's lock.
+            let unparker = unsafe { (*node).unparker.take() };
+            // SAFETY: as above.
+            unsafe { self.unlink(node) };
+            match unparker {
+                Some(u) if u.is_dead() => continue,
+                u => return u,
+            }
         }
-        let node = self.head;
-        // Take the unparker first: once `unlink` clears `linked`, the owner may return and its
-        // node be gone.
-        // SAFETY: a linked node is alive; we hold the list's lock.
-        let unparker = unsafe { (*node).unparker.take() };
-        // SAFETY: as above.
-        unsafe { self.unlink(node) };
-        unparker
+        None
+    }
+
+    /// Unlinks the waiters of abandoned tasks at the front.
+    fn drop_dead_front(&mut self) {
+        while !self.head.is_null() {
+            let node = self.head;
+            // SAFETY: a linked node is alive; we hold the list's lock.
+            let unparker = unsafe { (*node).unparker.take() };
+            let dead = unparker.as_ref().is_some_and(Unparker::is_dead);
+            if !dead {
+                // SAFETY: as above.
+                unsafe { (*node).unparker.set(unparker) };
+                return;
+            }
+            // SAFETY: as above.
+            unsafe { self.unlink(node) };
+        }
     }
 
     /// Links `node` at the back.
@@ -347,7 +376,9 @@ where
         // From here the wait has ended normally: the guard only has to drop its hooks.
         leave.armed = false;
         if !node.linked.load(Ordering::Acquire) {
-            // A waker unlinked us (release): what it handed over is ours.
+            // A waker unlinked us (release): what it handed over is ours, even if a stop or the
+            // deadline ended the park at the same moment (the stop then takes effect at the
+            // next park point).
             return Woken::Notified;
         }
         if !leave.leave() {
@@ -356,7 +387,12 @@ where
         }
         match why {
             Wake::TimedOut => Woken::TimedOut,
-            _ => Woken::Interrupted,
+            _ => {
+                // Out of the list with nothing handed over: a stop unwinds now (the hooks have
+                // run); a soft wait the shutdown gave up reports it.
+                stop::unwind_if_stopped();
+                Woken::Interrupted
+            }
         }
     }
 }

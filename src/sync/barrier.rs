@@ -60,31 +60,36 @@ impl Barrier {
     /// stopped while it waits unwinds from here and no longer counts towards the opening.
     #[track_caller]
     pub fn wait(&self) -> BarrierWaitResult {
-        let mut state = self.state.lock();
-        state.arrived += 1;
-        if state.arrived >= self.n {
-            state.arrived = 0;
-            state.generation += 1;
-            while let Some(u) = state.queue.pop_front() {
-                u.unpark();
+        loop {
+            let mut state = self.state.lock();
+            state.arrived += 1;
+            if state.arrived >= self.n {
+                state.arrived = 0;
+                state.generation += 1;
+                while let Some(u) = state.queue.pop_front() {
+                    u.unpark();
+                }
+                return BarrierWaitResult(true);
             }
-            return BarrierWaitResult(true);
+            let generation = state.generation;
+            let woken = WaitIn::new(
+                &self.state,
+                |s: &mut BarrierState| &mut s.queue,
+                Wait::hand_over("Barrier::wait"),
+            )
+            .withdraw(|s: &mut BarrierState| {
+                // Leaving before the opening: we no longer count towards it.
+                if s.generation == generation {
+                    s.arrived -= 1;
+                }
+            })
+            .park(state);
+            // The barrier opened; any other end of the wait (we left, uncounted) means arriving
+            // again.
+            if woken == Woken::Notified {
+                return BarrierWaitResult(false);
+            }
         }
-        let generation = state.generation;
-        let woken = WaitIn::new(
-            &self.state,
-            |s: &mut BarrierState| &mut s.queue,
-            Wait::hand_over("Barrier::wait"),
-        )
-        .withdraw(|s: &mut BarrierState| {
-            // Leaving before the opening: we no longer count towards it.
-            if s.generation == generation {
-                s.arrived -= 1;
-            }
-        })
-        .park(state);
-        debug_assert_eq!(woken, Woken::Notified, "a barrier opens, it never gives up");
-        BarrierWaitResult(false)
     }
 }
 

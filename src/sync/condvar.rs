@@ -158,7 +158,25 @@ impl Condvar {
             mutex.unlock_raw();
         };
         let woken = self.wait_raw(Wait::hand_over("Condvar::wait").until(deadline), release);
-        (mutex.relock(panicking), woken == Woken::TimedOut)
+        let relocked = self.relock_after(woken, || mutex.relock(panicking));
+        (relocked, woken == Woken::TimedOut)
+    }
+
+    /// Runs `relock` (taking the caller's lock again) after a wait that ended `woken`. If the
+    /// relock unwinds (the task is stopped while it waits for its mutex) after a notification
+    /// was handed to it, the notification goes to the next waiter: nothing is lost.
+    #[track_caller]
+    pub(crate) fn relock_after<R>(&self, woken: Woken, relock: impl FnOnce() -> R) -> R {
+        struct PassOn<'a>(&'a Condvar);
+        impl Drop for PassOn<'_> {
+            fn drop(&mut self) {
+                self.0.notify_one();
+            }
+        }
+        let pass_on = (woken == Woken::Notified).then_some(PassOn(self));
+        let relocked = relock();
+        std::mem::forget(pass_on);
+        relocked
     }
 
     /// Waits for a notification on behalf of a lock that is not a [`Mutex`](super::Mutex) (the

@@ -28,7 +28,7 @@ pub use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError, 
 
 use crate::sched::park::Unparker;
 use crate::sched::park::Wait;
-use crate::sched::waitqueue::{WaitIn, WaitList, Woken};
+use crate::sched::waitqueue::{WaitIn, WaitList};
 use crate::util::{SpinGuard, SpinLock};
 
 struct Slot<T> {
@@ -67,7 +67,22 @@ impl<T> State<T> {
     }
 }
 
-/// Takes a rendezvous sender's value back if it unwinds before the value was received.
+impl<T> State<T> {
+    /// Takes back the value of the rendezvous sender of sequence number `seq`, if it has not
+    /// been received: the value must not be delivered later, nor its slot wake another sender.
+    fn withdraw_rendezvous(&mut self, seq: u64) -> Option<T> {
+        if self.received > seq {
+            return None;
+        }
+        let index = (seq - self.received) as usize;
+        let slot = self.buffer.get_mut(index)?;
+        slot.sender_waits = false;
+        slot.value.take()
+    }
+}
+
+/// Takes a rendezvous sender's value back if it unwinds before the value was received (and
+/// before its wait could: see `Chan::send`).
 struct Withdraw<'a, T> {
     chan: &'a Chan<T>,
     seq: u64,
@@ -75,16 +90,8 @@ struct Withdraw<'a, T> {
 
 impl<T> Drop for Withdraw<'_, T> {
     fn drop(&mut self) {
-        let mut state = self.chan.state.lock();
-        let mut value = None;
-        if state.received <= self.seq {
-            let index = (self.seq - state.received) as usize;
-            if let Some(slot) = state.buffer.get_mut(index) {
-                value = slot.value.take();
-                slot.sender_waits = false;
-            }
-        }
-        drop(state);
+        let value = self.chan.state.lock().withdraw_rendezvous(self.seq);
+        // Dropped outside the lock.
         drop(value);
     }
 }
@@ -210,8 +217,12 @@ impl<T> Chan<T> {
         let receiver = state.recv_queue.pop_front();
         wake(receiver);
         // If this sender unwinds while it waits (cancellation, or its runtime ending), its
-        // value must not be delivered later, nor its slot wake another sender.
+        // value must not be delivered later, nor its slot wake another sender: taken back as
+        // it leaves the queue, under the same lock (a receive in between would otherwise take
+        // the value and wake the next sender in its place), or by `Withdraw` if it unwinds
+        // from elsewhere.
         let withdraw = Withdraw { chan: self, seq };
+        let taken: Cell<Option<T>> = Cell::new(None);
         loop {
             if state.received > seq {
                 std::mem::forget(withdraw);
@@ -226,7 +237,15 @@ impl<T> Chan<T> {
                     .expect("an untaken rendezvous value");
                 return Err(SendError(value));
             }
-            state = self.wait(state, Queue::Senders, "SyncSender::send", None, || ());
+            fn senders<T>(s: &mut State<T>) -> &mut WaitList {
+                &mut s.send_queue
+            }
+            WaitIn::new(&self.state, senders, Wait::hand_over("SyncSender::send"))
+                .withdraw(|s: &mut State<T>| taken.set(s.withdraw_rendezvous(seq)))
+                .park(state);
+            // A value taken back here is dropped by this frame (on unwinding too), outside
+            // the lock.
+            state = self.state.lock();
         }
     }
 
@@ -252,14 +271,10 @@ impl<T> Chan<T> {
             Queue::Senders => senders,
             Queue::Receivers => receivers,
         };
-        let woken = WaitIn::new(&self.state, list, Wait::hand_over(what).until(deadline))
+        // Callers loop on their condition, so any end of the wait will do.
+        WaitIn::new(&self.state, list, Wait::hand_over(what).until(deadline))
             .pass_on(pass_on)
             .park(state);
-        debug_assert_ne!(
-            woken,
-            Woken::Interrupted,
-            "a channel wait is never given up"
-        );
         self.state.lock()
     }
 

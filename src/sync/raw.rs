@@ -100,27 +100,29 @@ impl RawMutex {
                 }
             }
         }
-        let queue = self.queue.lock();
-        self.state.fetch_or(QUEUED, Ordering::Relaxed);
-        if self.try_lock() {
-            if queue.is_empty() {
-                self.state.fetch_and(!QUEUED, Ordering::Relaxed);
-            }
-            return;
-        }
-        let woken = WaitIn::new(&self.queue, |l| l, Wait::hand_over(reason))
-            .withdraw(|queue: &mut WaitList| {
+        loop {
+            let mut queue = self.queue.lock();
+            self.state.fetch_or(QUEUED, Ordering::Relaxed);
+            if self.try_lock() {
                 if queue.is_empty() {
                     self.state.fetch_and(!QUEUED, Ordering::Relaxed);
                 }
-            })
-            .pass_on(|| self.unlock())
-            .park(queue);
-        debug_assert_eq!(
-            woken,
-            Woken::Notified,
-            "a lock is handed over, never given up"
-        );
+                return;
+            }
+            let woken = WaitIn::new(&self.queue, |l| l, Wait::hand_over(reason))
+                .withdraw(|queue: &mut WaitList| {
+                    if queue.is_empty() {
+                        self.state.fetch_and(!QUEUED, Ordering::Relaxed);
+                    }
+                })
+                .pass_on(|| self.unlock())
+                .park(queue);
+            // A lock is handed over (a stopped waiter unwinds from the wait instead); any other
+            // end of the wait just means trying again.
+            if woken == Woken::Notified {
+                return;
+            }
+        }
     }
 
     /// Releases the lock, handing it to the oldest waiter if there is one.

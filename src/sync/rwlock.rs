@@ -106,53 +106,44 @@ impl<T: ?Sized> RwLock<T> {
     /// Locks for reading, parking while a writer holds the lock or waits for it.
     #[track_caller]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
-        let mut state = self.state.lock();
-        if !state.writer && state.queue.is_empty() {
-            state.readers += 1;
-        } else {
-            let woken = WaitIn::new(
-                &self.state,
-                |s| &mut s.queue,
-                Wait::hand_over("RwLock::read"),
-            )
-            .tag(READER)
-            // Leaving the queue: those behind us may be able to come in now.
-            .withdraw(State::grant)
-            .pass_on(|| self.release(false))
-            .park(state);
-            debug_assert_eq!(
-                woken,
-                Woken::Notified,
-                "a lock is handed over, never given up"
-            );
-        }
+        self.lock_as(READER, "RwLock::read");
         self.read_guard()
     }
 
     /// Locks for writing, parking while anyone holds the lock or waits ahead.
     #[track_caller]
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
-        let mut state = self.state.lock();
-        if !state.writer && state.readers == 0 && state.queue.is_empty() {
-            state.writer = true;
-        } else {
-            let woken = WaitIn::new(
-                &self.state,
-                |s| &mut s.queue,
-                Wait::hand_over("RwLock::write"),
-            )
-            .tag(WRITER)
-            // A writer leaving the queue: the readers it held back may come in now.
-            .withdraw(State::grant)
-            .pass_on(|| self.release(true))
-            .park(state);
-            debug_assert_eq!(
-                woken,
-                Woken::Notified,
-                "a lock is handed over, never given up"
-            );
-        }
+        self.lock_as(WRITER, "RwLock::write");
         self.write_guard()
+    }
+
+    /// Takes the lock as a reader or a writer (`tag`), queueing behind anyone already waiting.
+    #[track_caller]
+    fn lock_as(&self, tag: u8, reason: &'static str) {
+        loop {
+            let mut state = self.state.lock();
+            let free =
+                !state.writer && state.queue.is_empty() && (tag == READER || state.readers == 0);
+            if free {
+                if tag == READER {
+                    state.readers += 1;
+                } else {
+                    state.writer = true;
+                }
+                return;
+            }
+            let woken = WaitIn::new(&self.state, |s| &mut s.queue, Wait::hand_over(reason))
+                .tag(tag)
+                // Leaving the queue: those held back behind us may come in now.
+                .withdraw(State::grant)
+                .pass_on(|| self.release(tag == WRITER))
+                .park(state);
+            // The lock is handed over (the releaser counted us in); any other end of the wait
+            // means trying again.
+            if woken == Woken::Notified {
+                return;
+            }
+        }
     }
 
     /// Locks for reading if that needs no waiting.

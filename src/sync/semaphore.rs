@@ -55,23 +55,26 @@ impl Semaphore {
     /// it waits unwinds from here (a permit handed to it meanwhile goes to the next waiter).
     #[track_caller]
     pub fn acquire(&self) {
-        let mut state = self.state.lock();
-        if state.permits > 0 && state.queue.is_empty() {
-            state.permits -= 1;
-            return;
+        loop {
+            let mut state = self.state.lock();
+            if state.permits > 0 && state.queue.is_empty() {
+                state.permits -= 1;
+                return;
+            }
+            let woken = WaitIn::new(
+                &self.state,
+                |s: &mut SemState| &mut s.queue,
+                Wait::hand_over("Semaphore::acquire"),
+            )
+            // A permit handed to a waiter that unwinds instead goes back (to the next waiter);
+            // at the maximum it merges with the permits there.
+            .pass_on(|| drop(self.try_release()))
+            .park(state);
+            // A permit is handed over; any other end of the wait means trying again.
+            if woken == Woken::Notified {
+                return;
+            }
         }
-        let woken = WaitIn::new(
-            &self.state,
-            |s: &mut SemState| &mut s.queue,
-            Wait::hand_over("Semaphore::acquire"),
-        )
-        .pass_on(|| self.release())
-        .park(state);
-        debug_assert_eq!(
-            woken,
-            Woken::Notified,
-            "a permit is handed over, never given up"
-        );
     }
 
     /// Takes a permit if one is free and nobody is queued; never blocks.

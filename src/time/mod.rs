@@ -42,9 +42,10 @@ fn sleep_deadline(deadline: Option<Instant>) {
         }
     }
     // A stopped task unwinds out of its sleep; at shutdown, a sleep in a destructor that
-    // nothing else ends is given up (it returns early, `Interrupted`).
+    // nothing else ends is given up (it returns early).
     while deadline.is_none_or(|t| Instant::now() < t) {
         if Park::new().wait_for(&Wait::soft("sleep").until(deadline)) == Wake::Interrupted {
+            crate::sched::park::stop::unwind_if_stopped();
             return;
         }
     }

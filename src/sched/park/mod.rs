@@ -250,6 +250,18 @@ impl Unparker {
         }
     }
 
+    /// Whether the waiter is a task the shutdown abandoned (it ended without ever leaving its
+    /// wait): a waker skips it and hands what it would have handed over to the next waiter.
+    pub(crate) fn is_dead(&self) -> bool {
+        match &self.target {
+            Target::Task(t) => t.is_finished(),
+            // SAFETY: as in `wake`: alive while its one waker holds it (an abandoned task is
+            // never freed).
+            Target::TaskRef(t) => unsafe { t.as_ref() }.is_finished(),
+            Target::Thread(_) => false,
+        }
+    }
+
     /// Whether the park this unparker belongs to is still waiting.
     pub(crate) fn is_pending(&self) -> bool {
         self.target.word().outcome(self.gen_).is_none()
@@ -284,7 +296,8 @@ impl std::fmt::Debug for Unparker {
 /// [`Wake::Superseded`] at once.
 ///
 /// In a task that is being stopped (its runtime is ending), `wait` unwinds the task (its
-/// destructors run) instead of returning; see the crate's README on shutdown.
+/// destructors run) instead of returning, unless an unparker woke it first; see the crate's
+/// README on shutdown.
 pub struct Park {
     target: Target,
     gen_: u64,
@@ -327,7 +340,7 @@ impl Park {
     /// As [`Park::wait_until`].
     #[track_caller]
     pub fn wait(self, reason: &'static str) -> Wake {
-        self.wait_for(&Wait::hand_over(reason))
+        self.wait_until(reason, None)
     }
 
     /// Blocks until unparked or until `deadline`.
@@ -338,10 +351,17 @@ impl Park {
     /// `!Send`, but a `spawn_local` task could still capture another task's park).
     #[track_caller]
     pub fn wait_until(self, reason: &'static str, deadline: Option<Instant>) -> Wake {
-        self.wait_for(&Wait::hand_over(reason).until(deadline))
+        let why = self.wait_for(&Wait::hand_over(reason).until(deadline));
+        if why == Wake::Interrupted {
+            // A stop: what an unparker hands over is settled by its `unpark` result.
+            stop::unwind_if_stopped();
+        }
+        why
     }
 
-    /// Blocks as `wait` describes (see the module doc's entry points).
+    /// Blocks as `wait` describes (see the module doc's entry points). A stop ends the wait
+    /// `Interrupted` with the stop pending: the caller settles its wait (keeps what was handed
+    /// to it, or withdraws), then calls [`stop::unwind_if_stopped`].
     #[track_caller]
     pub(crate) fn wait_for(self, wait: &Wait) -> Wake {
         let site = Location::caller();
@@ -463,12 +483,15 @@ impl Drop for RetireOnUnwind<'_> {
     }
 }
 
-/// Steps 3 and 4 for a task, with the stop decision of [`stop`].
+/// Steps 3 and 4 for a task, with the stop decision of [`stop`]. A stop ends the park
+/// `Interrupted` with the stop pending (`Task::stop_pending`): the caller settles its wait and
+/// unwinds ([`stop::unwind_if_stopped`]).
 fn wait_task(task: &Task, gen_: u64, wait: &Wait, site: &'static Location<'static>) -> Wake {
+    task.stop_pending.set(false);
     if let Some(why) = task.park.outcome(gen_) {
         return why;
     }
-    let unwinding = task.draining.get() || super::task_unwinding(task);
+    let unwinding = super::task_unwinding(task);
     if task.is_cancelled() {
         if let Some(why) = act_on_stop(task, gen_, wait, unwinding, site) {
             return why;
@@ -491,8 +514,7 @@ fn wait_task(task: &Task, gen_: u64, wait: &Wait, site: &'static Location<'stati
             )
         });
     }
-    task.park_reacts
-        .set(wait.kind != WaitKind::Uninterruptible && !unwinding);
+    task.park_mode.set(stop::ParkMode::of(wait.kind, unwinding));
     task.set_park_site(Some(ParkSite {
         reason: wait.reason,
         kind: wait.kind,
@@ -500,7 +522,8 @@ fn wait_task(task: &Task, gen_: u64, wait: &Wait, site: &'static Location<'stati
     }));
     task.suspend(Suspend::Park);
     task.set_park_site(None);
-    task.park_reacts.set(false);
+    task.park_mode.set(stop::ParkMode::Ignores);
+    super::with_local(|local| local.parked_stop_settled(task));
     let why = task
         .park
         .outcome(gen_)
@@ -509,41 +532,46 @@ fn wait_task(task: &Task, gen_: u64, wait: &Wait, site: &'static Location<'stati
         super::with_local(|local| local.timer_went_stale());
     }
     if why == Wake::Interrupted && task.is_cancelled() {
-        // Woken by the stop (or by the shutdown giving soft waits up): the generation is over
-        // already, so only an unwind or an early return remains.
+        // Woken by the stop, by the domain resolving a deferred stop (then the task is
+        // certainly not unwinding), or by the shutdown giving soft waits up. The generation is
+        // over: whatever the table says now, the wait ends here.
+        let unwinding = if task.known_clear.replace(false) {
+            stop::Unwinding::No
+        } else {
+            unwinding
+        };
         return act_on_stop(task, gen_, wait, unwinding, site).unwrap_or(why);
     }
     why
 }
 
 /// Carries out [`stop::decide`] for a stopped task at a park of generation `gen_`: `None` to
-/// keep waiting, `Some(why)` to return, or it unwinds (or abandons) the task.
+/// keep waiting, `Some(why)` to end the wait, or it abandons the task.
 fn act_on_stop(
     task: &Task,
     gen_: u64,
     wait: &Wait,
-    unwinding: bool,
+    unwinding: stop::Unwinding,
     site: &'static Location<'static>,
 ) -> Option<Wake> {
     let (ending, soft_given_up) = super::with_local(|l| l.shutdown_state());
     match stop::decide(task, wait.kind, unwinding, ending, soft_given_up) {
-        stop::OnStop::Wait => None,
+        stop::OnStop::Wait | stop::OnStop::Defer => None,
         stop::OnStop::GiveUp => {
+            task.given_up.set(task.given_up.get() + 1);
             task.park.wake(gen_, Wake::Interrupted);
+            super::shutdown::report_given_up(task, wait.reason, site);
             Some(Wake::Interrupted)
         }
         stop::OnStop::Raise => {
-            task.park.wake(gen_, Wake::Superseded);
-            if task.stop_raised.get() {
-                // It caught the previous one; let the domain breathe before raising again.
-                task.suspend(Suspend::Yield);
-            }
-            stop::raise(task)
+            task.park.wake(gen_, Wake::Interrupted);
+            task.stop_pending.set(true);
+            Some(Wake::Interrupted)
         }
         stop::OnStop::Abandon => {
             task.park.wake(gen_, Wake::Superseded);
-            let what = format!("block again in {}", wait.reason);
-            stop::abandon_swallower(task, &what, Some(site))
+            let what = format!("it waited again in {}", wait.reason);
+            stop::abandon(task, &what, Some(site))
         }
     }
 }

@@ -6,94 +6,185 @@
 //! ([`Stop`]), so its destructors run on its own stack, as the task; its root turns the payload
 //! into [`TaskDropped`] for whoever joins it.
 //!
-//! | the stopped task ...                                            | wait kind      | the park ...                                   |
-//! |-----------------------------------------------------------------|----------------|------------------------------------------------|
-//! | is running normally                                             | hand-over, soft| unwinds it (raises [`Stop`])                    |
-//! | caught an earlier [`Stop`] itself and parks again               | hand-over, soft| runtime ending: abandons it, with a report; otherwise raises again, after a yield |
-//! | is unwinding (a destructor), or drops the closure it never ran  | hand-over      | waits: the destructor gets its lock, message or join |
-//! | is unwinding                                                    | soft           | waits; once the shutdown gives soft waits up, returns `Wake::Interrupted` |
-//! | anything                                                        | uninterruptible| waits (a scope owner outlives its tasks)        |
+//! ## Is the task unwinding?
 //!
-//! Raising while the task is already unwinding would unwind out of a destructor, which aborts
-//! the process; that is why an unwinding task waits instead, and why the runtime tracks which
-//! task is unwinding (`sched::task_unwinding`): the OS thread's panic count is shared by every
-//! task of the domain.
+//! Raising while a task is already unwinding (a destructor that blocks) would unwind out of a
+//! destructor, which aborts the process. So a park raises only when it is *certain* that its
+//! task is not unwinding, which std's panic count tells only in part: the count belongs to the
+//! OS thread, and a task switched out in the middle of an unwind leaves it raised while its
+//! domain runs the others ([`Unwinding`], from `sched::task_unwinding`):
 //!
-//! A park that would not react when it starts (`Task::park_reacts` false) is not woken by a
-//! stop request: its unparker stays valid for the hand-over it waits for.
+//! - the count is zero: the task is not unwinding (certain);
+//! - the count is raised and no other task of the domain is switched out mid-unwind: it is
+//!   (certain);
+//! - the count is raised and some other task of the domain is switched out mid-unwind: it
+//!   cannot be told (a catch or a `resume_unwind` is invisible to the runtime). Such a stop is
+//!   *deferred*: the park waits, and its domain's scheduler, between two tasks, wakes it as soon
+//!   as it sees the count at zero, which proves that no switched-out task of the domain is
+//!   unwinding, this one included (`Local::resolve_deferred`).
+//!
+//! ## The table
+//!
+//! | the stopped task ...                                  | wait kind       | the park ...                                        |
+//! |-------------------------------------------------------|-----------------|-----------------------------------------------------|
+//! | is not unwinding                                      | hand-over, soft | ends `Interrupted` with the stop pending: the caller settles its wait, then unwinds ([`unwind_if_stopped`]) |
+//! | is not unwinding, and caught an earlier [`Stop`]      | hand-over, soft | runtime ending: abandons it, with a report; otherwise as above, after a yield |
+//! | is unwinding, or drops the closure it never ran       | hand-over       | waits: the destructor gets its lock, message or join |
+//! | is unwinding                                          | soft            | waits; once the shutdown gives soft waits up, ends `Interrupted` (an error for the caller); a task that keeps waiting after [`GIVE_UPS`] is abandoned |
+//! | may be unwinding (undecidable now)                    | hand-over, soft | waits, and the stop is deferred (see above)         |
+//! | anything                                              | uninterruptible | waits (a scope owner outlives its tasks)            |
+//!
+//! ## Settling before unwinding
+//!
+//! A stop that wins the park word may race a hand-over that already happened elsewhere: a
+//! waker that unlinked the waiter (a mutex handed over), a partner that popped a channel waiter
+//! and moved the value, a sync committed by its partner. The commit point of those is not the
+//! park word, so the park does not unwind by itself: it returns `Interrupted` and the waiting
+//! primitive settles first. If the hand-over happened, the wait returns normally with what was
+//! handed over (the stop stays requested and takes effect at the next park point); if not, the
+//! primitive leaves its queue and calls [`unwind_if_stopped`]. Nothing handed over is lost.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::Wake;
+use super::{WaitKind, Wake};
 use crate::sched::task::{Task, TaskDropped};
+
+/// Soft waits of one task the shutdown gives up before it abandons the task (one that keeps
+/// waiting after its waits were given up, in a loop of retries, would spin for ever).
+pub(crate) const GIVE_UPS: u8 = 8;
 
 /// The payload of the runtime's stop unwind. Private: only a task's root (through
 /// [`catch_at_root`]) knows it, and turns it into [`TaskDropped`].
 pub(crate) struct Stop;
+
+/// Whether the running task is unwinding, as far as can be known (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unwinding {
+    /// Certainly not.
+    No,
+    /// Certainly (or it drops the closure of a task stopped before it ran, which waits alike).
+    Yes,
+    /// Cannot be told now: another task of its domain is switched out mid-unwind.
+    Unsure,
+}
+
+/// What a stop does to the park of a task, decided when the park starts (the domain reads it
+/// when a stop request arrives, see [`interrupt_pending`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ParkMode {
+    /// A stop ends the park at once.
+    Reacts,
+    /// A stop is deferred until the domain can tell that the task is not unwinding.
+    Defers,
+    /// A stop leaves the park alone.
+    Ignores,
+}
+
+impl ParkMode {
+    /// The mode of a park of `kind` by a task in state `unwinding`.
+    pub(crate) fn of(kind: WaitKind, unwinding: Unwinding) -> ParkMode {
+        match (kind, unwinding) {
+            (WaitKind::Uninterruptible, _) | (_, Unwinding::Yes) => ParkMode::Ignores,
+            (_, Unwinding::No) => ParkMode::Reacts,
+            (_, Unwinding::Unsure) => ParkMode::Defers,
+        }
+    }
+}
 
 /// What a park does about a stop request (see the module doc's table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OnStop {
     /// Keep waiting.
     Wait,
-    /// Unwind the task from here.
+    /// Keep waiting; the domain decides later (see the module doc).
+    Defer,
+    /// End the park `Interrupted` with the stop pending: the caller settles, then unwinds.
     Raise,
     /// End the wait early, as `Wake::Interrupted` (a soft wait given up at shutdown).
     GiveUp,
-    /// The task caught the runtime's unwind while its runtime is ending: it is abandoned.
+    /// The task cannot be stopped cleanly (it caught the runtime's unwind, or keeps waiting
+    /// after its waits were given up) while its runtime is ending: it is abandoned.
     Abandon,
 }
 
 /// The decision of the module doc's table, for a stopped task that parks (or was woken by the
-/// stop) in a wait of `kind`. `unwinding` is whether the task was unwinding (or draining an
-/// unstarted closure) when the park started; `ending` whether its runtime is shutting down;
-/// `soft_given_up` whether the shutdown gives soft waits up already.
+/// stop) in a wait of `kind`. `unwinding` is the task's state; `ending` whether its runtime is
+/// shutting down; `soft_given_up` whether the shutdown gives soft waits up already.
 pub(crate) fn decide(
     task: &Task,
-    kind: super::WaitKind,
-    unwinding: bool,
+    kind: WaitKind,
+    unwinding: Unwinding,
     ending: bool,
     soft_given_up: bool,
 ) -> OnStop {
-    use super::WaitKind::*;
+    use Unwinding::*;
     match (kind, unwinding) {
-        (Uninterruptible, _) => OnStop::Wait,
-        (Soft, true) if soft_given_up => OnStop::GiveUp,
-        (_, true) => OnStop::Wait,
-        (_, false) if task.stop_raised.get() && ending => OnStop::Abandon,
-        (_, false) => OnStop::Raise,
+        (WaitKind::Uninterruptible, _) => OnStop::Wait,
+        (WaitKind::Soft, Yes | Unsure) if soft_given_up => {
+            if task.given_up.get() >= GIVE_UPS {
+                OnStop::Abandon
+            } else {
+                OnStop::GiveUp
+            }
+        }
+        (_, Yes) => OnStop::Wait,
+        (_, Unsure) => OnStop::Defer,
+        (_, No) if task.stop_raised.get() && ending => OnStop::Abandon,
+        (_, No) => OnStop::Raise,
     }
 }
 
 /// A stop point outside any park (a yield): unwinds the running task if it was asked to stop
-/// and is not unwinding already; a task that caught an earlier stop while its runtime ends is
+/// and is certainly not unwinding; a task that caught an earlier stop while its runtime ends is
 /// abandoned, as at a park.
 pub(crate) fn at_yield(task: &Task) {
-    if !task.is_cancelled() || task.draining.get() || crate::sched::task_unwinding(task) {
+    if !task.is_cancelled() || crate::sched::task_unwinding(task) != Unwinding::No {
         return;
     }
     let (ending, _) = crate::sched::with_local(|l| l.shutdown_state());
-    match decide(task, super::WaitKind::HandOver, false, ending, false) {
+    match decide(task, WaitKind::HandOver, Unwinding::No, ending, false) {
         OnStop::Raise => raise(task),
-        OnStop::Abandon => abandon_swallower(task, "thread::yield_now", None),
-        OnStop::Wait | OnStop::GiveUp => {}
+        OnStop::Abandon => abandon(task, "yield", None),
+        OnStop::Wait | OnStop::Defer | OnStop::GiveUp => {}
     }
 }
 
-/// Abandons the running task, which caught the runtime's stop unwind and went on to block (or
-/// yield) again while its runtime ends: reported, then switched out for good.
-pub(crate) fn abandon_swallower(
+/// Called by a waiting primitive once it has settled a wait that ended `Interrupted` (it left
+/// its queue: nothing was handed to it): unwinds the task if the park ended because of a stop;
+/// returns otherwise (a soft wait the shutdown gave up, for which the caller reports an error).
+/// A plain thread is never stopped.
+pub(crate) fn unwind_if_stopped() {
+    crate::sched::with_current(|task| {
+        if task.stop_pending.replace(false) {
+            raise(task)
+        }
+    });
+}
+
+/// Whether the running task's last park ended because of a stop that has not unwound it yet
+/// (for primitives that must tell a stop from another `Interrupted`).
+pub(crate) fn is_pending() -> bool {
+    crate::sched::with_current(|t| t.stop_pending.get()).unwrap_or(false)
+}
+
+/// Abandons the running task while its runtime ends (see [`OnStop::Abandon`]): reported, then
+/// switched out for good.
+pub(crate) fn abandon(
     task: &Task,
-    reason: &str,
+    what: &str,
     site: Option<&'static std::panic::Location<'static>>,
 ) -> ! {
     let at = site.map(|l| format!(" at {l}")).unwrap_or_default();
+    let why = if task.stop_raised.get() {
+        "caught the runtime's unwind (a catch_unwind around a blocking call?) and went on"
+    } else {
+        "kept waiting after its waits were given up"
+    };
     eprintln!(
-        "bobine: task {} caught the runtime's unwind (a catch_unwind around a blocking call?) \
-         and went on to {reason}{at} while its runtime was ending; it is abandoned: its \
+        "bobine: while its runtime was ending, task {} {why} ({what}{at}); it is abandoned: its \
          remaining code and destructors will not run",
         task.describe()
     );
@@ -103,8 +194,12 @@ pub(crate) fn abandon_swallower(
 
 /// Unwinds the running task with the runtime's stop payload.
 pub(crate) fn raise(task: &Task) -> ! {
+    if task.stop_raised.get() {
+        // It caught the previous one; let the domain breathe before raising again.
+        task.suspend(crate::switch::Suspend::Yield);
+    }
     task.stop_raised.set(true);
-    task.unwinds.set(task.unwinds.get() + 1);
+    task.stop_unwinding.set(true);
     std::panic::resume_unwind(Box::new(Stop))
 }
 
@@ -116,8 +211,8 @@ pub(crate) fn catch_at_root<R>(
 ) -> Result<R, Box<dyn Any + Send>> {
     let outcome = catch_unwind(AssertUnwindSafe(f));
     // Whatever was unwinding in this task has been caught.
-    task.unwinds.set(0);
     task.stop_raised.set(false);
+    task.stop_unwinding.set(false);
     outcome.map_err(|payload| {
         if payload.is::<Stop>() {
             Box::new(TaskDropped) as Box<dyn Any + Send>
@@ -150,19 +245,27 @@ pub(crate) fn interrupt(task: &Arc<Task>) -> bool {
     first
 }
 
-/// The domain thread's half of [`interrupt`]: ends the park of a stopped task if that park
-/// reacts to stops.
+/// The domain thread's half of [`interrupt`], for a task that is not running: ends its park if
+/// the park reacts to stops; returns whether the stop must be deferred instead (the caller, its
+/// domain, then registers it).
 #[inline]
-pub(crate) fn interrupt_pending(task: &Task) {
-    if task.park_reacts.get() && task.cancelled.load(Ordering::Acquire) {
-        task.park.wake_current(Wake::Interrupted);
+pub(crate) fn interrupt_pending(task: &Task) -> bool {
+    if !task.parked.get() || !task.cancelled.load(Ordering::Acquire) {
+        return false;
+    }
+    match task.park_mode.get() {
+        ParkMode::Reacts => {
+            task.park.wake_current(Wake::Interrupted);
+            false
+        }
+        ParkMode::Defers => !task.deferred.get(),
+        ParkMode::Ignores => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sched::park::WaitKind;
 
     fn blank_task() -> Arc<Task> {
         crate::sched::task::Task::detached_for_tests()
@@ -171,38 +274,59 @@ mod tests {
     /// The decision table, row by row.
     #[test]
     fn decision_table() {
+        use Unwinding::*;
         let t = blank_task();
         let d = |kind, unwinding, ending, given_up| decide(&t, kind, unwinding, ending, given_up);
         for kind in [WaitKind::HandOver, WaitKind::Soft] {
-            assert_eq!(d(kind, false, false, false), OnStop::Raise);
-            assert_eq!(d(kind, false, true, true), OnStop::Raise);
+            assert_eq!(d(kind, No, false, false), OnStop::Raise);
+            assert_eq!(d(kind, No, true, true), OnStop::Raise);
+            assert_eq!(d(kind, Unsure, true, false), OnStop::Defer);
         }
-        assert_eq!(d(WaitKind::HandOver, true, true, true), OnStop::Wait);
-        assert_eq!(d(WaitKind::Soft, true, true, false), OnStop::Wait);
-        assert_eq!(d(WaitKind::Soft, true, true, true), OnStop::GiveUp);
-        for (unwinding, ending) in [(false, false), (true, true), (false, true)] {
+        assert_eq!(d(WaitKind::HandOver, Yes, true, true), OnStop::Wait);
+        assert_eq!(d(WaitKind::HandOver, Unsure, true, true), OnStop::Defer);
+        assert_eq!(d(WaitKind::Soft, Yes, true, false), OnStop::Wait);
+        assert_eq!(d(WaitKind::Soft, Yes, true, true), OnStop::GiveUp);
+        assert_eq!(d(WaitKind::Soft, Unsure, true, true), OnStop::GiveUp);
+        for unwinding in [No, Yes, Unsure] {
             assert_eq!(
-                d(WaitKind::Uninterruptible, unwinding, ending, true),
+                d(WaitKind::Uninterruptible, unwinding, true, true),
                 OnStop::Wait
             );
         }
+        t.given_up.set(GIVE_UPS);
+        assert_eq!(d(WaitKind::Soft, Yes, true, true), OnStop::Abandon);
         t.stop_raised.set(true);
-        assert_eq!(d(WaitKind::HandOver, false, true, false), OnStop::Abandon);
-        assert_eq!(d(WaitKind::HandOver, false, false, false), OnStop::Raise);
-        assert_eq!(d(WaitKind::HandOver, true, true, false), OnStop::Wait);
+        assert_eq!(d(WaitKind::HandOver, No, true, false), OnStop::Abandon);
+        assert_eq!(d(WaitKind::HandOver, No, false, false), OnStop::Raise);
+        assert_eq!(d(WaitKind::HandOver, Yes, true, false), OnStop::Wait);
+    }
+
+    /// Park modes follow the table: a certain "not unwinding" reacts, an unsure one defers,
+    /// an unwinding task or an uninterruptible wait ignores stops.
+    #[test]
+    fn park_modes() {
+        use Unwinding::*;
+        assert_eq!(ParkMode::of(WaitKind::HandOver, No), ParkMode::Reacts);
+        assert_eq!(ParkMode::of(WaitKind::Soft, Unsure), ParkMode::Defers);
+        assert_eq!(ParkMode::of(WaitKind::Soft, Yes), ParkMode::Ignores);
+        assert_eq!(
+            ParkMode::of(WaitKind::Uninterruptible, No),
+            ParkMode::Ignores
+        );
     }
 
     /// The root turns the stop payload into `TaskDropped`, passes other payloads through, and
-    /// forgets what was unwinding.
+    /// forgets the stop.
     #[test]
     fn root_maps_the_stop_payload() {
         let t = blank_task();
-        let r = catch_at_root(&t, || raise(&t));
+        let r = catch_at_root(&t, || std::panic::resume_unwind(Box::new(Stop)));
         assert!(r.unwrap_err().is::<TaskDropped>());
-        assert!(!t.stop_raised.get());
-        assert_eq!(t.unwinds.get(), 0);
+        t.stop_raised.set(true);
+        t.stop_unwinding.set(true);
         let r = catch_at_root(&t, || std::panic::resume_unwind(Box::new(7u8)));
         assert_eq!(r.unwrap_err().downcast_ref::<u8>(), Some(&7));
+        assert!(!t.stop_raised.get() && !t.stop_unwinding.get());
         assert_eq!(catch_at_root(&t, || 5).unwrap(), 5);
     }
 }

@@ -119,6 +119,13 @@ impl ParkWord {
         self.wake_current(Wake::Interrupted);
     }
 
+    /// Whether the park that ended last ended by its deadline (the shutdown does not count a
+    /// timer's wake-up as progress).
+    pub(crate) fn last_timed_out(&self) -> bool {
+        let w = self.0.load(Ordering::Acquire);
+        w & STATE_MASK == IDLE && Wake::from_word(w) == Wake::TimedOut
+    }
+
     /// The outcome of generation `gen_`, if it has ended: its reason while the word still
     /// shows its end, [`Wake::Superseded`] once a newer park has been armed over it.
     pub(crate) fn outcome(&self, gen_: u64) -> Option<Wake> {

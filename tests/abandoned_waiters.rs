@@ -1,6 +1,7 @@
-//! Independent review: a use after free, in a binary of its own because it needs a global
-//! allocator that never reuses freed memory and fills it with 0xFF (a read of a freed task then
-//! sees garbage every time, instead of whatever the next allocation left there).
+//! Waiters of abandoned tasks: a use after free found by the stop protocol's review, in a binary
+//! of its own because it needs a global allocator that never reuses freed memory and fills it
+//! with 0xFF (a read of a freed task then sees garbage every time, instead of whatever the next
+//! allocation left there).
 
 mod common;
 
@@ -28,7 +29,7 @@ unsafe impl GlobalAlloc for Quarantine {
 #[global_allocator]
 static ALLOC: Quarantine = Quarantine;
 
-const CHILD: &str = "REVIEW_UAF_CHILD";
+const CHILD: &str = "BOBINE_ABANDONED_WAITERS_CHILD";
 
 /// A CML channel receiver blocked in a destructor at shutdown and abandoned there leaves its
 /// waiter in the channel's queue with a borrowed (uncounted) unparker; once its task is freed,
