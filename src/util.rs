@@ -127,3 +127,50 @@ impl<const N: usize> std::fmt::Write for StackBuf<N> {
         }
     }
 }
+
+/// Runs `f`, exiting the process if it has not returned (or unwound) within `secs`: a test
+/// that deadlocks or livelocks fails the run within seconds instead of hanging it.
+#[cfg(test)]
+pub(crate) fn within<T>(secs: u64, f: impl FnOnce() -> T) -> T {
+    use std::io::Write;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// Tells the watchdog that `f` is over, however it ended (a failed assertion included).
+    struct Done(Arc<AtomicBool>);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+
+    let done = Done(Arc::new(AtomicBool::new(false)));
+    let flag = done.0.clone();
+    let site = std::thread::current().name().unwrap_or("a test").to_owned();
+    std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(secs);
+        while Instant::now() < end {
+            if flag.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Straight to the process's stderr: the test harness captures `eprintln!`, and its
+        // buffer would be lost with the process.
+        let _ = writeln!(
+            std::io::stderr(),
+            "watchdog: {site} did not finish within {secs} s (deadlock or livelock?)"
+        );
+        std::process::exit(3);
+    });
+    f()
+}
+
+/// Joins a test's helper thread, carrying its panic on (the thread printed the message; the
+/// payload goes on as is, rather than as an `unwrap` of `Any`).
+#[cfg(test)]
+pub(crate) fn joined<T>(thread: std::thread::JoinHandle<T>) -> T {
+    thread
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}

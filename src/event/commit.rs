@@ -223,3 +223,249 @@ impl SyncState {
         self.slots.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::sched::park::{Park, Wake};
+    use crate::util::{joined, within};
+
+    /// The three ways out of WAITING.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Way {
+        /// A partner claims, puts a value into leaf 0 and completes.
+        Claim,
+        /// The syncer commits its own leaf 1.
+        CommitSelf,
+        Abandon,
+    }
+
+    const WAYS: [Way; 3] = [Way::Claim, Way::CommitSelf, Way::Abandon];
+
+    /// A sync with `n` empty slots.
+    fn state(n: usize) -> SyncState {
+        SyncState::new((0..n).map(|_| None))
+    }
+
+    /// Tries `way` out of WAITING; a claim that wins is left CLAIMED.
+    fn attempt(s: &SyncState, way: Way) -> bool {
+        match way {
+            Way::Claim => s.claim(),
+            Way::CommitSelf => s.commit_self(1),
+            Way::Abandon => s.abandon(),
+        }
+    }
+
+    /// The value a slot holds, as a `u64`.
+    fn value(s: &SyncState, leaf: usize) -> Option<u64> {
+        // SAFETY: the callers have seen `outcome` settle (SYNCHED or ABANDONED).
+        let v = unsafe { s.slot_value(leaf) }?;
+        Some(*v.downcast::<u64>().expect("the tests' values are u64"))
+    }
+
+    /// From WAITING the first of `claim`, `commit_self`, `abandon` wins; the others then fail.
+    #[test]
+    fn exactly_one_way_out_of_waiting_wins() {
+        within(20, || {
+            for first in WAYS {
+                let s = state(2);
+                assert!(attempt(&s, first), "{first:?} from WAITING");
+                for other in WAYS {
+                    assert!(!attempt(&s, other), "{other:?} after {first:?}");
+                }
+                if first == Way::Claim {
+                    s.complete(0);
+                    for other in WAYS {
+                        assert!(!attempt(&s, other), "{other:?} after a completed claim");
+                    }
+                }
+                let expected = match first {
+                    Way::Claim => Outcome::Synched(0),
+                    Way::CommitSelf => Outcome::Synched(1),
+                    Way::Abandon => Outcome::Abandoned,
+                };
+                assert_eq!(s.outcome(), expected);
+            }
+        });
+    }
+
+    /// `is_waiting` holds only in WAITING: not once CLAIMED, SYNCHED or ABANDONED.
+    #[test]
+    fn is_waiting_only_until_something_wins() {
+        within(20, || {
+            let s = state(1);
+            assert!(s.is_waiting());
+            assert_eq!(s.outcome(), Outcome::Waiting);
+            assert!(s.claim());
+            assert!(!s.is_waiting(), "CLAIMED");
+            s.complete(0);
+            assert!(!s.is_waiting(), "SYNCHED by a partner");
+            let s = state(2);
+            assert!(s.commit_self(1));
+            assert!(!s.is_waiting(), "SYNCHED by the syncer");
+            let s = state(1);
+            assert!(s.abandon());
+            assert!(!s.is_waiting(), "ABANDONED");
+        });
+    }
+
+    /// `outcome` waits out a partner's CLAIMED window, then says `Synched` with the value in.
+    #[test]
+    fn outcome_waits_out_a_claimed_window() {
+        within(20, || {
+            let s = Arc::new(state(1));
+            let claimed = Arc::new(std::sync::Barrier::new(2));
+            let (s2, claimed2) = (s.clone(), claimed.clone());
+            let partner = std::thread::spawn(move || {
+                assert!(s2.claim());
+                claimed2.wait();
+                // Make it likely that the syncer looks while the word is CLAIMED.
+                std::thread::sleep(Duration::from_millis(30));
+                // SAFETY: between our successful claim and our completion.
+                unsafe { s2.put(0, Box::new(42u64)) };
+                s2.complete(0);
+            });
+            claimed.wait();
+            assert!(!s.is_waiting());
+            assert_eq!(s.outcome(), Outcome::Synched(0));
+            assert_eq!(value(&s, 0), Some(42));
+            joined(partner);
+        });
+    }
+
+    /// A woken syncer reads the partner's value with `slot_value` once `outcome` says `Synched`.
+    #[test]
+    fn a_partners_value_is_read_back_once_synched() {
+        within(20, || {
+            // Leaf 0 offers to send 7; leaf 1 offers to receive.
+            let s = Arc::new(SyncState::new(
+                [Some(Box::new(7u64) as Payload), None].into_iter(),
+            ));
+            let park = Park::new();
+            s.set_unparker(park.unparker());
+            let s2 = s.clone();
+            let partner = std::thread::spawn(move || {
+                assert!(s2.claim());
+                // SAFETY: between our successful claim and our completion.
+                unsafe { s2.put(1, Box::new(99u64)) };
+                s2.complete(1);
+            });
+            if s.outcome() == Outcome::Waiting {
+                assert_eq!(park.wait("commit test"), Wake::Unparked);
+            }
+            assert_eq!(s.outcome(), Outcome::Synched(1));
+            assert_eq!(value(&s, 1), Some(99), "the received value");
+            assert_eq!(value(&s, 0), Some(7), "the send offer that was not taken");
+            joined(partner);
+
+            // A partner that takes from a send offer leaves its slot empty.
+            let s = SyncState::new([Some(Box::new(5u64) as Payload)].into_iter());
+            assert!(s.claim());
+            // SAFETY: between our successful claim and our completion.
+            let taken = unsafe { s.take(0) };
+            s.complete(0);
+            assert_eq!(*taken.downcast::<u64>().unwrap(), 5);
+            assert_eq!(s.outcome(), Outcome::Synched(0));
+            assert_eq!(value(&s, 0), None);
+        });
+    }
+
+    /// `complete` takes the unparker and wakes the syncer once; `abandon` takes nothing.
+    #[test]
+    fn complete_wakes_the_syncer_once_and_abandon_leaves_the_unparker() {
+        within(20, || {
+            let s = state(1);
+            let park = Park::new();
+            let u = park.unparker();
+            s.set_unparker(u.clone());
+            assert!(s.claim());
+            s.complete(0);
+            assert!(!u.is_pending(), "complete woke the syncer");
+            assert!(s.take_unparker().is_none(), "complete took the unparker");
+            assert_eq!(park.wait("commit test"), Wake::Unparked);
+
+            let s = state(1);
+            let park = Park::new();
+            let u = park.unparker();
+            s.set_unparker(u.clone());
+            assert!(s.abandon());
+            assert!(u.is_pending(), "abandon woke nobody");
+            let back = s.take_unparker().expect("abandon leaves the unparker");
+            assert!(back.same_waiter(&u));
+            assert!(s.take_unparker().is_none());
+        });
+    }
+
+    /// Threads racing `claim`, `commit_self` and `abandon` have one winner in every round.
+    #[test]
+    fn racing_ways_out_of_waiting_have_one_winner() {
+        const ROUNDS: usize = 100_000;
+        within(60, || {
+            let states: Arc<Vec<SyncState>> = Arc::new((0..ROUNDS).map(|_| state(2)).collect());
+            // A spinning barrier per round, so that the racers start their attempts together.
+            let arrived = Arc::new(AtomicUsize::new(0));
+            let racers: Vec<_> = (0..WAYS.len())
+                .map(|racer| {
+                    let (states, arrived) = (states.clone(), arrived.clone());
+                    std::thread::spawn(move || {
+                        let mut won = Vec::new();
+                        for (round, s) in states.iter().enumerate() {
+                            // Each racer takes each way in turn: whichever two threads the two
+                            // cores run at a time, every pair of ways races.
+                            let way = WAYS[(racer + round) % WAYS.len()];
+                            arrived.fetch_add(1, Ordering::AcqRel);
+                            let mut spins = 0u32;
+                            while arrived.load(Ordering::Acquire) < WAYS.len() * (round + 1) {
+                                spins += 1;
+                                if spins < 200 {
+                                    std::hint::spin_loop();
+                                } else {
+                                    std::thread::yield_now();
+                                }
+                            }
+                            // A few pauses of varying length, so that the racers' attempts
+                            // sometimes overlap to the instruction.
+                            for _ in 0..(round * 7 + racer * 3) % 8 {
+                                std::hint::spin_loop();
+                            }
+                            if attempt(s, way) {
+                                if way == Way::Claim {
+                                    // SAFETY: between our successful claim and our completion.
+                                    unsafe { s.put(0, Box::new(round as u64)) };
+                                    s.complete(0);
+                                }
+                                won.push((round, way));
+                            }
+                        }
+                        won
+                    })
+                })
+                .collect();
+            let mut winner = vec![None; ROUNDS];
+            for racer in racers {
+                for (round, way) in joined(racer) {
+                    if let Some(other) = winner[round].replace(way) {
+                        panic!("round {round}: both {other:?} and {way:?} won");
+                    }
+                }
+            }
+            for (round, s) in states.iter().enumerate() {
+                let way = winner[round].unwrap_or_else(|| panic!("round {round}: nobody won"));
+                match (way, s.outcome()) {
+                    (Way::Claim, Outcome::Synched(0)) => {
+                        assert_eq!(value(s, 0), Some(round as u64), "round {round}")
+                    }
+                    (Way::CommitSelf, Outcome::Synched(1)) | (Way::Abandon, Outcome::Abandoned) => {
+                    }
+                    (way, outcome) => {
+                        panic!("round {round}: {way:?} won, the word says {outcome:?}")
+                    }
+                }
+            }
+        });
+    }
+}
