@@ -3,34 +3,13 @@
 //! scopes, channels). They live here, above the kernel, so that no kernel file names a face,
 //! test code included.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::TaskDropped;
 use crate::sched::park::Park;
 use crate::sched::park::stop::interrupt;
 use crate::sched::task::Task;
-
-/// Exits the process if `f` has not returned within `secs` (a livelock or deadlock fails
-/// the test run instead of hanging it).
-fn within<T>(secs: u64, f: impl FnOnce() -> T) -> T {
-    let done = Arc::new(AtomicBool::new(false));
-    let flag = done.clone();
-    std::thread::spawn(move || {
-        let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-        while std::time::Instant::now() < end {
-            if flag.load(Ordering::Acquire) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        eprintln!("watchdog: a stop test hung");
-        std::process::exit(3);
-    });
-    let out = f();
-    done.store(true, Ordering::Release);
-    out
-}
+use crate::util::within;
 
 /// The running task, once it has published itself in `slot`.
 fn published(slot: &std::sync::Mutex<Option<Arc<Task>>>) -> Arc<Task> {

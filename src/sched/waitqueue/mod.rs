@@ -1,0 +1,401 @@
+//! The wait queue every blocking primitive shares: a FIFO list of waiters whose nodes live on
+//! the waiters' own stacks.
+//!
+//! A primitive keeps a [`WaitList`] inside its own [`SpinLock`], next to its state, so that
+//! checking the state and queueing happen under one short lock. Waiting is [`WaitIn::park`]
+//! (a wait described by name: which lock and list, the [`Wait`], and the hooks the primitive
+//! needs); waking is [`WaitList::pop_front`] (which unlinks the oldest waiter and hands back
+//! its `Unparker`).
+//!
+//! ## Protocol
+//!
+//! 1. The waiter arms a [`Park`], links a node holding its `Unparker` at the back of the list
+//!    (under the primitive's lock), releases the lock and parks.
+//! 2. A waker, under the same lock, unlinks the front node and takes its `Unparker` out of it,
+//!    then (usually after releasing the lock) unparks it. From the moment it is unlinked the
+//!    node belongs to its waiter again; the waker never touches it after that.
+//! 3. The waiter, once its park ends for any reason, looks at its node's `linked` flag, which
+//!    the waker cleared (release) as its last touch of the node: unlinked means a waker chose it
+//!    ([`Woken::Notified`]): whatever the waker handed over (a mutex, a permit, a value) is the
+//!    waiter's, even if its park ended by timeout at the same moment. Still linked, it takes the
+//!    lock, looks again, and unlinks itself: it timed out or was interrupted.
+//! 4. A waiter always leaves the list before its frame ends: on unwinding too (a guard unlinks
+//!    the node), so the list never points into a dead stack. A waiter that unlinks itself
+//!    (timed out, given up, or unwinding) runs the primitive's `withdraw` hook under the lock
+//!    (a barrier uncounts it, a reader-writer lock lets in those it held back); one that a
+//!    waker had chosen but that unwinds instead of taking its gift runs `pass_on` (the mutex
+//!    or permit goes to the next waiter), so nothing handed over is lost.
+//!
+//! Nodes on the stack cost no allocation; stacks never move, so a node's address is stable for
+//! as long as its waiter is inside [`wait_in`]. Rejected alternative: a `VecDeque` of
+//! unparkers, which allocates, and cannot remove a timed-out waiter without a search.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::sched::park::{Unparker, Wait, Wake, park_current, stop};
+use crate::util::{SpinGuard, SpinLock};
+
+/// One waiter, on its owner's stack. Every field is touched only under the lock of the list
+/// the node is in (or by its owner while it is in no list), except `linked`, which the owner
+/// may read without the lock once woken.
+pub(crate) struct Waiter {
+    unparker: Cell<Option<Unparker>>,
+    prev: Cell<*const Waiter>,
+    next: Cell<*const Waiter>,
+    /// Cleared (release) by whoever unlinks the node; a woken owner that reads it cleared
+    /// (acquire) knows a waker chose it without taking the lock.
+    linked: AtomicBool,
+    /// What the waiter waits for, for primitives with several kinds (readers and writers).
+    tag: u8,
+}
+
+/// How a wait in [`wait_in`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// A waker unlinked us: what it handed over is ours.
+    Notified,
+    /// The deadline passed first.
+    TimedOut,
+    /// The wait was given up (a wait for readiness or time, at shutdown: see `park::stop`).
+    /// A hand-over wait never ends this way.
+    Interrupted,
+}
+
+/// A FIFO list of [`Waiter`]s. Plain data: the owning primitive's lock protects it.
+pub(crate) struct WaitList {
+    head: *const Waiter,
+    tail: *const Waiter,
+    len: usize,
+}
+
+// SAFETY: the raw pointers name nodes of waiters that are blocked inside `wait_in`; the list is
+// only touched under its primitive's lock, from whichever thread holds it.
+unsafe impl Send for WaitList {}
+
+// The nodes' cells are only touched under the list's lock, never across user code.
+impl std::panic::UnwindSafe for WaitList {}
+impl std::panic::RefUnwindSafe for WaitList {}
+
+impl WaitList {
+    pub(crate) const fn new() -> Self {
+        WaitList {
+            head: std::ptr::null(),
+            tail: std::ptr::null(),
+            len: 0,
+        }
+    }
+
+    /// Whether nobody waits (waiters of abandoned tasks do not count: see
+    /// [`WaitList::pop_front`]).
+    pub(crate) fn is_empty(&mut self) -> bool {
+        self.drop_dead_front();
+        self.head.is_null()
+    }
+
+    /// The tag of the oldest waiter.
+    pub(crate) fn front_tag(&mut self) -> Option<u8> {
+        self.drop_dead_front();
+        // SAFETY: a linked node is alive (its waiter is blocked in `WaitIn::park`, or its task
+        // was abandoned with its stack left in place).
+        (!self.head.is_null()).then(|| unsafe { (*self.head).tag })
+    }
+
+    /// Unlinks the oldest waiter and returns its unparker, for the caller to unpark.
+    ///
+    /// Waiters of tasks the shutdown abandoned are skipped (unlinked and forgotten): their node
+    /// stays on a stack that is never freed, and whatever would be handed to them goes to the
+    /// next waiter instead.
+    pub(crate) fn pop_front(&mut self) -> Option<Unparker> {
+        while !self.head.is_null() {
+            let node = self.head;
+            // Take the unparker first: once `unlink` clears `linked`, the owner may return and
+            // its node be gone.
+            // SAFETY: a linked node is alive; we hold the list's lock.
+            let unparker = unsafe { (*node).unparker.take() };
+            // SAFETY: as above.
+            unsafe { self.unlink(node) };
+            match unparker {
+                Some(u) if u.is_dead() => continue,
+                u => return u,
+            }
+        }
+        None
+    }
+
+    /// Unlinks the waiters of abandoned tasks at the front.
+    fn drop_dead_front(&mut self) {
+        while !self.head.is_null() {
+            let node = self.head;
+            // SAFETY: a linked node is alive; we hold the list's lock.
+            let unparker = unsafe { (*node).unparker.take() };
+            let dead = unparker.as_ref().is_some_and(Unparker::is_dead);
+            if !dead {
+                // SAFETY: as above.
+                unsafe { (*node).unparker.set(unparker) };
+                return;
+            }
+            // SAFETY: as above.
+            unsafe { self.unlink(node) };
+        }
+    }
+
+    /// Links `node` at the back.
+    ///
+    /// # Safety
+    ///
+    /// `node` must stay alive and in place until it is unlinked (see the protocol, step 4).
+    unsafe fn push_back(&mut self, node: &Waiter) {
+        node.prev.set(self.tail);
+        node.next.set(std::ptr::null());
+        if self.tail.is_null() {
+            self.head = node;
+        } else {
+            // SAFETY: the tail is a linked, live node.
+            unsafe { (*self.tail).next.set(node) };
+        }
+        self.tail = node;
+        node.linked.store(true, Ordering::Relaxed);
+        self.len += 1;
+    }
+
+    /// Unlinks `node`, which must be linked in this list. Clearing `linked` is the last access
+    /// to the node: after it the owner may return without the lock.
+    ///
+    /// # Safety
+    ///
+    /// `node` is linked in `self`, and its neighbours are live linked nodes.
+    unsafe fn unlink(&mut self, node: *const Waiter) {
+        // SAFETY: per the contract, the node is live until the store at the end.
+        let (prev, next) = unsafe { ((*node).prev.get(), (*node).next.get()) };
+        if prev.is_null() {
+            self.head = next;
+        } else {
+            // SAFETY: per the contract, neighbours are live.
+            unsafe { (*prev).next.set(next) };
+        }
+        if next.is_null() {
+            self.tail = prev;
+        } else {
+            // SAFETY: as above.
+            unsafe { (*next).prev.set(prev) };
+        }
+        self.len -= 1;
+        // SAFETY: still live; after this store the owner may free it, so this is the last use.
+        unsafe { (*node).linked.store(false, Ordering::Release) };
+    }
+}
+
+/// Runs when a waiter unwinds out of its wait (it was stopped while it waited): unlinks the
+/// node and runs `withdraw` if no waker did (step 4); if a waker did, what it handed over (a
+/// mutex, a permit, a signal) would be lost with this waiter, so `pass_on` gives it to the next
+/// one.
+struct LeaveOnDrop<'a, S, L: Fn(&mut S) -> &mut WaitList, P: FnOnce(), W: FnOnce(&mut S)> {
+    lock: &'a SpinLock<S>,
+    list: &'a L,
+    node: &'a Waiter,
+    pass_on: Option<P>,
+    withdraw: Option<W>,
+    /// Cleared once the wait has ended normally: dropping then does nothing.
+    armed: bool,
+}
+
+impl<S, L, P, W> LeaveOnDrop<'_, S, L, P, W>
+where
+    L: Fn(&mut S) -> &mut WaitList,
+    P: FnOnce(),
+    W: FnOnce(&mut S),
+{
+    /// Unlinks the node if it is still linked, running `withdraw` under the lock; returns
+    /// whether it was.
+    fn leave(&mut self) -> bool {
+        let mut guard = self.lock.lock();
+        let linked = self.node.linked.load(Ordering::Relaxed);
+        if linked {
+            // SAFETY: the node is linked in this list, which we hold the lock of.
+            unsafe { (self.list)(&mut guard).unlink(self.node) };
+            if let Some(withdraw) = self.withdraw.take() {
+                withdraw(&mut guard);
+            }
+        }
+        linked
+    }
+}
+
+impl<S, L, P, W> Drop for LeaveOnDrop<'_, S, L, P, W>
+where
+    L: Fn(&mut S) -> &mut WaitList,
+    P: FnOnce(),
+    W: FnOnce(&mut S),
+{
+    fn drop(&mut self) {
+        if self.armed && !self.leave() {
+            if let Some(pass_on) = self.pass_on.take() {
+                pass_on();
+            }
+        }
+    }
+}
+
+/// A wait on a [`WaitList`], described by name: the primitive's lock and the list in it, a tag
+/// (what the waiter waits for, when a list mixes kinds), the [`Wait`], and three hooks, each a
+/// no-op unless set:
+///
+/// - `after_queued`: runs once the waiter is queued and the lock released, before it parks (a
+///   condition variable unlocks its mutex there: any waker that comes after finds it queued);
+/// - `withdraw`: runs under the lock when the waiter leaves the list by itself (timed out,
+///   given up, or unwinding), with the primitive's state;
+/// - `pass_on`: runs when the waiter was chosen by a waker but unwinds instead of taking what
+///   it was handed, so that it goes to the next waiter.
+pub(crate) struct WaitIn<'a, S, L, A = fn(), W = fn(&mut S), P = fn()> {
+    lock: &'a SpinLock<S>,
+    list: L,
+    tag: u8,
+    wait: Wait,
+    after_queued: A,
+    withdraw: W,
+    pass_on: P,
+}
+
+impl<'a, S, L> WaitIn<'a, S, L>
+where
+    L: Fn(&mut S) -> &mut WaitList,
+{
+    /// A wait on `list(state)` of `lock`, with no hooks and tag 0.
+    pub(crate) fn new(lock: &'a SpinLock<S>, list: L, wait: Wait) -> Self {
+        fn nothing() {}
+        fn nothing_with<S>(_: &mut S) {}
+        WaitIn {
+            lock,
+            list,
+            tag: 0,
+            wait,
+            after_queued: nothing,
+            withdraw: nothing_with::<S>,
+            pass_on: nothing,
+        }
+    }
+}
+
+impl<'a, S, L, A, W, P> WaitIn<'a, S, L, A, W, P>
+where
+    L: Fn(&mut S) -> &mut WaitList,
+    A: FnOnce(),
+    W: FnOnce(&mut S),
+    P: FnOnce(),
+{
+    /// Sets the waiter's tag (read by wakers with [`WaitList::front_tag`]).
+    pub(crate) fn tag(mut self, tag: u8) -> Self {
+        self.tag = tag;
+        self
+    }
+
+    /// Sets the `after_queued` hook.
+    pub(crate) fn after_queued<A2: FnOnce()>(self, f: A2) -> WaitIn<'a, S, L, A2, W, P> {
+        WaitIn {
+            lock: self.lock,
+            list: self.list,
+            tag: self.tag,
+            wait: self.wait,
+            after_queued: f,
+            withdraw: self.withdraw,
+            pass_on: self.pass_on,
+        }
+    }
+
+    /// Sets the `withdraw` hook.
+    pub(crate) fn withdraw<W2: FnOnce(&mut S)>(self, f: W2) -> WaitIn<'a, S, L, A, W2, P> {
+        WaitIn {
+            lock: self.lock,
+            list: self.list,
+            tag: self.tag,
+            wait: self.wait,
+            after_queued: self.after_queued,
+            withdraw: f,
+            pass_on: self.pass_on,
+        }
+    }
+
+    /// Sets the `pass_on` hook.
+    pub(crate) fn pass_on<P2: FnOnce()>(self, f: P2) -> WaitIn<'a, S, L, A, W, P2> {
+        WaitIn {
+            lock: self.lock,
+            list: self.list,
+            tag: self.tag,
+            wait: self.wait,
+            after_queued: self.after_queued,
+            withdraw: self.withdraw,
+            pass_on: f,
+        }
+    }
+
+    /// Queues the caller at the back of the list (the caller holds the lock's `guard`),
+    /// releases the lock, runs `after_queued`, parks until a waker unlinks it, the deadline
+    /// passes, or the wait is given up, and says how the wait ended. The lock is not held on
+    /// return: a caller that needs the state again takes it.
+    ///
+    /// Whatever happens, the caller's node is out of the list when this returns or unwinds
+    /// (protocol step 4).
+    #[track_caller]
+    pub(crate) fn park(self, guard: SpinGuard<'_, S>) -> Woken {
+        let WaitIn {
+            lock,
+            list,
+            tag,
+            wait,
+            after_queued,
+            withdraw,
+            pass_on,
+        } = self;
+        let node = Waiter {
+            unparker: Cell::new(None),
+            prev: Cell::new(std::ptr::null()),
+            next: Cell::new(std::ptr::null()),
+            linked: AtomicBool::new(false),
+            tag,
+        };
+        let mut guard = Some(guard);
+        let mut leave = None;
+        let why = park_current(&wait, |unparker| {
+            let mut guard = guard.take().expect("published once");
+            node.unparker.set(Some(unparker));
+            // SAFETY: `leave` below unlinks the node before this frame ends, on every path.
+            unsafe { list(&mut guard).push_back(&node) };
+            drop(guard);
+            leave = Some(LeaveOnDrop {
+                lock,
+                list: &list,
+                node: &node,
+                pass_on: Some(pass_on),
+                withdraw: Some(withdraw),
+                armed: true,
+            });
+            after_queued();
+        });
+        let mut leave = leave.expect("the waiter was queued");
+        // From here the wait has ended normally: the guard only has to drop its hooks.
+        leave.armed = false;
+        if !node.linked.load(Ordering::Acquire) {
+            // A waker unlinked us (release): what it handed over is ours, even if a stop or the
+            // deadline ended the park at the same moment (the stop then takes effect at the
+            // next park point).
+            return Woken::Notified;
+        }
+        if !leave.leave() {
+            // A waker chose us just now: ours all the same.
+            return Woken::Notified;
+        }
+        match why {
+            Wake::TimedOut => Woken::TimedOut,
+            _ => {
+                // Out of the list with nothing handed over: a stop unwinds now (the hooks have
+                // run); a soft wait the shutdown gave up reports it.
+                stop::unwind_if_stopped();
+                Woken::Interrupted
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
