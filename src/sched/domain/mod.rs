@@ -50,12 +50,16 @@
 //! flag first, as a remote waker does), which then asks for work as above. The busy domain's run queue stays single-threaded (no lock, no
 //! work-stealing deque on the spawn path).
 
-use std::cell::{Cell, RefCell, UnsafeCell};
-use std::collections::VecDeque;
+use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+mod queues;
+
+pub(crate) use queues::TaskPtr;
+use queues::{Registry, RunQueue};
 
 use super::park::Unparker;
 use super::park::stop::ParkMode;
@@ -175,83 +179,6 @@ impl DomainShared {
     pub(crate) fn take_inbox(&self) -> Vec<Arc<Task>> {
         self.attention.fetch_and(!INBOX, Ordering::SeqCst);
         std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-/// The tasks a domain owns (see "Who owns a task").
-#[derive(Default)]
-struct Registry {
-    slots: Vec<Option<Arc<Task>>>,
-    free: Vec<usize>,
-}
-
-impl Registry {
-    fn insert(&mut self, task: Arc<Task>) -> usize {
-        match self.free.pop() {
-            Some(i) => {
-                self.slots[i] = Some(task);
-                i
-            }
-            None => {
-                self.slots.push(Some(task));
-                self.slots.len() - 1
-            }
-        }
-    }
-    fn remove(&mut self, i: usize) -> Option<Arc<Task>> {
-        let t = self.slots.get_mut(i)?.take();
-        if t.is_some() {
-            self.free.push(i);
-        }
-        t
-    }
-}
-
-/// A pointer to a task owned by the domain's registry.
-pub(crate) type TaskPtr = NonNull<Task>;
-
-/// The FIFO run queue: non-owning pointers into the registry.
-///
-/// Accessed only by the domain's thread (a `Local` is `!Sync`), and no borrow of the deque
-/// escapes a method, so the methods cannot overlap; that is what the unsafe blocks rely on.
-#[derive(Default)]
-struct RunQueue(UnsafeCell<VecDeque<TaskPtr>>);
-
-impl RunQueue {
-    #[inline]
-    fn push(&self, t: TaskPtr) {
-        // SAFETY: see the type's doc: this is the only live reference to the deque.
-        unsafe { (*self.0.get()).push_back(t) }
-    }
-    #[inline]
-    fn pop(&self) -> Option<TaskPtr> {
-        // SAFETY: as in `push`.
-        unsafe { (*self.0.get()).pop_front() }
-    }
-    fn is_empty(&self) -> bool {
-        // SAFETY: as in `push`.
-        unsafe { (*self.0.get()).is_empty() }
-    }
-    /// Removes the entries for which `take` says true, in queue order.
-    fn extract(&self, mut take: impl FnMut(TaskPtr) -> bool) -> Vec<TaskPtr> {
-        let mut out = Vec::new();
-        // SAFETY: as in `push`; `take` does not touch the run queue (callers pass plain
-        // predicates).
-        unsafe {
-            (*self.0.get()).retain(|&t| {
-                if take(t) {
-                    out.push(t);
-                    false
-                } else {
-                    true
-                }
-            })
-        };
-        out
-    }
-    fn clear(&self) {
-        // SAFETY: as in `push`.
-        unsafe { (*self.0.get()).clear() }
     }
 }
 
