@@ -280,8 +280,12 @@ fn stop_inside_a_wrap_abort_unwinds_the_task() {
                     let _c = DropCounter(d);
                     select(vec![
                         Event::always(()),
-                        Event::never().wrap_abort(move || drop(rx1.recv())),
-                        Event::never().wrap_abort(move || drop(rx2.recv())),
+                        Event::never().wrap_abort(move || {
+                            let _ = rx1.recv();
+                        }),
+                        Event::never().wrap_abort(move || {
+                            let _ = rx2.recv();
+                        }),
                     ]);
                 }));
                 bobine::thread::sleep(Duration::from_millis(20));
