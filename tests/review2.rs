@@ -330,3 +330,34 @@ fn run_from_a_destructor_during_a_panic_does_not_abort() {
         "{stderr}"
     );
 }
+
+/// A task that loops on `yield_now` (a stop point) is stopped at shutdown even while another
+/// task of its domain is parked for ever in the middle of an unwind: `at_yield` then cannot
+/// tell whether it unwinds and lets it go on, without deferring anything; it keeps the domain
+/// busy, so the shutdown never sees it idle, never gives up or abandons the parked task, and
+/// `run` hangs (without that parked task, the same loop is stopped at its next yield).
+#[test]
+fn yielding_task_is_stopped_beside_a_task_parked_mid_unwind() {
+    const NAME: &str = "yielding_task_is_stopped_beside_a_task_parked_mid_unwind";
+    if in_child(NAME) {
+        bobine::Builder::new().domains(1).run(|| {
+            let (tx, rx) = bobine::sync::mpsc::channel::<()>();
+            drop(bobine::thread::spawn(move || {
+                let _w = RecvOnDrop(rx);
+                panic!("review2: unwinding into a destructor that waits for ever");
+            }));
+            bobine::thread::sleep(Duration::from_millis(20));
+            drop(bobine::thread::spawn(|| {
+                loop {
+                    bobine::thread::yield_now();
+                }
+            }));
+            bobine::thread::sleep(Duration::from_millis(20));
+            std::mem::forget(tx);
+        });
+        eprintln!("child: run returned");
+        return;
+    }
+    let stderr = child(NAME, 30);
+    assert!(stderr.contains("child: run returned"), "{stderr}");
+}
