@@ -241,3 +241,104 @@ fn notification_of_a_waiter_stopped_while_relocking_is_passed_on() {
         });
     });
 }
+
+/// Re-runs this test binary on the in-crate test `name` alone, in a child process marked by
+/// `BOBINE_REVIEW2_CHILD`, killing it after `secs`; asserts that it ended on its own, without a
+/// signal, and successfully.
+fn review2_child(name: &str, secs: u64) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env("BOBINE_REVIEW2_CHILD", name)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut killed = false;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() >= end {
+            child.kill().unwrap();
+            killed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!killed, "child '{name}' hung\nstderr:\n{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        None,
+        "child '{name}' was killed by a signal\nstderr:\n{stderr}"
+    );
+    assert!(
+        out.status.success(),
+        "child '{name}' failed\nstderr:\n{stderr}"
+    );
+}
+
+/// Whether this process is the child run of the in-crate test `name` (see `review2_child`).
+fn review2_in_child(name: &str) -> bool {
+    std::env::var("BOBINE_REVIEW2_CHILD").is_ok_and(|v| v == name)
+}
+
+/// A deferred stop that the domain resolves after a hand-over from another thread already woke
+/// the task (its wake-up still in the inbox) leaves `known_clear` set: `wake_current` fails, the
+/// task returns `Unparked`, and the flag is not consumed. Much later, a sleep in a destructor of
+/// a real panic, given up at shutdown, reads it as "certainly not unwinding" and raises the
+/// stop out of the destructor: the process aborts.
+#[test]
+fn stale_known_clear_does_not_raise_out_of_a_destructor() {
+    const NAME: &str = "tests::stale_known_clear_does_not_raise_out_of_a_destructor";
+    if !review2_in_child(NAME) {
+        return review2_child(NAME, 30);
+    }
+    crate::Builder::new().domains(1).run(|| {
+        struct RecvOnDrop(crate::sync::mpsc::Receiver<()>);
+        impl Drop for RecvOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.recv();
+            }
+        }
+        struct SleepOnDrop;
+        impl Drop for SleepOnDrop {
+            fn drop(&mut self) {
+                crate::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+        // X stays switched out in the middle of an unwind while T parks: T's park defers stops.
+        let (tx_x, rx_x) = crate::sync::mpsc::channel::<()>();
+        let x = crate::thread::spawn(move || {
+            let _w = RecvOnDrop(rx_x);
+            panic!("review2: X unwinds into a destructor that waits");
+        });
+        crate::thread::sleep(std::time::Duration::from_millis(10));
+        let slot: Arc<Mutex<Option<Arc<Task>>>> = Arc::new(Mutex::new(None));
+        let slot2 = slot.clone();
+        let (tx_t, rx_t) = crate::sync::mpsc::channel::<u32>();
+        drop(crate::thread::spawn(move || {
+            *slot2.lock().unwrap() = crate::sched::current_task();
+            let v = rx_t.recv().unwrap();
+            let _s = SleepOnDrop;
+            panic!("review2: T panics for real after its hand-over ({v})");
+        }));
+        let task = published(&slot);
+        crate::thread::sleep(std::time::Duration::from_millis(10));
+        // X ends its unwind: the thread's panic count is zero again.
+        tx_x.send(()).unwrap();
+        assert!(x.join().is_err());
+        // T is stopped while parked in a deferring park: the stop is deferred.
+        assert!(interrupt(&task));
+        // A plain thread hands T its message: T's park word is woken, its wake-up waits in the
+        // domain's inbox.
+        std::thread::spawn(move || tx_t.send(5).unwrap())
+            .join()
+            .unwrap();
+        // Between this yield and the next task, the domain resolves the deferred stop (before it
+        // drains the inbox): T is parked, its word is not armed any more.
+        crate::thread::yield_now();
+        // T gets its message, panics, and sleeps in its destructor; the runtime ends.
+        crate::thread::sleep(std::time::Duration::from_millis(20));
+    });
+}
