@@ -243,13 +243,13 @@ fn notification_of_a_waiter_stopped_while_relocking_is_passed_on() {
 }
 
 /// Re-runs this test binary on the in-crate test `name` alone, in a child process marked by
-/// `BOBINE_REVIEW2_CHILD`, killing it after `secs`; asserts that it ended on its own, without a
+/// `BOBINE_IN_CRATE_CHILD`, killing it after `secs`; asserts that it ended on its own, without a
 /// signal, and successfully.
-fn review2_child(name: &str, secs: u64) {
+fn child_run(name: &str, secs: u64) {
     use std::os::unix::process::ExitStatusExt;
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env("BOBINE_REVIEW2_CHILD", name)
+        .env("BOBINE_IN_CRATE_CHILD", name)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -278,9 +278,9 @@ fn review2_child(name: &str, secs: u64) {
     );
 }
 
-/// Whether this process is the child run of the in-crate test `name` (see `review2_child`).
-fn review2_in_child(name: &str) -> bool {
-    std::env::var("BOBINE_REVIEW2_CHILD").is_ok_and(|v| v == name)
+/// Whether this process is the child run of the in-crate test `name` (see `child_run`).
+fn in_child_run(name: &str) -> bool {
+    std::env::var("BOBINE_IN_CRATE_CHILD").is_ok_and(|v| v == name)
 }
 
 /// A deferred stop that the domain resolves after a hand-over from another thread already woke
@@ -291,8 +291,8 @@ fn review2_in_child(name: &str) -> bool {
 #[test]
 fn stale_known_clear_does_not_raise_out_of_a_destructor() {
     const NAME: &str = "tests::stale_known_clear_does_not_raise_out_of_a_destructor";
-    if !review2_in_child(NAME) {
-        return review2_child(NAME, 30);
+    if !in_child_run(NAME) {
+        return child_run(NAME, 30);
     }
     crate::Builder::new().domains(1).run(|| {
         struct RecvOnDrop(crate::sync::mpsc::Receiver<()>);

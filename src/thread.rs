@@ -138,6 +138,7 @@ pub fn sleep(d: Duration) {
 }
 
 /// Lets the other ready tasks of the domain run before this one continues (FIFO order).
+#[inline]
 pub fn yield_now() {
     crate::sched::yield_now()
 }

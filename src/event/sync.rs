@@ -223,13 +223,19 @@ fn release_slots<T>(state: &SyncState, leaves: &[Leaf<T>]) -> (Vec<Payload>, Opt
 /// one does not stop the others; the first panic is raised again afterwards, unless the thread
 /// is unwinding: the syncing task may be (raising would then abort), or another task of its
 /// domain is switched out mid-unwind and it cannot be told (see `sched::park::stop`); the panic
-/// was reported by the hook all the same.
+/// was reported by the hook all the same. A stop of the task (an abort that blocked) is not
+/// caught: it unwinds the task at once.
 fn run_aborts(flat: &mut Flat, keep: &[usize]) {
     let mut first_panic = None;
     for (id, abort) in flat.aborts.iter_mut().enumerate().rev() {
         if !keep.contains(&id) {
             if let Some(f) = abort.take() {
                 if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+                    if stop::is_stop(&*p) {
+                        // The task is being stopped (an abort blocked): it unwinds now, as
+                        // from any wait; the aborts left are skipped.
+                        std::panic::resume_unwind(p);
+                    }
                     first_panic.get_or_insert(p);
                 }
             }

@@ -137,10 +137,13 @@ pub(crate) fn leak_unwind() {
 /// holds a lock did not break the lock's data; and not when it cannot be told, see
 /// [`task_unwinding`]); outside a task, std's answer, unless a task abandoned mid-unwind on
 /// this thread keeps that answer raised for good (then it cannot be told either).
+#[inline]
 pub(crate) fn panicking() -> bool {
-    if !std::thread::panicking() {
-        return false;
-    }
+    std::thread::panicking() && panicking_slow()
+}
+
+#[cold]
+fn panicking_slow() -> bool {
     with_current(|t| task_unwinding(t) == Unwinding::Yes && !t.stop_unwinding.get())
         .unwrap_or_else(|| LEAKED_UNWINDS.with(Cell::get) == 0)
 }
@@ -238,6 +241,7 @@ pub(crate) unsafe fn schedule_woken_ref(
 
 /// Gives the rest of this time slice to the other ready tasks of the domain (FIFO). Outside a
 /// task it yields the OS thread.
+#[inline]
 pub(crate) fn yield_now() {
     let yielded = with_current(|task| {
         // A yield is a stop point: a task asked to stop unwinds here.

@@ -22,7 +22,7 @@
 use std::any::Any;
 use std::io;
 use std::panic::resume_unwind;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::domain::{DomainShared, Local};
@@ -108,7 +108,7 @@ pub(crate) struct RuntimeShared {
     /// Set when the main task has finished: the shutdown has begun (see `shutdown`).
     pub(crate) closing: AtomicBool,
     /// How far the shutdown has gone in giving up on waits (see `shutdown`).
-    pub(crate) stage: AtomicU8,
+    pub(crate) stage: AtomicU32,
     /// Bumped during the shutdown whenever a task ends or a parked task is woken: the
     /// shutdown's measure of progress.
     pub(crate) progress: AtomicU64,
@@ -129,7 +129,7 @@ impl RuntimeShared {
             foreign_pool: Mutex::new(Pool::default()),
             next_domain: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
-            stage: AtomicU8::new(0),
+            stage: AtomicU32::new(0),
             progress: AtomicU64::new(0),
         }))
     }
@@ -436,6 +436,12 @@ static OUR_HOOK: AtomicUsize = AtomicUsize::new(0);
 /// std's default hook sees the panics of plain threads. Called at every runtime start: a hook
 /// the user installed since the last one is chained then.
 fn install_panic_hook() {
+    if std::thread::panicking() {
+        // std refuses to touch hooks from a panicking thread (a runtime started by a
+        // destructor during a panic, or on a thread an abandoned task left unwinding): the
+        // hook installed before, if any, stays.
+        return;
+    }
     static INSTALL: Mutex<()> = Mutex::new(());
     let _serial = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
     let current = std::panic::take_hook();
@@ -455,9 +461,9 @@ fn install_panic_hook() {
     };
     let hook: Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send> = Box::new(move |info| {
         let in_task = super::with_current(|task| {
-            // A real panic: the task's newest unwind is not the runtime's stop (poisoning).
-            task.stop_unwinding.set(false);
             if !previous.is_default {
+                // A blocking call in the user's hook parks the task, as anywhere (std marks
+                // the thread as in a panic hook meanwhile: see the README).
                 (previous.hook)(info);
             } else if task.report_panics {
                 report_task_panic(task, info);

@@ -58,7 +58,7 @@ pub(crate) const GRACE: Duration = Duration::from_secs(1);
 pub(crate) struct Watch {
     seen_progress: u64,
     quiet_since: Option<Instant>,
-    applied_stage: u8,
+    applied_stage: u32,
 }
 
 /// Step 1, on domain 0 once the main task has finished.
@@ -130,8 +130,7 @@ fn watch(local: &Local) {
     let me = local.shared.index;
     let idle =
         local.nothing_to_run() && rt.domains.iter().all(|d| d.index == me || d.is_sleeping());
-    if stage < 2
-        && idle
+    if idle
         && now.duration_since(quiet_since) >= GRACE
         && rt
             .stage
@@ -157,7 +156,7 @@ pub(crate) fn report_given_up(task: &Task, reason: &str, site: &Location<'static
 }
 
 /// Applies stage `stage` to this domain's parked tasks (step 5).
-fn apply(local: &Local, stage: u8) {
+fn apply(local: &Local, stage: u32) {
     // Wake-ups already sent count: a task they woke is not stuck.
     local.drain_inbox();
     local.for_each_task(|ptr| {
@@ -170,12 +169,15 @@ fn apply(local: &Local, stage: u8) {
             return;
         };
         match stage {
+            0 => {}
             1 if site.kind == WaitKind::Soft => {
                 // It resumes, and its park gives the wait up (reported there).
                 task.park.wake_current(Wake::Interrupted);
                 local.woken(task);
             }
-            2 => {
+            // Stage 2, and again after every further quiet grace: a task woken by an abandon
+            // (its join ended) may block again on something nothing will end.
+            2.. => {
                 eprintln!(
                     "bobine: while its runtime was ending, task {} stayed blocked in {} (at {}) \
                      with nothing left that could end the wait; it is abandoned: its stack stays \
@@ -186,7 +188,7 @@ fn apply(local: &Local, stage: u8) {
                 );
                 local.abandon(ptr);
             }
-            _ => {}
+            1 => {}
         }
     });
 }

@@ -20,8 +20,8 @@
 //!
 //! ## Who touches what
 //!
-//! - `fiber`, `yielder`, `parked`, `slot`, `park_site`, `domain` and the stop state (`park_mode`,
-//!   `deferred`, `stop_*`, `switched_unwinding`, `draining`...): only the thread of the domain
+//! - `fiber`, `yielder`, `parked`, `slot`, `park_site`, `domain` and the stop state (`deferred`,
+//!   `known_clear`, `stop_*`, `switched_unwinding`, `draining`...): only the thread of the domain
 //!   that owns the task (for a NEW task: whoever holds it in a queue, which hands it over with
 //!   the queue's own synchronisation).
 //! - `park`, `cancelled`: any thread (atomics). `domain` is published by the release store of
@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 use crate::sched::domain::DomainShared;
-use crate::sched::park::stop::{ParkMode, Unwinding};
+use crate::sched::park::stop::Unwinding;
 use crate::sched::park::{ParkWord, Unparker, WaitKind};
 use crate::stack::OverflowInfo;
 use crate::switch::{Fiber, FiberYielder, Suspend};
@@ -102,8 +102,6 @@ pub(crate) struct Task {
     state: AtomicU8,
     /// Switched out to park and not queued since (park protocol, steps 4 and 6).
     pub(crate) parked: Cell<bool>,
-    /// What a stop request does to the park in progress (see `park::stop`).
-    pub(crate) park_mode: Cell<ParkMode>,
     /// A stop of this parked task waits for its domain to tell that it is not unwinding
     /// (counted in the domain's `deferred`).
     pub(crate) deferred: Cell<bool>,
@@ -124,6 +122,7 @@ pub(crate) struct Task {
     pub(crate) draining: Cell<bool>,
     /// Soft waits the shutdown gave up for this task.
     pub(crate) given_up: Cell<u8>,
+
     domain: UnsafeCell<Option<Arc<DomainShared>>>,
     fiber: UnsafeCell<Option<Fiber>>,
     yielder: Cell<*const FiberYielder>,
@@ -210,7 +209,6 @@ impl Task {
             overflow,
             state: AtomicU8::new(NEW),
             parked: Cell::new(false),
-            park_mode: Cell::new(ParkMode::Ignores),
             deferred: Cell::new(false),
             known_clear: Cell::new(false),
             stop_pending: Cell::new(false),
@@ -219,6 +217,7 @@ impl Task {
             switched_unwinding: Cell::new(false),
             draining: Cell::new(false),
             given_up: Cell::new(0),
+
             domain: UnsafeCell::new(None),
             fiber: UnsafeCell::new(None),
             yielder: Cell::new(std::ptr::null()),
@@ -330,21 +329,31 @@ impl Task {
     }
 
     /// Switches from this task (which must be the one running) to its scheduler.
+    #[inline]
     pub(crate) fn suspend(&self, why: Suspend) {
         let y = self.yielder.get();
         assert!(
             !y.is_null(),
             "bobine: a task that is not running tried to switch"
         );
-        // A task switched out in the middle of an unwind leaves its thread's panic count raised
-        // while other tasks run: its domain counts such tasks, and those that may be (see
-        // `sched::task_unwinding`).
-        let unwinding = std::thread::panicking() && super::task_unwinding(self) != Unwinding::No;
-        if unwinding {
-            super::with_local(|l| l.switched_out_unwinding(self, true));
+        if std::thread::panicking() {
+            return self.suspend_while_panicking(y, why);
         }
         // SAFETY: only the running task calls this on itself (it reached us through the
         // current-task thread-local), so `y` is the yielder of the fiber running now.
+        unsafe { crate::switch::suspend(y, why) }
+    }
+
+    /// [`Task::suspend`] while the thread's panic count is raised: a task switched out in the
+    /// middle of an unwind leaves it raised while other tasks run, so its domain counts such
+    /// tasks, and those that may be (see `sched::task_unwinding`).
+    #[cold]
+    fn suspend_while_panicking(&self, y: *const FiberYielder, why: Suspend) {
+        let unwinding = super::task_unwinding(self) != Unwinding::No;
+        if unwinding {
+            super::with_local(|l| l.switched_out_unwinding(self, true));
+        }
+        // SAFETY: as in `suspend`: `y` is the yielder of the fiber running now.
         unsafe { crate::switch::suspend(y, why) }
         if unwinding {
             super::with_local(|l| l.switched_out_unwinding(self, false));

@@ -57,7 +57,8 @@ impl<T> State<T> {
             self.received += 1;
             let Some(value) = slot.value else { continue };
             let sender = match self.capacity {
-                Some(0) if slot.sender_waits => self.send_queue.pop_front(),
+                // The sender of this very value (senders queue in the order of their values).
+                Some(0) if slot.sender_waits => self.send_queue.pop_front_exact(),
                 Some(0) | None => None,
                 Some(_) => self.send_queue.pop_front(),
             };

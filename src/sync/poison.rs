@@ -30,8 +30,9 @@ impl Flag {
     }
 
     /// Called as a guard is dropped; `was_panicking` is whether its holder already panicked
-    /// when it acquired (then dropping it does not poison). A forced unwind (the runtime
-    /// dropping a blocked task) is not a panic of the holder either.
+    /// when it acquired (then dropping it does not poison). The runtime's stop unwind (a task
+    /// stopped while it holds the lock) is not a panic of the holder either.
+    #[inline]
     pub(crate) fn on_release(&self, was_panicking: bool) {
         if !was_panicking && crate::sched::panicking() {
             self.0.store(true, Ordering::Relaxed);

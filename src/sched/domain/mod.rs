@@ -62,7 +62,6 @@ pub(crate) use queues::TaskPtr;
 use queues::{Registry, RunQueue};
 
 use super::park::Unparker;
-use super::park::stop::ParkMode;
 use super::reactor::Poller;
 use super::runtime::RuntimeShared;
 use super::shutdown::Watch;
@@ -444,9 +443,10 @@ impl Local {
                 // Park protocol, step 4.
                 if task.park.is_armed() {
                     task.parked.set(true);
-                    if task.park_mode.get() == ParkMode::Defers && task.is_cancelled() {
-                        // Stopped before it parked, and maybe unwinding: decide later.
-                        self.defer_stop(task);
+                    if task.is_cancelled() {
+                        // Stopped before it parked (and it kept waiting: it may be unwinding):
+                        // the stop is applied now, or deferred.
+                        self.woken(task);
                     }
                 } else {
                     // Woken between its last look and the switch: runnable at once.

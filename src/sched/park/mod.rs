@@ -488,11 +488,12 @@ impl Drop for RetireOnUnwind<'_> {
 /// unwinds ([`stop::unwind_if_stopped`]).
 fn wait_task(task: &Task, gen_: u64, wait: &Wait, site: &'static Location<'static>) -> Wake {
     task.stop_pending.set(false);
+    task.known_clear.set(false);
     if let Some(why) = task.park.outcome(gen_) {
         return why;
     }
-    let unwinding = super::task_unwinding(task);
     if task.is_cancelled() {
+        let unwinding = super::task_unwinding(task);
         if let Some(why) = act_on_stop(task, gen_, wait, unwinding, site) {
             return why;
         }
@@ -514,7 +515,6 @@ fn wait_task(task: &Task, gen_: u64, wait: &Wait, site: &'static Location<'stati
             )
         });
     }
-    task.park_mode.set(stop::ParkMode::of(wait.kind, unwinding));
     task.set_park_site(Some(ParkSite {
         reason: wait.reason,
         kind: wait.kind,
@@ -522,8 +522,9 @@ fn wait_task(task: &Task, gen_: u64, wait: &Wait, site: &'static Location<'stati
     }));
     task.suspend(Suspend::Park);
     task.set_park_site(None);
-    task.park_mode.set(stop::ParkMode::Ignores);
-    super::with_local(|local| local.parked_stop_settled(task));
+    if task.deferred.get() {
+        super::with_local(|local| local.parked_stop_settled(task));
+    }
     let why = task
         .park
         .outcome(gen_)
@@ -532,13 +533,13 @@ fn wait_task(task: &Task, gen_: u64, wait: &Wait, site: &'static Location<'stati
         super::with_local(|local| local.timer_went_stale());
     }
     if why == Wake::Interrupted && task.is_cancelled() {
-        // Woken by the stop, by the domain resolving a deferred stop (then the task is
-        // certainly not unwinding), or by the shutdown giving soft waits up. The generation is
-        // over: whatever the table says now, the wait ends here.
+        // Woken by the stop (its domain saw that the task is not unwinding), or by the
+        // shutdown giving soft waits up. The generation is over: whatever the table says now,
+        // the wait ends here.
         let unwinding = if task.known_clear.replace(false) {
             stop::Unwinding::No
         } else {
-            unwinding
+            super::task_unwinding(task)
         };
         return act_on_stop(task, gen_, wait, unwinding, site).unwrap_or(why);
     }

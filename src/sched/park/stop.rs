@@ -23,6 +23,11 @@
 //!   as it sees the count at zero, which proves that no switched-out task of the domain is
 //!   unwinding, this one included (`Local::resolve_deferred`).
 //!
+//! A stop request that reaches a task already parked is applied by its domain, between tasks
+//! ([`interrupt_pending`]): there the thread's panic count is that of the switched-out tasks
+//! only, so zero proves the task is not unwinding and its park is ended at once; otherwise the
+//! stop is deferred the same way.
+//!
 //! ## The table
 //!
 //! | the stopped task ...                                  | wait kind       | the park ...                                        |
@@ -58,7 +63,23 @@ pub(crate) const GIVE_UPS: u8 = 8;
 
 /// The payload of the runtime's stop unwind. Private: only a task's root (through
 /// [`catch_at_root`]) knows it, and turns it into [`TaskDropped`].
+///
+/// Its drop marks the end of the stop's unwind for its task (`Task::stop_unwinding`): at the
+/// root, or where the task itself caught it and let it go. A panic caught inside a destructor
+/// while the stop unwinds does not end it.
 pub(crate) struct Stop;
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        crate::sched::with_current(|t| t.stop_unwinding.set(false));
+    }
+}
+
+/// Whether a caught panic payload is the runtime's stop (which bobine's own catches must let
+/// go on: see `event`'s `run_aborts`).
+pub(crate) fn is_stop(payload: &(dyn Any + Send)) -> bool {
+    payload.is::<Stop>()
+}
 
 /// Whether the running task is unwinding, as far as can be known (see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,29 +90,6 @@ pub(crate) enum Unwinding {
     Yes,
     /// Cannot be told now: another task of its domain is switched out mid-unwind.
     Unsure,
-}
-
-/// What a stop does to the park of a task, decided when the park starts (the domain reads it
-/// when a stop request arrives, see [`interrupt_pending`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ParkMode {
-    /// A stop ends the park at once.
-    Reacts,
-    /// A stop is deferred until the domain can tell that the task is not unwinding.
-    Defers,
-    /// A stop leaves the park alone.
-    Ignores,
-}
-
-impl ParkMode {
-    /// The mode of a park of `kind` by a task in state `unwinding`.
-    pub(crate) fn of(kind: WaitKind, unwinding: Unwinding) -> ParkMode {
-        match (kind, unwinding) {
-            (WaitKind::Uninterruptible, _) | (_, Unwinding::Yes) => ParkMode::Ignores,
-            (_, Unwinding::No) => ParkMode::Reacts,
-            (_, Unwinding::Unsure) => ParkMode::Defers,
-        }
-    }
 }
 
 /// What a park does about a stop request (see the module doc's table).
@@ -140,9 +138,27 @@ pub(crate) fn decide(
 /// A stop point outside any park (a yield): unwinds the running task if it was asked to stop
 /// and is certainly not unwinding; a task that caught an earlier stop while its runtime ends is
 /// abandoned, as at a park.
+#[inline]
 pub(crate) fn at_yield(task: &Task) {
-    if !task.is_cancelled() || crate::sched::task_unwinding(task) != Unwinding::No {
-        return;
+    if task.is_cancelled() {
+        stop_at_yield(task);
+    }
+}
+
+#[cold]
+fn stop_at_yield(task: &Task) {
+    match crate::sched::task_unwinding(task) {
+        Unwinding::Yes => return,
+        Unwinding::Unsure => {
+            // Whether it unwinds cannot be told now: it waits (its stop deferred) until its
+            // domain can tell, instead of keeping the domain busy for ever.
+            let park = super::Park::new();
+            if park.wait_for(&super::Wait::hand_over("yield (stopped)")) == Wake::Interrupted {
+                unwind_if_stopped();
+            }
+            return;
+        }
+        Unwinding::No => {}
     }
     let (ending, _) = crate::sched::with_local(|l| l.shutdown_state());
     match decide(task, WaitKind::HandOver, Unwinding::No, ending, false) {
@@ -245,22 +261,39 @@ pub(crate) fn interrupt(task: &Arc<Task>) -> bool {
     first
 }
 
-/// The domain thread's half of [`interrupt`], for a task that is not running: ends its park if
-/// the park reacts to stops; returns whether the stop must be deferred instead (the caller, its
-/// domain, then registers it).
+/// The domain thread's half of [`interrupt`], for a parked task (which is not running): ends
+/// its park if that is certainly safe, that is when the thread's panic count is zero here,
+/// between tasks (then no switched-out task of the domain, this one included, is unwinding);
+/// returns whether the stop must be deferred instead (the caller, its domain, registers it). An
+/// uninterruptible wait is left alone.
 #[inline]
 pub(crate) fn interrupt_pending(task: &Task) -> bool {
     if !task.parked.get() || !task.cancelled.load(Ordering::Acquire) {
         return false;
     }
-    match task.park_mode.get() {
-        ParkMode::Reacts => {
-            task.park.wake_current(Wake::Interrupted);
-            false
-        }
-        ParkMode::Defers => !task.deferred.get(),
-        ParkMode::Ignores => false,
+    stop_parked(task)
+}
+
+/// [`interrupt_pending`] for a stopped, parked task.
+#[cold]
+pub(crate) fn stop_parked(task: &Task) -> bool {
+    if task.draining.get()
+        || task
+            .park_site()
+            .is_none_or(|site| site.kind == WaitKind::Uninterruptible)
+    {
+        // Dropping a closure it never ran waits as an unwinding task does.
+        return false;
     }
+    if std::thread::panicking() {
+        return !task.deferred.get();
+    }
+    // Only for the wake-up that ends this park: one that lost to a hand-over must not leave
+    // the flag for a later park.
+    if task.park.wake_current(Wake::Interrupted) {
+        task.known_clear.set(true);
+    }
+    false
 }
 
 #[cfg(test)]
@@ -299,20 +332,6 @@ mod tests {
         assert_eq!(d(WaitKind::HandOver, No, true, false), OnStop::Abandon);
         assert_eq!(d(WaitKind::HandOver, No, false, false), OnStop::Raise);
         assert_eq!(d(WaitKind::HandOver, Yes, true, false), OnStop::Wait);
-    }
-
-    /// Park modes follow the table: a certain "not unwinding" reacts, an unsure one defers,
-    /// an unwinding task or an uninterruptible wait ignores stops.
-    #[test]
-    fn park_modes() {
-        use Unwinding::*;
-        assert_eq!(ParkMode::of(WaitKind::HandOver, No), ParkMode::Reacts);
-        assert_eq!(ParkMode::of(WaitKind::Soft, Unsure), ParkMode::Defers);
-        assert_eq!(ParkMode::of(WaitKind::Soft, Yes), ParkMode::Ignores);
-        assert_eq!(
-            ParkMode::of(WaitKind::Uninterruptible, No),
-            ParkMode::Ignores
-        );
     }
 
     /// The root turns the stop payload into `TaskDropped`, passes other payloads through, and

@@ -123,6 +123,22 @@ impl WaitList {
         None
     }
 
+    /// Unlinks the oldest waiter, even one of an abandoned task, and returns its unparker: for
+    /// a list whose order stands for something besides who waits longest (the senders of a
+    /// rendezvous, one per value in the buffer: the one woken must be the one whose value was
+    /// taken, dead or not).
+    pub(crate) fn pop_front_exact(&mut self) -> Option<Unparker> {
+        if self.head.is_null() {
+            return None;
+        }
+        let node = self.head;
+        // SAFETY: as in `pop_front`.
+        let unparker = unsafe { (*node).unparker.take() };
+        // SAFETY: as above.
+        unsafe { self.unlink(node) };
+        unparker
+    }
+
     /// Unlinks the waiters of abandoned tasks at the front.
     fn drop_dead_front(&mut self) {
         while !self.head.is_null() {
