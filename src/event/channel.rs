@@ -69,18 +69,13 @@ impl Offer {
         Offer::Shared(sync, leaf)
     }
 
-    /// Whether a partner could still commit this offer: its sync still waits, and its task was
-    /// not abandoned by a shutdown (a value handed to it would be lost). A shared offer's syncer
-    /// is checked for that only when it is about to be committed ([`Queues::pop_partner`]).
+    /// Whether a partner could still commit this offer (a waiter's task may have been
+    /// abandoned by a shutdown: that shows when it is woken, see [`Waiter::wake`]; a shared
+    /// offer's syncer is checked just before it is committed, see [`Queues::pop_partner`]).
     fn is_live(&self) -> bool {
         match self {
             Offer::Shared(state, _) => state.is_waiting(),
-            // SAFETY: a queued waiter is alive (module doc, step 4; an abandoned task's stack
-            // is never freed), and we hold the channel lock.
-            Offer::Waiter(w) => !unsafe { w.as_ref() }
-                .unparker
-                .as_ref()
-                .is_some_and(Unparker::is_dead),
+            Offer::Waiter(_) => true,
         }
     }
 
@@ -154,10 +149,16 @@ impl Waiter {
     /// # Safety
     ///
     /// `this` was just popped from its queue and the channel lock is still held.
-    unsafe fn wake(this: NonNull<Waiter>) {
+    ///
+    /// Returns false if the waiter is a task the shutdown abandoned: it will never take what
+    /// was moved into its slot (the memory stays: an abandoned task's stack is never freed), so
+    /// the caller takes it back for the next partner.
+    unsafe fn wake(this: NonNull<Waiter>) -> bool {
         // SAFETY: per the contract, the waiter is alive (module doc, step 4) and ours.
         let unparker = unsafe { (*this.as_ptr()).unparker.take() };
-        unparker.expect("a queued waiter has its unparker").unpark();
+        unparker
+            .expect("a queued waiter has its unparker")
+            .hand_over()
     }
 }
 
@@ -169,13 +170,10 @@ pub(crate) struct Queues {
 }
 
 impl Queues {
-    /// Pops and commits the oldest live offer of `q` (stale offers, and those of tasks a
+    /// Pops and commits the oldest live offer of `q` (stale offers, and those of syncers a
     /// shutdown abandoned, are dropped).
     fn pop_partner(q: &mut VecDeque<Offer>) -> Option<Partner> {
         while let Some(offer) = q.pop_front() {
-            if !offer.is_live() {
-                continue;
-            }
             match offer {
                 Offer::Waiter(w) => return Some(Partner::Waiter(w)),
                 Offer::Shared(state, leaf) => {
@@ -189,24 +187,30 @@ impl Queues {
     }
 
     /// Hands `value` to the oldest blocked receiver; gives it back if there is none.
-    pub(crate) fn give(&mut self, value: Payload) -> Result<(), Payload> {
-        match Self::pop_partner(&mut self.receivers) {
-            None => Err(value),
-            Some(Partner::Claimed(state, leaf)) => {
-                // SAFETY: we hold the claim until `complete`.
-                unsafe { state.put(leaf, value) };
-                state.complete(leaf);
-                Ok(())
-            }
-            Some(Partner::Waiter(w)) => {
-                // SAFETY: just popped under the lock we hold: the waiter and its slot are
-                // ours until we wake it; its slot is an `Option<T>` of this channel's `T`.
-                unsafe {
-                    let waiter = w.as_ref();
-                    (waiter.fns.put)(waiter.slot, value);
-                    Waiter::wake(w);
+    pub(crate) fn give(&mut self, mut value: Payload) -> Result<(), Payload> {
+        loop {
+            match Self::pop_partner(&mut self.receivers) {
+                None => return Err(value),
+                Some(Partner::Claimed(state, leaf)) => {
+                    // SAFETY: we hold the claim until `complete`.
+                    unsafe { state.put(leaf, value) };
+                    state.complete(leaf);
+                    return Ok(());
                 }
-                Ok(())
+                Some(Partner::Waiter(w)) => {
+                    // SAFETY: just popped under the lock we hold: the waiter and its slot are
+                    // ours until we wake it (and for good if its task was abandoned: then
+                    // `wake` says so and the value is taken back); its slot is an `Option<T>`
+                    // of this channel's `T`.
+                    unsafe {
+                        let waiter = w.as_ref();
+                        (waiter.fns.put)(waiter.slot, value);
+                        if Waiter::wake(w) {
+                            return Ok(());
+                        }
+                        value = (waiter.fns.take)(waiter.slot);
+                    }
+                }
             }
         }
     }
@@ -225,6 +229,7 @@ impl Queues {
                 unsafe {
                     let waiter = w.as_ref();
                     let value = (waiter.fns.take)(waiter.slot);
+                    // An abandoned sender's value is delivered all the same.
                     Waiter::wake(w);
                     Some(value)
                 }
@@ -238,22 +243,27 @@ impl Queues {
     /// # Safety
     ///
     /// These are the queues of a `Channel<T>`.
-    unsafe fn give_typed<T: Send + 'static>(&mut self, value: T) -> Result<(), T> {
-        match Self::pop_partner(&mut self.receivers) {
-            None => Err(value),
-            Some(Partner::Claimed(state, leaf)) => {
-                // SAFETY: we hold the claim until `complete`.
-                unsafe { state.put(leaf, Box::new(value)) };
-                state.complete(leaf);
-                Ok(())
-            }
-            Some(Partner::Waiter(w)) => {
-                // SAFETY: as in `give`; the slot is an `Option<T>` (caller's contract).
-                unsafe {
-                    *w.as_ref().slot.cast::<Option<T>>() = Some(value);
-                    Waiter::wake(w);
+    unsafe fn give_typed<T: Send + 'static>(&mut self, mut value: T) -> Result<(), T> {
+        loop {
+            match Self::pop_partner(&mut self.receivers) {
+                None => return Err(value),
+                Some(Partner::Claimed(state, leaf)) => {
+                    // SAFETY: we hold the claim until `complete`.
+                    unsafe { state.put(leaf, Box::new(value)) };
+                    state.complete(leaf);
+                    return Ok(());
                 }
-                Ok(())
+                Some(Partner::Waiter(w)) => {
+                    // SAFETY: as in `give`; the slot is an `Option<T>` (caller's contract).
+                    unsafe {
+                        let slot = w.as_ref().slot.cast::<Option<T>>();
+                        *slot = Some(value);
+                        if Waiter::wake(w) {
+                            return Ok(());
+                        }
+                        value = (*slot).take().expect("the value just moved in");
+                    }
+                }
             }
         }
     }
@@ -279,6 +289,7 @@ impl Queues {
                 // SAFETY: as in `give_typed`.
                 unsafe {
                     let value = (*w.as_ref().slot.cast::<Option<T>>()).take();
+                    // An abandoned sender's value is delivered all the same.
                     Waiter::wake(w);
                     value
                 }

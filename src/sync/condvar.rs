@@ -129,9 +129,12 @@ impl Condvar {
 
     /// Wakes the oldest waiter, if any.
     pub fn notify_one(&self) {
-        let next = self.waiters.lock().pop_front();
-        if let Some(u) = next {
-            u.unpark();
+        loop {
+            let next = self.waiters.lock().pop_front();
+            // A waiter whose task the shutdown abandoned passes the notification on.
+            if next.is_none_or(|u| u.hand_over()) {
+                return;
+            }
         }
     }
 

@@ -50,17 +50,18 @@ struct State<T> {
 }
 
 impl<T> State<T> {
-    /// Takes the next value (skipping slots whose sender withdrew) and, for a bounded channel
-    /// or a rendezvous whose sender waits, the sender to wake.
-    fn pop_value(&mut self) -> Option<(T, Option<Unparker>)> {
+    /// Takes the next value (skipping slots whose sender withdrew) and the sender to wake:
+    /// for a rendezvous whose sender waits, that very sender (senders queue in the order of
+    /// their values; an abandoned one is woken for nothing, as it should); for a bounded
+    /// channel, the oldest sender waiting for room.
+    fn pop_value(&mut self) -> Option<(T, Option<Woke>)> {
         while let Some(slot) = self.buffer.pop_front() {
             self.received += 1;
             let Some(value) = slot.value else { continue };
             let sender = match self.capacity {
-                // The sender of this very value (senders queue in the order of their values).
-                Some(0) if slot.sender_waits => self.send_queue.pop_front_exact(),
+                Some(0) if slot.sender_waits => self.send_queue.pop_front().map(Woke::Exact),
                 Some(0) | None => None,
-                Some(_) => self.send_queue.pop_front(),
+                Some(_) => self.send_queue.pop_front().map(Woke::Room),
             };
             return Some((value, sender));
         }
@@ -95,6 +96,13 @@ impl<T> Drop for Withdraw<'_, T> {
         // Dropped outside the lock.
         drop(value);
     }
+}
+
+/// A sender a receive wakes: the one whose rendezvous value was taken, or one waiting for the
+/// room freed (which, if its task was abandoned, goes to the next sender).
+enum Woke {
+    Exact(Unparker),
+    Room(Unparker),
 }
 
 /// Which wait list of a channel.
@@ -199,7 +207,7 @@ impl<T> Chan<T> {
                     state.pushed += 1;
                     let receiver = state.recv_queue.pop_front();
                     drop(state);
-                    wake(receiver);
+                    self.hand_value_to(receiver);
                     return Ok(());
                 }
             }
@@ -215,8 +223,12 @@ impl<T> Chan<T> {
             sender_waits: true,
         });
         state.pushed += 1;
-        let receiver = state.recv_queue.pop_front();
-        wake(receiver);
+        // Under the lock (it is needed again below): an abandoned receiver passes it on.
+        while let Some(u) = state.recv_queue.pop_front() {
+            if u.hand_over() {
+                break;
+            }
+        }
         // If this sender unwinds while it waits (cancellation, or its runtime ending), its
         // value must not be delivered later, nor its slot wake another sender: taken back as
         // it leaves the queue, under the same lock (a receive in between would otherwise take
@@ -300,7 +312,7 @@ impl<T> Chan<T> {
         state.pushed += 1;
         let receiver = state.recv_queue.pop_front();
         drop(state);
-        wake(receiver);
+        self.hand_value_to(receiver);
         Ok(())
     }
 
@@ -310,7 +322,7 @@ impl<T> Chan<T> {
         loop {
             if let Some((value, sender)) = state.pop_value() {
                 drop(state);
-                wake(sender);
+                self.wake_sender(sender);
                 return Ok(value);
             }
             if state.senders == 0 {
@@ -330,7 +342,7 @@ impl<T> Chan<T> {
         match state.pop_value() {
             Some((value, sender)) => {
                 drop(state);
-                wake(sender);
+                self.wake_sender(sender);
                 Ok(value)
             }
             None if state.senders == 0 => Err(TryRecvError::Disconnected),
@@ -338,17 +350,40 @@ impl<T> Chan<T> {
         }
     }
 
+    /// Wakes the sender a receive chose (see [`Woke`]).
+    fn wake_sender(&self, sender: Option<Woke>) {
+        match sender {
+            Some(Woke::Exact(u)) => drop(u.unpark()),
+            Some(Woke::Room(u)) => self.hand_room_to(Some(u)),
+            None => {}
+        }
+    }
+
+    /// Wakes a sender for the room freed; one whose task was abandoned passes it on.
+    fn hand_room_to(&self, sender: Option<Unparker>) {
+        if sender.is_some_and(|u| !u.hand_over()) {
+            self.wake_next_sender();
+        }
+    }
+
+    /// Wakes a receiver for a value in the buffer; one whose task was abandoned passes it on.
+    fn hand_value_to(&self, receiver: Option<Unparker>) {
+        if receiver.is_some_and(|u| !u.hand_over()) {
+            self.wake_next_receiver();
+        }
+    }
+
     /// Passes a "room freed" wake-up on to the next blocked sender (one that got it unwound).
     fn wake_next_sender(&self) {
         let next = self.state.lock().send_queue.pop_front();
-        wake(next);
+        self.hand_room_to(next);
     }
 
     /// Passes a "value sent" wake-up on to the next blocked receiver (several may wait: local
     /// tasks sharing a `Receiver`), when the one chosen unwound instead.
     fn wake_next_receiver(&self) {
         let next = self.state.lock().recv_queue.pop_front();
-        wake(next);
+        self.hand_value_to(next);
     }
 
     fn add_sender(&self) {
@@ -382,12 +417,6 @@ impl<T> Chan<T> {
         };
         drop(state);
         drop(dropped);
-    }
-}
-
-fn wake(u: Option<Unparker>) {
-    if let Some(u) = u {
-        u.unpark();
     }
 }
 

@@ -140,17 +140,24 @@ impl RawMutex {
 
     #[cold]
     fn unlock_slow(&self) {
-        let mut queue = self.queue.lock();
-        match queue.pop_front() {
-            Some(next) => {
-                if queue.is_empty() {
-                    self.state.store(LOCKED, Ordering::Release);
+        loop {
+            let mut queue = self.queue.lock();
+            match queue.pop_front() {
+                Some(next) => {
+                    if queue.is_empty() {
+                        self.state.store(LOCKED, Ordering::Release);
+                    }
+                    drop(queue);
+                    // A waiter whose task the shutdown abandoned passes the lock on (it is
+                    // still held: release it again).
+                    if next.hand_over() {
+                        return;
+                    }
                 }
-                drop(queue);
-                next.unpark();
-            }
-            None => {
-                self.state.store(0, Ordering::Release);
+                None => {
+                    self.state.store(0, Ordering::Release);
+                    return;
+                }
             }
         }
     }

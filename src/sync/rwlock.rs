@@ -28,20 +28,28 @@ struct State {
 impl State {
     /// Serves the front of the queue after a release, waking whom it lets in. (Unparking under
     /// the spin lock is brief: it queues a task, it never switches.)
+    ///
+    /// A waiter whose task the shutdown abandoned is counted out again and skipped.
     fn grant(&mut self) {
         while let Some(kind) = self.queue.front_tag() {
             if kind == WRITER {
-                if self.readers == 0 && !self.writer {
-                    self.writer = true;
-                    self.queue.pop_front().map(|u| u.unpark());
+                if self.readers != 0 || self.writer {
+                    return;
                 }
-                return;
+                self.writer = true;
+                if self.queue.pop_front().is_none_or(|u| u.hand_over()) {
+                    return;
+                }
+                self.writer = false;
+                continue;
             }
             if self.writer {
                 return;
             }
             self.readers += 1;
-            self.queue.pop_front().map(|u| u.unpark());
+            if self.queue.pop_front().is_some_and(|u| !u.hand_over()) {
+                self.readers -= 1;
+            }
         }
     }
 }

@@ -102,16 +102,23 @@ impl Semaphore {
     /// Gives a permit back, to the oldest waiter if there is one; fails (changing nothing) if
     /// the semaphore already holds its maximum.
     pub(crate) fn try_release(&self) -> Result<(), Full> {
-        let mut state = self.state.lock();
-        match state.queue.pop_front() {
-            Some(next) => {
-                drop(state);
-                next.unpark();
+        loop {
+            let mut state = self.state.lock();
+            match state.queue.pop_front() {
+                Some(next) => {
+                    drop(state);
+                    // A waiter whose task the shutdown abandoned passes the permit on.
+                    if next.hand_over() {
+                        return Ok(());
+                    }
+                }
+                None if state.permits >= state.max => return Err(Full),
+                None => {
+                    state.permits += 1;
+                    return Ok(());
+                }
             }
-            None if state.permits >= state.max => return Err(Full),
-            None => state.permits += 1,
         }
-        Ok(())
     }
 
     /// The free permits now.

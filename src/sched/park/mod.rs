@@ -250,6 +250,15 @@ impl Unparker {
         }
     }
 
+    /// Wakes the waiter to hand it what it waited for (a lock, a permit, a notification):
+    /// true if the waiter has it (woken now, or its park ended meanwhile and it will find
+    /// itself chosen), false if it is a task the shutdown abandoned, which never will (the
+    /// caller hands it to the next waiter). Looking at the task only when the wake fails keeps
+    /// it out of the waker's cache in the common case.
+    pub(crate) fn hand_over(&self) -> bool {
+        self.unpark() || !self.is_dead()
+    }
+
     /// Whether the waiter is a task the shutdown abandoned (it ended without ever leaving its
     /// wait): a waker skips it and hands what it would have handed over to the next waiter.
     pub(crate) fn is_dead(&self) -> bool {

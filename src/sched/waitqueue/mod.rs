@@ -86,14 +86,14 @@ impl WaitList {
         }
     }
 
-    /// Whether nobody waits (waiters of abandoned tasks do not count: see
-    /// [`WaitList::pop_front`]).
+    /// Whether nobody waits (waiters of abandoned tasks do not count: they are dropped from
+    /// the front here, so that a newcomer does not queue behind them).
     pub(crate) fn is_empty(&mut self) -> bool {
         self.drop_dead_front();
         self.head.is_null()
     }
 
-    /// The tag of the oldest waiter.
+    /// The tag of the oldest waiter (abandoned ones dropped first, as in `is_empty`).
     pub(crate) fn front_tag(&mut self) -> Option<u8> {
         self.drop_dead_front();
         // SAFETY: a linked node is alive (its waiter is blocked in `WaitIn::park`, or its task
@@ -101,38 +101,19 @@ impl WaitList {
         (!self.head.is_null()).then(|| unsafe { (*self.head).tag })
     }
 
-    /// Unlinks the oldest waiter and returns its unparker, for the caller to unpark.
+    /// Unlinks the oldest waiter and returns its unparker, for the caller to wake.
     ///
-    /// Waiters of tasks the shutdown abandoned are skipped (unlinked and forgotten): their node
-    /// stays on a stack that is never freed, and whatever would be handed to them goes to the
-    /// next waiter instead.
+    /// The waiter may be a task the shutdown abandoned (its node stays on a stack that is
+    /// never freed): a caller that hands something over wakes it with
+    /// [`Unparker::hand_over`], and on `false` hands it to the next waiter instead.
     pub(crate) fn pop_front(&mut self) -> Option<Unparker> {
-        while !self.head.is_null() {
-            let node = self.head;
-            // Take the unparker first: once `unlink` clears `linked`, the owner may return and
-            // its node be gone.
-            // SAFETY: a linked node is alive; we hold the list's lock.
-            let unparker = unsafe { (*node).unparker.take() };
-            // SAFETY: as above.
-            unsafe { self.unlink(node) };
-            match unparker {
-                Some(u) if u.is_dead() => continue,
-                u => return u,
-            }
-        }
-        None
-    }
-
-    /// Unlinks the oldest waiter, even one of an abandoned task, and returns its unparker: for
-    /// a list whose order stands for something besides who waits longest (the senders of a
-    /// rendezvous, one per value in the buffer: the one woken must be the one whose value was
-    /// taken, dead or not).
-    pub(crate) fn pop_front_exact(&mut self) -> Option<Unparker> {
         if self.head.is_null() {
             return None;
         }
         let node = self.head;
-        // SAFETY: as in `pop_front`.
+        // Take the unparker first: once `unlink` clears `linked`, the owner may return and
+        // its node be gone.
+        // SAFETY: a linked node is alive; we hold the list's lock.
         let unparker = unsafe { (*node).unparker.take() };
         // SAFETY: as above.
         unsafe { self.unlink(node) };
