@@ -157,6 +157,20 @@ pub(crate) fn spinning_may_help() -> bool {
     p.is_null() || unsafe { &*p }.rt.domains.len() > 1
 }
 
+/// Whether this thread runs `domain` and that domain has not shut down. Costs no reference
+/// count: a caller holding a `Weak` compares pointers (the `Weak` keeps the allocation, so an
+/// equal pointer is that very domain, alive since this thread runs it).
+pub(crate) fn runs_live_domain(domain: *const domain::DomainShared) -> bool {
+    let p = LOCAL.with(|l| l.get());
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: as in `with_local`.
+    let shared = &unsafe { &*p }.shared;
+    std::ptr::eq(Arc::as_ptr(shared), domain)
+        && !shared.closed.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// Whether this thread is a domain thread.
 pub(crate) fn on_domain() -> bool {
     !LOCAL.with(|l| l.get()).is_null()

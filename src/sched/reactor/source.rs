@@ -207,7 +207,11 @@ impl Source {
     /// (and this sees `closed`), or waits for this registration and then removes it. Without
     /// that, a registration racing a close left an entry in the domain's slab for good.
     fn ensure_registered(self: &Arc<Self>) -> io::Result<bool> {
-        if self.reg.lock().as_ref().is_some_and(|r| r.live().is_some()) {
+        // Registered with the domain running this call (the usual case: no reference count),
+        // or with another live one.
+        if self.reg.lock().as_ref().is_some_and(|r| {
+            crate::sched::runs_live_domain(r.domain.as_ptr()) || r.live().is_some()
+        }) {
             return Ok(true);
         }
         let _serial = self.registering.lock().unwrap_or_else(|e| e.into_inner());
