@@ -1,0 +1,144 @@
+//! Runs one hot path of the runtime `n` times, for instruction counts under callgrind (the VM
+//! exposes no hardware counters, and instruction counts do not drift with the machine's load).
+//!
+//! ```text
+//! cargo build --release --example hot_paths
+//! valgrind --tool=callgrind --callgrind-out-file=cg.20000 target/release/examples/hot_paths condvar 20000
+//! valgrind --tool=callgrind --callgrind-out-file=cg.40000 target/release/examples/hot_paths condvar 40000
+//! ```
+//!
+//! The per-operation figure is the difference of the two totals ("Collected") divided by the
+//! difference of `n` (20 000 here), which cancels the runtime's start and end. Cases:
+//!
+//! - `yield`: two tasks yielding to each other; one operation is a pair of yields.
+//! - `spawn`: spawn and join an empty task (`n` a multiple of 1000).
+//! - `mutex`: uncontended `Mutex` lock + unlock.
+//! - `condvar`: a `Mutex` + `Condvar` round trip between two tasks.
+//! - `pingpong`: a CML `Channel` round trip between two tasks.
+//! - `contended`: four tasks locking one mutex and yielding inside; one operation is one
+//!   critical section (`n` a multiple of 4).
+//! - `tcp`: a 64-byte TCP loopback round trip between two tasks (each side parks once).
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use bobine::sync::{Condvar, Mutex};
+use bobine::thread;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(case), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
+    else {
+        eprintln!("usage: hot_paths <yield|spawn|mutex|condvar|pingpong|contended|tcp> <n>");
+        std::process::exit(2);
+    };
+    let run: fn(u64) = match case.as_str() {
+        "yield" => yields,
+        "spawn" => spawns,
+        "mutex" => uncontended,
+        "condvar" => condvar,
+        "pingpong" => pingpong,
+        "contended" => contended,
+        "tcp" => tcp,
+        other => {
+            eprintln!("hot_paths: unknown case {other:?}");
+            std::process::exit(2);
+        }
+    };
+    bobine::Builder::new().domains(1).run(move || run(n));
+}
+
+fn yields(n: u64) {
+    let other = thread::spawn(move || (0..n).for_each(|_| thread::yield_now()));
+    (0..n).for_each(|_| thread::yield_now());
+    other.join().unwrap();
+}
+
+fn spawns(n: u64) {
+    for _ in 0..n / 1000 {
+        let tasks: Vec<_> = (0..1000).map(|_| thread::spawn(|| ())).collect();
+        tasks.into_iter().for_each(|t| t.join().unwrap());
+    }
+}
+
+fn uncontended(n: u64) {
+    let m = Mutex::new(0u64);
+    for _ in 0..n {
+        *m.lock().unwrap() += 1;
+    }
+    assert_eq!(*m.lock().unwrap(), n);
+}
+
+fn condvar(n: u64) {
+    let pair = Arc::new((Mutex::new(false), Condvar::new()));
+    let theirs = pair.clone();
+    let other = thread::spawn(move || {
+        let (m, c) = &*theirs;
+        for _ in 0..n {
+            let mut set = c.wait_while(m.lock().unwrap(), |set| !*set).unwrap();
+            *set = false;
+            c.notify_one();
+        }
+    });
+    let (m, c) = &*pair;
+    for _ in 0..n {
+        let mut set = m.lock().unwrap();
+        *set = true;
+        c.notify_one();
+        drop(c.wait_while(set, |set| *set).unwrap());
+    }
+    other.join().unwrap();
+}
+
+fn pingpong(n: u64) {
+    let (ping, pong) = (bobine::event::Channel::new(), bobine::event::Channel::new());
+    let (ping2, pong2) = (ping.clone(), pong.clone());
+    let other = thread::spawn(move || {
+        for _ in 0..n {
+            pong2.send(ping2.recv());
+        }
+    });
+    for i in 0..n {
+        ping.send(i);
+        assert_eq!(pong.recv(), i);
+    }
+    other.join().unwrap();
+}
+
+fn contended(n: u64) {
+    let m = Arc::new(Mutex::new(0u64));
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let m = m.clone();
+            thread::spawn(move || {
+                for _ in 0..n / 4 {
+                    let mut g = m.lock().unwrap();
+                    thread::yield_now();
+                    *g += 1;
+                }
+            })
+        })
+        .collect();
+    tasks.into_iter().for_each(|t| t.join().unwrap());
+    assert_eq!(*m.lock().unwrap(), n / 4 * 4);
+}
+
+fn tcp(n: u64) {
+    let listener = bobine::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let echo = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 64];
+        for _ in 0..n {
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+        }
+    });
+    let mut c = bobine::net::TcpStream::connect(addr).unwrap();
+    let mut buf = [7u8; 64];
+    for _ in 0..n {
+        c.write_all(&buf).unwrap();
+        c.read_exact(&mut buf).unwrap();
+    }
+    echo.join().unwrap();
+}
