@@ -65,7 +65,5 @@ fn channel_sender_after_its_receiver_was_abandoned() {
         assert!(!delivered, "the value went to an abandoned task");
         return;
     }
-    let (out, killed) = common::child::run_within(NAME, &[(CHILD, NAME)], Duration::from_secs(30));
-    assert!(!killed, "the child hung");
-    common::child::assert_ok(NAME, &out);
+    common::child::run_ok(CHILD, NAME, 30);
 }

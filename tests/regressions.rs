@@ -609,12 +609,7 @@ const HOLE_CHILD: &str = "BOBINE_HOLE_CHILD";
 /// Runs `test` (a test of this file) in a child process with `HOLE_CHILD` set, killing it
 /// after `secs`; returns its stderr after checking that it ended on its own, successfully.
 fn hole_child(test: &str, secs: u64) -> String {
-    let (out, killed) =
-        common::child::run_within(test, &[(HOLE_CHILD, test)], Duration::from_secs(secs));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!killed, "child '{test}' hung and was killed\n{stderr}");
-    common::child::assert_ok(test, &out);
-    stderr
+    common::child::run_ok(HOLE_CHILD, test, secs)
 }
 
 /// Whether this process is the child run of `test`.

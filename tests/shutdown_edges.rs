@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::tasks::DropCounter;
+use common::tasks::{DropCounter, LockOnDrop, RecvOnDrop};
 
 const CHILD: &str = "BOBINE_SHUTDOWN_EDGES_CHILD";
 
@@ -19,36 +19,9 @@ fn in_child(test: &str) -> bool {
     common::child::is_child_of(CHILD, test)
 }
 
-/// Runs `test` in a child process, killing it after `secs`; checks that it ended on its own
-/// (no hang), without a signal (no abort) and successfully. Returns its stderr.
+/// Runs `test` in a child process (see `common::child::run_ok`); returns its stderr.
 fn child(test: &str, secs: u64) -> String {
-    let (out, killed) =
-        common::child::run_within(test, &[(CHILD, test)], Duration::from_secs(secs));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !killed,
-        "child '{test}' hung: killed after {secs} s\nstderr:\n{stderr}"
-    );
-    common::child::assert_ok(test, &out);
-    stderr
-}
-
-/// Waits in its destructor for a message that never comes (its sender is forgotten).
-struct RecvOnDrop(bobine::sync::mpsc::Receiver<()>);
-
-impl Drop for RecvOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.recv();
-    }
-}
-
-/// Locks a mutex in its destructor.
-struct LockOnDrop(&'static bobine::sync::Mutex<u32>);
-
-impl Drop for LockOnDrop {
-    fn drop(&mut self) {
-        let _g = self.0.lock();
-    }
+    common::child::run_ok(CHILD, test, secs)
 }
 
 /// A task that stage 2 wakes (it joins a task stage 2 abandons: `finish` wakes the joiners)

@@ -10,6 +10,8 @@ use std::panic::catch_unwind;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::tasks::{LockOnDrop, RecvOnDrop};
+
 const CHILD: &str = "BOBINE_STOP_EDGES_CHILD";
 
 /// Whether this process is the child run of `test`.
@@ -17,36 +19,9 @@ fn in_child(test: &str) -> bool {
     common::child::is_child_of(CHILD, test)
 }
 
-/// Runs `test` in a child process, killing it after `secs`; checks that it ended on its own
-/// (no hang), without a signal (no abort) and successfully. Returns its stderr.
+/// Runs `test` in a child process (see `common::child::run_ok`); returns its stderr.
 fn child(test: &str, secs: u64) -> String {
-    let (out, killed) =
-        common::child::run_within(test, &[(CHILD, test)], Duration::from_secs(secs));
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !killed,
-        "child '{test}' hung: killed after {secs} s\nstderr:\n{stderr}"
-    );
-    common::child::assert_ok(test, &out);
-    stderr
-}
-
-/// Waits in its destructor for a message that may never come.
-struct RecvOnDrop(bobine::sync::mpsc::Receiver<()>);
-
-impl Drop for RecvOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.recv();
-    }
-}
-
-/// Locks a mutex in its destructor.
-struct LockOnDrop(&'static bobine::sync::Mutex<u32>);
-
-impl Drop for LockOnDrop {
-    fn drop(&mut self) {
-        let _g = self.0.lock();
-    }
+    common::child::run_ok(CHILD, test, secs)
 }
 
 /// Spawns a task that panics and whose destructor then waits (on `rx`): it stays switched out

@@ -44,6 +44,20 @@ pub fn run_within(test: &str, env: &[(&str, &str)], limit: Duration) -> (Output,
     (child.wait_with_output().unwrap(), killed)
 }
 
+/// Runs `test` in a child process with `var` set to the test's name (see [`is_child_of`]),
+/// killing it after `secs`; asserts that it ended on its own (no hang), without a signal (no
+/// abort) and successfully. Returns its stderr.
+pub fn run_ok(var: &str, test: &str, secs: u64) -> String {
+    let (out, killed) = run_within(test, &[(var, test)], Duration::from_secs(secs));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !killed,
+        "child '{test}' hung: killed after {secs} s\nstderr:\n{stderr}"
+    );
+    assert_ok(test, &out);
+    stderr
+}
+
 /// Whether this process is a child run: `var` is set (to anything).
 pub fn is_child(var: &str) -> bool {
     std::env::var_os(var).is_some()

@@ -41,3 +41,21 @@ impl Drop for DropCounter {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
+
+/// Waits in its destructor for a message that may never come.
+pub struct RecvOnDrop(pub bobine::sync::mpsc::Receiver<()>);
+
+impl Drop for RecvOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.recv();
+    }
+}
+
+/// Locks a mutex in its destructor.
+pub struct LockOnDrop(pub &'static bobine::sync::Mutex<u32>);
+
+impl Drop for LockOnDrop {
+    fn drop(&mut self) {
+        let _g = self.0.lock();
+    }
+}
