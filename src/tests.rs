@@ -132,7 +132,7 @@ fn a_stopped_task_unwinds_and_its_destructors_may_wait() {
     });
 }
 
-/// a CML `Channel::recv` stopped just as a sender commits with it does not lose the
+/// A CML `Channel::recv` stopped just as a sender commits with it does not lose the
 /// value: the send has returned (it committed with the still-queued waiter), so the receiver
 /// must get the value, the stop taking effect at its next park point (DESIGN §4: "the value is
 /// delivered ... Nothing is lost"). The stop's `Interrupted` wins the park word first, so
@@ -140,15 +140,29 @@ fn a_stopped_task_unwinds_and_its_destructors_may_wait() {
 /// moved into the waiter's slot is dropped with its frame.
 #[test]
 fn stopped_channel_receiver_keeps_a_committed_value() {
+    stopped_receiver_keeps_a_committed_value(|c| c.recv());
+}
+
+/// The same through a general sync (`recv_evt().sync()`): the partner claims and completes
+/// the sync, then the syncer raises out of its park and `AbandonOnUnwind` drops the received
+/// value.
+#[test]
+fn stopped_sync_receiver_keeps_a_committed_value() {
+    stopped_receiver_keeps_a_committed_value(|c| c.recv_evt().sync());
+}
+
+/// The two tests above: a receiver parked in `recv` is stopped, then a send commits with its
+/// still-queued offer.
+fn stopped_receiver_keeps_a_committed_value(recv: fn(&crate::event::Channel<u32>) -> u32) {
     within(30, || {
-        crate::Builder::new().domains(1).run(|| {
+        crate::Builder::new().domains(1).run(move || {
             let c: crate::event::Channel<u32> = crate::event::Channel::new();
             let slot: Arc<Mutex<Option<Arc<Task>>>> = Arc::new(Mutex::new(None));
             let got: Arc<Mutex<Option<u32>>> = Arc::new(Mutex::new(None));
             let (c2, slot2, got2) = (c.clone(), slot.clone(), got.clone());
             let h = crate::thread::spawn(move || {
                 *slot2.lock().unwrap() = crate::sched::current_task();
-                let v = c2.recv();
+                let v = recv(&c2);
                 *got2.lock().unwrap() = Some(v);
                 crate::thread::yield_now();
             });
@@ -167,38 +181,7 @@ fn stopped_channel_receiver_keeps_a_committed_value() {
     });
 }
 
-/// the same through a general sync (`recv_evt().sync()`): the partner claims and
-/// completes the sync, then the syncer raises out of its park and `AbandonOnUnwind` drops the
-/// received value.
-#[test]
-fn stopped_sync_receiver_keeps_a_committed_value() {
-    within(30, || {
-        crate::Builder::new().domains(1).run(|| {
-            let c: crate::event::Channel<u32> = crate::event::Channel::new();
-            let slot: Arc<Mutex<Option<Arc<Task>>>> = Arc::new(Mutex::new(None));
-            let got: Arc<Mutex<Option<u32>>> = Arc::new(Mutex::new(None));
-            let (c2, slot2, got2) = (c.clone(), slot.clone(), got.clone());
-            let h = crate::thread::spawn(move || {
-                *slot2.lock().unwrap() = crate::sched::current_task();
-                let v = c2.recv_evt().sync();
-                *got2.lock().unwrap() = Some(v);
-                crate::thread::yield_now();
-            });
-            let task = published(&slot);
-            crate::thread::sleep(std::time::Duration::from_millis(10));
-            assert!(interrupt(&task));
-            c.send(7);
-            assert!(h.join().unwrap_err().is::<TaskDropped>());
-            assert_eq!(
-                *got.lock().unwrap(),
-                Some(7),
-                "the send committed, but the stopped receiver dropped the value"
-            );
-        });
-    });
-}
-
-/// a `Condvar` notification given to a waiter that is stopped before it has relocked
+/// A `Condvar` notification given to a waiter that is stopped before it has relocked
 /// the mutex goes to the next waiter (the condvar's doc: "a notification handed to it meanwhile
 /// goes to the next waiter"). `wait_raw` returned `Notified`, so its `pass_on` is not armed any
 /// more; the relock parks (the notifier still holds the mutex), raises, and the notification

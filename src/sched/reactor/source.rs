@@ -307,23 +307,30 @@ impl Source {
     /// The owner closes the descriptor: waiters wake with an error, the registration and the
     /// table entry go. Call before the descriptor itself is closed.
     pub(crate) fn close(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
+        if !self.shut(|r| r.deregister(self.fd)) {
             return;
-        }
-        self.ready(Dir::Read);
-        self.ready(Dir::Write);
-        {
-            // After any registration in progress (see `ensure_registered`).
-            let _serial = self.registering.lock().unwrap_or_else(|e| e.into_inner());
-            let reg = self.reg.lock().take();
-            if let Some(r) = reg {
-                r.deregister(self.fd);
-            }
         }
         let mut t = table(self.fd).lock().unwrap_or_else(|e| e.into_inner());
         if t.get(&self.fd).is_some_and(|s| std::ptr::eq(&**s, self)) {
             t.remove(&self.fd);
         }
+    }
+
+    /// Marks the source closed, wakes its waiters (they see `closed` and return an error) and
+    /// ends its registration with `end`, after any registration in progress (see
+    /// `ensure_registered`). False if it was closed already.
+    fn shut(&self, end: impl FnOnce(Registration)) -> bool {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        self.ready(Dir::Read);
+        self.ready(Dir::Write);
+        let _serial = self.registering.lock().unwrap_or_else(|e| e.into_inner());
+        let reg = self.reg.lock().take();
+        if let Some(r) = reg {
+            end(r);
+        }
+        true
     }
 
     /// Whether a raw source's descriptor still names the file it was made for.
@@ -390,16 +397,7 @@ impl Source {
     /// closed or reused, so the registration is not deleted by number: it went with the old
     /// file, or goes when that file is released).
     fn close_raw(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        self.ready(Dir::Read);
-        self.ready(Dir::Write);
-        let _serial = self.registering.lock().unwrap_or_else(|e| e.into_inner());
-        let reg = self.reg.lock().take();
-        if let Some(r) = reg {
-            r.forget();
-        }
+        self.shut(Registration::forget);
     }
 }
 
