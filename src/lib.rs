@@ -49,7 +49,7 @@ pub mod thread;
 pub mod time;
 
 pub use sched::park::{Park, Unparker, Wake};
-pub use sched::task::TaskDropped;
+pub use sched::task::{TaskCancelled, TaskDropped};
 
 /// Runs `f` as the main task of a new runtime with the default settings and returns its value.
 ///

@@ -280,7 +280,7 @@ pub struct JoinHandle<T> {
 }
 
 impl<T> JoinHandle<T> {
-    fn new(task: Arc<Task>) -> Self {
+    pub(crate) fn new(task: Arc<Task>) -> Self {
         JoinHandle {
             thread: ManuallyDrop::new(Thread::from_task(task)),
             _value: PhantomData,
@@ -300,11 +300,33 @@ impl<T> JoinHandle<T> {
     pub fn is_finished(&self) -> bool {
         self.task().is_finished()
     }
+
+    /// Cancels the task (an extension: std's threads cannot be cancelled). Returns at once;
+    /// the task unwinds from the blocking call it is parked in, or from its next one, so its
+    /// destructors run and what it holds is released; a task that has not started never runs.
+    /// [`join`](JoinHandle::join) then gives `Err` with a [`TaskCancelled`](crate::TaskCancelled) payload.
+    ///
+    /// A task that computes without blocking is not interrupted (tasks are cooperative): it
+    /// unwinds at its next blocking call, yield included, or finishes normally if it makes
+    /// none, and then `join` gives its value. A hand-over that already reached the task (a
+    /// lock, a message, a signal) is kept: the task unwinds at its next park point instead,
+    /// so nothing handed to it is lost. Cancelling twice, or a finished task, does nothing.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let h = bobine::thread::spawn(|| bobine::thread::sleep(Duration::from_secs(3600)));
+    /// h.cancel();
+    /// assert!(h.join().unwrap_err().is::<bobine::TaskCancelled>());
+    /// ```
+    pub fn cancel(&self) {
+        crate::sched::park::stop::cancel(self.task());
+    }
 }
 
 impl<T: 'static> JoinHandle<T> {
     /// Waits for the task to end (parking the caller) and returns its value, or the payload of
-    /// its panic as `Err` ([`TaskDropped`] for a task its runtime stopped).
+    /// its panic as `Err` ([`TaskCancelled`](crate::TaskCancelled) for a cancelled task, [`TaskDropped`] for a task
+    /// its runtime stopped).
     #[track_caller]
     pub fn join(mut self) -> Result<T> {
         // A joiner stopped here unwinds; its handle is dropped on the way (detaching the task).

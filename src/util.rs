@@ -174,3 +174,25 @@ pub(crate) fn joined<T>(thread: std::thread::JoinHandle<T>) -> T {
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
+
+/// A number below `bound` from a small xorshift generator seeded per thread: uniform enough
+/// for picking among a few ready candidates (CML leaves, Miou's domains and winners).
+pub(crate) fn random(bound: usize) -> usize {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let mut h = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(&std::thread::current().id(), &mut h);
+            std::hash::Hash::hash(&std::time::Instant::now(), &mut h);
+            std::hash::Hasher::finish(&h) | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x % bound as u64) as usize
+    })
+}

@@ -16,29 +16,8 @@ use super::commit::{AbandonOnUnwind, Outcome, Payload, SyncState};
 use super::leaves::{BaseOp, fd_ready};
 use super::{Event, Flat, Leaf, flatten};
 use crate::sched::park::{Park, Unparker, Wait, Wake, stop};
-use crate::util::SpinGuard;
+use crate::util::{SpinGuard, random};
 
-/// A small xorshift generator for the random choice (uniform enough for picking among a few
-/// ready leaves); seeded per thread.
-fn random(bound: usize) -> usize {
-    use std::cell::Cell;
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let mut h = std::hash::DefaultHasher::new();
-            std::hash::Hash::hash(&std::thread::current().id(), &mut h);
-            std::hash::Hash::hash(&Instant::now(), &mut h);
-            std::hash::Hasher::finish(&h) | 1
-        });
-    }
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        (x % bound as u64) as usize
-    })
-}
 
 /// The channels the leaves use, deduplicated and in address order (the lock order).
 fn channels<T>(leaves: &[Leaf<T>]) -> Vec<Arc<ChanInner>> {

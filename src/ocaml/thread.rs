@@ -42,7 +42,7 @@ use crate::sched::reactor::source::wait_raw;
 
 use crate::sched::park::stop::catch_at_root;
 use crate::sched::runtime::{SpawnOptions, payload_text};
-use crate::sched::task::{Task, TaskDropped};
+use crate::sched::task::{Task, TaskCancelled, TaskDropped};
 use crate::thread::Thread;
 
 /// Payload of [`exit`]: ends the thread silently.
@@ -86,8 +86,11 @@ pub fn create<A: Send + 'static>(f: impl FnOnce(A) + Send + 'static, x: A) -> T 
     let root = move |task: &Task| {
         let outcome = catch_at_root(task, move || f(x));
         if let Err(payload) = &outcome {
-            // `Thread.exit` and the runtime's own stop end a thread silently.
-            if !payload.is::<ExitThread>() && !payload.is::<TaskDropped>() {
+            // `Thread.exit`, a cancellation and the runtime's own stop end a thread silently.
+            if !payload.is::<ExitThread>()
+                && !payload.is::<TaskDropped>()
+                && !payload.is::<TaskCancelled>()
+            {
                 eprintln!(
                     "Thread {} killed on uncaught exception {}",
                     task.id,

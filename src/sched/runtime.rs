@@ -169,6 +169,10 @@ pub(crate) struct SpawnOptions {
     pub(crate) name: Option<String>,
     pub(crate) stack_size: Option<usize>,
     pub(crate) pinned: bool,
+    /// Run the task on this domain of the runtime (an index below its domain count), and only
+    /// there: idle domains never take it. `None`: the spawning domain, which may give it away
+    /// before it starts unless `pinned`.
+    pub(crate) domain: Option<usize>,
     /// Whether the panic hook reports the task's panics as std does for threads.
     pub(crate) report_panics: bool,
 }
@@ -179,6 +183,7 @@ impl Default for SpawnOptions {
             name: None,
             stack_size: None,
             pinned: false,
+            domain: None,
             report_panics: true,
         }
     }
@@ -205,7 +210,7 @@ pub(crate) fn current_runtime() -> Arc<RuntimeShared> {
 /// false, `body` must be safe to send to another thread (the public API requires `Send`).
 pub(crate) unsafe fn spawn_raw<B>(
     rt: Option<&Arc<RuntimeShared>>,
-    opts: SpawnOptions,
+    mut opts: SpawnOptions,
     body: B,
 ) -> io::Result<Arc<Task>>
 where
@@ -213,7 +218,23 @@ where
 {
     let local_rt = super::on_domain()
         && super::with_local(|local| rt.is_none_or(|rt| Arc::ptr_eq(&local.rt, rt)));
-    if local_rt {
+    if let Some(i) = opts.domain {
+        let count = match rt {
+            Some(rt) => rt.domains.len(),
+            None if local_rt => super::with_local(|l| l.rt.domains.len()),
+            None => global().domains.len(),
+        };
+        if i >= count {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bobine: no domain {i} in a runtime of {count} domains"),
+            ));
+        }
+        // A task bound to a domain is never taken by another one.
+        opts.pinned = true;
+    }
+    let here = local_rt && super::with_local(|l| opts.domain.is_none_or(|i| i == l.shared.index));
+    if here {
         super::with_local(|local| {
             // SAFETY: forwarded from our caller.
             let task = unsafe {
@@ -229,13 +250,35 @@ where
             local.adopt(task.clone());
             Ok(task)
         })
-    } else if opts.pinned {
+    } else if let (true, Some(i)) = (local_rt, opts.domain) {
+        // Bound to another domain of this runtime: built here, from this domain's stacks,
+        // and handed over through that domain's inbox.
+        super::with_local(|local| {
+            // SAFETY: forwarded from our caller (a task bound to a domain has a `Send` body).
+            let task = unsafe {
+                new_task(
+                    &local.rt,
+                    &mut local.stacks.borrow_mut(),
+                    None,
+                    local.next_thread_id(),
+                    opts,
+                    body,
+                )
+            }?;
+            if local.closing.get() {
+                task.cancelled.store(true, Ordering::Release);
+            }
+            local.rt.domains[i].push(task.clone());
+            Ok(task)
+        })
+    } else if opts.pinned && opts.domain.is_none() {
         Err(io::Error::other(
             "bobine: spawn_local must be called from a task",
         ))
     } else {
         let rt = rt.unwrap_or_else(|| global());
         let thread_id = super::task::reserve_thread_ids(1);
+        let target = opts.domain;
         let mut pool = rt.foreign_pool.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: forwarded from our caller.
         let task = unsafe { new_task(rt, &mut pool, None, thread_id, opts, body) }?;
@@ -243,7 +286,8 @@ where
         if rt.closing.load(Ordering::Acquire) {
             task.cancelled.store(true, Ordering::Release);
         }
-        let i = rt.next_domain.fetch_add(1, Ordering::Relaxed) % rt.domains.len();
+        let i = target
+            .unwrap_or_else(|| rt.next_domain.fetch_add(1, Ordering::Relaxed) % rt.domains.len());
         rt.domains[i].push(task.clone());
         Ok(task)
     }
@@ -515,6 +559,8 @@ pub(crate) fn payload_text(payload: &(dyn Any + Send)) -> String {
         s.clone()
     } else if let Some(d) = payload.downcast_ref::<super::task::TaskDropped>() {
         d.to_string()
+    } else if let Some(c) = payload.downcast_ref::<super::task::TaskCancelled>() {
+        c.to_string()
     } else {
         "Box<dyn Any>".to_owned()
     }

@@ -85,10 +85,27 @@ impl std::fmt::Display for TaskDropped {
     }
 }
 
+/// Payload given to joiners of a task that was cancelled
+/// ([`JoinHandle::cancel`](crate::thread::JoinHandle::cancel)) before it ended.
+#[derive(Debug)]
+pub struct TaskCancelled;
+
+impl std::fmt::Display for TaskCancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the task was cancelled before it finished")
+    }
+}
+
+/// Per-task data a face attaches to its tasks (the Miou face keeps its task-tree node there).
+pub(crate) type FaceData = Arc<dyn Any + Send + Sync>;
+
 pub(crate) struct Task {
     pub(crate) park: ParkWord,
     /// A stop was requested (cancellation, or the runtime ending): see `park`'s stop table.
     pub(crate) cancelled: AtomicBool,
+    /// The stop came from a cancellation (`park::stop::cancel`), not from the runtime ending:
+    /// joiners get [`TaskCancelled`] rather than [`TaskDropped`].
+    pub(crate) cancel_requested: AtomicBool,
     /// Per-runtime id: the main task is 0, then 1, 2, 3 ... in creation order.
     pub(crate) id: u64,
     /// Process-unique id, shared with plain threads (see [`reserve_thread_ids`]).
@@ -133,6 +150,8 @@ pub(crate) struct Task {
     outcome_state: AtomicU8,
     has_joiners: AtomicBool,
     joiners: SpinLock<Vec<Unparker>>,
+    /// A face's data for this task ([`FaceData`]); only the task itself, while it runs.
+    face: UnsafeCell<Option<FaceData>>,
 }
 
 // SAFETY: the cells and unsafe cells are touched by one thread at a time, as the module doc
@@ -202,6 +221,7 @@ impl Task {
         Task {
             park: ParkWord::new(),
             cancelled: AtomicBool::new(false),
+            cancel_requested: AtomicBool::new(false),
             id: cfg.id,
             thread_id: cfg.thread_id,
             report_panics: cfg.report_panics,
@@ -227,6 +247,7 @@ impl Task {
             outcome_state: AtomicU8::new(0),
             has_joiners: AtomicBool::new(false),
             joiners: SpinLock::new(Vec::new()),
+            face: UnsafeCell::new(None),
         }
     }
 
@@ -244,6 +265,7 @@ impl Task {
             _domain: self.domain.get_mut().take(),
             _outcome: self.result.get_mut().take(),
             _joiners: std::mem::take(self.joiners.get_mut()),
+            _face: self.face.get_mut().take(),
         }
     }
 
@@ -283,6 +305,29 @@ impl Task {
 
     pub(crate) fn is_finished(&self) -> bool {
         self.state.load(Ordering::Acquire) == FINISHED
+    }
+
+    /// What joiners get when the task was stopped before its body produced an outcome:
+    /// [`TaskCancelled`] after a cancellation, [`TaskDropped`] when its runtime ended.
+    pub(crate) fn stopped_payload(&self) -> Box<dyn Any + Send> {
+        if self.cancel_requested.load(Ordering::Acquire) {
+            Box::new(TaskCancelled)
+        } else {
+            Box::new(TaskDropped)
+        }
+    }
+
+    /// The data a face attached to this task, if any. Call it only from the task itself.
+    pub(crate) fn face_data(&self) -> Option<FaceData> {
+        // SAFETY: only the running task reads or writes `face` (its own thread, one at a
+        // time), and the reference ends within this call.
+        unsafe { (*self.face.get()).clone() }
+    }
+
+    /// Attaches (or, with `None`, detaches) a face's data. Call it only from the task itself.
+    pub(crate) fn set_face_data(&self, data: Option<FaceData>) -> Option<FaceData> {
+        // SAFETY: as in `face_data`.
+        unsafe { std::mem::replace(&mut *self.face.get(), data) }
     }
 
     /// The domain that runs this task, once started.
@@ -429,7 +474,7 @@ impl Task {
     pub(crate) fn finish(&self) {
         if self.outcome_state.load(Ordering::Acquire) & READY == 0 {
             // The task never reached the end of its body (the runtime dropped it).
-            self.set_outcome(Err(Box::new(TaskDropped)));
+            self.set_outcome(Err(self.stopped_payload()));
         }
         self.park.retire();
         self.state.store(FINISHED, Ordering::SeqCst);
@@ -555,4 +600,5 @@ pub(crate) struct Leftovers {
     _domain: Option<Arc<DomainShared>>,
     _outcome: Option<Outcome>,
     _joiners: Vec<Unparker>,
+    _face: Option<FaceData>,
 }

@@ -4,7 +4,8 @@
 //! A stop is a flag on the task (`Task::cancelled`) plus a wake-up of the park it is in, if
 //! that park reacts. The task then unwinds from its park point with a private payload
 //! ([`Stop`]), so its destructors run on its own stack, as the task; its root turns the payload
-//! into [`TaskDropped`] for whoever joins it.
+//! into [`TaskCancelled`] (a cancellation, [`cancel`]) or [`TaskDropped`] (its runtime ended)
+//! for whoever joins it.
 //!
 //! ## Is the task unwinding?
 //!
@@ -55,14 +56,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{WaitKind, Wake};
-use crate::sched::task::{Task, TaskDropped};
+use crate::sched::task::Task;
+#[cfg(doc)]
+use crate::sched::task::{TaskCancelled, TaskDropped};
 
 /// Soft waits of one task the shutdown gives up before it abandons the task (one that keeps
 /// waiting after its waits were given up, in a loop of retries, would spin for ever).
 pub(crate) const GIVE_UPS: u8 = 8;
 
 /// The payload of the runtime's stop unwind. Private: only a task's root (through
-/// [`catch_at_root`]) knows it, and turns it into [`TaskDropped`].
+/// [`catch_at_root`]) knows it, and turns it into [`TaskCancelled`] or [`TaskDropped`].
 ///
 /// Its drop marks the end of the stop's unwind for its task (`Task::stop_unwinding`): at the
 /// root, or where the task itself caught it and let it go. A panic caught inside a destructor
@@ -220,7 +223,7 @@ pub(crate) fn raise(task: &Task) -> ! {
 }
 
 /// Runs a task body, turning a panic into its payload and the runtime's [`Stop`] into
-/// [`TaskDropped`]. Every face's task root goes through this.
+/// [`TaskCancelled`] or [`TaskDropped`]. Every face's task root goes through this.
 pub(crate) fn catch_at_root<R>(
     task: &Task,
     f: impl FnOnce() -> R,
@@ -231,7 +234,7 @@ pub(crate) fn catch_at_root<R>(
     task.stop_unwinding.set(false);
     outcome.map_err(|payload| {
         if payload.is::<Stop>() {
-            Box::new(TaskDropped) as Box<dyn Any + Send>
+            task.stopped_payload()
         } else {
             payload
         }
@@ -249,9 +252,8 @@ pub(crate) fn catch_at_root<R>(
 /// own writes: a park armed just before the request is woken, and a park armed after it sees
 /// the flag (no store-buffering race between two threads).
 ///
-/// This is the hook cancellation (`JoinHandle::cancel`, the Miou face) builds on; until then
-/// only the tests call it (the shutdown stops tasks on their own domain, without a request).
-#[cfg_attr(not(test), allow(dead_code))]
+/// Cancellation ([`cancel`]) builds on it; the shutdown stops tasks on their own domain,
+/// without a request.
 pub(crate) fn interrupt(task: &Arc<Task>) -> bool {
     let first = !task.cancelled.swap(true, Ordering::AcqRel);
     // Acquire (in `is_started`): a started task's domain is visible to `schedule`.
@@ -259,6 +261,14 @@ pub(crate) fn interrupt(task: &Arc<Task>) -> bool {
         crate::sched::schedule(task);
     }
     first
+}
+
+/// Cancels `task`: a stop ([`interrupt`]) whose joiners get `TaskCancelled` instead of
+/// `TaskDropped`. Returns whether this call stopped it. The caller does not wait: the task
+/// unwinds from its park point on its own domain (or, not started yet, never runs).
+pub(crate) fn cancel(task: &Arc<Task>) -> bool {
+    task.cancel_requested.store(true, Ordering::Release);
+    interrupt(task)
 }
 
 /// The domain thread's half of [`interrupt`], for a parked task (which is not running): ends
@@ -299,6 +309,7 @@ pub(crate) fn stop_parked(task: &Task) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sched::task::TaskDropped;
 
     fn blank_task() -> Arc<Task> {
         crate::sched::task::Task::detached_for_tests()
