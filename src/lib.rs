@@ -42,6 +42,7 @@ mod util;
 mod tests;
 
 pub mod event;
+pub mod miou;
 pub mod net;
 pub mod ocaml;
 pub mod sync;

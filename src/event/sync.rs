@@ -18,7 +18,6 @@ use super::{Event, Flat, Leaf, flatten};
 use crate::sched::park::{Park, Unparker, Wait, Wake, stop};
 use crate::util::{SpinGuard, random};
 
-
 /// The channels the leaves use, deduplicated and in address order (the lock order).
 fn channels<T>(leaves: &[Leaf<T>]) -> Vec<Arc<ChanInner>> {
     let mut chans: Vec<Arc<ChanInner>> = leaves

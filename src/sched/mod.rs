@@ -171,6 +171,17 @@ pub(crate) fn runs_live_domain(domain: *const domain::DomainShared) -> bool {
         && !shared.closed.load(std::sync::atomic::Ordering::Acquire)
 }
 
+/// The index of the domain this thread runs (0 is where `run` started), and how many domains
+/// its runtime has; `None` on a thread that is not a domain.
+pub(crate) fn domain_index() -> Option<(usize, usize)> {
+    let p = LOCAL.with(|l| l.get());
+    (!p.is_null()).then(|| {
+        // SAFETY: as in `with_local`.
+        let local = unsafe { &*p };
+        (local.shared.index, local.rt.domains.len())
+    })
+}
+
 /// Whether this thread is a domain thread.
 pub(crate) fn on_domain() -> bool {
     !LOCAL.with(|l| l.get()).is_null()

@@ -551,8 +551,29 @@ fn report_task_panic(task: &Task, info: &std::panic::PanicHookInfo<'_>) {
     });
 }
 
+/// How a face names the panic payloads it defines (see [`describe_payloads`]).
+pub(crate) type PayloadText = fn(&(dyn Any + Send)) -> Option<String>;
+
+static PAYLOAD_TEXTS: Mutex<Vec<PayloadText>> = Mutex::new(Vec::new());
+
+/// Lets a face name its own panic payloads in reports (the Miou face's errors print as
+/// `Miou.Not_a_child`, rather than as `Box<dyn Any>`). Registering twice is harmless.
+pub(crate) fn describe_payloads(text: PayloadText) {
+    let mut texts = PAYLOAD_TEXTS.lock().unwrap_or_else(|e| e.into_inner());
+    if !texts.iter().any(|t| std::ptr::fn_addr_eq(*t, text)) {
+        texts.push(text);
+    }
+}
+
 /// The text of a panic payload, as printed in messages.
 pub(crate) fn payload_text(payload: &(dyn Any + Send)) -> String {
+    let texts = PAYLOAD_TEXTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(text) = texts.iter().find_map(|t| t(payload)) {
+        return text;
+    }
     if let Some(s) = payload.downcast_ref::<&'static str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {

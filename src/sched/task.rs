@@ -505,12 +505,22 @@ impl Task {
     /// unwinds out of it).
     #[track_caller]
     pub(crate) fn wait_finished(&self, reason: &'static str) {
+        self.wait_finished_as(&super::park::Wait::hand_over(reason));
+    }
+
+    /// Blocks the caller until the task has finished, whatever happens to the caller: a stop
+    /// does not cut this wait short (for a parent that must outlive its children).
+    pub(crate) fn wait_finished_uninterruptibly(&self, reason: &'static str) {
+        self.wait_finished_as(&super::park::Wait::uninterruptible(reason));
+    }
+
+    fn wait_finished_as(&self, wait: &super::park::Wait) {
         while !self.is_finished() {
             let park = super::park::Park::new();
             if !self.add_joiner(park.unparker()) {
                 return;
             }
-            let why = park.wait_for(&super::park::Wait::hand_over(reason));
+            let why = park.wait_for(wait);
             if why == super::park::Wake::Interrupted && !self.is_finished() {
                 // Stopped before the task ended (had it ended, the join would stand).
                 super::park::stop::unwind_if_stopped();

@@ -1,0 +1,357 @@
+//! The task tree: one [`Node`] per Miou task, attached to its kernel task as face data, with
+//! its parent, its live children and the resources it owns; and how a task ends.
+//!
+//! ## Who touches what
+//!
+//! - `children`: the node's own task (spawn, await, cancel, its end), under a spin lock
+//!   because the slab is also read when the run is aborted.
+//! - `resources`: the owner's task, and a child that hands one back with `transfer` (another
+//!   task, maybe on another domain): under a spin lock.
+//! - `cancelled`, `succeeded`: atomics, written by the parent (`cancel`) and the task itself
+//!   (its end), read by the parent.
+//!
+//! ## How a task ends (its root, [`Launch::run`])
+//!
+//! 1. The body runs under a guard. If it unwinds (a panic, or a cancellation: the kernel's
+//!    stop), the guard's drop, still in the unwind, cancels every live child (all of them
+//!    first, then waits for each: a subtree is torn down in parallel), then runs the
+//!    finalisers of what the task owns, newest first. The waits are uninterruptible: a
+//!    parent never ends before its children.
+//! 2. If the body returns, the rules are checked: a live child breaks rule 1, an owned
+//!    resource rule 8. Either aborts the run ([`RunState::abort`]): the error is recorded and
+//!    the main task is cancelled, which tears the whole tree down from the top. The task then
+//!    cleans up as in step 1 and ends with the error.
+//! 3. The outcome (`Result<T, Error>`) is stored for the parent's `await_`, the node tells
+//!    its orphans collector (if any) that it has ended, and the kernel finishes the task.
+//!
+//! A child cancelled before it started never runs its body: its closure is dropped, as the
+//! task, and that drop runs step 1's clean-up (the finalisers of what it was given).
+//!
+//! Rejected: keeping the tree in one run-wide map under a lock. Every spawn and await would
+//! take it, across domains; a node per task with its own small locks keeps the common path
+//! (a parent spawning and awaiting its own children) free of contention.
+
+use std::any::Any;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use super::Error;
+use super::ownership::ResourceInner;
+use crate::sched::park::stop::{self, catch_at_root};
+use crate::sched::task::Task;
+use crate::util::SpinLock;
+
+/// Node ids: unique in the process (orphans and resources name their owner by id).
+static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
+
+/// What the tasks of one Miou run share.
+pub(crate) struct RunState {
+    /// The error that aborted the run, if one did (the first wins).
+    fatal: SpinLock<Option<Error>>,
+    /// The main task, cancelled to abort the run.
+    main: OnceLock<Arc<Task>>,
+}
+
+impl RunState {
+    /// Aborts the run with `error` (rule 1 or 8): records it and cancels the main task, whose
+    /// end cancels everything below it. `run` then panics with the error.
+    pub(crate) fn abort(&self, error: Error) {
+        {
+            let mut fatal = self.fatal.lock();
+            if fatal.is_none() {
+                *fatal = Some(error);
+            }
+        }
+        if let Some(main) = self.main.get()
+            && !main.is_finished()
+            && !std::ptr::eq(Arc::as_ptr(main), crate::sched::current_ptr())
+        {
+            stop::cancel(main);
+        }
+    }
+}
+
+/// A live child, as its parent keeps it.
+pub(crate) struct Child {
+    pub(crate) node: Arc<Node>,
+    pub(crate) task: Arc<Task>,
+}
+
+/// The live children of a node: a slab, so that awaiting one of many is O(1).
+#[derive(Default)]
+struct Children {
+    slots: Vec<Option<Child>>,
+    free: Vec<usize>,
+    live: usize,
+}
+
+/// One Miou task in the tree.
+pub(crate) struct Node {
+    pub(crate) id: u64,
+    pub(crate) parent: Option<Arc<Node>>,
+    pub(crate) run: Arc<RunState>,
+    children: SpinLock<Children>,
+    /// This node's index in its parent's slab (set by the parent before anyone can await it).
+    slot: AtomicUsize,
+    pub(crate) resources: SpinLock<Vec<Arc<ResourceInner>>>,
+    /// Set by the parent's `cancel` (and by the tear-down of an ending parent): `await_`
+    /// gives `Err(Cancelled)` whatever the task did.
+    pub(crate) cancelled: AtomicBool,
+    /// Set by the task at its end when its outcome is a value (`await_first` prefers those).
+    pub(crate) succeeded: AtomicBool,
+    /// Told when the task ends, if it is an orphan.
+    pub(crate) collector: Option<Arc<super::orphans::Ended>>,
+}
+
+impl Node {
+    fn new(
+        parent: Option<Arc<Node>>,
+        run: Arc<RunState>,
+        collector: Option<Arc<super::orphans::Ended>>,
+    ) -> Arc<Node> {
+        Arc::new(Node {
+            id: NEXT_NODE.fetch_add(1, Ordering::Relaxed),
+            parent,
+            run,
+            children: SpinLock::new(Children::default()),
+            slot: AtomicUsize::new(usize::MAX),
+            resources: SpinLock::new(Vec::new()),
+            cancelled: AtomicBool::new(false),
+            succeeded: AtomicBool::new(false),
+            collector,
+        })
+    }
+
+    /// A node for a new child of `self`, not in the tree yet (see [`Node::adopt`]).
+    pub(crate) fn new_child(
+        self: &Arc<Self>,
+        collector: Option<Arc<super::orphans::Ended>>,
+    ) -> Arc<Node> {
+        Node::new(Some(self.clone()), self.run.clone(), collector)
+    }
+
+    /// Records a spawned child as live.
+    pub(crate) fn adopt(&self, node: Arc<Node>, task: Arc<Task>) {
+        let mut c = self.children.lock();
+        let i = match c.free.pop() {
+            Some(i) => i,
+            None => {
+                c.slots.push(None);
+                c.slots.len() - 1
+            }
+        };
+        node.slot.store(i, Ordering::Relaxed);
+        c.slots[i] = Some(Child { node, task });
+        c.live += 1;
+    }
+
+    /// Forgets a child that was awaited or cancelled; false if it was not live (cancelled
+    /// already).
+    pub(crate) fn release(&self, child: &Node) -> bool {
+        let i = child.slot.load(Ordering::Relaxed);
+        let mut c = self.children.lock();
+        match c.slots.get(i) {
+            Some(Some(live)) if std::ptr::eq(&*live.node, child) => {
+                c.slots[i] = None;
+                c.free.push(i);
+                c.live -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `child` is a live child of this node.
+    pub(crate) fn is_live_child(&self, child: &Node) -> bool {
+        let i = child.slot.load(Ordering::Relaxed);
+        matches!(self.children.lock().slots.get(i), Some(Some(live)) if std::ptr::eq(&*live.node, child))
+    }
+
+    /// The number of live children.
+    pub(crate) fn live_children(&self) -> usize {
+        self.children.lock().live
+    }
+
+    /// Whether `self` is `child`'s parent (rule 2).
+    pub(crate) fn is_parent_of(&self, child: &Node) -> bool {
+        child.parent.as_ref().is_some_and(|p| p.id == self.id)
+    }
+
+    /// Cancels every live child and waits (uninterruptibly) until each has ended; they leave
+    /// the tree.
+    pub(crate) fn cancel_children(&self) {
+        let kids: Vec<Child> = {
+            let mut c = self.children.lock();
+            c.free.clear();
+            c.live = 0;
+            std::mem::take(&mut c.slots).into_iter().flatten().collect()
+        };
+        cancel_all(&kids);
+    }
+
+    /// Runs the finalisers of everything this node owns, newest first; a finaliser's panic
+    /// is reported and does not stop the others.
+    pub(crate) fn finalise(&self) {
+        let owned = std::mem::take(&mut *self.resources.lock());
+        for r in owned.into_iter().rev() {
+            r.finalise();
+        }
+    }
+
+    /// Step 1 of the module doc: what a task that did not return normally leaves behind.
+    fn tear_down(&self) {
+        self.cancel_children();
+        self.finalise();
+    }
+
+    /// Step 2: the checks of a task that returned normally; on a breach, the run is aborted
+    /// and the task cleans up.
+    fn check_end(&self) -> Result<(), Error> {
+        let error = if self.live_children() > 0 {
+            Error::StillHasChildren
+        } else if !self.resources.lock().is_empty() {
+            Error::ResourceLeaked
+        } else {
+            return Ok(());
+        };
+        self.run.abort(clone_rule(&error));
+        self.tear_down();
+        Err(error)
+    }
+}
+
+/// Cancels `kids` (all first, so they unwind in parallel), then waits for each to end.
+pub(crate) fn cancel_all(kids: &[Child]) {
+    for k in kids {
+        k.node.cancelled.store(true, Ordering::Release);
+        stop::cancel(&k.task);
+    }
+    for k in kids {
+        k.task
+            .wait_finished_uninterruptibly("miou: a parent waits for its cancelled children");
+    }
+}
+
+/// A rule error again (the run keeps one, the offending task's outcome the other).
+fn clone_rule(e: &Error) -> Error {
+    match e {
+        Error::StillHasChildren => Error::StillHasChildren,
+        _ => Error::ResourceLeaked,
+    }
+}
+
+/// The Miou node of the running task.
+///
+/// # Panics
+///
+/// Outside a task of a Miou run, naming `what` was called.
+pub(crate) fn current(what: &str) -> Arc<Node> {
+    crate::sched::with_current(|t| t.face_data())
+        .flatten()
+        .and_then(|d| d.downcast::<Node>().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "bobine::miou::{what} must be called from a Miou task (inside miou::run, in a \
+                 task started by call_cc, call or parallel)"
+            )
+        })
+}
+
+/// Runs `body` as the task `task` of node `node` (steps 1 and 2 of the module doc), with the
+/// node attached to the task meanwhile.
+fn run_body<T>(task: &Task, node: &Arc<Node>, body: impl FnOnce() -> T) -> T {
+    /// Step 1: the tear-down of a body that unwinds.
+    struct Unwound<'a>(&'a Node);
+    impl Drop for Unwound<'_> {
+        fn drop(&mut self) {
+            self.0.tear_down();
+        }
+    }
+    task.set_face_data(Some(node.clone() as Arc<dyn Any + Send + Sync>));
+    let guard = Unwound(node);
+    let v = body();
+    std::mem::forget(guard);
+    v
+}
+
+/// A child's closure and node, until its first run. Dropped without running (the child was
+/// cancelled before it started, or its runtime ended first, or the spawn failed), it runs the
+/// tear-down (the finalisers of what the child was given) and tells its collector.
+pub(crate) struct Launch<F> {
+    pub(crate) node: Arc<Node>,
+    pub(crate) f: Option<F>,
+}
+
+impl<F> Launch<F> {
+    /// The child's root: runs its body (steps 1 to 3 of the module doc) and stores its
+    /// outcome.
+    pub(crate) fn run<T: 'static>(mut self, task: &Task)
+    where
+        F: FnOnce() -> T,
+    {
+        let f = self.f.take().expect("a child runs once");
+        let node = self.node.clone();
+        let outcome = catch_at_root(task, || run_body(task, &node, f));
+        let result = match outcome {
+            Ok(v) => match node.check_end() {
+                Ok(()) => Ok(v),
+                Err(e) => {
+                    drop(v);
+                    Err(e)
+                }
+            },
+            Err(payload) => Err(Error::from_payload(payload)),
+        };
+        node.succeeded.store(result.is_ok(), Ordering::Release);
+        task.set_face_data(None);
+        if let Some(c) = &node.collector {
+            c.push(node.id);
+        }
+        task.set_outcome(Ok(Box::new(result)));
+    }
+}
+
+impl<F> Drop for Launch<F> {
+    fn drop(&mut self) {
+        if self.f.take().is_some() {
+            self.node.tear_down();
+            if let Some(c) = &self.node.collector {
+                c.push(self.node.id);
+            }
+        }
+    }
+}
+
+/// `miou::run` and `run_with`: a runtime whose main task is the root of the tree.
+pub(crate) fn run<T>(builder: crate::Builder, f: impl FnOnce() -> T) -> T {
+    crate::sched::runtime::describe_payloads(super::error::payload_text);
+    let state = Arc::new(RunState {
+        fatal: SpinLock::new(None),
+        main: OnceLock::new(),
+    });
+    let run_state = state.clone();
+    let outcome = catch_unwind(AssertUnwindSafe(move || {
+        builder.run(move || {
+            let task = crate::sched::current_task().expect("the main task runs as a task");
+            let _ = run_state.main.set(task.clone());
+            let node = Node::new(None, run_state, None);
+            let v = run_body(&task, &node, f);
+            let ended = node.check_end();
+            task.set_face_data(None);
+            ended.map(|()| v)
+        })
+    }));
+    if let Some(error) = state.fatal.lock().take() {
+        eprintln!(
+            "bobine::miou: the run is aborted: {error}: {}",
+            error.advice()
+        );
+        resume_unwind(Box::new(error));
+    }
+    match outcome {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => resume_unwind(Box::new(e)),
+        Err(payload) => resume_unwind(payload),
+    }
+}
