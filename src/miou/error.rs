@@ -52,6 +52,20 @@ impl Error {
         }
     }
 
+    /// The same error again (the run keeps one, the offending task's outcome the other). A
+    /// panic's payload cannot be copied: it becomes an empty panic.
+    pub(crate) fn same_rule(&self) -> Error {
+        match self {
+            Error::Cancelled => Error::Cancelled,
+            Error::StillHasChildren => Error::StillHasChildren,
+            Error::NotAChild => Error::NotAChild,
+            Error::NoDomainAvailable => Error::NoDomainAvailable,
+            Error::ResourceLeaked => Error::ResourceLeaked,
+            Error::NotOwner => Error::NotOwner,
+            Error::Panic(_) => Error::Panic(Box::new(())),
+        }
+    }
+
     /// A line for the report printed when the error aborts a run: which rule, and what to do.
     pub(crate) fn advice(&self) -> &'static str {
         match self {

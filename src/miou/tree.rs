@@ -12,11 +12,18 @@
 //!
 //! ## How a task ends (its root, [`Launch::run`])
 //!
-//! 1. The body runs under a guard. If it unwinds (a panic, or a cancellation: the kernel's
-//!    stop), the guard's drop, still in the unwind, cancels every live child (all of them
-//!    first, then waits for each: a subtree is torn down in parallel), then runs the
-//!    finalisers of what the task owns, newest first. The waits are uninterruptible: a
-//!    parent never ends before its children.
+//! 1. The body runs under the kernel's root catch. If it unwinds (a panic, or a
+//!    cancellation: the kernel's stop), its destructors run in the unwind; then, once the
+//!    unwind is caught, the task cancels every live child (all of them first, then waits for
+//!    each: a subtree is torn down in parallel) and runs the finalisers of what it owns,
+//!    newest first. The waits for children are uninterruptible (a parent never ends before
+//!    its children), and the whole tear-down runs as the task's last words
+//!    (`stop::last_words`): a stop does not cut its waits short.
+//!
+//!    Not in the unwind itself, from a drop guard: a task switched out mid-unwind leaves its
+//!    domain's panic count raised, and the kernel cannot then tell whether a stopped task of
+//!    that domain is unwinding, so it defers its stop; a parent waiting mid-unwind for a
+//!    child cancelled on its own domain would wait for ever.
 //! 2. If the body returns, the rules are checked: a live child breaks rule 1, an owned
 //!    resource rule 8. Either aborts the run ([`RunState::abort`]): the error is recorded and
 //!    the main task is cancelled, which tears the whole tree down from the top. The task then
@@ -215,7 +222,7 @@ impl Node {
         } else {
             return Ok(());
         };
-        self.run.abort(clone_rule(&error));
+        self.run.abort(error.same_rule());
         self.tear_down();
         Err(error)
     }
@@ -230,14 +237,6 @@ pub(crate) fn cancel_all(kids: &[Child]) {
     for k in kids {
         k.task
             .wait_finished_uninterruptibly("miou: a parent waits for its cancelled children");
-    }
-}
-
-/// A rule error again (the run keeps one, the offending task's outcome the other).
-fn clone_rule(e: &Error) -> Error {
-    match e {
-        Error::StillHasChildren => Error::StillHasChildren,
-        _ => Error::ResourceLeaked,
     }
 }
 
@@ -258,21 +257,28 @@ pub(crate) fn current(what: &str) -> Arc<Node> {
         })
 }
 
-/// Runs `body` as the task `task` of node `node` (steps 1 and 2 of the module doc), with the
-/// node attached to the task meanwhile.
-fn run_body<T>(task: &Task, node: &Arc<Node>, body: impl FnOnce() -> T) -> T {
-    /// Step 1: the tear-down of a body that unwinds.
-    struct Unwound<'a>(&'a Node);
-    impl Drop for Unwound<'_> {
-        fn drop(&mut self) {
-            self.0.tear_down();
-        }
-    }
+/// How a body that gave no value ended.
+enum Ended {
+    /// It returned, but broke a rule (the run is aborted).
+    Rule(Error),
+    /// It unwound: a panic's payload, or the kernel's `TaskCancelled`.
+    Unwound(Box<dyn Any + Send>),
+}
+
+/// Runs `body` as the task `task` of node `node`, with the node attached to the task, and
+/// ends it (steps 1 and 2 of the module doc).
+fn run_body<T>(task: &Task, node: &Arc<Node>, body: impl FnOnce() -> T) -> Result<T, Ended> {
     task.set_face_data(Some(node.clone() as Arc<dyn Any + Send + Sync>));
-    let guard = Unwound(node);
-    let v = body();
-    std::mem::forget(guard);
-    v
+    let outcome = catch_at_root(task, body);
+    let ended = stop::last_words(|| match outcome {
+        Ok(v) => node.check_end().map(|()| v).map_err(Ended::Rule),
+        Err(payload) => {
+            node.tear_down();
+            Err(Ended::Unwound(payload))
+        }
+    });
+    task.set_face_data(None);
+    ended
 }
 
 /// A child's closure and node, until its first run. Dropped without running (the child was
@@ -292,19 +298,11 @@ impl<F> Launch<F> {
     {
         let f = self.f.take().expect("a child runs once");
         let node = self.node.clone();
-        let outcome = catch_at_root(task, || run_body(task, &node, f));
-        let result = match outcome {
-            Ok(v) => match node.check_end() {
-                Ok(()) => Ok(v),
-                Err(e) => {
-                    drop(v);
-                    Err(e)
-                }
-            },
-            Err(payload) => Err(Error::from_payload(payload)),
-        };
+        let result = run_body(task, &node, f).map_err(|end| match end {
+            Ended::Rule(e) => e,
+            Ended::Unwound(payload) => Error::from_payload(payload),
+        });
         node.succeeded.store(result.is_ok(), Ordering::Release);
-        task.set_face_data(None);
         if let Some(c) = &node.collector {
             c.push(node.id);
         }
@@ -315,7 +313,7 @@ impl<F> Launch<F> {
 impl<F> Drop for Launch<F> {
     fn drop(&mut self) {
         if self.f.take().is_some() {
-            self.node.tear_down();
+            stop::last_words(|| self.node.tear_down());
             if let Some(c) = &self.node.collector {
                 c.push(self.node.id);
             }
@@ -336,10 +334,12 @@ pub(crate) fn run<T>(builder: crate::Builder, f: impl FnOnce() -> T) -> T {
             let task = crate::sched::current_task().expect("the main task runs as a task");
             let _ = run_state.main.set(task.clone());
             let node = Node::new(None, run_state, None);
-            let v = run_body(&task, &node, f);
-            let ended = node.check_end();
-            task.set_face_data(None);
-            ended.map(|()| v)
+            match run_body(&task, &node, f) {
+                Ok(v) => Ok(v),
+                // A panic (or the cancellation that aborts the run) goes on out of `run`.
+                Err(Ended::Unwound(payload)) => resume_unwind(payload),
+                Err(Ended::Rule(e)) => Err(e),
+            }
         })
     }));
     if let Some(error) = state.fatal.lock().take() {

@@ -241,6 +241,26 @@ pub(crate) fn catch_at_root<R>(
     })
 }
 
+/// Runs `f` as the running task's last words, after its body has ended: its waits are not
+/// cut short by a stop, as a destructor's are not during an unwind (the stop table's
+/// "unwinding" rows). A face that cleans up after a task's root caught its unwind (the Miou
+/// face cancels the task's children and runs its finalisers there) uses it: doing that work
+/// *during* the unwind would leave the domain's panic count raised while the task waits, so
+/// the stops of the very tasks it waits for, on the same domain, could not be told apart from
+/// an unwind and would be deferred for ever.
+pub(crate) fn last_words<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let was = self.0;
+            crate::sched::with_current(|t| t.draining.set(was));
+        }
+    }
+    let was = crate::sched::with_current(|t| t.draining.replace(true)).unwrap_or(false);
+    let _restore = Restore(was);
+    f()
+}
+
 /// Asks `task` to stop: its park in progress ends if it reacts (see the module doc), and every
 /// later park decides by the table. Returns whether this call stopped it (false if it was
 /// already). A task that has not started sees the flag when it first runs, and drops its
