@@ -171,7 +171,8 @@ impl Pool {
 ///
 /// # Panics
 ///
-/// If `f` panics (its payload). A task stopped while it waits (its runtime ending) unwinds
+/// If `f` panics (its payload). A task stopped while it waits (cancelled, or its runtime
+/// ending) unwinds
 /// from here: `f` still runs to completion on the pool and its value is dropped there.
 #[track_caller]
 pub fn unblock<T, F>(f: F) -> T

@@ -24,8 +24,8 @@
 //!    domain's panic count raised, and the kernel cannot then tell whether a stopped task of
 //!    that domain is unwinding, so it defers its stop; a parent waiting mid-unwind for a
 //!    child cancelled on its own domain would wait for ever.
-//! 2. If the body returns, the rules are checked: a live child breaks rule 1, an owned
-//!    resource rule 8. Either aborts the run ([`RunState::abort`]): the error is recorded and
+//! 2. If the body returns, the rules are checked (unless the task was cancelled meanwhile: it
+//!    then ends as in step 1): a live child breaks rule 1, an owned resource rule 8. Either aborts the run ([`RunState::abort`]): the error is recorded and
 //!    the main task is cancelled, which tears the whole tree down from the top. The task then
 //!    cleans up as in step 1 and ends with the error.
 //! 3. The outcome (`Result<T, Error>`) is stored for the parent's `await_`, the node tells
@@ -215,6 +215,12 @@ impl Node {
     /// Step 2: the checks of a task that returned normally; on a breach, the run is aborted
     /// and the task cleans up.
     fn check_end(&self) -> Result<(), Error> {
+        if self.cancelled.load(Ordering::Acquire) {
+            // Cancelled while it computed, it returned before a park point could unwind it:
+            // it ends as a cancelled task does, and its parent sees `Cancelled` anyway.
+            self.tear_down();
+            return Ok(());
+        }
         let error = if self.live_children() > 0 {
             Error::StillHasChildren
         } else if !self.resources.lock().is_empty() {
