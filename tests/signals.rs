@@ -174,7 +174,8 @@ fn select_lets_a_signal_a_channel_or_a_timeout_win() {
 }
 
 /// A delivery before the sync does not fire it, even while another sync keeps the signal
-/// watched and has seen that delivery: `poll` gives `None`, a `select` with a timeout times out.
+/// watched and has seen that delivery, and even if the event was built before the delivery:
+/// `poll` gives `None`, a `select` with a timeout times out.
 #[test]
 fn a_signal_received_before_the_sync_does_not_fire_it() {
     common::watchdog(
@@ -205,13 +206,15 @@ fn a_signal_received_before_the_sync_does_not_fire_it() {
                         n += 1;
                     }
                 });
+                // An event built before the delivery, synced after it.
+                let built_before = signal(sig);
                 armed.recv().unwrap();
                 kill(sig);
                 // The keeper was woken and catches the signal again: the delivery is past.
                 armed.recv().unwrap();
                 assert_eq!(signal(sig).poll(), None);
                 let late = select(vec![
-                    signal(sig).wrap(|()| "signal"),
+                    built_before.wrap(|()| "signal"),
                     after(Duration::from_millis(20)).wrap(|()| "timeout"),
                 ]);
                 assert_eq!(late, "timeout");
