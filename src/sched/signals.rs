@@ -171,6 +171,7 @@ impl Subscriber {
 /// Once `drop` has returned, the watch's `on_signal` is not running and is never called again,
 /// except when the watch is dropped by an `on_signal` itself (on the dispatcher thread): that
 /// call finishes normally.
+#[must_use = "dropping a Watch unsubscribes at once"]
 pub(crate) struct Watch {
     sig: i32,
     sub: Arc<Subscriber>,
@@ -195,7 +196,19 @@ impl std::fmt::Debug for Watch {
 /// `on_signal` must be short and must not block for long (an unpark, a queue push): every
 /// watcher of every signal shares the one dispatcher thread, and a thread dropping the watch
 /// waits for a call in progress. It may create and drop watches, its own included. A panic in
-/// it is reported by the panic hook and does not stop the dispatcher.
+/// it is reported by the panic hook and does not stop the dispatcher. The dispatcher is a plain
+/// OS thread, in no runtime: an [`Unparker`](super::park::Unparker) is how it reaches a task.
+///
+/// Two ways to use it:
+/// - For one wait (the CML `signal` leaf): watch when the wait starts, have `on_signal` raise a
+///   flag and unpark the waiter, drop the watch when the wait ends.
+/// - For a handler that lives until replaced and runs as ordinary code (Miou's `sys_signal`):
+///   keep the `Watch` as long as the handler is installed (replacing it drops the old watch
+///   after the new one is made, so the signal never falls back to its previous disposition in
+///   between); have `on_signal` push `sig` on a queue that a task of the runtime drains (on
+///   domain 0, say) and unpark that task. Batches mean one push may stand for several
+///   deliveries, as with `Sys.signal` in OCaml, which also merges a signal received twice
+///   before its handler runs.
 ///
 /// # Errors
 ///
