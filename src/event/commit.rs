@@ -2,7 +2,7 @@
 //!
 //! | state     | meaning                                                          | who leaves it, to what |
 //! |-----------|------------------------------------------------------------------|------------------------|
-//! | WAITING   | offers are registered, nothing chosen                            | a channel partner: -> CLAIMED; the syncer itself (timer, join, nack ready): -> SYNCHED(leaf); the syncer when interrupted: -> ABANDONED |
+//! | WAITING   | offers are registered, nothing chosen                            | a channel partner: -> CLAIMED; the syncer itself (timer, join, nack, readiness, signal ready): -> SYNCHED(leaf); the syncer when interrupted: -> ABANDONED |
 //! | CLAIMED   | a partner won and is moving the value in or out of the slot      | that partner: -> SYNCHED(leaf) |
 //! | SYNCHED k | leaf `k` committed; its slot holds the received value, if any    | nobody                 |
 //! | ABANDONED | the syncer gave up (cancelled); its offers are dead              | nobody                 |
@@ -156,7 +156,8 @@ impl SyncState {
             .store(SYNCHED | (leaf as u64) << LEAF_SHIFT, Ordering::Release);
     }
 
-    /// The syncer commits one of its own leaves (a timer, a join, a nack became ready).
+    /// The syncer commits one of its own leaves (a timer, a join, a nack, a readiness or a
+    /// signal leaf became ready).
     pub(crate) fn commit_self(&self, leaf: usize) -> bool {
         let synched = SYNCHED | (leaf as u64) << LEAF_SHIFT;
         self.word

@@ -1,5 +1,6 @@
-//! What a single leaf of a flattened event is: its base operation ([`BaseOp`]), the nack cell a
-//! `with_nack` group shares ([`NackCell`]), and whether a readiness leaf is ready now.
+//! What a single leaf of a flattened event is: its base operation ([`BaseOp`]), the flag a
+//! `with_nack` group shares or a signal leaf raises ([`OneShot`]), a signal leaf's subscription
+//! ([`SignalWatch`]), and whether a readiness leaf is ready now.
 //!
 //! It does not choose among leaves or take channel locks: the sync algorithm (`sync.rs`) decides
 //! when a leaf is tried and who commits it, following the protocol in the module doc (`mod.rs`).
@@ -13,6 +14,7 @@ use super::channel::ChanInner;
 use super::commit::Payload;
 use crate::sched::park::Unparker;
 use crate::sched::reactor::Dir;
+use crate::sched::signals;
 use crate::sched::task::Task;
 use crate::util::SpinLock;
 
@@ -30,25 +32,34 @@ pub(crate) enum BaseOp {
     At(Instant),
     After(Duration),
     Join(Arc<Task>),
-    Nack(Arc<NackCell>),
+    Nack(Arc<OneShot>),
     /// Readiness of a descriptor in one direction.
     Ready {
         fd: RawFd,
         dir: Dir,
     },
+    /// A delivery of the signal `sig` during the sync. `watch` is made when a blocking sync's
+    /// flattening reaches the leaf and dropped when the sync ends; a `poll` makes none (no
+    /// delivery can arrive during a single attempt), so there the leaf is never ready.
+    Signal {
+        sig: i32,
+        watch: Option<SignalWatch>,
+    },
 }
 
-/// The nack of a `with_nack` group: fired once, when the sync commits outside the group or is
-/// abandoned. Waiting syncs are woken and commit their nack leaf themselves.
-pub(crate) struct NackCell {
+/// A flag raised once, and the syncs waiting for it, which are woken and commit their leaf
+/// themselves. It serves two leaves: the nack of a `with_nack` group (fired when the sync
+/// commits outside the group or is abandoned), and a signal leaf (fired by the signal
+/// dispatcher thread at the first delivery after the leaf's watch started).
+pub(crate) struct OneShot {
     fired: AtomicBool,
     waiters: SpinLock<Vec<Unparker>>,
 }
 
-impl NackCell {
-    /// A cell not fired yet, with no waiters.
+impl OneShot {
+    /// A flag not fired yet, with no waiters.
     pub(super) fn new() -> Self {
-        NackCell {
+        OneShot {
             fired: AtomicBool::new(false),
             waiters: SpinLock::new(Vec::new()),
         }
@@ -76,6 +87,27 @@ impl NackCell {
         waiters.retain(|w| w.is_pending() && !w.same_waiter(&u));
         waiters.push(u);
         true
+    }
+}
+
+/// The subscription of a signal leaf in a blocking sync: a watch of the kernel's signal
+/// facility whose callback fires `fired`. Dropping it ends the watch (and, if it was the
+/// signal's last, gives the signal its previous disposition back).
+pub(crate) struct SignalWatch {
+    pub(super) fired: Arc<OneShot>,
+    _watch: signals::Watch,
+}
+
+impl SignalWatch {
+    /// Starts watching `sig`: from now on a delivery fires the flag.
+    pub(super) fn new(sig: i32) -> std::io::Result<SignalWatch> {
+        let fired = Arc::new(OneShot::new());
+        let f = fired.clone();
+        let watch = signals::watch(sig, Arc::new(move |_| f.fire()))?;
+        Ok(SignalWatch {
+            fired,
+            _watch: watch,
+        })
     }
 }
 

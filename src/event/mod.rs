@@ -5,7 +5,8 @@
 //! [`choose`] offers alternatives, [`Event::wrap`] post-processes a result, [`guard`] builds an
 //! event at sync time, [`Event::wrap_abort`] and [`with_nack`] learn that their branch lost.
 //! Base events: channel sends and receives ([`Channel`]), [`Event::always`], [`Event::never`],
-//! timeouts ([`after`], [`at`]) and task completion ([`join`]).
+//! timeouts ([`after`], [`at`]), descriptor readiness ([`readable`], [`writable`]), task
+//! completion ([`join`]) and signals the process receives ([`signal`]).
 //!
 //! References: J. Reppy, *Concurrent Programming in ML* (1999) for the semantics; J. Reppy,
 //! C. Russo and Y. Xiao, *Parallel Concurrent ML* (ICFP 2009) for the commit word. The exact
@@ -15,32 +16,34 @@
 //!
 //! - `mod.rs` (this file): [`Event`], its combinators and base events, and step 1 below
 //!   (flattening into leaves).
-//! - `leaves.rs`: what a single leaf is: its base operation, the nack cell of a `with_nack`
-//!   group, whether a readiness leaf is ready now.
+//! - `leaves.rs`: what a single leaf is: its base operation, the flag of a `with_nack` group or
+//!   a signal leaf, a signal leaf's watch, whether a readiness leaf is ready now.
 //! - `sync.rs`: steps 2-4 below: attempt, offer and park, then the nacks, wraps and aborts.
 //! - `channel.rs`: [`Channel`] and its queues of offers; `commit.rs`: the commit word.
 //!
 //! This module owns channels, offers and commit words. It waits only through `sched::park`
-//! (and the reactor's readiness watches for `readable`/`writable` leaves); it must not touch
-//! the scheduler's queues.
+//! (and the reactor's readiness watches for `readable`/`writable` leaves, the kernel's signal
+//! watches for `signal` leaves); it must not touch the scheduler's queues.
 //!
 //! ## `sync`, step by step
 //!
 //! 1. **Flatten** the event depth-first, left to right, into leaves. Each `guard` runs now, once;
 //!    each `with_nack` makes its nack; wraps are pushed down to the leaves; every leaf records
-//!    the `wrap_abort` and `with_nack` nodes that enclose it. A panic here leaves the sync
-//!    before anything is offered (nacks made so far fire).
+//!    the `wrap_abort` and `with_nack` nodes that enclose it; in a blocking sync each signal
+//!    leaf starts watching its signal (deliveries from then on count). A panic here leaves the
+//!    sync before anything is offered (nacks made so far fire, watches made so far end).
 //! 2. **Attempt**: lock every channel the leaves use, in address order (Go's `select` does the
 //!    same), and try the leaves in a random order; the first that can complete does, so the
 //!    choice is uniform among the ready leaves. A channel leaf completes by claiming the oldest
 //!    live partner offer (first come, first served) through the partner's commit word.
 //! 3. **Offer**: if nothing was ready, register an offer on every channel leaf (still under the
 //!    locks, so nothing can slip between the attempt and the offer), then release the locks and
-//!    park. Partners commit us through our commit word (`commit.rs`); timer, join and nack leaves
-//!    wake us and we commit them ourselves. Exactly one leaf commits.
-//! 4. After the commit: fire the nacks of the groups that do not enclose the chosen leaf, apply
-//!    the chosen leaf's wraps (inner first), then run the `wrap_abort` functions that do not
-//!    enclose it, in reverse order of appearance.
+//!    park. Partners commit us through our commit word (`commit.rs`); timer, join, nack,
+//!    readiness and signal leaves wake us and we commit them ourselves. Exactly one leaf
+//!    commits.
+//! 4. After the commit: end the signal watches and fire the nacks of the groups that do not
+//!    enclose the chosen leaf, apply the chosen leaf's wraps (inner first), then run the
+//!    `wrap_abort` functions that do not enclose it, in reverse order of appearance.
 //!
 //! Holding several channel locks at once is the simpler of the two designs DESIGN.md §6 allows
 //! (the other claims both syncs' words, Parallel CML style); with it a sync never matches itself
@@ -68,7 +71,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use commit::Payload;
-use leaves::{BaseOp, NackCell};
+use leaves::{BaseOp, OneShot, SignalWatch};
 use sync::run_sync;
 
 use crate::sched::reactor::Dir;
@@ -85,12 +88,14 @@ struct Leaf<T> {
 
 /// What flattening collects besides the leaves.
 struct Flat {
+    /// Whether the sync blocks (`sync`) or makes one attempt (`poll`).
+    block: bool,
     /// When the sync started: read before the first guard or at the first `after` leaf,
     /// whichever comes first (a clock read only when needed).
     start: Option<Instant>,
     aborts: Vec<Option<Box<dyn FnOnce() + Send>>>,
     abort_stack: Vec<usize>,
-    nacks: Vec<Arc<NackCell>>,
+    nacks: Vec<Arc<OneShot>>,
     group_stack: Vec<usize>,
 }
 
@@ -167,6 +172,14 @@ impl<T> BaseNode<T> {
                         .unwrap_or(start + Duration::from_secs(u32::MAX as u64)),
                 )
             }
+            BaseOp::Signal { sig, watch: None } if flat.block => {
+                let watch = SignalWatch::new(sig)
+                    .unwrap_or_else(|e| panic!("bobine::event::signal({sig}): {e}"));
+                BaseOp::Signal {
+                    sig,
+                    watch: Some(watch),
+                }
+            }
             op => op,
         };
         out.push(Leaf {
@@ -234,7 +247,7 @@ struct NackNode<T>(Box<dyn FnOnce(Event<()>) -> Event<T> + Send>);
 
 impl<T> Flatten<T> for NackNode<T> {
     fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
-        let cell = Arc::new(NackCell::new());
+        let cell = Arc::new(OneShot::new());
         let id = flat.nacks.len();
         flat.nacks.push(cell.clone());
         let nack = Event::base(BaseOp::Nack(cell), |_| ());
@@ -392,6 +405,54 @@ pub fn writable(fd: RawFd) -> Event<()> {
         },
         |_| (),
     )
+}
+
+/// Ready when the process receives the signal `sig` (`libc::SIGINT`, `libc::SIGTERM`,
+/// `libc::SIGRTMIN() + 1`, ...) during the sync.
+///
+/// The sync catches `sig` from the moment its flattening reaches this leaf (after the guards
+/// before it in the event have run) until it commits: a delivery before that does not count,
+/// so [`Event::poll`] of a signal event gives `None`. The sync's task parks (its domain runs
+/// others); a plain OS thread blocks. Every sync catching `sig` when the process receives it
+/// is woken, in every runtime and thread (a signal is not a message: nobody takes it away
+/// from the others). Several deliveries while a sync waits make one commit.
+///
+/// While at least one sync catches `sig`, the process's own disposition of it (the default
+/// action, an ignore, a handler installed with `sigaction`) does not run; it is back as soon
+/// as the last such sync has ended, so between two syncs a delivery meets that disposition
+/// (for SIGINT and SIGTERM by default: the end of the process). A program that waits for a
+/// signal in a loop and must survive a delivery between two waits sets it to ignored first
+/// (`libc::signal(sig, libc::SIG_IGN)`). The handler bobine installs only counts the delivery
+/// and wakes a dispatcher thread, `bobine-signals`, which wakes the syncs: nothing of yours
+/// runs in signal context.
+///
+/// ```
+/// use std::time::Duration;
+/// use bobine::event::{after, select, signal};
+///
+/// bobine::run(|| {
+///     // Wait for SIGINT or SIGTERM, for 10 ms at most.
+///     let why = select(vec![
+///         signal(libc::SIGINT).wrap(|()| "interrupted"),
+///         signal(libc::SIGTERM).wrap(|()| "terminated"),
+///         after(Duration::from_millis(10)).wrap(|()| "time's up"),
+///     ]);
+///     assert_eq!(why, "time's up");
+/// });
+/// ```
+///
+/// # Panics
+///
+/// Here, if `sig` cannot be caught: SIGKILL and SIGSTOP, the fault signals SIGSEGV, SIGBUS,
+/// SIGFPE and SIGILL, the numbers the C library keeps for itself (between the standard signals
+/// and `SIGRTMIN`), and numbers outside `1..=SIGRTMAX`; the message names the signal. At the
+/// sync, if the signal facility cannot start (no descriptor left for its pipe, no thread).
+#[track_caller]
+pub fn signal(sig: i32) -> Event<()> {
+    if let Err(e) = crate::sched::signals::check(sig) {
+        panic!("bobine::event::signal: {e}");
+    }
+    Event::base(BaseOp::Signal { sig, watch: None }, |_| ())
 }
 
 /// Ready when the task of `h` has ended.

@@ -36,6 +36,7 @@ fn channels<T>(leaves: &[Leaf<T>]) -> Vec<Arc<ChanInner>> {
 #[track_caller]
 pub(super) fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
     let mut flat = Flat {
+        block,
         start: None,
         aborts: Vec::new(),
         abort_stack: Vec::new(),
@@ -141,10 +142,17 @@ pub(super) fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
         }
     };
 
-    // Step 4: nacks of the other groups, the chosen leaf's wraps, the other aborts.
-    let leaf = leaves.swap_remove(chosen);
+    // Step 4: end the signal watches (with the leaves) and fire the nacks of the other groups,
+    // then the chosen leaf's wraps and the other aborts.
+    let Leaf {
+        op,
+        finish,
+        aborts,
+        groups,
+    } = leaves.swap_remove(chosen);
+    drop(op);
     for (g, cell) in flat.nacks.iter().enumerate() {
-        if !leaf.groups.contains(&g) {
+        if !groups.contains(&g) {
             cell.fire();
         }
     }
@@ -152,9 +160,9 @@ pub(super) fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
     drop(leaves);
     let aborts = AbortsOnDrop {
         flat: &mut flat,
-        keep: leaf.aborts,
+        keep: aborts,
     };
-    let value = (leaf.finish)(payload);
+    let value = finish(payload);
     drop(aborts);
     Some(value)
 }
@@ -179,6 +187,7 @@ fn leaf_ready<T>(
         BaseOp::Join(task) => task.is_finished(),
         BaseOp::Nack(cell) => cell.is_fired(),
         BaseOp::Ready { fd, dir } => fd_ready(*fd, *dir),
+        BaseOp::Signal { watch, .. } => watch.as_ref().is_some_and(|w| w.fired.is_fired()),
         BaseOp::Send { chan, .. } => guards[queues(chan)].has_receiver(),
         BaseOp::Recv { chan } => guards[queues(chan)].has_sender(),
     }
@@ -238,8 +247,8 @@ impl Drop for AbortsOnDrop<'_> {
     }
 }
 
-/// Step 3's park loop: until a leaf commits. Timer, join and nack leaves wake us; we commit
-/// them ourselves. Returns the committed leaf.
+/// Step 3's park loop: until a leaf commits. Timer, join, nack, readiness and signal leaves
+/// wake us; we commit them ourselves. Returns the committed leaf.
 #[track_caller]
 fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>]) -> usize {
     let at = leaves
@@ -275,6 +284,9 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>]) -> usize {
                 }
                 BaseOp::Nack(cell) => {
                     cell.add_waiter(park.unparker());
+                }
+                BaseOp::Signal { watch: Some(w), .. } => {
+                    w.fired.add_waiter(park.unparker());
                 }
                 BaseOp::Ready { fd, dir } if in_task => {
                     // A descriptor epoll cannot watch (not open, or a regular file) is ready
@@ -314,7 +326,8 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>]) -> usize {
     }
 }
 
-/// Whether the sync has committed, committing a ready timer, join or nack leaf ourselves.
+/// Whether the sync has committed, committing a ready timer, join, nack, readiness or signal
+/// leaf ourselves.
 fn settle<T>(state: &SyncState, leaves: &[Leaf<T>]) -> Option<usize> {
     match state.outcome() {
         Outcome::Synched(k) => return Some(k),
@@ -328,6 +341,7 @@ fn settle<T>(state: &SyncState, leaves: &[Leaf<T>]) -> Option<usize> {
             BaseOp::Join(task) => task.is_finished(),
             BaseOp::Nack(cell) => cell.is_fired(),
             BaseOp::Ready { fd, dir } => fd_ready(*fd, *dir),
+            BaseOp::Signal { watch, .. } => watch.as_ref().is_some_and(|w| w.fired.is_fired()),
             _ => false,
         };
         if ready && state.commit_self(i) {

@@ -12,12 +12,15 @@
 //!   of every face ends in one, usually through the wait queue ([`waitqueue`]).
 //! - **stop**: a request that a task end early, by unwinding from its park point (cancellation,
 //!   or its runtime ending: [`park::stop`], [`shutdown`]).
+//! - **watch**: a subscription to a signal ([`signals`]); its callback runs on the process's
+//!   signal dispatcher thread, never in signal context.
 //!
 //! ## Why these files are one unit
 //!
 //! The kernel is everything that owns a task's life: the task itself ([`task`]), how it waits
 //! ([`park`], [`waitqueue`]), where it runs ([`domain`]: run queue, inbox, registry), what wakes
-//! it ([`timers`], [`reactor`]), and how runtimes start and end ([`runtime`], [`shutdown`]).
+//! it ([`timers`], [`reactor`], [`signals`]), and how runtimes start and end ([`runtime`],
+//! [`shutdown`]).
 //! These files refer to each other in a circle, on purpose: a domain owns its timers and its
 //! epoll and runs tasks; a task parks through its domain; a park registers timers; the reactor
 //! wakes parks. Cutting the circle would mean callbacks between layers that are really one
@@ -33,6 +36,7 @@ pub(crate) mod park;
 pub(crate) mod reactor;
 pub(crate) mod runtime;
 pub(crate) mod shutdown;
+pub(crate) mod signals;
 pub(crate) mod task;
 pub(crate) mod timers;
 pub(crate) mod waitqueue;

@@ -1,7 +1,9 @@
 //! Task stacks: an arena of guarded stacks carved into slots, and a per-domain free pool.
 //!
 //! This module owns every stack mapping and the overflow signal handler; nothing else maps
-//! memory or installs signal handlers. It knows nothing of tasks beyond the overflow report.
+//! memory or handles a fault signal (the only other handler, `sched::signals`, counts the
+//! deliveries of watched signals and refuses the fault signals). It knows nothing of tasks
+//! beyond the overflow report.
 //!
 //! ```text
 //!  one chunk (one mmap, MAP_NORESERVE, MADV_NOHUGEPAGE), slots side by side:
