@@ -778,3 +778,83 @@ fn a_cancelled_awaiter_takes_its_child_down() {
         });
     });
 }
+
+/// Rule 11: a `sys_signal` handler runs later as ordinary code on domain 0 (never in signal
+/// context), so it may take Miou's mutex and broadcast a condition that tasks on other
+/// domains wait on; a second `sys_signal` replaces the first; the handler is gone when the run
+/// ends.
+#[test]
+fn sys_signal_handler_runs_on_domain_0_and_may_broadcast() {
+    use miou::{condition, mutex};
+    const SIG: i32 = libc::SIGUSR1;
+    // A stray delivery outside the run must not end the test process.
+    // SAFETY: installing SIG_IGN for a signal no other test of this binary uses.
+    unsafe { libc::signal(SIG, libc::SIG_IGN) };
+    let first_calls = Arc::new(AtomicUsize::new(0));
+    let handled_on = Arc::new(Mutex::new(Vec::new()));
+    let (fc, on) = (first_calls.clone(), handled_on.clone());
+    watchdog(30, "sys_signal", move || {
+        miou::run_with(1, move || {
+            struct Stop {
+                m: mutex::T,
+                c: condition::T,
+                stopped: AtomicBool,
+            }
+            let stop = Arc::new(Stop {
+                m: mutex::create(),
+                c: condition::create(),
+                stopped: AtomicBool::new(false),
+            });
+            miou::sys_signal(SIG, move |_| {
+                fc.fetch_add(1, Ordering::SeqCst);
+            });
+            let s = stop.clone();
+            miou::sys_signal(SIG, move |sig| {
+                assert_eq!(sig, SIG);
+                on.lock().unwrap().push(miou::domain::self_());
+                mutex::lock(&s.m);
+                s.stopped.store(true, Ordering::SeqCst);
+                condition::broadcast(&s.c);
+                mutex::unlock(&s.m);
+            });
+            let waiters: Vec<_> = (0..3)
+                .map(|_| {
+                    let s = stop.clone();
+                    miou::call(move || {
+                        mutex::lock(&s.m);
+                        while !s.stopped.load(Ordering::SeqCst) {
+                            condition::wait(&s.c, &s.m);
+                        }
+                        mutex::unlock(&s.m);
+                        miou::domain::self_()
+                    })
+                })
+                .collect();
+            // SAFETY: sending a signal to this process.
+            unsafe { libc::kill(libc::getpid(), SIG) };
+            for d in miou::await_all(waiters) {
+                assert_eq!(d.unwrap(), 1);
+            }
+        });
+    });
+    assert_eq!(
+        first_calls.load(Ordering::SeqCst),
+        0,
+        "replaced before the signal"
+    );
+    assert!(
+        !handled_on.lock().unwrap().is_empty()
+            && handled_on.lock().unwrap().iter().all(|&d| d == 0),
+        "handled on domain 0: {:?}",
+        handled_on.lock().unwrap()
+    );
+    let calls = handled_on.lock().unwrap().len();
+    // SAFETY: as above; SIG_IGN is back, so this delivery is ignored.
+    unsafe { libc::kill(libc::getpid(), SIG) };
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        handled_on.lock().unwrap().len(),
+        calls,
+        "uninstalled with the run"
+    );
+}

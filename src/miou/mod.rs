@@ -72,6 +72,7 @@ mod error;
 mod orphans;
 pub mod ownership;
 mod promise;
+mod signals;
 mod tree;
 
 pub use crate::ocaml::{condition, mutex};
@@ -82,6 +83,7 @@ pub use promise::{
     Promise, Spawn, await_, await_all, await_exn, await_first, await_one, call, call_cc, cancel,
     parallel,
 };
+pub use signals::sys_signal;
 
 /// Runs `f` as the main task of a Miou run with the default number of domains (one per
 /// available core, or `BOBINE_DOMAINS`): domain 0, where `f` runs, plus the rest as workers

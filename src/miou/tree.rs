@@ -58,9 +58,34 @@ pub(crate) struct RunState {
     fatal: SpinLock<Option<Error>>,
     /// The main task, cancelled to abort the run.
     main: OnceLock<Arc<Task>>,
+    /// The signal handlers of `sys_signal`, until the main task ends.
+    signals: SpinLock<Vec<(i32, crate::sched::signals::Watch)>>,
 }
 
 impl RunState {
+    /// Keeps `watch` as the handler of `sig`, replacing (after it is made, so the signal never
+    /// falls back to its old disposition in between) the one installed before.
+    pub(crate) fn install_signal(&self, sig: i32, watch: crate::sched::signals::Watch) {
+        let old = {
+            let mut signals = self.signals.lock();
+            match signals.iter_mut().find(|(s, _)| *s == sig) {
+                Some((_, w)) => Some(std::mem::replace(w, watch)),
+                None => {
+                    signals.push((sig, watch));
+                    None
+                }
+            }
+        };
+        // Dropped outside the lock: a drop waits for a handler call in progress.
+        drop(old);
+    }
+
+    /// Removes every signal handler of the run (the signals' old dispositions come back).
+    fn uninstall_signals(&self) {
+        let all = std::mem::take(&mut *self.signals.lock());
+        drop(all);
+    }
+
     /// Aborts the run with `error` (rule 1 or 8): records it and cancels the main task, whose
     /// end cancels everything below it. `run` then panics with the error.
     pub(crate) fn abort(&self, error: Error) {
@@ -333,14 +358,18 @@ pub(crate) fn run<T>(builder: crate::Builder, f: impl FnOnce() -> T) -> T {
     let state = Arc::new(RunState {
         fatal: SpinLock::new(None),
         main: OnceLock::new(),
+        signals: SpinLock::new(Vec::new()),
     });
     let run_state = state.clone();
     let outcome = catch_unwind(AssertUnwindSafe(move || {
         builder.run(move || {
             let task = crate::sched::current_task().expect("the main task runs as a task");
             let _ = run_state.main.set(task.clone());
-            let node = Node::new(None, run_state, None);
-            match run_body(&task, &node, f) {
+            let node = Node::new(None, run_state.clone(), None);
+            let ended = run_body(&task, &node, f);
+            // No handler task is started once the main task has ended.
+            run_state.uninstall_signals();
+            match ended {
                 Ok(v) => Ok(v),
                 // A panic (or the cancellation that aborts the run) goes on out of `run`.
                 Err(Ended::Unwound(payload)) => resume_unwind(payload),
