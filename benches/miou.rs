@@ -30,7 +30,8 @@
 //!   `run_with(2, ..)` (3 domains on this 2-core machine). `std-spawn`: the same spread by
 //!   hand, `thread::spawn` per item then `join` in order, on a runtime with as many domains
 //!   (the items start on domain 0 and the idle domains take some of them: domain 0 runs items
-//!   too, unlike in `parallel`).
+//!   too, unlike in `parallel`; and all 100 000 are live at once, each with its own stack,
+//!   while `parallel`'s workers run items as they come).
 //!
 //! Every loop runs inside the main task of its runtime, and each criterion sample starts a
 //! fresh runtime outside the timing (`iter_custom`). After the groups have run, a markdown
@@ -38,6 +39,7 @@
 //! `<target>/criterion/miou_<operation>/<function>/new/estimates.json`) and the ratio
 //! Miou / std-like: above 1 means Miou costs more. Only ratios from one run mean anything on
 //! a shared machine; the CPU model and the load average are printed beside the table.
+//! Criterion draws no plots here: they would double the run time (about a minute without).
 //!
 //! Run with `cargo bench --bench miou` (criterion arguments follow `--`, e.g.
 //! `cargo bench --bench miou -- miou_cancel_parked`).
@@ -414,8 +416,12 @@ fn print_ratio_table(since: SystemTime, load_before: &str) {
         );
     }
     println!(
-        "parallel: Miou's domain 0 only spawns and awaits; by hand, domain 0 runs the items the \
-         other domains do not take."
+        "parallel: Miou's domain 0 only spawns and awaits, and its workers run the items as they \
+         come; by hand, domain 0 runs the items the other domains do not take, and all 100 000 \
+         tasks are live at once (spawned before the first join), each with a stack of its own \
+         beyond the domain's pool. The same by hand in batches of {BATCH} (empty tasks, 2 \
+         domains) is the std-like figure of the spawn + await row on another domain: {} ns.",
+        fmt_ns(median(WORKER, STD_SPAWN, 1))
     );
     println!(
         "CPU: {} ({} CPUs); load average before the run: {load_before}; after: {}",
@@ -428,7 +434,8 @@ fn print_ratio_table(since: SystemTime, load_before: &str) {
 fn main() {
     let since = SystemTime::now();
     let load_before = load_average();
-    let mut c = common::criterion();
+    // Without plots: drawing them (plotters) would double the run time.
+    let mut c = common::criterion().without_plots();
     group(
         &mut c,
         ONE_DOMAIN,
