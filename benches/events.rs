@@ -50,7 +50,7 @@ use criterion::Criterion;
 mod common;
 
 use common::peers::{may_run, may_spawn, tokio_run};
-use common::report::{self, Align, fmt_ns, fmt_ratio, median_ns};
+use common::report::{self, Align, fmt_ns, fmt_ratio, load_average, median_ns};
 use common::{Loop, runtime};
 
 const BOBINE: &str = "bobine";
@@ -536,13 +536,6 @@ fn select3(c: &mut Criterion) {
 
 // ---------------------------------------------------------------------------------------------
 // the ratio table
-
-/// The first three fields of `/proc/loadavg` (1, 5 and 15 minutes), if readable.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".to_owned())
-}
 
 fn print_ratio_table(since: SystemTime, load_before: &str) {
     let mut rows = Vec::new();

@@ -12,6 +12,9 @@
 //!
 //! - `yield`: two tasks yielding to each other; one operation is a pair of yields.
 //! - `spawn`: spawn and join an empty task (`n` a multiple of 1000).
+//! - `spawn_local`: the same with `thread::spawn_local` (pinned to its domain).
+//! - `miou_spawn`: the same on the Miou face, `miou::call_cc` + `miou::await_` in
+//!   `miou::run_with(0, ..)` (one domain, like the other cases).
 //! - `mutex`: uncontended `Mutex` lock + unlock.
 //! - `condvar`: a `Mutex` + `Condvar` round trip between two tasks.
 //! - `pingpong`: a CML `Channel` round trip between two tasks.
@@ -29,12 +32,19 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(case), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
-        eprintln!("usage: hot_paths <yield|spawn|mutex|condvar|pingpong|contended|tcp> <n>");
+        eprintln!(
+            "usage: hot_paths <yield|spawn|spawn_local|miou_spawn|mutex|condvar|pingpong|contended|tcp> <n>"
+        );
         std::process::exit(2);
     };
     let run: fn(u64) = match case.as_str() {
         "yield" => yields,
         "spawn" => spawns,
+        "spawn_local" => local_spawns,
+        "miou_spawn" => {
+            bobine::miou::run_with(0, move || miou_spawns(n));
+            return;
+        }
         "mutex" => uncontended,
         "condvar" => condvar,
         "pingpong" => pingpong,
@@ -58,6 +68,21 @@ fn spawns(n: u64) {
     for _ in 0..n / 1000 {
         let tasks: Vec<_> = (0..1000).map(|_| thread::spawn(|| ())).collect();
         tasks.into_iter().for_each(|t| t.join().unwrap());
+    }
+}
+
+fn local_spawns(n: u64) {
+    for _ in 0..n / 1000 {
+        let tasks: Vec<_> = (0..1000).map(|_| thread::spawn_local(|| ())).collect();
+        tasks.into_iter().for_each(|t| t.join().unwrap());
+    }
+}
+
+fn miou_spawns(n: u64) {
+    use bobine::miou;
+    for _ in 0..n / 1000 {
+        let children: Vec<_> = (0..1000).map(|_| miou::call_cc(|| ())).collect();
+        children.into_iter().for_each(miou::await_exn);
     }
 }
 

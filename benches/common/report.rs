@@ -48,6 +48,27 @@ pub fn median_ns(group: &str, function: &str, since: SystemTime) -> Option<f64> 
     json.get("median")?.get("point_estimate")?.as_f64()
 }
 
+/// The CPU model (`model name` in `/proc/cpuinfo`), to print beside every table: figures
+/// from different machines are not comparable.
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        })
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// The first three fields of `/proc/loadavg` (1, 5 and 15 minutes), if readable.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
 pub fn fmt_ns(v: Option<f64>) -> String {
     match v {
         Some(ns) if ns >= 100.0 => format!("{ns:.0}"),
