@@ -73,6 +73,7 @@ mod orphans;
 pub mod ownership;
 mod promise;
 mod tree;
+pub mod unix;
 
 pub use crate::ocaml::{condition, mutex};
 pub use error::Error;
