@@ -74,6 +74,7 @@ pub mod ownership;
 mod promise;
 mod signals;
 mod tree;
+pub mod unix;
 
 pub use crate::ocaml::{condition, mutex};
 pub use error::Error;

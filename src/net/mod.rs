@@ -21,6 +21,10 @@ mod udp;
 mod unix;
 
 pub use tcp::{Incoming, TcpListener, TcpStream};
+
+// The socket core, shared with the Miou face's Miou_unix names (`miou::unix`).
+pub(crate) use handle::{Handle, TimedOut, send};
+pub(crate) use tcp::{accept, listen_reuseport};
 pub use udp::UdpSocket;
 pub use unix::{Incoming as UnixIncoming, UnixListener, UnixStream};
 

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -77,13 +77,7 @@ impl TcpListener {
     /// As [`TcpListener::bind`].
     pub fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
         let fd = socket(&addr, SockType::Stream)?;
-        sock::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-        sock::setsockopt(&fd, sockopt::ReusePort, &true)?;
-        sock::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
-        // Raw: nix's `Backlog` refuses values above the SOMAXCONN constant, while the kernel
-        // takes any value and caps it at `net.core.somaxconn`, which may be set higher.
-        // SAFETY: listen(2) on a socket we own; it touches no memory of ours.
-        syscall!(listen(fd.as_raw_fd(), backlog))?;
+        listen_reuseport(fd.as_fd(), addr, backlog)?;
         Ok(TcpListener {
             h: Handle::from_nonblocking(std::net::TcpListener::from(fd)),
             reported: AtomicBool::new(false),
@@ -99,52 +93,11 @@ impl TcpListener {
     /// non-blocking mode, `WouldBlock` when no connection is pending.
     #[track_caller]
     pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let mut backoff = ACCEPT_BACKOFF_MIN;
-        loop {
-            let r = self.h.op(Dir::Read, "TcpListener::accept", |l| {
-                // Raw: nix's accept4 does not return the peer's address, and asking for it
-                // afterwards (getpeername) would cost a second call per connection.
-                let mut addr = RawAddr::empty();
-                // SAFETY: `addr` has room for any address; the flags make the new descriptor
-                // non-blocking and close-on-exec.
-                let fd = syscall!(accept4(
-                    l.as_raw_fd(),
-                    addr.as_mut_ptr(),
-                    addr.len_mut(),
-                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC
-                ))?;
-                // SAFETY: accept4 returned a fresh descriptor that nothing else owns.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                Ok((fd, addr))
-            });
-            match r {
-                Ok((fd, addr)) => {
-                    let peer = addr.to_socket_addr()?;
-                    let stream = TcpStream {
-                        h: Handle::from_nonblocking(std::net::TcpStream::from(fd)),
-                    };
-                    return Ok((stream, peer));
-                }
-                Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
-                Err(e)
-                    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-                        && !self.h.is_nonblocking() =>
-                {
-                    if !self.reported.swap(true, Ordering::Relaxed) {
-                        let at = self
-                            .local_addr()
-                            .map_or_else(|_| "?".to_string(), |a| a.to_string());
-                        eprintln!(
-                            "bobine: accept on {at}: {e}; backing off and retrying until \
-                             descriptors are freed (reported once)"
-                        );
-                    }
-                    sleep(backoff);
-                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let (fd, peer) = accept(&self.h, &self.reported, "TcpListener::accept")?;
+        let stream = TcpStream {
+            h: Handle::from_nonblocking(std::net::TcpStream::from(fd)),
+        };
+        Ok((stream, peer))
     }
 
     /// An endless iterator over incoming connections (`accept` in a loop).
@@ -376,6 +329,74 @@ pub(crate) fn socket(addr: &SocketAddr, kind: SockType) -> io::Result<OwnedFd> {
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
     )?)
+}
+
+/// Sets `SO_REUSEADDR` and `SO_REUSEPORT` on `fd`, binds it to `addr` and listens with
+/// `backlog`: [`TcpListener::bind_reuseport`], and Miou_unix's `bind_and_listen`.
+pub(crate) fn listen_reuseport(
+    fd: BorrowedFd<'_>,
+    addr: SocketAddr,
+    backlog: i32,
+) -> io::Result<()> {
+    sock::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    sock::setsockopt(&fd, sockopt::ReusePort, &true)?;
+    sock::bind(fd.as_raw_fd(), &SockaddrStorage::from(addr))?;
+    // Raw: nix's `Backlog` refuses values above the SOMAXCONN constant, while the kernel
+    // takes any value and caps it at `net.core.somaxconn`, which may be set higher.
+    // SAFETY: listen(2) on a socket the caller owns; it touches no memory of ours.
+    syscall!(listen(fd.as_raw_fd(), backlog))?;
+    Ok(())
+}
+
+/// Accepts a connection on the listening socket of `h` (non-blocking, close-on-exec), parking
+/// until one arrives: [`TcpListener::accept`], and Miou_unix's `accept`. `ECONNABORTED` is
+/// retried; `EMFILE`/`ENFILE` are reported once (through `reported`) and retried after a
+/// back-off (see [`TcpListener`]), unless `h` is in non-blocking mode.
+#[track_caller]
+pub(crate) fn accept<T: AsRawFd>(
+    h: &Handle<T>,
+    reported: &AtomicBool,
+    reason: &'static str,
+) -> io::Result<(OwnedFd, SocketAddr)> {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        let r = h.op(Dir::Read, reason, |l| {
+            // Raw: nix's accept4 does not return the peer's address, and asking for it
+            // afterwards (getpeername) would cost a second call per connection.
+            let mut addr = RawAddr::empty();
+            // SAFETY: `addr` has room for any address; the flags make the new descriptor
+            // non-blocking and close-on-exec.
+            let fd = syscall!(accept4(
+                l.as_raw_fd(),
+                addr.as_mut_ptr(),
+                addr.len_mut(),
+                libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC
+            ))?;
+            // SAFETY: accept4 returned a fresh descriptor that nothing else owns.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            Ok((fd, addr))
+        });
+        match r {
+            Ok((fd, addr)) => return Ok((fd, addr.to_socket_addr()?)),
+            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                    && !h.is_nonblocking() =>
+            {
+                if !reported.swap(true, Ordering::Relaxed) {
+                    let at = sock::getsockname::<SockaddrStorage>(h.get().as_raw_fd())
+                        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+                    eprintln!(
+                        "bobine: accept on {at}: {e}; backing off and retrying until \
+                         descriptors are freed (reported once)"
+                    );
+                }
+                sleep(backoff);
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Sleeps the task (or the thread, outside any task).
