@@ -76,10 +76,8 @@ impl std::fmt::Debug for Resource {
 impl Resource {
     /// Whether the running Miou task owns this resource (no panic either way).
     pub fn is_owned(&self) -> bool {
-        crate::sched::with_current(|t| t.face_data())
-            .flatten()
-            .and_then(|d| d.downcast::<Node>().ok())
-            .is_some_and(|me| self.inner.owner.load(Ordering::Acquire) == me.id)
+        super::tree::try_with_current_node(|me| self.inner.owner.load(Ordering::Acquire) == me.id)
+            .unwrap_or(false)
     }
 
     /// Moves this resource from `from` (which must own it) to `to`.

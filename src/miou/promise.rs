@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use super::Error;
 use super::orphans::Orphans;
 use super::ownership::Resource;
-use super::tree::{Child, Launch, Node, cancel_all, current};
+use super::tree::{Child, Launch, Node, cancel_all, current, with_current_node};
 use crate::sched::park::{Park, Wait, Wake, stop};
 use crate::sched::runtime::{SpawnOptions, spawn_raw};
 use crate::sched::task::Task;
@@ -18,7 +18,7 @@ use crate::thread::JoinHandle;
 /// `T` is `Send`; awaiting it there panics with [`Error::NotAChild`] all the same.
 pub struct Promise<T> {
     node: Arc<Node>,
-    handle: JoinHandle<Result<T, Error>>,
+    handle: JoinHandle<T>,
 }
 
 impl<T> std::fmt::Debug for Promise<T> {
@@ -142,9 +142,10 @@ impl<'a> Spawn<'a> {
                 "Invalid_argument(\"Miou.call_cc\"): a call_cc child runs on the caller's domain; pin is for call"
             );
         }
-        let me = current("call_cc");
         // SAFETY: the child runs on the caller's domain, where `f` was made.
-        unsafe { self.start(&me, Target::Here, None, f) }
+        with_current_node("call_cc", |me| unsafe {
+            self.start(me, Target::Here, None, f)
+        })
     }
 
     /// Starts `f` as a child on another worker domain (see [`call`]).
@@ -157,10 +158,11 @@ impl<'a> Spawn<'a> {
     /// the caller's.
     #[track_caller]
     pub fn call<T: Send + 'static>(self, f: impl FnOnce() -> T + Send + 'static) -> Promise<T> {
-        let me = current("call");
         let domain = self.worker();
         // SAFETY: `f` is Send.
-        unsafe { self.start(&me, Target::Domain(domain), None, f) }
+        with_current_node("call", |me| unsafe {
+            self.start(me, Target::Domain(domain), None, f)
+        })
     }
 
     /// The domain of a `call` child: the pinned one, checked, or a random worker other than
@@ -193,7 +195,7 @@ impl<'a> Spawn<'a> {
     #[track_caller]
     unsafe fn start<T: 'static, F: FnOnce() -> T + 'static>(
         self,
-        me: &Arc<Node>,
+        me: &Node,
         target: Target,
         collector: Option<Arc<super::orphans::Ended>>,
         f: F,
@@ -374,23 +376,24 @@ where
 /// With [`Error::NotAChild`] unless the caller is `p`'s parent (rule 2).
 #[track_caller]
 pub fn await_<T: 'static>(p: Promise<T>) -> Result<T, Error> {
-    let me = current("await_");
-    p.check_parent(&me);
-    // A caller cancelled here unwinds; the child stays live, and the caller's end cancels it.
-    p.task().wait_finished("miou::await_");
-    take(&me, p)
+    with_current_node("await_", |me| {
+        p.check_parent(me);
+        // A caller cancelled here unwinds; the child stays live, and its end cancels it.
+        p.task().wait_finished("miou::await_");
+        take(me, p)
+    })
 }
 
 /// The outcome of an ended child, which leaves the tree.
 fn take<T: 'static>(me: &Node, p: Promise<T>) -> Result<T, Error> {
     me.release(&p.node);
-    if p.node.cancelled.load(Ordering::Acquire) {
+    let cancelled = p.node.cancelled.load(Ordering::Acquire);
+    let outcome = p.handle.join();
+    Node::recycle(p.node);
+    if cancelled {
         return Err(Error::Cancelled);
     }
-    match p.handle.join() {
-        Ok(outcome) => outcome,
-        Err(payload) => Err(Error::from_payload(payload)),
-    }
+    outcome.map_err(Error::from_payload)
 }
 
 /// [`await_`], re-panicking with the child's panic payload (or with the [`Error`] itself when
@@ -519,8 +522,11 @@ fn first_to_end<T>(
 /// With [`Error::NotAChild`] unless the caller is `p`'s parent.
 #[track_caller]
 pub fn cancel<T>(p: &Promise<T>) {
-    let me = current("cancel");
-    p.check_parent(&me);
+    with_current_node("cancel", |me| cancel_child(me, p))
+}
+
+fn cancel_child<T>(me: &Node, p: &Promise<T>) {
+    p.check_parent(me);
     if !me.is_live_child(&p.node) {
         return;
     }

@@ -39,9 +39,10 @@
 //! (a parent spawning and awaiting its own children) free of contention.
 
 use std::any::Any;
+use std::cell::{Cell, RefCell};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use super::Error;
 use super::ownership::ResourceInner;
@@ -49,15 +50,42 @@ use crate::sched::park::stop::{self, catch_at_root};
 use crate::sched::task::Task;
 use crate::util::SpinLock;
 
-/// Node ids: unique in the process (orphans and resources name their owner by id).
+/// Node ids: unique in the process (orphans and resources name their owner by id). Each
+/// thread reserves a block at a time, so spawns on different domains do not share a counter.
 static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
+/// Ids a thread reserves at once.
+const ID_BLOCK: u64 = 1024;
+/// Nodes kept per thread for the next spawns (see [`Node::recycle`]).
+const NODE_CACHE: usize = 256;
+
+thread_local! {
+    /// This thread's reserved ids: `[next, end)`.
+    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+    /// Nodes whose last reference was dropped here, ready for reuse.
+    static NODES: RefCell<Vec<Arc<Node>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A process-unique node id.
+fn next_id() -> u64 {
+    IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_NODE.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            end = next + ID_BLOCK;
+        }
+        ids.set((next + 1, end));
+        next
+    })
+}
 
 /// What the tasks of one Miou run share.
 pub(crate) struct RunState {
     /// The error that aborted the run, if one did (the first wins).
     fatal: SpinLock<Option<Error>>,
-    /// The main task, cancelled to abort the run.
-    main: OnceLock<Arc<Task>>,
+    /// The main task, cancelled to abort the run; taken when it ends (a node cached for reuse
+    /// may keep this state alive past the run, and must not keep the task, its domain and
+    /// that domain's descriptors with it).
+    main: SpinLock<Option<Arc<Task>>>,
     /// The signal handlers of `sys_signal`, until the main task ends.
     signals: SpinLock<Vec<(i32, crate::sched::signals::Watch)>>,
 }
@@ -95,11 +123,12 @@ impl RunState {
                 *fatal = Some(error);
             }
         }
-        if let Some(main) = self.main.get()
+        let main = self.main.lock().clone();
+        if let Some(main) = main
             && !main.is_finished()
-            && !std::ptr::eq(Arc::as_ptr(main), crate::sched::current_ptr())
+            && !std::ptr::eq(Arc::as_ptr(&main), crate::sched::current_ptr())
         {
-            stop::cancel(main);
+            stop::cancel(&main);
         }
     }
 }
@@ -142,8 +171,20 @@ impl Node {
         run: Arc<RunState>,
         collector: Option<Arc<super::orphans::Ended>>,
     ) -> Arc<Node> {
+        let id = next_id();
+        if let Some(mut cached) = NODES.with(|c| c.borrow_mut().pop()) {
+            let node = Arc::get_mut(&mut cached).expect("a cached node has no other reference");
+            node.id = id;
+            node.parent = parent;
+            node.run = run;
+            node.slot = AtomicUsize::new(usize::MAX);
+            *node.cancelled.get_mut() = false;
+            *node.succeeded.get_mut() = false;
+            node.collector = collector;
+            return cached;
+        }
         Arc::new(Node {
-            id: NEXT_NODE.fetch_add(1, Ordering::Relaxed),
+            id,
             parent,
             run,
             children: SpinLock::new(Children::default()),
@@ -155,12 +196,42 @@ impl Node {
         })
     }
 
+    /// Keeps a node whose last reference this is for the next spawn on this thread (a spawn
+    /// then allocates nothing for its node); other nodes are just dropped.
+    pub(crate) fn recycle(mut node: Arc<Node>) {
+        let Some(n) = Arc::get_mut(&mut node) else {
+            return;
+        };
+        // What the node refers to goes now, not when it is reused.
+        n.parent = None;
+        n.collector = None;
+        let c = n.children.get_mut();
+        debug_assert_eq!(c.live, 0, "a recycled node has no live child");
+        c.slots.clear();
+        c.free.clear();
+        n.resources.get_mut().clear();
+        NODES.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() < NODE_CACHE {
+                c.push(node);
+            }
+        });
+    }
+
     /// A node for a new child of `self`, not in the tree yet (see [`Node::adopt`]).
-    pub(crate) fn new_child(
-        self: &Arc<Self>,
-        collector: Option<Arc<super::orphans::Ended>>,
-    ) -> Arc<Node> {
-        Node::new(Some(self.clone()), self.run.clone(), collector)
+    pub(crate) fn new_child(&self, collector: Option<Arc<super::orphans::Ended>>) -> Arc<Node> {
+        Node::new(Some(self.arc()), self.run.clone(), collector)
+    }
+
+    /// A new counted reference to this node.
+    pub(crate) fn arc(&self) -> Arc<Node> {
+        let ptr: *const Node = self;
+        // SAFETY: every `Node` lives in an `Arc` (`Node::new` is the only constructor and
+        // returns one), and `&self` proves it is alive now.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        }
     }
 
     /// Records a spawned child as live.
@@ -276,16 +347,40 @@ pub(crate) fn cancel_all(kids: &[Child]) {
 /// # Panics
 ///
 /// Outside a task of a Miou run, naming `what` was called.
+#[track_caller]
 pub(crate) fn current(what: &str) -> Arc<Node> {
-    crate::sched::with_current(|t| t.face_data())
-        .flatten()
-        .and_then(|d| d.downcast::<Node>().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "bobine::miou::{what} must be called from a Miou task (inside miou::run, in a \
-                 task started by call_cc, call or parallel)"
-            )
-        })
+    with_current_node(what, Node::arc)
+}
+
+/// Calls `f` with the Miou node of the running task, without touching its reference count.
+///
+/// # Panics
+///
+/// Outside a task of a Miou run, naming `what` was called.
+#[track_caller]
+pub(crate) fn with_current_node<R>(what: &str, f: impl FnOnce(&Node) -> R) -> R {
+    let mut f = Some(f);
+    match try_with_current_node(|me| (f.take().expect("called once"))(me)) {
+        Some(r) => r,
+        None => not_a_miou_task(what),
+    }
+}
+
+/// [`with_current_node`], or `None` outside a task of a Miou run.
+pub(crate) fn try_with_current_node<R>(f: impl FnOnce(&Node) -> R) -> Option<R> {
+    crate::sched::with_current(|t| {
+        t.with_face_data(|d| d.and_then(|d| (**d).downcast_ref::<Node>()).map(f))
+    })
+    .flatten()
+}
+
+#[cold]
+#[track_caller]
+fn not_a_miou_task(what: &str) -> ! {
+    panic!(
+        "bobine::miou::{what} must be called from a Miou task (inside miou::run, in a task \
+         started by call_cc, call or parallel)"
+    )
 }
 
 /// How a body that gave no value ended.
@@ -322,22 +417,26 @@ pub(crate) struct Launch<F> {
 
 impl<F> Launch<F> {
     /// The child's root: runs its body (steps 1 to 3 of the module doc) and stores its
-    /// outcome.
+    /// outcome: the value (boxed as the kernel stores every task's value, which allocates
+    /// nothing for a zero-sized one), or the [`Error`] as the payload of an `Err`.
     pub(crate) fn run<T: 'static>(mut self, task: &Task)
     where
         F: FnOnce() -> T,
     {
         let f = self.f.take().expect("a child runs once");
         let node = self.node.clone();
-        let result = run_body(task, &node, f).map_err(|end| match end {
-            Ended::Rule(e) => e,
-            Ended::Unwound(payload) => Error::from_payload(payload),
-        });
-        node.succeeded.store(result.is_ok(), Ordering::Release);
+        drop(self);
+        let outcome = match run_body(task, &node, f) {
+            Ok(v) => Ok(Box::new(v) as Box<dyn Any>),
+            Err(Ended::Rule(e)) => Err(Box::new(e) as Box<dyn Any + Send>),
+            Err(Ended::Unwound(payload)) => Err(Box::new(Error::from_payload(payload)) as _),
+        };
+        node.succeeded.store(outcome.is_ok(), Ordering::Release);
         if let Some(c) = &node.collector {
             c.push(node.id);
         }
-        task.set_outcome(Ok(Box::new(result)));
+        drop(node);
+        task.set_outcome(outcome);
     }
 }
 
@@ -357,18 +456,19 @@ pub(crate) fn run<T>(builder: crate::Builder, f: impl FnOnce() -> T) -> T {
     crate::sched::runtime::describe_payloads(super::error::payload_text);
     let state = Arc::new(RunState {
         fatal: SpinLock::new(None),
-        main: OnceLock::new(),
+        main: SpinLock::new(None),
         signals: SpinLock::new(Vec::new()),
     });
     let run_state = state.clone();
     let outcome = catch_unwind(AssertUnwindSafe(move || {
         builder.run(move || {
             let task = crate::sched::current_task().expect("the main task runs as a task");
-            let _ = run_state.main.set(task.clone());
+            *run_state.main.lock() = Some(task.clone());
             let node = Node::new(None, run_state.clone(), None);
             let ended = run_body(&task, &node, f);
             // No handler task is started once the main task has ended.
             run_state.uninstall_signals();
+            run_state.main.lock().take();
             match ended {
                 Ok(v) => Ok(v),
                 // A panic (or the cancellation that aborts the run) goes on out of `run`.
@@ -377,6 +477,8 @@ pub(crate) fn run<T>(builder: crate::Builder, f: impl FnOnce() -> T) -> T {
             }
         })
     }));
+    // The calling thread outlives the run: its cached nodes go with it.
+    NODES.with(|c| c.borrow_mut().clear());
     if let Some(error) = state.fatal.lock().take() {
         eprintln!(
             "bobine::miou: the run is aborted: {error}: {}",

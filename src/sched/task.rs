@@ -32,7 +32,7 @@
 //! - `joiners`: any thread, under its spin lock; see [`Task::finish`] for the lock-free fast path.
 
 use std::any::Any;
-use std::cell::{Cell, UnsafeCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::panic::Location;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -151,7 +151,7 @@ pub(crate) struct Task {
     has_joiners: AtomicBool,
     joiners: SpinLock<Vec<Unparker>>,
     /// A face's data for this task ([`FaceData`]); only the task itself, while it runs.
-    face: UnsafeCell<Option<FaceData>>,
+    face: RefCell<Option<FaceData>>,
 }
 
 // SAFETY: the cells and unsafe cells are touched by one thread at a time, as the module doc
@@ -247,7 +247,7 @@ impl Task {
             outcome_state: AtomicU8::new(0),
             has_joiners: AtomicBool::new(false),
             joiners: SpinLock::new(Vec::new()),
-            face: UnsafeCell::new(None),
+            face: RefCell::new(None),
         }
     }
 
@@ -317,17 +317,15 @@ impl Task {
         }
     }
 
-    /// The data a face attached to this task, if any. Call it only from the task itself.
-    pub(crate) fn face_data(&self) -> Option<FaceData> {
-        // SAFETY: only the running task reads or writes `face` (its own thread, one at a
-        // time), and the reference ends within this call.
-        unsafe { (*self.face.get()).clone() }
+    /// Calls `f` with the data a face attached to this task, if any, without touching its
+    /// reference count. Call it only from the task itself.
+    pub(crate) fn with_face_data<R>(&self, f: impl FnOnce(Option<&FaceData>) -> R) -> R {
+        f(self.face.borrow().as_ref())
     }
 
     /// Attaches (or, with `None`, detaches) a face's data. Call it only from the task itself.
     pub(crate) fn set_face_data(&self, data: Option<FaceData>) -> Option<FaceData> {
-        // SAFETY: as in `face_data`.
-        unsafe { std::mem::replace(&mut *self.face.get(), data) }
+        self.face.replace(data)
     }
 
     /// The domain that runs this task, once started.
