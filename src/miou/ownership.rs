@@ -83,15 +83,11 @@ impl Resource {
     /// Moves this resource from `from` (which must own it) to `to`.
     #[track_caller]
     pub(crate) fn move_between(&self, from: &Node, to: &Node) {
-        let mut mine = from.resources.lock();
-        let Some(i) = mine.iter().position(|r| Arc::ptr_eq(r, &self.inner)) else {
-            drop(mine);
+        let Some(r) = from.unown(&self.inner) else {
             Error::NotOwner.raise()
         };
-        let r = mine.remove(i);
-        drop(mine);
         r.owner.store(to.id, Ordering::Release);
-        to.resources.lock().push(r);
+        to.own(r);
     }
 }
 
@@ -107,7 +103,7 @@ pub fn own(finally: impl FnOnce() + Send + 'static) -> Resource {
         owner: AtomicU64::new(me.id),
         finally: SpinLock::new(Some(Box::new(finally))),
     });
-    me.resources.lock().push(inner.clone());
+    me.own(inner.clone());
     Resource { inner }
 }
 
@@ -119,13 +115,9 @@ pub fn own(finally: impl FnOnce() + Send + 'static) -> Resource {
 #[track_caller]
 pub fn disown(r: &Resource) {
     let me = current("ownership::disown");
-    let mut mine = me.resources.lock();
-    let Some(i) = mine.iter().position(|x| Arc::ptr_eq(x, &r.inner)) else {
-        drop(mine);
+    let Some(inner) = me.unown(&r.inner) else {
         Error::NotOwner.raise()
     };
-    let inner = mine.remove(i);
-    drop(mine);
     inner.owner.store(0, Ordering::Release);
     drop(inner.finally.lock().take());
 }

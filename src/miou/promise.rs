@@ -1,31 +1,32 @@
 //! Promises: starting children ([`call_cc`], [`call`], [`parallel`], the [`Spawn`] builder)
 //! and ending them ([`await_`] and its variants, [`cancel`]), with rules 2 to 6 checked here.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Error;
 use super::orphans::Orphans;
 use super::ownership::Resource;
-use super::tree::{Child, Launch, Node, cancel_all, current, with_current_node};
+use super::tree::{Launch, Node, cancel_all, current, with_current_node};
 use crate::sched::park::{Park, Wait, Wake, stop};
 use crate::sched::runtime::{SpawnOptions, spawn_raw};
 use crate::sched::task::Task;
-use crate::thread::JoinHandle;
 
 /// A child task's future outcome (Miou's `'a t`), to be awaited or cancelled by its parent
 /// only (rule 2). A promise of a [`call_cc`] child may be sent to another thread only when
 /// `T` is `Send`; awaiting it there panics with [`Error::NotAChild`] all the same.
 pub struct Promise<T> {
     node: Arc<Node>,
-    handle: JoinHandle<T>,
+    /// The child's value is the promise's (`Send` only when `T` is).
+    _value: PhantomData<T>,
 }
 
 impl<T> std::fmt::Debug for Promise<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Promise")
             .field("id", &self.node.id)
-            .field("finished", &self.handle.is_finished())
+            .field("finished", &self.is_finished())
             .finish()
     }
 }
@@ -36,13 +37,9 @@ impl<T> Promise<T> {
         self.node.id
     }
 
-    /// Whether the child has ended (its outcome is ready to await).
+    /// Whether the child has ended (awaiting it will not wait, or hardly).
     pub fn is_finished(&self) -> bool {
-        self.handle.is_finished()
-    }
-
-    fn task(&self) -> &Arc<Task> {
-        self.handle.task()
+        self.node.ended.load(Ordering::Acquire)
     }
 
     /// Rule 2: the caller must be this promise's parent.
@@ -221,10 +218,10 @@ impl<'a> Spawn<'a> {
         // SAFETY: `f` is 'static; it stays on this domain (pinned) or is Send (our caller).
         let task = unsafe { spawn_raw(None, opts, move |task: &Task| launch.run(task)) }
             .unwrap_or_else(|e| panic!("bobine::miou: cannot start a task: {e}"));
-        me.adopt(node.clone(), task.clone());
+        me.adopt(&node, task);
         Promise {
             node,
-            handle: JoinHandle::new(task),
+            _value: PhantomData,
         }
     }
 }
@@ -378,22 +375,35 @@ where
 pub fn await_<T: 'static>(p: Promise<T>) -> Result<T, Error> {
     with_current_node("await_", |me| {
         p.check_parent(me);
-        // A caller cancelled here unwinds; the child stays live, and its end cancels it.
-        p.task().wait_finished("miou::await_");
+        wait_for(me, &p, "miou::await_");
         take(me, p)
     })
 }
 
+/// Waits until the live child of `p` has ended. A caller cancelled here unwinds; the child
+/// stays live, and the caller's end cancels it.
+fn wait_for<T>(me: &Node, p: &Promise<T>, reason: &'static str) {
+    if let Some(task) = me.child_task(&p.node) {
+        task.wait_finished(reason);
+    }
+}
+
 /// The outcome of an ended child, which leaves the tree.
 fn take<T: 'static>(me: &Node, p: Promise<T>) -> Result<T, Error> {
-    me.release(&p.node);
+    let task = me.release(&p.node);
     let cancelled = p.node.cancelled.load(Ordering::Acquire);
-    let outcome = p.handle.join();
     Node::recycle(p.node);
-    if cancelled {
-        return Err(Error::Cancelled);
+    let outcome = task.and_then(|t| {
+        let outcome = t.take_outcome();
+        crate::sched::release(t);
+        outcome
+    });
+    match outcome {
+        _ if cancelled => Err(Error::Cancelled),
+        Some(Ok(value)) => Ok(*value.downcast::<T>().expect("a child's value of its type")),
+        Some(Err(payload)) => Err(Error::from_payload(payload)),
+        None => Err(Error::Cancelled),
     }
-    outcome.map_err(Error::from_payload)
 }
 
 /// [`await_`], re-panicking with the child's panic payload (or with the [`Error`] itself when
@@ -421,7 +431,7 @@ pub fn await_all<T: 'static>(ps: Vec<Promise<T>>) -> Vec<Result<T, Error>> {
     }
     ps.into_iter()
         .map(|p| {
-            p.task().wait_finished("miou::await_all");
+            wait_for(&me, &p, "miou::await_all");
             take(&me, p)
         })
         .collect()
@@ -442,17 +452,20 @@ pub fn await_first<T: 'static>(ps: Vec<Promise<T>>) -> Result<T, Error> {
     }
     let me = current("await_first");
     let (winner, rest) = first_to_end(&me, ps, "miou::await_first");
-    let rest: Vec<Child> = rest
-        .into_iter()
-        .filter(|p| me.is_live_child(&p.node))
-        .map(|p| Child {
-            node: p.node.clone(),
-            task: p.task().clone(),
+    let losers: Vec<Arc<Task>> = rest
+        .iter()
+        .filter_map(|p| {
+            let task = me.child_task(&p.node)?.arc();
+            p.node.cancelled.store(true, Ordering::Release);
+            Some(task)
         })
         .collect();
-    cancel_all(&rest);
-    for k in &rest {
-        me.release(&k.node);
+    cancel_all(&losers);
+    drop(losers);
+    for p in rest {
+        if let Some(t) = me.release(&p.node) {
+            crate::sched::release(t);
+        }
     }
     take(&me, winner)
 }
@@ -501,7 +514,11 @@ fn first_to_end<T>(
             return (winner, ps);
         }
         let park = Park::new();
-        if !ps.iter().all(|p| p.task().add_joiner(park.unparker())) {
+        let all_running = ps.iter().all(|p| {
+            me.child_task(&p.node)
+                .is_some_and(|t| t.add_joiner(park.unparker()))
+        });
+        if !all_running {
             continue;
         }
         if park.wait_for(&Wait::hand_over(reason)) == Wake::Interrupted
@@ -531,9 +548,13 @@ fn cancel_child<T>(me: &Node, p: &Promise<T>) {
         return;
     }
     p.node.cancelled.store(true, Ordering::Release);
-    stop::cancel(p.task());
-    // A caller cancelled here unwinds; the child stays live until then, so the caller's end
-    // still waits for it.
-    p.task().wait_finished("miou::cancel");
-    me.release(&p.node);
+    if let Some(task) = me.child_task(&p.node) {
+        stop::cancel(&task.arc());
+        // A caller cancelled here unwinds; the child stays live until then, so the caller's
+        // end still waits for it.
+        task.wait_finished("miou::cancel");
+    }
+    if let Some(t) = me.release(&p.node) {
+        crate::sched::release(t);
+    }
 }

@@ -56,7 +56,7 @@ static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
 /// Ids a thread reserves at once.
 const ID_BLOCK: u64 = 1024;
 /// Nodes kept per thread for the next spawns (see [`Node::recycle`]).
-const NODE_CACHE: usize = 256;
+const NODE_CACHE: usize = 1024;
 
 thread_local! {
     /// This thread's reserved ids: `[next, end)`.
@@ -133,10 +133,11 @@ impl RunState {
     }
 }
 
-/// A live child, as its parent keeps it.
-pub(crate) struct Child {
-    pub(crate) node: Arc<Node>,
-    pub(crate) task: Arc<Task>,
+/// A live child, as its parent keeps it: its node's id and its task (the parent's one
+/// reference to it, which `await_` turns into the child's outcome).
+struct Child {
+    id: u64,
+    task: Arc<Task>,
 }
 
 /// The live children of a node: a slab, so that awaiting one of many is O(1).
@@ -144,7 +145,6 @@ pub(crate) struct Child {
 struct Children {
     slots: Vec<Option<Child>>,
     free: Vec<usize>,
-    live: usize,
 }
 
 /// One Miou task in the tree.
@@ -155,12 +155,18 @@ pub(crate) struct Node {
     children: SpinLock<Children>,
     /// This node's index in its parent's slab (set by the parent before anyone can await it).
     slot: AtomicUsize,
-    pub(crate) resources: SpinLock<Vec<Arc<ResourceInner>>>,
+    /// The number of live children (written under `children`'s lock, by the node's task).
+    live: AtomicUsize,
+    resources: SpinLock<Vec<Arc<ResourceInner>>>,
+    /// The number of resources owned (written under `resources`' lock).
+    owned: AtomicUsize,
     /// Set by the parent's `cancel` (and by the tear-down of an ending parent): `await_`
     /// gives `Err(Cancelled)` whatever the task did.
     pub(crate) cancelled: AtomicBool,
     /// Set by the task at its end when its outcome is a value (`await_first` prefers those).
     pub(crate) succeeded: AtomicBool,
+    /// Set when the task's body has ended (its outcome is about to be stored).
+    pub(crate) ended: AtomicBool,
     /// Told when the task ends, if it is an orphan.
     pub(crate) collector: Option<Arc<super::orphans::Ended>>,
 }
@@ -180,6 +186,7 @@ impl Node {
             node.slot = AtomicUsize::new(usize::MAX);
             *node.cancelled.get_mut() = false;
             *node.succeeded.get_mut() = false;
+            *node.ended.get_mut() = false;
             node.collector = collector;
             return cached;
         }
@@ -189,9 +196,12 @@ impl Node {
             run,
             children: SpinLock::new(Children::default()),
             slot: AtomicUsize::new(usize::MAX),
+            live: AtomicUsize::new(0),
             resources: SpinLock::new(Vec::new()),
+            owned: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
             succeeded: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             collector,
         })
     }
@@ -205,11 +215,12 @@ impl Node {
         // What the node refers to goes now, not when it is reused.
         n.parent = None;
         n.collector = None;
+        debug_assert_eq!(*n.live.get_mut(), 0, "a recycled node has no live child");
         let c = n.children.get_mut();
-        debug_assert_eq!(c.live, 0, "a recycled node has no live child");
         c.slots.clear();
         c.free.clear();
         n.resources.get_mut().clear();
+        *n.owned.get_mut() = 0;
         NODES.with(|c| {
             let mut c = c.borrow_mut();
             if c.len() < NODE_CACHE {
@@ -235,7 +246,7 @@ impl Node {
     }
 
     /// Records a spawned child as live.
-    pub(crate) fn adopt(&self, node: Arc<Node>, task: Arc<Task>) {
+    pub(crate) fn adopt(&self, node: &Node, task: Arc<Task>) {
         let mut c = self.children.lock();
         let i = match c.free.pop() {
             Some(i) => i,
@@ -245,35 +256,66 @@ impl Node {
             }
         };
         node.slot.store(i, Ordering::Relaxed);
-        c.slots[i] = Some(Child { node, task });
-        c.live += 1;
+        c.slots[i] = Some(Child { id: node.id, task });
+        self.live.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Forgets a child that was awaited or cancelled; false if it was not live (cancelled
-    /// already).
-    pub(crate) fn release(&self, child: &Node) -> bool {
+    /// Forgets a child that was awaited or cancelled, handing back its task; `None` if it was
+    /// not live (cancelled already).
+    pub(crate) fn release(&self, child: &Node) -> Option<Arc<Task>> {
         let i = child.slot.load(Ordering::Relaxed);
         let mut c = self.children.lock();
-        match c.slots.get(i) {
-            Some(Some(live)) if std::ptr::eq(&*live.node, child) => {
-                c.slots[i] = None;
+        match c.slots.get_mut(i) {
+            Some(slot @ Some(_)) if slot.as_ref().is_some_and(|l| l.id == child.id) => {
+                let live = slot.take().map(|l| l.task);
                 c.free.push(i);
-                c.live -= 1;
-                true
+                self.live.fetch_sub(1, Ordering::Relaxed);
+                live
             }
-            _ => false,
+            _ => None,
         }
+    }
+
+    /// The task of `child` while it is a live child of this node. The reference stays valid
+    /// as long as the child is live: only this node's own task (the caller, which must be it)
+    /// removes children, in [`Node::release`] and [`Node::cancel_children`].
+    pub(crate) fn child_task(&self, child: &Node) -> Option<&Task> {
+        let i = child.slot.load(Ordering::Relaxed);
+        let c = self.children.lock();
+        let task: *const Task = match c.slots.get(i) {
+            Some(Some(live)) if live.id == child.id => Arc::as_ptr(&live.task),
+            _ => return None,
+        };
+        drop(c);
+        // SAFETY: the slab's `Arc` keeps the task alive until the child is released, which
+        // only the caller (this node's task) does, after it is done with the reference.
+        Some(unsafe { &*task })
     }
 
     /// Whether `child` is a live child of this node.
     pub(crate) fn is_live_child(&self, child: &Node) -> bool {
-        let i = child.slot.load(Ordering::Relaxed);
-        matches!(self.children.lock().slots.get(i), Some(Some(live)) if std::ptr::eq(&*live.node, child))
+        self.child_task(child).is_some()
     }
 
     /// The number of live children.
     pub(crate) fn live_children(&self) -> usize {
-        self.children.lock().live
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Records `r` as owned by this node.
+    pub(crate) fn own(&self, r: Arc<ResourceInner>) {
+        let mut mine = self.resources.lock();
+        mine.push(r);
+        self.owned.store(mine.len(), Ordering::Release);
+    }
+
+    /// Takes `r` out of what this node owns; `None` if it does not own it.
+    pub(crate) fn unown(&self, r: &Arc<ResourceInner>) -> Option<Arc<ResourceInner>> {
+        let mut mine = self.resources.lock();
+        let i = mine.iter().position(|x| Arc::ptr_eq(x, r))?;
+        let taken = mine.remove(i);
+        self.owned.store(mine.len(), Ordering::Release);
+        Some(taken)
     }
 
     /// Whether `self` is `child`'s parent (rule 2).
@@ -284,19 +326,30 @@ impl Node {
     /// Cancels every live child and waits (uninterruptibly) until each has ended; they leave
     /// the tree.
     pub(crate) fn cancel_children(&self) {
-        let kids: Vec<Child> = {
+        let kids: Vec<Arc<Task>> = {
             let mut c = self.children.lock();
             c.free.clear();
-            c.live = 0;
-            std::mem::take(&mut c.slots).into_iter().flatten().collect()
+            self.live.store(0, Ordering::Relaxed);
+            std::mem::take(&mut c.slots)
+                .into_iter()
+                .flatten()
+                .map(|l| l.task)
+                .collect()
         };
         cancel_all(&kids);
+        for t in kids {
+            crate::sched::release(t);
+        }
     }
 
     /// Runs the finalisers of everything this node owns, newest first; a finaliser's panic
     /// is reported and does not stop the others.
     pub(crate) fn finalise(&self) {
-        let owned = std::mem::take(&mut *self.resources.lock());
+        let owned = {
+            let mut mine = self.resources.lock();
+            self.owned.store(0, Ordering::Release);
+            std::mem::take(&mut *mine)
+        };
         for r in owned.into_iter().rev() {
             r.finalise();
         }
@@ -306,6 +359,15 @@ impl Node {
     fn tear_down(&self) {
         self.cancel_children();
         self.finalise();
+    }
+
+    /// Whether a task that returned normally has nothing to check or clean up: not cancelled,
+    /// no live child, no resource. Reads two counters its own task keeps (a resource can only
+    /// be handed to it by a child, and none is alive).
+    fn ends_clean(&self) -> bool {
+        !self.cancelled.load(Ordering::Acquire)
+            && self.live.load(Ordering::Relaxed) == 0
+            && self.owned.load(Ordering::Acquire) == 0
     }
 
     /// Step 2: the checks of a task that returned normally; on a breach, the run is aborted
@@ -319,7 +381,7 @@ impl Node {
         }
         let error = if self.live_children() > 0 {
             Error::StillHasChildren
-        } else if !self.resources.lock().is_empty() {
+        } else if self.owned.load(Ordering::Acquire) > 0 {
             Error::ResourceLeaked
         } else {
             return Ok(());
@@ -330,15 +392,14 @@ impl Node {
     }
 }
 
-/// Cancels `kids` (all first, so they unwind in parallel), then waits for each to end.
-pub(crate) fn cancel_all(kids: &[Child]) {
+/// Cancels the tasks `kids` (all first, so they unwind in parallel), then waits for each to
+/// end.
+pub(crate) fn cancel_all(kids: &[Arc<Task>]) {
     for k in kids {
-        k.node.cancelled.store(true, Ordering::Release);
-        stop::cancel(&k.task);
+        stop::cancel(k);
     }
     for k in kids {
-        k.task
-            .wait_finished_uninterruptibly("miou: a parent waits for its cancelled children");
+        k.wait_finished_uninterruptibly("miou: a parent waits for its cancelled children");
     }
 }
 
@@ -368,10 +429,15 @@ pub(crate) fn with_current_node<R>(what: &str, f: impl FnOnce(&Node) -> R) -> R 
 
 /// [`with_current_node`], or `None` outside a task of a Miou run.
 pub(crate) fn try_with_current_node<R>(f: impl FnOnce(&Node) -> R) -> Option<R> {
-    crate::sched::with_current(|t| {
-        t.with_face_data(|d| d.and_then(|d| (**d).downcast_ref::<Node>()).map(f))
-    })
-    .flatten()
+    let task = crate::sched::current_ptr();
+    if task.is_null() {
+        return None;
+    }
+    // SAFETY: the running task is alive while it runs; its face data is set and cleared only
+    // at its root (`run_body`), around the body that calls this, so it is not replaced while
+    // `f` borrows it.
+    let node = unsafe { (*task).face_data() }?;
+    (**node).downcast_ref::<Node>().map(f)
 }
 
 #[cold]
@@ -396,13 +462,15 @@ enum Ended {
 fn run_body<T>(task: &Task, node: &Arc<Node>, body: impl FnOnce() -> T) -> Result<T, Ended> {
     task.set_face_data(Some(node.clone() as Arc<dyn Any + Send + Sync>));
     let outcome = catch_at_root(task, body);
-    let ended = stop::last_words(|| match outcome {
-        Ok(v) => node.check_end().map(|()| v).map_err(Ended::Rule),
-        Err(payload) => {
+    let ended = match outcome {
+        // The common end: nothing to check or clean up.
+        Ok(v) if node.ends_clean() => Ok(v),
+        Ok(v) => stop::last_words(|| node.check_end().map(|()| v).map_err(Ended::Rule)),
+        Err(payload) => stop::last_words(|| {
             node.tear_down();
             Err(Ended::Unwound(payload))
-        }
-    });
+        }),
+    };
     task.set_face_data(None);
     ended
 }
@@ -432,6 +500,7 @@ impl<F> Launch<F> {
             Err(Ended::Unwound(payload)) => Err(Box::new(Error::from_payload(payload)) as _),
         };
         node.succeeded.store(outcome.is_ok(), Ordering::Release);
+        node.ended.store(true, Ordering::Release);
         if let Some(c) = &node.collector {
             c.push(node.id);
         }
@@ -444,6 +513,7 @@ impl<F> Drop for Launch<F> {
     fn drop(&mut self) {
         if self.f.take().is_some() {
             stop::last_words(|| self.node.tear_down());
+            self.node.ended.store(true, Ordering::Release);
             if let Some(c) = &self.node.collector {
                 c.push(self.node.id);
             }

@@ -32,7 +32,7 @@
 //! - `joiners`: any thread, under its spin lock; see [`Task::finish`] for the lock-free fast path.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -151,7 +151,7 @@ pub(crate) struct Task {
     has_joiners: AtomicBool,
     joiners: SpinLock<Vec<Unparker>>,
     /// A face's data for this task ([`FaceData`]); only the task itself, while it runs.
-    face: RefCell<Option<FaceData>>,
+    face: UnsafeCell<Option<FaceData>>,
 }
 
 // SAFETY: the cells and unsafe cells are touched by one thread at a time, as the module doc
@@ -247,7 +247,7 @@ impl Task {
             outcome_state: AtomicU8::new(0),
             has_joiners: AtomicBool::new(false),
             joiners: SpinLock::new(Vec::new()),
-            face: RefCell::new(None),
+            face: UnsafeCell::new(None),
         }
     }
 
@@ -317,15 +317,25 @@ impl Task {
         }
     }
 
-    /// Calls `f` with the data a face attached to this task, if any, without touching its
-    /// reference count. Call it only from the task itself.
-    pub(crate) fn with_face_data<R>(&self, f: impl FnOnce(Option<&FaceData>) -> R) -> R {
-        f(self.face.borrow().as_ref())
+    /// The data a face attached to this task, if any, without touching its reference count.
+    ///
+    /// # Safety
+    ///
+    /// Only the task itself may call it, and [`Task::set_face_data`] must not be called while
+    /// the reference lives (a face sets its data at its task's root, around the body, and
+    /// reads it within the body).
+    pub(crate) unsafe fn face_data(&self) -> Option<&FaceData> {
+        // SAFETY: only this task's thread touches `face`, and our caller does not replace it
+        // while the reference lives.
+        unsafe { (*self.face.get()).as_ref() }
     }
 
-    /// Attaches (or, with `None`, detaches) a face's data. Call it only from the task itself.
+    /// Attaches (or, with `None`, detaches) a face's data. Call it only from the task itself,
+    /// while no reference from [`Task::face_data`] lives.
     pub(crate) fn set_face_data(&self, data: Option<FaceData>) -> Option<FaceData> {
-        self.face.replace(data)
+        // SAFETY: only this task's thread touches `face`, and no reference from `face_data`
+        // lives across this call (its contract).
+        unsafe { std::mem::replace(&mut *self.face.get(), data) }
     }
 
     /// The domain that runs this task, once started.
