@@ -132,10 +132,10 @@ pub fn disown(r: &Resource) {
 pub fn transfer(r: &Resource) {
     let me = current("ownership::transfer");
     check_owner(&me, r);
-    let Some(parent) = me.parent.clone() else {
+    let Some(parent) = me.parent() else {
         panic!("Invalid_argument(\"Miou.Ownership.transfer\"): the main task has no parent");
     };
-    r.move_between(&me, &parent);
+    r.move_between(&me, parent);
 }
 
 /// Panics with [`Error::NotOwner`] unless the running task owns `r`.

@@ -64,5 +64,5 @@ pub fn sys_signal(sig: i32, handler: impl Fn(i32) + Send + Sync + 'static) {
     };
     let watch = signals::watch(sig, Arc::new(on_signal))
         .unwrap_or_else(|e| panic!("bobine::miou::sys_signal: {e}"));
-    me.run.install_signal(sig, watch);
+    me.run().install_signal(sig, watch);
 }

@@ -3,8 +3,9 @@
 //!
 //! ## Who touches what
 //!
-//! - `children`: the node's own task (spawn, await, cancel, its end), under a spin lock
-//!   because the slab is also read when the run is aborted.
+//! - `children`: only the node's own task (spawn, await, cancel, its end), so without a lock:
+//!   every caller reaches it through the running task's own node (`with_current_node`,
+//!   `current`, or the task's root), never through a promise or a parent link.
 //! - `resources`: the owner's task, and a child that hands one back with `transfer` (another
 //!   task, maybe on another domain): under a spin lock.
 //! - `cancelled`, `succeeded`: atomics, written by the parent (`cancel`) and the task itself
@@ -39,7 +40,7 @@
 //! (a parent spawning and awaiting its own children) free of contention.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -145,18 +146,53 @@ struct Child {
 struct Children {
     slots: Vec<Option<Child>>,
     free: Vec<usize>,
+    live: usize,
 }
 
+/// What only a node's own task touches (see the module doc): a cell with no lock.
+struct OwnCell<T>(UnsafeCell<T>);
+
+impl<T> OwnCell<T> {
+    /// # Safety
+    ///
+    /// The caller is the task of the node this cell belongs to, and does not hold another
+    /// reference from this cell (no call here re-enters).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get(&self) -> &mut T {
+        // SAFETY: one task at a time, by our caller's contract.
+        unsafe { &mut *self.0.get() }
+    }
+}
+
+// SAFETY: the cell is touched by one task only (its node's), on that task's domain thread;
+// other threads only move the `Arc<Node>` holding it around.
+unsafe impl<T: Send> Sync for OwnCell<T> {}
+
+// SAFETY: the raw links are dereferenced only by the node's own task, under the invariant in
+// `Node`'s doc; everything else is atomic, locked, or touched by that task only (`OwnCell`).
+unsafe impl Send for Node {}
+// SAFETY: as above.
+unsafe impl Sync for Node {}
+
 /// One Miou task in the tree.
+///
+/// Its links up (`parent`, `run`) are plain pointers, dereferenced only by the node's own
+/// task, while it runs, through [`Node::parent`] and [`Node::run`]: a node's task ends only
+/// once all its live children have ended (its end cancels and waits for them; `await_` and
+/// `cancel` wait for the child's end), and a node is dropped or reused only once its task has
+/// ended (its closure, then its task, hold it while it runs); and the run's state outlives
+/// every task of the run (`run` holds it until they have all ended). So while a task runs,
+/// its parent node and its run are alive. Links are not counted references because a spawn
+/// and an await would each touch two more shared counters.
 pub(crate) struct Node {
     pub(crate) id: u64,
-    pub(crate) parent: Option<Arc<Node>>,
-    pub(crate) run: Arc<RunState>,
-    children: SpinLock<Children>,
+    /// The parent's id (0 for the main task): what rule 2 compares, from any thread.
+    parent_id: u64,
+    parent: *const Node,
+    run: *const RunState,
+    children: OwnCell<Children>,
     /// This node's index in its parent's slab (set by the parent before anyone can await it).
     slot: AtomicUsize,
-    /// The number of live children (written under `children`'s lock, by the node's task).
-    live: AtomicUsize,
     resources: SpinLock<Vec<Arc<ResourceInner>>>,
     /// The number of resources owned (written under `resources`' lock).
     owned: AtomicUsize,
@@ -173,14 +209,19 @@ pub(crate) struct Node {
 
 impl Node {
     fn new(
-        parent: Option<Arc<Node>>,
-        run: Arc<RunState>,
+        parent: Option<&Node>,
+        run: *const RunState,
         collector: Option<Arc<super::orphans::Ended>>,
     ) -> Arc<Node> {
         let id = next_id();
+        let (parent_id, parent) = match parent {
+            Some(p) => (p.id, p as *const Node),
+            None => (0, std::ptr::null()),
+        };
         if let Some(mut cached) = NODES.with(|c| c.borrow_mut().pop()) {
             let node = Arc::get_mut(&mut cached).expect("a cached node has no other reference");
             node.id = id;
+            node.parent_id = parent_id;
             node.parent = parent;
             node.run = run;
             node.slot = AtomicUsize::new(usize::MAX);
@@ -192,11 +233,11 @@ impl Node {
         }
         Arc::new(Node {
             id,
+            parent_id,
             parent,
             run,
-            children: SpinLock::new(Children::default()),
+            children: OwnCell(UnsafeCell::new(Children::default())),
             slot: AtomicUsize::new(usize::MAX),
-            live: AtomicUsize::new(0),
             resources: SpinLock::new(Vec::new()),
             owned: AtomicUsize::new(0),
             cancelled: AtomicBool::new(false),
@@ -213,10 +254,10 @@ impl Node {
             return;
         };
         // What the node refers to goes now, not when it is reused.
-        n.parent = None;
+        n.parent = std::ptr::null();
         n.collector = None;
-        debug_assert_eq!(*n.live.get_mut(), 0, "a recycled node has no live child");
-        let c = n.children.get_mut();
+        let c = n.children.0.get_mut();
+        debug_assert_eq!(c.live, 0, "a recycled node has no live child");
         c.slots.clear();
         c.free.clear();
         n.resources.get_mut().clear();
@@ -231,7 +272,20 @@ impl Node {
 
     /// A node for a new child of `self`, not in the tree yet (see [`Node::adopt`]).
     pub(crate) fn new_child(&self, collector: Option<Arc<super::orphans::Ended>>) -> Arc<Node> {
-        Node::new(Some(self.arc()), self.run.clone(), collector)
+        Node::new(Some(self), self.run, collector)
+    }
+
+    /// The node's parent, `None` for the main task. Call it only from the node's own task,
+    /// while it runs (see the invariant in [`Node`]'s doc).
+    pub(crate) fn parent(&self) -> Option<&Node> {
+        // SAFETY: by `Node`'s invariant, the parent is alive while this node's task runs.
+        unsafe { self.parent.as_ref() }
+    }
+
+    /// The state of the node's run. Call it only from the node's own task, while it runs.
+    pub(crate) fn run(&self) -> &RunState {
+        // SAFETY: by `Node`'s invariant, the run's state outlives its tasks.
+        unsafe { &*self.run }
     }
 
     /// A new counted reference to this node.
@@ -247,7 +301,8 @@ impl Node {
 
     /// Records a spawned child as live.
     pub(crate) fn adopt(&self, node: &Node, task: Arc<Task>) {
-        let mut c = self.children.lock();
+        // SAFETY: called by this node's task (spawns go through the running task's node).
+        let c = unsafe { self.children.get() };
         let i = match c.free.pop() {
             Some(i) => i,
             None => {
@@ -257,19 +312,20 @@ impl Node {
         };
         node.slot.store(i, Ordering::Relaxed);
         c.slots[i] = Some(Child { id: node.id, task });
-        self.live.fetch_add(1, Ordering::Relaxed);
+        c.live += 1;
     }
 
     /// Forgets a child that was awaited or cancelled, handing back its task; `None` if it was
-    /// not live (cancelled already).
+    /// not live (cancelled already). Called by this node's task only.
     pub(crate) fn release(&self, child: &Node) -> Option<Arc<Task>> {
         let i = child.slot.load(Ordering::Relaxed);
-        let mut c = self.children.lock();
+        // SAFETY: called by this node's task (awaits and cancels go through its own node).
+        let c = unsafe { self.children.get() };
         match c.slots.get_mut(i) {
             Some(slot @ Some(_)) if slot.as_ref().is_some_and(|l| l.id == child.id) => {
                 let live = slot.take().map(|l| l.task);
                 c.free.push(i);
-                self.live.fetch_sub(1, Ordering::Relaxed);
+                c.live -= 1;
                 live
             }
             _ => None,
@@ -281,12 +337,12 @@ impl Node {
     /// removes children, in [`Node::release`] and [`Node::cancel_children`].
     pub(crate) fn child_task(&self, child: &Node) -> Option<&Task> {
         let i = child.slot.load(Ordering::Relaxed);
-        let c = self.children.lock();
+        // SAFETY: called by this node's task; the reference into the slab ends here.
+        let c = unsafe { self.children.get() };
         let task: *const Task = match c.slots.get(i) {
             Some(Some(live)) if live.id == child.id => Arc::as_ptr(&live.task),
             _ => return None,
         };
-        drop(c);
         // SAFETY: the slab's `Arc` keeps the task alive until the child is released, which
         // only the caller (this node's task) does, after it is done with the reference.
         Some(unsafe { &*task })
@@ -299,7 +355,8 @@ impl Node {
 
     /// The number of live children.
     pub(crate) fn live_children(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+        // SAFETY: called by this node's task (its end).
+        unsafe { self.children.get() }.live
     }
 
     /// Records `r` as owned by this node.
@@ -320,16 +377,18 @@ impl Node {
 
     /// Whether `self` is `child`'s parent (rule 2).
     pub(crate) fn is_parent_of(&self, child: &Node) -> bool {
-        child.parent.as_ref().is_some_and(|p| p.id == self.id)
+        child.parent_id == self.id
     }
 
     /// Cancels every live child and waits (uninterruptibly) until each has ended; they leave
     /// the tree.
     pub(crate) fn cancel_children(&self) {
         let kids: Vec<Arc<Task>> = {
-            let mut c = self.children.lock();
+            // SAFETY: called by this node's task (its end), or by the drop of a closure that
+            // never ran (then the node has no child at all).
+            let c = unsafe { self.children.get() };
             c.free.clear();
-            self.live.store(0, Ordering::Relaxed);
+            c.live = 0;
             std::mem::take(&mut c.slots)
                 .into_iter()
                 .flatten()
@@ -366,7 +425,7 @@ impl Node {
     /// be handed to it by a child, and none is alive).
     fn ends_clean(&self) -> bool {
         !self.cancelled.load(Ordering::Acquire)
-            && self.live.load(Ordering::Relaxed) == 0
+            && self.live_children() == 0
             && self.owned.load(Ordering::Acquire) == 0
     }
 
@@ -386,7 +445,7 @@ impl Node {
         } else {
             return Ok(());
         };
-        self.run.abort(error.same_rule());
+        self.run().abort(error.same_rule());
         self.tear_down();
         Err(error)
     }
@@ -459,20 +518,37 @@ enum Ended {
 
 /// Runs `body` as the task `task` of node `node`, with the node attached to the task, and
 /// ends it (steps 1 and 2 of the module doc).
-fn run_body<T>(task: &Task, node: &Arc<Node>, body: impl FnOnce() -> T) -> Result<T, Ended> {
-    task.set_face_data(Some(node.clone() as Arc<dyn Any + Send + Sync>));
+fn run_body<T>(
+    task: &Task,
+    node: Arc<Node>,
+    body: impl FnOnce() -> T,
+) -> (Arc<Node>, Result<T, Ended>) {
+    // The task holds the node while its body runs (moved in and back out: no count touched).
+    task.set_face_data(Some(node as Arc<dyn Any + Send + Sync>));
     let outcome = catch_at_root(task, body);
+    let node = task
+        .set_face_data(None)
+        .and_then(|d| d.downcast::<Node>().ok())
+        .expect("the task's node stays attached while its body runs");
     let ended = match outcome {
         // The common end: nothing to check or clean up.
         Ok(v) if node.ends_clean() => Ok(v),
-        Ok(v) => stop::last_words(|| node.check_end().map(|()| v).map_err(Ended::Rule)),
-        Err(payload) => stop::last_words(|| {
-            node.tear_down();
-            Err(Ended::Unwound(payload))
-        }),
+        // The tear-down may cancel and wait: the node is attached again meanwhile, so that a
+        // finaliser may use Miou's calls.
+        ended => {
+            task.set_face_data(Some(node.clone() as Arc<dyn Any + Send + Sync>));
+            let ended = stop::last_words(|| match ended {
+                Ok(v) => node.check_end().map(|()| v).map_err(Ended::Rule),
+                Err(payload) => {
+                    node.tear_down();
+                    Err(Ended::Unwound(payload))
+                }
+            });
+            task.set_face_data(None);
+            ended
+        }
     };
-    task.set_face_data(None);
-    ended
+    (node, ended)
 }
 
 /// A child's closure and node, until its first run. Dropped without running (the child was
@@ -492,9 +568,11 @@ impl<F> Launch<F> {
         F: FnOnce() -> T,
     {
         let f = self.f.take().expect("a child runs once");
-        let node = self.node.clone();
-        drop(self);
-        let outcome = match run_body(task, &node, f) {
+        // SAFETY: `self` is forgotten right after, so its node is not dropped twice.
+        let node = unsafe { std::ptr::read(&self.node) };
+        std::mem::forget(self);
+        let (node, ended) = run_body(task, node, f);
+        let outcome = match ended {
             Ok(v) => Ok(Box::new(v) as Box<dyn Any>),
             Err(Ended::Rule(e)) => Err(Box::new(e) as Box<dyn Any + Send>),
             Err(Ended::Unwound(payload)) => Err(Box::new(Error::from_payload(payload)) as _),
@@ -534,8 +612,8 @@ pub(crate) fn run<T>(builder: crate::Builder, f: impl FnOnce() -> T) -> T {
         builder.run(move || {
             let task = crate::sched::current_task().expect("the main task runs as a task");
             *run_state.main.lock() = Some(task.clone());
-            let node = Node::new(None, run_state.clone(), None);
-            let ended = run_body(&task, &node, f);
+            let node = Node::new(None, Arc::as_ptr(&run_state), None);
+            let (_, ended) = run_body(&task, node, f);
             // No handler task is started once the main task has ended.
             run_state.uninstall_signals();
             run_state.main.lock().take();
