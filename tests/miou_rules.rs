@@ -858,3 +858,33 @@ fn sys_signal_handler_runs_on_domain_0_and_may_broadcast() {
         "uninstalled with the run"
     );
 }
+
+/// Rule 8 and the builder's checks: the main task has no parent to transfer to, and `pin`
+/// must name a worker domain other than the caller's (and only for `call`).
+#[test]
+fn transfer_from_main_and_bad_pins_are_invalid_arguments() {
+    watchdog(20, "invalid arguments", || {
+        miou::run_with(1, || {
+            let r = ownership::own(|| ());
+            let t = panic_text(|| ownership::transfer(&r));
+            assert!(
+                t.starts_with("Invalid_argument(\"Miou.Ownership.transfer\")"),
+                "{t}"
+            );
+            ownership::disown(&r);
+            for d in [0, 2] {
+                let t = panic_text(|| Spawn::new().pin(d).call(|| ()));
+                assert!(t.starts_with("Invalid_argument(\"Miou.call\")"), "{t}");
+            }
+            let t = panic_text(|| Spawn::new().pin(1).call_cc(|| ()));
+            assert!(t.starts_with("Invalid_argument(\"Miou.call_cc\")"), "{t}");
+            let p = Spawn::new().pin(1).name("pinned").call(|| {
+                (
+                    miou::domain::self_(),
+                    bobine::thread::current().name().map(str::to_owned),
+                )
+            });
+            assert_eq!(miou::await_exn(p), (1, Some("pinned".to_owned())));
+        });
+    });
+}
