@@ -8,8 +8,9 @@
 //!   `current`, or the task's root), never through a promise or a parent link.
 //! - `resources`: the owner's task, and a child that hands one back with `transfer` (another
 //!   task, maybe on another domain): under a spin lock.
-//! - `cancelled`, `succeeded`: atomics, written by the parent (`cancel`) and the task itself
-//!   (its end), read by the parent.
+//! - `cancelled`, `succeeded`, `ended`: atomics, written by the parent (`cancel`) and the
+//!   task itself (its end), read by the parent (and `ended` by whoever holds a promise).
+//! - `parent`, `run`: plain pointers up, read by the node's own task only (see [`Node`]).
 //!
 //! ## How a task ends (its root, [`Launch::run`])
 //!
@@ -26,18 +27,21 @@
 //!    that domain is unwinding, so it defers its stop; a parent waiting mid-unwind for a
 //!    child cancelled on its own domain would wait for ever.
 //! 2. If the body returns, the rules are checked (unless the task was cancelled meanwhile: it
-//!    then ends as in step 1): a live child breaks rule 1, an owned resource rule 8. Either aborts the run ([`RunState::abort`]): the error is recorded and
-//!    the main task is cancelled, which tears the whole tree down from the top. The task then
-//!    cleans up as in step 1 and ends with the error.
-//! 3. The outcome (`Result<T, Error>`) is stored for the parent's `await_`, the node tells
-//!    its orphans collector (if any) that it has ended, and the kernel finishes the task.
+//!    then ends as in step 1): a live child breaks rule 1, an owned resource rule 8. Either
+//!    aborts the run ([`RunState::abort`]): the error is recorded and the main task is
+//!    cancelled, which tears the whole tree down from the top. The task then cleans up as in
+//!    step 1 and ends with the error.
+//! 3. The outcome (the value, or the [`Error`] as an `Err` payload) is stored in the kernel
+//!    task for the parent's `await_`, the node tells its orphans collector (if any) that it
+//!    has ended, and the kernel finishes the task.
 //!
 //! A child cancelled before it started never runs its body: its closure is dropped, as the
 //! task, and that drop runs step 1's clean-up (the finalisers of what it was given).
 //!
 //! Rejected: keeping the tree in one run-wide map under a lock. Every spawn and await would
-//! take it, across domains; a node per task with its own small locks keeps the common path
-//! (a parent spawning and awaiting its own children) free of contention.
+//! take it, across domains; a node per task, whose children only its own task touches, keeps
+//! the common path (a parent spawning and awaiting its own children) free of contention and
+//! of shared counters.
 
 use std::any::Any;
 use std::cell::{Cell, RefCell, UnsafeCell};
