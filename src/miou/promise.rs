@@ -375,7 +375,6 @@ where
 pub fn await_<T: 'static>(p: Promise<T>) -> Result<T, Error> {
     with_current_node("await_", |me| {
         p.check_parent(me);
-        wait_for(me, &p, "miou::await_");
         take(me, p)
     })
 }
@@ -388,8 +387,10 @@ fn wait_for<T>(me: &Node, p: &Promise<T>, reason: &'static str) {
     }
 }
 
-/// The outcome of an ended child, which leaves the tree.
+/// The outcome of a child that has ended (or, `ended` set, is about to: this waits for its
+/// task to finish), which leaves the tree.
 fn take<T: 'static>(me: &Node, p: Promise<T>) -> Result<T, Error> {
+    wait_for(me, &p, "miou::await_");
     let task = me.release(&p.node);
     let cancelled = p.node.cancelled.load(Ordering::Acquire);
     Node::recycle(p.node);
@@ -431,7 +432,6 @@ pub fn await_all<T: 'static>(ps: Vec<Promise<T>>) -> Vec<Result<T, Error>> {
     }
     ps.into_iter()
         .map(|p| {
-            wait_for(&me, &p, "miou::await_all");
             take(&me, p)
         })
         .collect()
