@@ -888,3 +888,18 @@ fn transfer_from_main_and_bad_pins_are_invalid_arguments() {
         });
     });
 }
+
+/// Rule 6 across domains: the winner's value is always there, even when `await_first` sees
+/// a child end on another domain just as its outcome is being stored.
+#[test]
+fn await_first_across_domains_always_gets_the_winners_value() {
+    watchdog(60, "await_first across domains", || {
+        miou::run_with(2, || {
+            for i in 0..2000u32 {
+                let ps = vec![miou::call(move || i), miou::call(move || i + 1)];
+                let w = miou::await_first(ps).expect("a winner's value");
+                assert!(w == i || w == i + 1);
+            }
+        });
+    });
+}

@@ -430,11 +430,7 @@ pub fn await_all<T: 'static>(ps: Vec<Promise<T>>) -> Vec<Result<T, Error>> {
     for p in &ps {
         p.check_parent(&me);
     }
-    ps.into_iter()
-        .map(|p| {
-            take(&me, p)
-        })
-        .collect()
+    ps.into_iter().map(|p| take(&me, p)).collect()
 }
 
 /// Waits until one of `ps` has ended and gives its outcome; the others are cancelled (and
