@@ -1098,3 +1098,55 @@ fn shutdown_gives_up_waits_that_nothing_can_end() {
         "{stderr}"
     );
 }
+
+/// Cancels and joins a task when dropped: the scope-guard pattern, and what Miou's tear-down
+/// does for the children of a task that unwinds.
+struct CancelAndJoin(Option<bobine::thread::JoinHandle<()>>);
+
+impl Drop for CancelAndJoin {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            h.cancel();
+            assert!(h.join().unwrap_err().is::<bobine::TaskCancelled>());
+        }
+    }
+}
+
+/// A destructor that cancels and joins a task parked on its domain, while its own task unwinds
+/// (from a panic or a cancellation), returns: the parked task is stopped. It hung: the stop of
+/// the parked task was deferred because the thread's panic count was raised, by the unwinding
+/// task itself, although the parked task had switched out with the count at zero and so was
+/// certainly not unwinding. Miou's `cancel` of a child parked in `await_` on a grandchild of
+/// the same domain hung the same way.
+#[test]
+fn destructor_cancelling_a_parked_task_during_an_unwind_returns() {
+    common::watchdog(30, "destructor_cancelling_a_parked_task", || {
+        bobine::Builder::new().domains(1).run(|| {
+            for cancel in [false, true] {
+                let guard_ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let ran = guard_ran.clone();
+                let owner = bobine::thread::spawn(move || {
+                    let parked = bobine::thread::spawn(|| {
+                        bobine::thread::sleep(Duration::from_secs(3600));
+                    });
+                    let _guard = CancelAndJoin(Some(parked));
+                    // Let the other task park first.
+                    bobine::thread::yield_now();
+                    ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                    if !cancel {
+                        panic!("regression: unwinding into a destructor that cancels and joins");
+                    }
+                    bobine::thread::sleep(Duration::from_secs(3600));
+                });
+                bobine::thread::yield_now();
+                bobine::thread::yield_now();
+                assert!(guard_ran.load(std::sync::atomic::Ordering::SeqCst));
+                if cancel {
+                    owner.cancel();
+                }
+                let err = owner.join().unwrap_err();
+                assert_eq!(err.is::<bobine::TaskCancelled>(), cancel);
+            }
+        });
+    });
+}

@@ -24,7 +24,7 @@
 //!   `known_clear`, `stop_*`, `switched_unwinding`, `draining`...): only the thread of the domain
 //!   that owns the task (for a NEW task: whoever holds it in a queue, which hands it over with
 //!   the queue's own synchronisation).
-//! - `park`, `cancelled`: any thread (atomics). `domain` is published by the release store of
+//! - `park`, `cancelled`, `abandoned`: any thread (atomics). `domain` is published by the release store of
 //!   STARTED: a thread that sees STARTED (acquire) may read it.
 //! - `result`: written once by the task (or by its domain, for a task it dropped) before READY
 //!   is published, then taken once: by the joining `JoinHandle`, or by whichever of the task
@@ -139,6 +139,10 @@ pub(crate) struct Task {
     pub(crate) draining: Cell<bool>,
     /// Soft waits the shutdown gave up for this task.
     pub(crate) given_up: Cell<u8>,
+    /// Set (release) by its domain when the shutdown abandons the task, before it finishes:
+    /// it never resumes, so a waker that finds it chosen hands what it handed over to the next
+    /// waiter instead ([`Unparker::is_dead`]). Any thread may read it.
+    pub(crate) abandoned: AtomicBool,
 
     domain: UnsafeCell<Option<Arc<DomainShared>>>,
     fiber: UnsafeCell<Option<Fiber>>,
@@ -237,6 +241,7 @@ impl Task {
             switched_unwinding: Cell::new(false),
             draining: Cell::new(false),
             given_up: Cell::new(0),
+            abandoned: AtomicBool::new(false),
 
             domain: UnsafeCell::new(None),
             fiber: UnsafeCell::new(None),

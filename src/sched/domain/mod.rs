@@ -528,6 +528,8 @@ impl Local {
         }
         self.parked_stop_settled(task);
         task.parked.set(false);
+        // Before `finish`: a waker that sees the task finished also sees why.
+        task.abandoned.store(true, Ordering::Release);
         task.finish();
         let slot = task.slot();
         self.count_finished();

@@ -78,6 +78,7 @@ use std::os::fd::RawFd;
 use std::panic::Location;
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::reactor::poll::{PollWake, PolledPark};
@@ -261,12 +262,17 @@ impl Unparker {
 
     /// Whether the waiter is a task the shutdown abandoned (it ended without ever leaving its
     /// wait): a waker skips it and hands what it would have handed over to the next waiter.
+    ///
+    /// Not merely finished: a waiter that a waker unlinked may run to its end between the
+    /// unlink and the waker's look (its park ended by a stop, on another thread), having taken
+    /// what it was handed, or passed it on as it unwound. Handing that to the next waiter as
+    /// well would duplicate it (two holders of a mutex, a permit more).
     pub(crate) fn is_dead(&self) -> bool {
         match &self.target {
-            Target::Task(t) => t.is_finished(),
+            Target::Task(t) => t.abandoned.load(Ordering::Acquire),
             // SAFETY: as in `wake`: alive while its one waker holds it (an abandoned task is
             // never freed).
-            Target::TaskRef(t) => unsafe { t.as_ref() }.is_finished(),
+            Target::TaskRef(t) => unsafe { t.as_ref() }.abandoned.load(Ordering::Acquire),
             Target::Thread(_) => false,
         }
     }

@@ -24,10 +24,14 @@
 //!   as it sees the count at zero, which proves that no switched-out task of the domain is
 //!   unwinding, this one included (`Local::resolve_deferred`).
 //!
-//! A stop request that reaches a task already parked is applied by its domain, between tasks
-//! ([`interrupt_pending`]): there the thread's panic count is that of the switched-out tasks
-//! only, so zero proves the task is not unwinding and its park is ended at once; otherwise the
-//! stop is deferred the same way.
+//! A stop request that reaches a task already parked is applied on its domain's thread while
+//! the task is switched out ([`interrupt_pending`]): by the domain between tasks, or by the
+//! caller itself when it runs there. A task that switched out with the thread's panic count at
+//! zero (its domain did not count it as switched out mid-unwind) was not unwinding then and has
+//! not run since: its park is ended at once, whatever the count is now (the caller may be
+//! unwinding: a destructor that cancels and joins a task). One that switched out with the
+//! count raised may be in the middle of its own unwind: between tasks, a zero count proves it
+//! is not, and its park is ended; otherwise its stop is deferred the same way.
 //!
 //! ## The table
 //!
@@ -292,10 +296,11 @@ pub(crate) fn cancel(task: &Arc<Task>) -> bool {
 }
 
 /// The domain thread's half of [`interrupt`], for a parked task (which is not running): ends
-/// its park if that is certainly safe, that is when the thread's panic count is zero here,
-/// between tasks (then no switched-out task of the domain, this one included, is unwinding);
-/// returns whether the stop must be deferred instead (the caller, its domain, registers it). An
-/// uninterruptible wait is left alone.
+/// its park if that is certainly safe, that is when the task switched out with the thread's
+/// panic count at zero, or when the count is zero here, between tasks (then no switched-out
+/// task of the domain, this one included, is unwinding); returns whether the stop must be
+/// deferred instead (the caller, its domain, registers it). An uninterruptible wait is left
+/// alone.
 #[inline]
 pub(crate) fn interrupt_pending(task: &Task) -> bool {
     if !task.parked.get() || !task.cancelled.load(Ordering::Acquire) {
@@ -315,9 +320,13 @@ pub(crate) fn stop_parked(task: &Task) -> bool {
         // Dropping a closure it never ran waits as an unwinding task does.
         return false;
     }
-    if std::thread::panicking() {
+    if task.switched_unwinding.get() && std::thread::panicking() {
+        // It switched out with the count raised: maybe in the middle of its own unwind.
         return !task.deferred.get();
     }
+    // It switched out with the thread's panic count at zero, so it was not unwinding then, and
+    // a parked task has not run since: it is not unwinding, whatever the count is now (raised,
+    // maybe, by the running task, which cancels it from a destructor as it unwinds).
     // Only for the wake-up that ends this park: one that lost to a hand-over must not leave
     // the flag for a later park.
     if task.park.wake_current(Wake::Interrupted) {

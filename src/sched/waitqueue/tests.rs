@@ -461,6 +461,12 @@ fn stop_the_waiting_task(chosen: bool) -> Arc<Gate> {
         }
         if let Some(u) = joined(stopper) {
             assert!(!u.unpark(), "the stop ended the park first");
+            // A waker that looks only now finds the task finished: it took the hand-over (a
+            // waker must not hand it to the next waiter as if the task had been abandoned).
+            assert!(
+                u.hand_over(),
+                "a chosen waiter that finished took its hand-over"
+            );
         }
         gate.assert_links(&[]);
         gate
@@ -476,7 +482,8 @@ fn an_unwinding_waiter_withdraws() {
 }
 
 /// A waiter that a waker chose just as it is stopped keeps what it was handed: neither
-/// `withdraw` nor `pass_on` runs, and the wait ends `Notified`.
+/// `withdraw` nor `pass_on` runs, the wait ends `Notified`, and the waker's `hand_over`,
+/// made once the task has finished, says so.
 #[test]
 fn a_waiter_chosen_as_it_is_stopped_keeps_the_hand_over() {
     let gate = stop_the_waiting_task(true);
