@@ -10,9 +10,6 @@
 //!
 //! Last, 10 000 cancelled tasks holding sockets give every descriptor back (in a child process:
 //! the other tests of this binary open descriptors meanwhile).
-//!
-//! One test is ignored: a known bug (Miou's `cancel` of a subtree whose grandchild is running
-//! hangs); its `ignore` note says why.
 
 mod common;
 
@@ -883,16 +880,10 @@ fn task_cancelled_before_it_started_never_runs() {
 }
 
 /// A Miou child parked in `await_` on a grandchild of its domain that is running (it loops on
-/// `yield_`) when the child is cancelled: the whole subtree ends and `cancel` returns.
+/// `yield_`) when the child is cancelled: the whole subtree ends and `cancel` returns. (It
+/// hung while the child's tear-down waited for the grandchild inside the child's unwind: the
+/// domain's raised panic count deferred the grandchild's stop for ever.)
 #[test]
-#[ignore = "bug: hangs. The child's tear-down cancels the grandchild and waits for it inside the \
-            child's unwind (miou/tree.rs, Unwound::drop), so the child is switched out \
-            mid-unwind and its domain's panic count stays raised; the grandchild, which was not \
-            parked, reaches its next yield with the count raised by another task, cannot be \
-            told apart from an unwinding task (stop::Unwinding::Unsure), and its stop is \
-            deferred until the count comes down, which never happens. The same holds on the \
-            std face for a destructor that cancels and joins a running task while its own task \
-            unwinds."]
 fn miou_cancel_ends_a_subtree_whose_grandchild_is_running() {
     common::watchdog(
         30,
