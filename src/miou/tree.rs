@@ -44,7 +44,7 @@
 //! of shared counters.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{RefCell, UnsafeCell};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -63,23 +63,32 @@ const ID_BLOCK: u64 = 1024;
 /// Nodes kept per thread for the next spawns (see [`Node::recycle`]).
 const NODE_CACHE: usize = 1024;
 
-thread_local! {
-    /// This thread's reserved ids: `[next, end)`.
-    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+/// What a thread keeps for its next spawns: reserved node ids and nodes to reuse.
+struct Spare {
+    /// Reserved ids: `[next, end)`.
+    next: u64,
+    end: u64,
     /// Nodes whose last reference was dropped here, ready for reuse.
-    static NODES: RefCell<Vec<Arc<Node>>> = const { RefCell::new(Vec::new()) };
+    nodes: Vec<Arc<Node>>,
 }
 
-/// A process-unique node id.
-fn next_id() -> u64 {
-    IDS.with(|ids| {
-        let (mut next, mut end) = ids.get();
-        if next == end {
-            next = NEXT_NODE.fetch_add(ID_BLOCK, Ordering::Relaxed);
-            end = next + ID_BLOCK;
+thread_local! {
+    static SPARE: RefCell<Spare> = const {
+        RefCell::new(Spare { next: 0, end: 0, nodes: Vec::new() })
+    };
+}
+
+/// A process-unique node id, and a node to reuse if this thread has one.
+fn next_id_and_spare() -> (u64, Option<Arc<Node>>) {
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.next == s.end {
+            s.next = NEXT_NODE.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            s.end = s.next + ID_BLOCK;
         }
-        ids.set((next + 1, end));
-        next
+        let id = s.next;
+        s.next += 1;
+        (id, s.nodes.pop())
     })
 }
 
@@ -217,12 +226,12 @@ impl Node {
         run: *const RunState,
         collector: Option<Arc<super::orphans::Ended>>,
     ) -> Arc<Node> {
-        let id = next_id();
+        let (id, spare) = next_id_and_spare();
         let (parent_id, parent) = match parent {
             Some(p) => (p.id, p as *const Node),
             None => (0, std::ptr::null()),
         };
-        if let Some(mut cached) = NODES.with(|c| c.borrow_mut().pop()) {
+        if let Some(mut cached) = spare {
             let node = Arc::get_mut(&mut cached).expect("a cached node has no other reference");
             node.id = id;
             node.parent_id = parent_id;
@@ -266,10 +275,10 @@ impl Node {
         c.free.clear();
         n.resources.get_mut().clear();
         *n.owned.get_mut() = 0;
-        NODES.with(|c| {
-            let mut c = c.borrow_mut();
-            if c.len() < NODE_CACHE {
-                c.push(node);
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.nodes.len() < NODE_CACHE {
+                s.nodes.push(node);
             }
         });
     }
@@ -630,7 +639,8 @@ pub(crate) fn run<T>(builder: crate::Builder, f: impl FnOnce() -> T) -> T {
         })
     }));
     // The calling thread outlives the run: its cached nodes go with it.
-    NODES.with(|c| c.borrow_mut().clear());
+    let spare = SPARE.with(|s| std::mem::take(&mut s.borrow_mut().nodes));
+    drop(spare);
     if let Some(error) = state.fatal.lock().take() {
         eprintln!(
             "bobine::miou: the run is aborted: {error}: {}",
