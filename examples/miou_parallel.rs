@@ -1,10 +1,16 @@
-//! A fork-join merge sort with Miou's `parallel`: the input is cut into one chunk per worker,
-//! the chunks are sorted in parallel on the worker domains, then merged pairwise, each round of merges in
-//! parallel again, until one sorted vector is left. Vectors move between domains (no copy).
+//! Fork-join with Miou's `parallel`, two ways:
 //!
-//! It prints the time of the same sort on one domain (`sort_unstable` of the whole input) and
-//! with `parallel` over the worker domains, and the speed-up. Domain 0 never gets `parallel`
-//! work (Miou's rule 4): it only waits, so on a machine with `c` cores use `c` workers.
+//! - **counting primes**: the range is cut into many small chunks, `parallel` spreads them
+//!   round-robin over the worker domains, and the counts are summed: compute-bound, so it
+//!   scales with the cores;
+//! - **a merge sort**: the input is cut into one chunk per worker, the chunks are sorted in
+//!   parallel, then merged pairwise, each round of merges in parallel again, until one sorted
+//!   vector is left. Vectors move between domains without copies, but cutting the input and
+//!   merging copy it, and the sort is bound by memory bandwidth, which the cores share.
+//!
+//! It prints the time of each on one domain (the same code, sequentially) and with `parallel`
+//! over the worker domains, and the speed-ups. Domain 0 never gets `parallel` work (Miou's
+//! rule 4): it only waits, so on a machine with `c` cores use `c` workers.
 //!
 //! Run with `cargo run --release --example miou_parallel [millions of items] [workers]`.
 
@@ -85,11 +91,66 @@ pub fn parallel_sort(v: Vec<u64>, chunks: usize) -> Vec<u64> {
     runs.pop().unwrap_or_default()
 }
 
+/// Whether `n` is prime (trial division: deliberately compute-bound).
+fn is_prime(n: u64) -> bool {
+    n > 1 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+}
+
+/// The primes below `limit`, counted in `chunks` ranges spread over the workers with
+/// `parallel`. Must run in a Miou task with at least one worker domain other than the
+/// caller's.
+pub fn parallel_primes(limit: u64, chunks: u64) -> u64 {
+    let chunks = chunks.max(1);
+    let step = limit.div_ceil(chunks);
+    let ranges: Vec<(u64, u64)> = (0..chunks)
+        .map(|i| (i * step, ((i + 1) * step).min(limit)))
+        .collect();
+    miou::parallel(
+        |(a, b)| (a..b).filter(|&n| is_prime(n)).count() as u64,
+        ranges,
+    )
+    .into_iter()
+    .map(|r| r.expect("a range counts"))
+    .sum()
+}
+
+/// The primes below `limit`, counted on the calling domain.
+pub fn primes(limit: u64) -> u64 {
+    (0..limit).filter(|&n| is_prime(n)).count() as u64
+}
+
+/// Times of the prime count, one domain against `parallel` (medians of `rounds` runs).
+pub fn measure_primes(limit: u64, workers: usize, rounds: usize) -> Timing {
+    let mut one = Vec::new();
+    let mut par = Vec::new();
+    for _ in 0..rounds {
+        let (t, expected) = miou::run_with(0, move || {
+            let start = Instant::now();
+            let n = primes(limit);
+            (start.elapsed(), n)
+        });
+        one.push(t);
+        let (t, got) = miou::run_with(workers, move || {
+            let start = Instant::now();
+            let n = parallel_primes(limit, 64);
+            (start.elapsed(), n)
+        });
+        par.push(t);
+        assert_eq!(got, expected, "the parallel count agrees");
+    }
+    one.sort();
+    par.sort();
+    Timing {
+        one_domain: one[rounds / 2],
+        parallel: par[rounds / 2],
+    }
+}
+
 /// Times of one measurement.
 pub struct Timing {
-    /// `sort_unstable` of the whole input, on one domain.
+    /// The work on one domain.
     pub one_domain: Duration,
-    /// `parallel_sort` over `workers` worker domains.
+    /// The work with `parallel` over the worker domains.
     pub parallel: Duration,
 }
 
@@ -135,12 +196,21 @@ fn main() {
         .map_or(8, |a| a.parse().expect("millions of items"));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers: usize = args.next().map_or(cores, |a| a.parse().expect("workers"));
-    let t = measure(millions * 1_000_000, workers, 5);
-    println!(
-        "sorting {millions} M u64: one domain {:.1} ms, parallel over {workers} workers {:.1} \
-         ms: speed-up {:.2}x (medians of 5; {cores} cores)",
-        t.one_domain.as_secs_f64() * 1e3,
-        t.parallel.as_secs_f64() * 1e3,
-        t.one_domain.as_secs_f64() / t.parallel.as_secs_f64()
+    let report = |what: &str, t: Timing| {
+        println!(
+            "{what}: one domain {:.1} ms, parallel over {workers} workers {:.1} ms: speed-up \
+             {:.2}x (medians of 5; {cores} cores)",
+            t.one_domain.as_secs_f64() * 1e3,
+            t.parallel.as_secs_f64() * 1e3,
+            t.one_domain.as_secs_f64() / t.parallel.as_secs_f64()
+        )
+    };
+    report(
+        "counting primes below 3 M in 64 ranges",
+        measure_primes(3_000_000, workers, 5),
+    );
+    report(
+        &format!("merge sort of {millions} M u64"),
+        measure(millions * 1_000_000, workers, 5),
     );
 }

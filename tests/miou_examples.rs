@@ -114,3 +114,19 @@ fn miou_echo_serves_then_stops_cleanly_on_sigint() {
         "every descriptor is closed"
     );
 }
+
+/// The `parallel` prime count agrees with the count on one domain, over one to three workers.
+#[test]
+fn parallel_prime_count_agrees() {
+    watchdog(60, "miou parallel primes", || {
+        let expected = miou_parallel::primes(20_000);
+        for workers in 1..=3 {
+            for chunks in [1, 7, 64] {
+                let got = miou::run_with(workers, move || {
+                    miou_parallel::parallel_primes(20_000, chunks)
+                });
+                assert_eq!(got, expected, "workers {workers}, chunks {chunks}");
+            }
+        }
+    });
+}
