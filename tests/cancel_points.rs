@@ -452,16 +452,25 @@ fn rendezvous_send_unwinds_when_cancelled() {
 /// gets the next value.
 #[test]
 fn event_sync_unwinds_when_cancelled() {
-    in_each_placement("event_sync_unwinds_when_cancelled", |rt, d| {
+    cancelled_receiver_leaves_no_offer("event_sync_unwinds_when_cancelled", |ch| {
+        ch.recv_evt().sync()
+    });
+}
+
+/// The body of the two CML receive tests: a task parked receiving on a channel (through
+/// `recv`) is cancelled; no later sender matches its offer, and the next receiver gets the
+/// next value.
+fn cancelled_receiver_leaves_no_offer(name: &str, recv: fn(&Channel<u32>) -> u32) {
+    in_each_placement(name, |rt, d| {
         let ch = Channel::<u32>::new();
-        let p = park_in(rt, d, "Event::sync", {
+        let p = park_in(rt, d, "a CML receive", {
             let ch = ch.clone();
-            move || ch.recv_evt().sync()
+            move || recv(&ch)
         });
         p.cancel();
         assert!(
             ch.send_evt(1).poll().is_none(),
-            "a sender matched the cancelled sync's offer"
+            "a sender matched the cancelled receiver's offer"
         );
         let next = park_in(rt, d, "Channel::recv (next receiver)", {
             let ch = ch.clone();
@@ -505,24 +514,7 @@ fn select_with_nack_unwinds_and_fires_the_nack() {
 /// sender does not match it; the next receiver gets the next value.
 #[test]
 fn event_channel_recv_unwinds_when_cancelled() {
-    in_each_placement("event_channel_recv_unwinds_when_cancelled", |rt, d| {
-        let ch = Channel::<u32>::new();
-        let p = park_in(rt, d, "Channel::recv", {
-            let ch = ch.clone();
-            move || ch.recv()
-        });
-        p.cancel();
-        assert!(
-            ch.send_evt(1).poll().is_none(),
-            "a sender matched the cancelled receiver"
-        );
-        let next = park_in(rt, d, "Channel::recv (next receiver)", {
-            let ch = ch.clone();
-            move || ch.recv()
-        });
-        ch.send(2);
-        assert_eq!(next.finish(), 2);
-    });
+    cancelled_receiver_leaves_no_offer("event_channel_recv_unwinds_when_cancelled", |ch| ch.recv());
 }
 
 /// A task parked in `Channel::send` (the CML shorthand) unwinds when cancelled: its value is
