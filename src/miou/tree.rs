@@ -79,6 +79,7 @@ thread_local! {
 }
 
 /// A process-unique node id, and a node to reuse if this thread has one.
+#[inline]
 fn next_id_and_spare() -> (u64, Option<Arc<Node>>) {
     SPARE.with(|s| {
         let mut s = s.borrow_mut();
@@ -313,6 +314,7 @@ impl Node {
     }
 
     /// Records a spawned child as live.
+    #[inline]
     pub(crate) fn adopt(&self, node: &Node, task: Arc<Task>) {
         // SAFETY: called by this node's task (spawns go through the running task's node).
         let c = unsafe { self.children.get() };
@@ -330,6 +332,7 @@ impl Node {
 
     /// Forgets a child that was awaited or cancelled, handing back its task; `None` if it was
     /// not live (cancelled already). Called by this node's task only.
+    #[inline]
     pub(crate) fn release(&self, child: &Node) -> Option<Arc<Task>> {
         let i = child.slot.load(Ordering::Relaxed);
         // SAFETY: called by this node's task (awaits and cancels go through its own node).
@@ -348,6 +351,7 @@ impl Node {
     /// The task of `child` while it is a live child of this node. The reference stays valid
     /// as long as the child is live: only this node's own task (the caller, which must be it)
     /// removes children, in [`Node::release`] and [`Node::cancel_children`].
+    #[inline]
     pub(crate) fn child_task(&self, child: &Node) -> Option<&Task> {
         let i = child.slot.load(Ordering::Relaxed);
         // SAFETY: called by this node's task; the reference into the slab ends here.
@@ -436,6 +440,7 @@ impl Node {
     /// Whether a task that returned normally has nothing to check or clean up: not cancelled,
     /// no live child, no resource. Reads two counters its own task keeps (a resource can only
     /// be handed to it by a child, and none is alive).
+    #[inline]
     fn ends_clean(&self) -> bool {
         !self.cancelled.load(Ordering::Acquire)
             && self.live_children() == 0
@@ -492,24 +497,29 @@ pub(crate) fn current(what: &str) -> Arc<Node> {
 /// Outside a task of a Miou run, naming `what` was called.
 #[track_caller]
 pub(crate) fn with_current_node<R>(what: &str, f: impl FnOnce(&Node) -> R) -> R {
-    let mut f = Some(f);
-    match try_with_current_node(|me| (f.take().expect("called once"))(me)) {
-        Some(r) => r,
+    match current_node() {
+        Some(me) => f(me),
         None => not_a_miou_task(what),
     }
 }
 
-/// [`with_current_node`], or `None` outside a task of a Miou run.
-pub(crate) fn try_with_current_node<R>(f: impl FnOnce(&Node) -> R) -> Option<R> {
+/// The running task's node. The reference is good while the task's body runs: the face data
+/// is set and cleared only at its root (`run_body`), around the body.
+#[inline]
+fn current_node<'a>() -> Option<&'a Node> {
     let task = crate::sched::current_ptr();
     if task.is_null() {
         return None;
     }
-    // SAFETY: the running task is alive while it runs; its face data is set and cleared only
-    // at its root (`run_body`), around the body that calls this, so it is not replaced while
-    // `f` borrows it.
-    let node = unsafe { (*task).face_data() }?;
-    (**node).downcast_ref::<Node>().map(f)
+    // SAFETY: the running task is alive while it runs; its face data is replaced only at its
+    // root, around the body that calls this, so not while the reference is used.
+    let data = unsafe { (*task).face_data() }?;
+    (**data).downcast_ref::<Node>()
+}
+
+/// [`with_current_node`], or `None` outside a task of a Miou run.
+pub(crate) fn try_with_current_node<R>(f: impl FnOnce(&Node) -> R) -> Option<R> {
+    current_node().map(f)
 }
 
 #[cold]
