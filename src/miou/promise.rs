@@ -379,19 +379,27 @@ pub fn await_<T: 'static>(p: Promise<T>) -> Result<T, Error> {
     })
 }
 
-/// Waits until the live child of `p` has ended. A caller cancelled here unwinds; the child
-/// stays live, and the caller's end cancels it.
-fn wait_for<T>(me: &Node, p: &Promise<T>, reason: &'static str) {
-    if let Some(task) = me.child_task(&p.node) {
-        task.wait_finished(reason);
-    }
-}
-
-/// The outcome of a child that has ended (or, `ended` set, is about to: this waits for its
-/// task to finish), which leaves the tree.
+/// Waits until the child of `p` has ended, then takes its outcome; the child leaves the tree.
+/// A caller cancelled while it waits unwinds, with the child back among its live children, so
+/// that the caller's end cancels it.
 fn take<T: 'static>(me: &Node, p: Promise<T>) -> Result<T, Error> {
-    wait_for(me, &p, "miou::await_");
     let task = me.release(&p.node);
+    if let Some(t) = &task
+        && !t.is_finished()
+    {
+        /// Puts the child back if the wait unwinds.
+        struct Back<'a>(&'a Node, &'a Node, Option<&'a Arc<Task>>);
+        impl Drop for Back<'_> {
+            fn drop(&mut self) {
+                if let Some(t) = self.2 {
+                    self.0.adopt(self.1, t.clone());
+                }
+            }
+        }
+        let mut back = Back(me, &p.node, Some(t));
+        t.wait_finished("miou::await_");
+        back.2 = None;
+    }
     let cancelled = p.node.cancelled.load(Ordering::Acquire);
     Node::recycle(p.node);
     let outcome = task.and_then(|t| {
