@@ -401,7 +401,7 @@ fn take<T: 'static>(me: &Node, p: Promise<T>) -> Result<T, Error> {
         back.2 = None;
     }
     let cancelled = p.node.cancelled.load(Ordering::Acquire);
-    Node::recycle(p.node);
+    me.recycle(p.node);
     let outcome = task.and_then(|t| {
         let outcome = t.take_outcome();
         crate::sched::release(t);

@@ -44,7 +44,7 @@
 //! of shared counters.
 
 use std::any::Any;
-use std::cell::{RefCell, UnsafeCell};
+use std::cell::{Cell, UnsafeCell};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -60,36 +60,25 @@ use crate::util::SpinLock;
 static NEXT_NODE: AtomicU64 = AtomicU64::new(1);
 /// Ids a thread reserves at once.
 const ID_BLOCK: u64 = 1024;
-/// Nodes kept per thread for the next spawns (see [`Node::recycle`]).
+/// Nodes a parent keeps from its awaited children for its next ones (see [`Node::recycle`]).
 const NODE_CACHE: usize = 1024;
 
-/// What a thread keeps for its next spawns: reserved node ids and nodes to reuse.
-struct Spare {
-    /// Reserved ids: `[next, end)`.
-    next: u64,
-    end: u64,
-    /// Nodes whose last reference was dropped here, ready for reuse.
-    nodes: Vec<Arc<Node>>,
-}
-
 thread_local! {
-    static SPARE: RefCell<Spare> = const {
-        RefCell::new(Spare { next: 0, end: 0, nodes: Vec::new() })
-    };
+    /// This thread's reserved node ids: `[next, end)`.
+    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
-/// A process-unique node id, and a node to reuse if this thread has one.
+/// A process-unique node id.
 #[inline]
-fn next_id_and_spare() -> (u64, Option<Arc<Node>>) {
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.next == s.end {
-            s.next = NEXT_NODE.fetch_add(ID_BLOCK, Ordering::Relaxed);
-            s.end = s.next + ID_BLOCK;
+fn next_id() -> u64 {
+    IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_NODE.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            end = next + ID_BLOCK;
         }
-        let id = s.next;
-        s.next += 1;
-        (id, s.nodes.pop())
+        ids.set((next + 1, end));
+        next
     })
 }
 
@@ -161,6 +150,8 @@ struct Children {
     slots: Vec<Option<Child>>,
     free: Vec<usize>,
     live: usize,
+    /// Nodes of awaited children, for the next children (no allocation once warm).
+    spare: Vec<Arc<Node>>,
 }
 
 /// What only a node's own task touches (see the module doc): a cell with no lock.
@@ -224,10 +215,11 @@ pub(crate) struct Node {
 impl Node {
     fn new(
         parent: Option<&Node>,
+        spare: Option<Arc<Node>>,
         run: *const RunState,
         collector: Option<Arc<super::orphans::Ended>>,
     ) -> Arc<Node> {
-        let (id, spare) = next_id_and_spare();
+        let id = next_id();
         let (parent_id, parent) = match parent {
             Some(p) => (p.id, p as *const Node),
             None => (0, std::ptr::null()),
@@ -261,10 +253,12 @@ impl Node {
         })
     }
 
-    /// Keeps a node whose last reference this is for the next spawn on this thread (a spawn
-    /// then allocates nothing for its node); other nodes are just dropped.
-    pub(crate) fn recycle(mut node: Arc<Node>) {
-        let Some(n) = Arc::get_mut(&mut node) else {
+    /// Keeps `child`'s node, if this is its last reference, for this node's next child (a
+    /// spawn then allocates nothing for its node); other nodes are just dropped. Called by
+    /// this node's task, once the child has left the tree.
+    #[inline]
+    pub(crate) fn recycle(&self, mut child: Arc<Node>) {
+        let Some(n) = Arc::get_mut(&mut child) else {
             return;
         };
         // What the node refers to goes now, not when it is reused.
@@ -274,19 +268,22 @@ impl Node {
         debug_assert_eq!(c.live, 0, "a recycled node has no live child");
         c.slots.clear();
         c.free.clear();
+        c.spare.clear();
         n.resources.get_mut().clear();
         *n.owned.get_mut() = 0;
-        SPARE.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.nodes.len() < NODE_CACHE {
-                s.nodes.push(node);
-            }
-        });
+        // SAFETY: called by this node's task (its await).
+        let mine = unsafe { self.children.get() };
+        if mine.spare.len() < NODE_CACHE {
+            mine.spare.push(child);
+        }
     }
 
-    /// A node for a new child of `self`, not in the tree yet (see [`Node::adopt`]).
+    /// A node for a new child of `self`, not in the tree yet (see [`Node::adopt`]). Called by
+    /// this node's task.
     pub(crate) fn new_child(&self, collector: Option<Arc<super::orphans::Ended>>) -> Arc<Node> {
-        Node::new(Some(self), self.run, collector)
+        // SAFETY: called by this node's task (its spawn).
+        let spare = unsafe { self.children.get() }.spare.pop();
+        Node::new(Some(self), spare, self.run, collector)
     }
 
     /// The node's parent, `None` for the main task. Call it only from the node's own task,
@@ -635,7 +632,7 @@ pub(crate) fn run<T>(builder: crate::Builder, f: impl FnOnce() -> T) -> T {
         builder.run(move || {
             let task = crate::sched::current_task().expect("the main task runs as a task");
             *run_state.main.lock() = Some(task.clone());
-            let node = Node::new(None, Arc::as_ptr(&run_state), None);
+            let node = Node::new(None, None, Arc::as_ptr(&run_state), None);
             let (_, ended) = run_body(&task, node, f);
             // No handler task is started once the main task has ended.
             run_state.uninstall_signals();
@@ -648,9 +645,6 @@ pub(crate) fn run<T>(builder: crate::Builder, f: impl FnOnce() -> T) -> T {
             }
         })
     }));
-    // The calling thread outlives the run: its cached nodes go with it.
-    let spare = SPARE.with(|s| std::mem::take(&mut s.borrow_mut().nodes));
-    drop(spare);
     if let Some(error) = state.fatal.lock().take() {
         eprintln!(
             "bobine::miou: the run is aborted: {error}: {}",
