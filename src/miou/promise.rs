@@ -197,32 +197,50 @@ impl<'a> Spawn<'a> {
         collector: Option<Arc<super::orphans::Ended>>,
         f: F,
     ) -> Promise<T> {
-        let node = me.new_child(collector);
-        for r in &self.give {
-            r.move_between(me, &node);
-        }
-        let opts = SpawnOptions {
-            name: self.name,
-            pinned: true,
-            domain: match target {
-                Target::Here => None,
-                Target::Domain(d) => Some(d),
-            },
-            report_panics: false,
-            ..SpawnOptions::default()
-        };
-        let launch = Launch {
-            node: node.clone(),
-            f: Some(f),
-        };
-        // SAFETY: `f` is 'static; it stays on this domain (pinned) or is Send (our caller).
-        let task = unsafe { spawn_raw(None, opts, move |task: &Task| launch.run(task)) }
-            .unwrap_or_else(|e| panic!("bobine::miou: cannot start a task: {e}"));
-        me.adopt(&node, task);
-        Promise {
-            node,
-            _value: PhantomData,
-        }
+        // SAFETY: forwarded from our caller.
+        unsafe { start_child(me, &self.give, self.name, target, collector, f) }
+    }
+}
+
+/// Spawns a child of `me` (given `give`, named `name`) and records it in the tree.
+///
+/// # Safety
+///
+/// With `Target::Domain`, `f` must be safe to send to another thread.
+#[track_caller]
+unsafe fn start_child<T: 'static, F: FnOnce() -> T + 'static>(
+    me: &Node,
+    give: &[&Resource],
+    name: Option<String>,
+    target: Target,
+    collector: Option<Arc<super::orphans::Ended>>,
+    f: F,
+) -> Promise<T> {
+    let node = me.new_child(collector);
+    for r in give {
+        r.move_between(me, &node);
+    }
+    let opts = SpawnOptions {
+        name,
+        pinned: true,
+        domain: match target {
+            Target::Here => None,
+            Target::Domain(d) => Some(d),
+        },
+        report_panics: false,
+        ..SpawnOptions::default()
+    };
+    let launch = Launch {
+        node: node.clone(),
+        f: Some(f),
+    };
+    // SAFETY: `f` is 'static; it stays on this domain (pinned) or is Send (our caller).
+    let task = unsafe { spawn_raw(None, opts, move |task: &Task| launch.run(task)) }
+        .unwrap_or_else(|e| panic!("bobine::miou: cannot start a task: {e}"));
+    me.adopt(&node, task);
+    Promise {
+        node,
+        _value: PhantomData,
     }
 }
 
@@ -307,7 +325,10 @@ fn other_workers(here: usize, count: usize) -> Vec<usize> {
 /// Outside a Miou task.
 #[track_caller]
 pub fn call_cc<T: 'static>(f: impl FnOnce() -> T + 'static) -> Promise<T> {
-    Spawn::new().call_cc(f)
+    // SAFETY: the child runs on the caller's domain, where `f` was made.
+    with_current_node("call_cc", |me| unsafe {
+        start_child(me, &[], None, Target::Here, None, f)
+    })
 }
 
 /// Starts `f` as a child on another worker domain, chosen at random among those other than

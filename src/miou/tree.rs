@@ -546,10 +546,16 @@ fn run_body<T>(
     // The task holds the node while its body runs (moved in and back out: no count touched).
     task.set_face_data(Some(node as Arc<dyn Any + Send + Sync>));
     let outcome = catch_at_root(task, body);
-    let node = task
+    let data = task
         .set_face_data(None)
-        .and_then(|d| d.downcast::<Node>().ok())
         .expect("the task's node stays attached while its body runs");
+    debug_assert!(
+        data.is::<Node>(),
+        "only the Miou face attaches data to its tasks"
+    );
+    // SAFETY: `data` is the `Arc<Node>` attached above, unsized: the same allocation and
+    // value, so it converts back without a type check.
+    let node = unsafe { Arc::from_raw(Arc::into_raw(data) as *const Node) };
     let ended = match outcome {
         // The common end: nothing to check or clean up.
         Ok(v) if node.ends_clean() => Ok(v),
