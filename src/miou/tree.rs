@@ -47,7 +47,7 @@ use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use super::Error;
 use super::ownership::ResourceInner;
@@ -148,8 +148,7 @@ struct Child {
 #[derive(Default)]
 struct Children {
     slots: Vec<Option<Child>>,
-    free: Vec<usize>,
-    live: usize,
+    free: Vec<u32>,
     /// Nodes of awaited children, for the next children (no allocation once warm).
     spare: Vec<Arc<Node>>,
 }
@@ -189,18 +188,22 @@ unsafe impl Sync for Node {}
 /// every task of the run (`run` holds it until they have all ended). So while a task runs,
 /// its parent node and its run are alive. Links are not counted references because a spawn
 /// and an await would each touch two more shared counters.
+///
+/// The fields every child touches (at its spawn, its end and its await) come first and fit,
+/// with the `Arc`'s counts, in 64 bytes; the slab, the resources and the collector follow.
+#[repr(C)]
 pub(crate) struct Node {
     pub(crate) id: u64,
     /// The parent's id (0 for the main task): what rule 2 compares, from any thread.
     parent_id: u64,
     parent: *const Node,
     run: *const RunState,
-    children: OwnCell<Children>,
     /// This node's index in its parent's slab (set by the parent before anyone can await it).
-    slot: AtomicUsize,
-    resources: SpinLock<Vec<Arc<ResourceInner>>>,
+    slot: AtomicU32,
     /// The number of resources owned (written under `resources`' lock).
-    owned: AtomicUsize,
+    owned: AtomicU32,
+    /// The number of live children.
+    live: OwnCell<u32>,
     /// Set by the parent's `cancel` (and by the tear-down of an ending parent): `await_`
     /// gives `Err(Cancelled)` whatever the task did.
     pub(crate) cancelled: AtomicBool,
@@ -208,6 +211,8 @@ pub(crate) struct Node {
     pub(crate) succeeded: AtomicBool,
     /// Set when the task's body has ended (its outcome is about to be stored).
     pub(crate) ended: AtomicBool,
+    children: OwnCell<Children>,
+    resources: SpinLock<Vec<Arc<ResourceInner>>>,
     /// Told when the task ends, if it is an orphan.
     pub(crate) collector: Option<Arc<super::orphans::Ended>>,
 }
@@ -230,7 +235,7 @@ impl Node {
             node.parent_id = parent_id;
             node.parent = parent;
             node.run = run;
-            node.slot = AtomicUsize::new(usize::MAX);
+            node.slot = AtomicU32::new(u32::MAX);
             *node.cancelled.get_mut() = false;
             *node.succeeded.get_mut() = false;
             *node.ended.get_mut() = false;
@@ -242,13 +247,14 @@ impl Node {
             parent_id,
             parent,
             run,
-            children: OwnCell(UnsafeCell::new(Children::default())),
-            slot: AtomicUsize::new(usize::MAX),
-            resources: SpinLock::new(Vec::new()),
-            owned: AtomicUsize::new(0),
+            slot: AtomicU32::new(u32::MAX),
+            owned: AtomicU32::new(0),
+            live: OwnCell(UnsafeCell::new(0)),
             cancelled: AtomicBool::new(false),
             succeeded: AtomicBool::new(false),
             ended: AtomicBool::new(false),
+            children: OwnCell(UnsafeCell::new(Children::default())),
+            resources: SpinLock::new(Vec::new()),
             collector,
         })
     }
@@ -264,8 +270,8 @@ impl Node {
         // What the node refers to goes now, not when it is reused.
         n.parent = std::ptr::null();
         n.collector = None;
+        debug_assert_eq!(*n.live.0.get_mut(), 0, "a recycled node has no live child");
         let c = n.children.0.get_mut();
-        debug_assert_eq!(c.live, 0, "a recycled node has no live child");
         c.slots.clear();
         c.free.clear();
         c.spare.clear();
@@ -319,12 +325,13 @@ impl Node {
             Some(i) => i,
             None => {
                 c.slots.push(None);
-                c.slots.len() - 1
+                u32::try_from(c.slots.len() - 1).expect("fewer than 2^32 live children")
             }
         };
         node.slot.store(i, Ordering::Relaxed);
-        c.slots[i] = Some(Child { id: node.id, task });
-        c.live += 1;
+        c.slots[i as usize] = Some(Child { id: node.id, task });
+        // SAFETY: as above.
+        unsafe { *self.live.get() += 1 };
     }
 
     /// Forgets a child that was awaited or cancelled, handing back its task; `None` if it was
@@ -334,11 +341,12 @@ impl Node {
         let i = child.slot.load(Ordering::Relaxed);
         // SAFETY: called by this node's task (awaits and cancels go through its own node).
         let c = unsafe { self.children.get() };
-        match c.slots.get_mut(i) {
+        match c.slots.get_mut(i as usize) {
             Some(slot @ Some(_)) if slot.as_ref().is_some_and(|l| l.id == child.id) => {
                 let live = slot.take().map(|l| l.task);
                 c.free.push(i);
-                c.live -= 1;
+                // SAFETY: as above.
+                unsafe { *self.live.get() -= 1 };
                 live
             }
             _ => None,
@@ -350,7 +358,7 @@ impl Node {
     /// removes children, in [`Node::release`] and [`Node::cancel_children`].
     #[inline]
     pub(crate) fn child_task(&self, child: &Node) -> Option<&Task> {
-        let i = child.slot.load(Ordering::Relaxed);
+        let i = child.slot.load(Ordering::Relaxed) as usize;
         // SAFETY: called by this node's task; the reference into the slab ends here.
         let c = unsafe { self.children.get() };
         let task: *const Task = match c.slots.get(i) {
@@ -370,14 +378,14 @@ impl Node {
     /// The number of live children.
     pub(crate) fn live_children(&self) -> usize {
         // SAFETY: called by this node's task (its end).
-        unsafe { self.children.get() }.live
+        unsafe { *self.live.get() as usize }
     }
 
     /// Records `r` as owned by this node.
     pub(crate) fn own(&self, r: Arc<ResourceInner>) {
         let mut mine = self.resources.lock();
         mine.push(r);
-        self.owned.store(mine.len(), Ordering::Release);
+        self.owned.store(mine.len() as u32, Ordering::Release);
     }
 
     /// Takes `r` out of what this node owns; `None` if it does not own it.
@@ -385,7 +393,7 @@ impl Node {
         let mut mine = self.resources.lock();
         let i = mine.iter().position(|x| Arc::ptr_eq(x, r))?;
         let taken = mine.remove(i);
-        self.owned.store(mine.len(), Ordering::Release);
+        self.owned.store(mine.len() as u32, Ordering::Release);
         Some(taken)
     }
 
@@ -402,7 +410,8 @@ impl Node {
             // never ran (then the node has no child at all).
             let c = unsafe { self.children.get() };
             c.free.clear();
-            c.live = 0;
+            // SAFETY: as above.
+            unsafe { *self.live.get() = 0 };
             std::mem::take(&mut c.slots)
                 .into_iter()
                 .flatten()
