@@ -741,6 +741,11 @@ fn errors_print_miou_names() {
 fn miou_calls_outside_a_run_say_so() {
     let t = panic_text(|| miou::call_cc(|| ()));
     assert!(t.contains("must be called from a Miou task"), "{t}");
+    let t = panic_text(|| miou::call(|| ()));
+    assert!(
+        t.contains("bobine::miou::call must be called from a Miou task"),
+        "{t}"
+    );
 }
 
 /// A panic of the main task propagates out of `run` with its payload.

@@ -155,10 +155,10 @@ impl<'a> Spawn<'a> {
     /// the caller's.
     #[track_caller]
     pub fn call<T: Send + 'static>(self, f: impl FnOnce() -> T + Send + 'static) -> Promise<T> {
-        let domain = self.worker();
-        // SAFETY: `f` is Send.
-        with_current_node("call", |me| unsafe {
-            self.start(me, Target::Domain(domain), None, f)
+        with_current_node("call", |me| {
+            let domain = self.worker();
+            // SAFETY: `f` is Send.
+            unsafe { self.start(me, Target::Domain(domain), None, f) }
         })
     }
 
