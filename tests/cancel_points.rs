@@ -977,11 +977,6 @@ fn miou_cancelling_twice_or_an_ended_child_is_harmless() {
     });
 }
 
-/// The number of descriptors this process has open.
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 /// 10 000 tasks on two domains, each parked reading its end of a Unix socket pair (the other
 /// end is the next task's), are cancelled: once they are joined, the process has exactly the
 /// descriptors it had before the sockets were made. In a child process, since the other
@@ -996,7 +991,7 @@ fn cancelled_tasks_give_back_their_sockets() {
     }
     common::watchdog(150, NAME, || {
         with_domains(2, |rt| {
-            let before = open_fds();
+            let before = common::fds::open_fds();
             let (ready_tx, ready_rx) = mpsc::channel::<()>();
             let mut handles = Vec::with_capacity(TASKS);
             for _ in 0..TASKS / 2 {
@@ -1024,9 +1019,9 @@ fn cancelled_tasks_give_back_their_sockets() {
             ran_beside(rt, 0, "10 000 readers");
             ran_beside(rt, 1, "10 000 readers");
             assert!(
-                open_fds() >= before + TASKS,
+                common::fds::open_fds() >= before + TASKS,
                 "{} descriptors open with {TASKS} sockets, {before} before",
-                open_fds()
+                common::fds::open_fds()
             );
             for h in &handles {
                 h.cancel();
@@ -1036,7 +1031,7 @@ fn cancelled_tasks_give_back_their_sockets() {
                 assert!(err.is::<TaskCancelled>(), "{}", payload_text(&*err));
             }
             assert_eq!(
-                open_fds(),
+                common::fds::open_fds(),
                 before,
                 "descriptors open after {TASKS} cancelled socket holders were joined"
             );

@@ -925,11 +925,8 @@ fn raw_wait_does_not_keep_a_dead_domain_alive() {
     if in_hole_child(NAME) {
         use std::io::Write;
         use std::os::fd::AsFd;
-        fn open_fds() -> usize {
-            std::fs::read_dir("/proc/self/fd").unwrap().count()
-        }
         let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
-        let before = open_fds();
+        let before = common::fds::open_fds();
         bobine::Builder::new().domains(1).run(|| {
             let h = bobine::thread::spawn(move || {
                 bobine::io::wait_readable(a.as_fd()).unwrap();
@@ -942,7 +939,7 @@ fn raw_wait_does_not_keep_a_dead_domain_alive() {
             std::mem::forget(a);
         });
         assert_eq!(
-            open_fds(),
+            common::fds::open_fds(),
             before,
             "the ended runtime's epoll and eventfd are closed"
         );

@@ -233,7 +233,10 @@ where
         // A task bound to a domain is never taken by another one.
         opts.pinned = true;
     }
-    let here = local_rt && super::with_local(|l| opts.domain.is_none_or(|i| i == l.shared.index));
+    let here = local_rt
+        && opts
+            .domain
+            .is_none_or(|i| super::with_local(|l| i == l.shared.index));
     if here {
         super::with_local(|local| {
             // SAFETY: forwarded from our caller.
