@@ -177,7 +177,7 @@ pub(crate) struct TaskConfig {
 impl Task {
     /// Builds a task whose fiber is made by `make_fiber` from the task's address.
     ///
-    /// `recycled`, when given, is a finished task from a domain's cache (see [`Task::clear`]):
+    /// `recycled`, when given, is a finished task from a domain's cache (see [`recycle`]):
     /// its allocation is reused, so a warm spawn does not allocate.
     pub(crate) fn new(
         recycled: Option<CachedTask>,
@@ -185,10 +185,10 @@ impl Task {
         slot: crate::stack::Slot,
         make_fiber: impl FnOnce(crate::stack::Slot, *const Task) -> Fiber,
     ) -> Arc<Task> {
-        let fresh = Task::blank(cfg, (slot.guard_low(), slot.guard_high(), slot.size()));
+        let stack = (slot.guard_low(), slot.guard_high(), slot.size());
         let task = match recycled {
-            Some(cached) => cached.fill(fresh),
-            None => Arc::new(fresh),
+            Some(cached) => cached.fill(cfg, stack),
+            None => Arc::new(Task::blank(cfg, stack)),
         };
         let fiber = make_fiber(slot, Arc::as_ptr(&task));
         // SAFETY: the task has not been shared yet; we are its only user.
@@ -213,6 +213,7 @@ impl Task {
     }
 
     /// A NEW task with no fiber; `stack` is (guard low, guard high, usable size).
+    #[inline(always)]
     fn blank(cfg: TaskConfig, stack: (usize, usize, usize)) -> Task {
         let (guard_low, guard_high, stack_size) = stack;
         let overflow = OverflowInfo {
@@ -256,22 +257,21 @@ impl Task {
         }
     }
 
-    /// Takes out what a finished task still holds (name, domain, outcome, joiners) so that its
-    /// allocation can wait in a domain's cache for the next spawn; the caller drops the
-    /// leftovers where that is safe. `&mut` proves that no other reference (no handle,
-    /// unparker or queue entry) exists.
-    pub(crate) fn clear(&mut self) -> Leftovers {
+    /// Drops what a finished task still holds (name, domain, outcome, joiners, face data), so
+    /// that its allocation can wait in a domain's cache for the next spawn. `&mut` proves that
+    /// no other reference (no handle, unparker or queue entry) exists. The caller must hold no
+    /// borrow that these drops could need: an outcome may hold other tasks' last references,
+    /// whose release recycles them in turn.
+    pub(crate) fn empty(&mut self) {
         debug_assert!(
             self.fiber.get_mut().is_none(),
             "a task is recycled only once it has ended"
         );
-        Leftovers {
-            _name: self.overflow.name.take(),
-            _domain: self.domain.get_mut().take(),
-            _outcome: self.result.get_mut().take(),
-            _joiners: std::mem::take(self.joiners.get_mut()),
-            _face: self.face.get_mut().take(),
-        }
+        self.overflow.name = None;
+        *self.domain.get_mut() = None;
+        *self.result.get_mut() = None;
+        *self.joiners.get_mut() = Vec::new();
+        *self.face.get_mut() = None;
     }
 
     /// A new counted reference to this task.
@@ -565,15 +565,18 @@ pub(crate) struct TaskCache {
 pub(crate) struct CachedTask(NonNull<Task>);
 
 impl CachedTask {
-    /// Writes `fresh` into the allocation and hands it out again as an `Arc`.
-    fn fill(self, fresh: Task) -> Arc<Task> {
+    /// Builds a blank task (as [`Task::blank`]) in the allocation and hands it out again as an
+    /// `Arc`. The task is written in place, field by field, not built aside and copied.
+    #[inline(always)]
+    fn fill(self, cfg: TaskConfig, stack: (usize, usize, usize)) -> Arc<Task> {
         let ptr = self.0.as_ptr();
         std::mem::forget(self);
         // SAFETY: the allocation came from `Arc::into_raw` of the last reference (see
-        // `TaskCache::put`), so nobody else can see it; assigning drops the cleared old value
-        // in place.
+        // `recycle`), so nobody else can see it. The old value was emptied by
+        // `Task::empty`, which dropped everything that owns memory or references (the fiber
+        // was already gone), so overwriting it without dropping it leaks nothing.
         unsafe {
-            *ptr = fresh;
+            ptr.write(Task::blank(cfg, stack));
             Arc::from_raw(ptr)
         }
     }
@@ -587,21 +590,14 @@ impl Drop for CachedTask {
 }
 
 impl TaskCache {
-    /// Keeps `task` if this is its last reference and the cache has room; returns what the
-    /// task still held, for the caller to drop (outside any borrow of the cache).
-    pub(crate) fn put(&mut self, task: Arc<Task>, limit: usize) -> Option<Leftovers> {
-        if self.free.len() >= limit || Arc::strong_count(&task) != 1 {
-            return None;
+    /// Keeps an emptied task allocation (see [`recycle`]) if the cache has fewer than `limit`;
+    /// otherwise gives it back.
+    fn put(&mut self, task: NonNull<Task>, limit: usize) -> Result<(), NonNull<Task>> {
+        if self.free.len() >= limit {
+            return Err(task);
         }
-        // Pairs with the release decrements of the references dropped before ours.
-        std::sync::atomic::fence(Ordering::Acquire);
-        let ptr = Arc::into_raw(task) as *mut Task;
-        // SAFETY: a strong count of 1 with no `Weak` in existence means this was the only
-        // reference, so we may mutate through it.
-        let leftovers = unsafe { (*ptr).clear() };
-        // SAFETY: `Arc::into_raw` never returns null.
-        self.free.push(unsafe { NonNull::new_unchecked(ptr) });
-        Some(leftovers)
+        self.free.push(task);
+        Ok(())
     }
 
     pub(crate) fn take(&mut self) -> Option<CachedTask> {
@@ -617,11 +613,27 @@ impl Drop for TaskCache {
     }
 }
 
-/// What [`Task::clear`] takes out of a task; the caller decides where it is dropped.
-pub(crate) struct Leftovers {
-    _name: Option<Box<str>>,
-    _domain: Option<Arc<DomainShared>>,
-    _outcome: Option<Outcome>,
-    _joiners: Vec<Unparker>,
-    _face: Option<FaceData>,
+/// Keeps the allocation of `task` in `cache` for the next spawn if this is its last reference
+/// and the cache has room; otherwise just drops the reference.
+///
+/// The task is emptied before the cache is borrowed: what it held (its outcome above all) may
+/// hold other tasks' last references, whose release comes back here.
+#[inline]
+pub(crate) fn recycle(cache: &std::cell::RefCell<TaskCache>, task: Arc<Task>, limit: usize) {
+    if Arc::strong_count(&task) != 1 {
+        // Not the last reference: whoever drops the last one recycles it (or frees it).
+        return;
+    }
+    // Pairs with the release decrements of the references dropped before ours.
+    std::sync::atomic::fence(Ordering::Acquire);
+    let ptr = Arc::into_raw(task) as *mut Task;
+    // SAFETY: a strong count of 1 with no `Weak` in existence (tasks are never downgraded)
+    // means this was the only reference, so we may mutate through it.
+    unsafe { (*ptr).empty() };
+    // SAFETY: `Arc::into_raw` never returns null.
+    let ptr = unsafe { NonNull::new_unchecked(ptr) };
+    let full = cache.borrow_mut().put(ptr, limit);
+    if let Err(ptr) = full {
+        drop(CachedTask(ptr));
+    }
 }

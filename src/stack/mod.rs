@@ -258,6 +258,7 @@ impl Arena {
             }
             slots.push(Slot {
                 limit,
+                usable: limit + guard,
                 size,
                 top: limit + guard + size,
             });
@@ -319,6 +320,8 @@ impl Arena {
 #[derive(Debug)]
 pub(crate) struct Slot {
     limit: usize,
+    /// `limit + guard_len()`, kept so that the spawn path does not recompute it.
+    usable: usize,
     size: usize,
     top: usize,
 }
@@ -334,7 +337,7 @@ impl Slot {
     }
     /// One past the highest address of the guard region: the lowest usable address.
     pub(crate) fn guard_high(&self) -> usize {
-        self.limit + guard_len()
+        self.usable
     }
     fn top(&self) -> usize {
         self.top
@@ -410,6 +413,7 @@ pub(crate) struct Pool {
 
 impl Pool {
     /// The free list for stacks of `size` usable bytes.
+    #[inline]
     fn class(&mut self, size: usize) -> &mut Vec<Slot> {
         let idx = match self.classes.iter().position(|(s, _)| *s == size) {
             Some(i) => i,
@@ -422,11 +426,18 @@ impl Pool {
     }
 
     /// Takes a free slot of `size` usable bytes (already normalised), carving a chunk if none.
+    #[inline]
     pub(crate) fn get(&mut self, arena: &Arena, size: usize) -> io::Result<Slot> {
-        let free = self.class(size);
-        if let Some(slot) = free.pop() {
+        if let Some(slot) = self.class(size).pop() {
             return Ok(slot);
         }
+        self.get_slow(arena, size)
+    }
+
+    /// [`Pool::get`] with an empty free list: from the depot, or from a new chunk.
+    #[cold]
+    fn get_slow(&mut self, arena: &Arena, size: usize) -> io::Result<Slot> {
+        let free = self.class(size);
         if arena.refill(size, free) {
             return Ok(free.pop().expect("refill moved at least one slot"));
         }
@@ -439,6 +450,7 @@ impl Pool {
     }
 
     /// Returns a slot whose fiber has finished (or was dropped).
+    #[inline]
     pub(crate) fn put(&mut self, arena: &Arena, slot: Slot) {
         slot.trim();
         let size = slot.size;

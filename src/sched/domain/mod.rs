@@ -288,10 +288,9 @@ impl Local {
     }
 
     /// Keeps the allocation of a finished task whose last reference this is, for the next spawn.
+    #[inline]
     pub(crate) fn recycle(&self, task: Arc<Task>) {
-        let leftovers = self.task_cache.borrow_mut().put(task, TASK_CACHE);
-        // Dropped outside the cache's borrow: it may hold other tasks' last references.
-        drop(leftovers);
+        super::task::recycle(&self.task_cache, task, TASK_CACHE);
     }
 
     /// A cleared task allocation to build the next task in, if the cache has one.
