@@ -762,7 +762,10 @@ fn miou_await_unwinds_and_cancel_ends_the_subtree() {
                 let child_drops = Arc::new(AtomicUsize::new(0));
                 let grandchild_drops = Arc::new(AtomicUsize::new(0));
                 let returned = Arc::new(AtomicBool::new(false));
+                // One channel each: with the grandchild on another domain, its report may come
+                // first.
                 let (ready_tx, ready_rx) = mpsc::channel::<usize>();
+                let (grand_tx, grand_rx) = mpsc::channel::<usize>();
                 let child = {
                     let (cd, gd, returned) = (
                         child_drops.clone(),
@@ -771,7 +774,7 @@ fn miou_await_unwinds_and_cancel_ends_the_subtree() {
                     );
                     move || {
                         let _guard = DropCounter(cd);
-                        let tx = ready_tx.clone();
+                        let tx = grand_tx;
                         let grandchild = move || {
                             let _guard = DropCounter(gd);
                             tx.send(miou::domain::self_()).unwrap();
@@ -802,7 +805,7 @@ fn miou_await_unwinds_and_cancel_ends_the_subtree() {
                     miou::Spawn::new().pin(1).call(miou::domain::self_)
                 };
                 assert_eq!(miou::await_exn(beside), child_domain);
-                let grandchild_domain = ready_rx.recv().unwrap();
+                let grandchild_domain = grand_rx.recv().unwrap();
                 assert_eq!(grandchild_domain, workers);
                 miou::cancel(&p);
                 assert_eq!(
