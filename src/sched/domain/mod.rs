@@ -280,7 +280,7 @@ impl Local {
         if !t.is_started() && !t.pinned {
             let n = self.stealable.get() + 1;
             self.set_stealable(n);
-            if n == 1 {
+            if n == 1 && self.rt.domains.len() > 1 {
                 self.wake_idle_peer();
             }
         }
@@ -364,9 +364,23 @@ impl Local {
         }
     }
 
+    /// Publishes how many never-started tasks we could give away.
+    ///
+    /// Only a change to or from zero takes part in the Dekker pair with an idle peer's
+    /// `sleeping` flag (it must be SeqCst, an `xchg` on x86); other changes only guide a
+    /// thief's choice of victim and are plain stores. A runtime of one domain has nobody to
+    /// tell. So a burst of spawns pays for one fence, not one per spawn.
+    #[inline]
     fn set_stealable(&self, n: usize) {
-        self.stealable.set(n);
-        self.shared.stealable.store(n, Ordering::SeqCst);
+        let was = self.stealable.replace(n);
+        if self.rt.domains.len() == 1 {
+            return;
+        }
+        if (was == 0) != (n == 0) {
+            self.shared.stealable.store(n, Ordering::SeqCst);
+        } else {
+            self.shared.stealable.store(n, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn add_timer(&self, deadline: Instant, u: Unparker) {
