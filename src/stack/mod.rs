@@ -35,9 +35,20 @@
 //!   once the pool is warm.
 //! - **Capacity.** Each runtime counts the slots it has created; past its capacity, carving a
 //!   new slot fails and `thread::Builder::spawn` returns `Err`. Nothing aborts.
-//! - **Trimming.** A returned stack keeps its top [`KEEP`] bytes resident. If the task went
-//!   deeper (the page below that boundary holds data), the deep part is given back to the
-//!   kernel with `MADV_DONTNEED`, so a pooled stack costs what a shallow task costs.
+//! - **Trimming.** A stack returned to its domain's pool keeps its top [`KEEP`] bytes
+//!   resident. If the task went deeper (the page below that boundary holds data), the deep
+//!   part is given back to the kernel with `MADV_DONTNEED`, so a pooled stack costs what a
+//!   shallow task costs. The look at that page is skipped on a slot's first return after it
+//!   was carved or emptied: reading a page never touched maps the zero page with a fault
+//!   (about a microsecond on a VM), which a slot used once (a million tasks parked, then
+//!   ended) would pay for nothing. So a pool may hold, untrimmed, stacks used once; it holds
+//!   at most `2 * CHUNK_SLOTS` of a size, and their next return, or their spill to the
+//!   depot, trims them.
+//! - **Emptying.** The depot keeps up to [`DEPOT_WARM`] free stacks of a size warm (trimmed
+//!   as a pool's are), so that batches of a thousand tasks reuse resident stacks. Batches
+//!   spilled once it holds that many are given back to the kernel whole, with no look (one
+//!   `MADV_DONTNEED` per run of neighbouring slots; guard pages survive it): after a burst of
+//!   many tasks the free stacks cost address space, not memory.
 //! - **Chunks outlive stacks.** Chunks belong to the runtime's [`Arena`] and are unmapped when the
 //!   runtime is dropped, after every task (and so every slot) is gone. A slot may migrate between
 //!   the pools of one runtime's domains (a stolen task returns its stack where it ended).
@@ -60,6 +71,9 @@ use nix::unistd::{SysconfVar, sysconf};
 
 /// Slots mapped at once when a pool runs dry.
 pub(crate) const CHUNK_SLOTS: usize = 64;
+/// Free slots of a size the depot keeps warm (resident tops, as a pool keeps them); slots
+/// spilled beyond these are emptied (see the module doc).
+const DEPOT_WARM: usize = 16 * CHUNK_SLOTS;
 /// Bytes at the top of a returned stack that stay resident.
 pub(crate) const KEEP: usize = 16 * 1024;
 /// The smallest usable stack we hand out.
@@ -259,8 +273,8 @@ impl Arena {
             slots.push(Slot {
                 limit,
                 usable: limit + guard,
-                size,
                 top: limit + guard + size,
+                probe: Probe::Fresh,
             });
         }
         self.chunks
@@ -302,13 +316,64 @@ impl Arena {
         n > 0
     }
 
-    /// Takes free slots a pool holds beyond its share.
+    /// Readies `batch`, free slots a pool is about to spill (see [`Arena::spill`]): while the
+    /// depot holds fewer than [`DEPOT_WARM`] slots of the size, those never looked at are
+    /// trimmed as a pool trims them; past that, the whole batch is emptied. The syscalls and
+    /// faults happen outside the depot's lock (the count read under it may be a little stale,
+    /// which only moves the line between warm and emptied).
+    fn ready_spill(&self, size: usize, batch: &mut [Slot]) {
+        let held = {
+            let depot = self.depot.lock().unwrap_or_else(|e| e.into_inner());
+            depot
+                .iter()
+                .find(|(s, _)| *s == size)
+                .map_or(0, |(_, free)| free.len())
+        };
+        if held < DEPOT_WARM {
+            for slot in batch.iter_mut().filter(|s| s.probe == Probe::Returned) {
+                slot.look_and_trim();
+            }
+        } else {
+            empty_slots(batch);
+        }
+    }
+
+    /// Takes free slots a pool holds beyond its share (readied by [`Arena::ready_spill`]).
     fn spill(&self, size: usize, slots: impl Iterator<Item = Slot>) {
         let mut depot = self.depot.lock().unwrap_or_else(|e| e.into_inner());
         match depot.iter_mut().find(|(s, _)| *s == size) {
             Some((_, free)) => free.extend(slots),
             None => depot.push((size, slots.collect())),
         }
+    }
+}
+
+/// Gives the memory of free `slots` back to the kernel, one `MADV_DONTNEED` per run of
+/// neighbouring slots (sorted by address first). With `MADV_GUARD_INSTALL` guards a run may
+/// span the guards between its slots, whose markers the advice keeps; with `mprotect` guards
+/// (separate mappings) each slot's usable range is emptied alone. Failure only leaves pages
+/// resident.
+fn empty_slots(slots: &mut [Slot]) {
+    slots.sort_unstable_by_key(|s| s.limit);
+    let span = guard_mode() == GuardMode::Madvise;
+    let mut i = 0;
+    while i < slots.len() {
+        let mut j = i + 1;
+        while span && j < slots.len() && slots[j].limit == slots[j - 1].top {
+            j += 1;
+        }
+        let low = slots[i].guard_high();
+        let high = slots[j - 1].top;
+        let start = NonNull::new(low as *mut libc::c_void).expect("a slot is not at 0");
+        // SAFETY: `[low, high)` covers the usable ranges of free slots (and, when spanning, the
+        // guards between them), page aligned, inside chunks the arena keeps mapped; no task
+        // uses a free slot, and its pages read as zero afterwards, which is all a fresh stack
+        // needs. Guard markers survive `MADV_DONTNEED`.
+        let _ = unsafe { mman::madvise(start, high - low, MmapAdvise::MADV_DONTNEED) };
+        for slot in &mut slots[i..j] {
+            slot.probe = Probe::Fresh;
+        }
+        i = j;
     }
 }
 
@@ -322,14 +387,26 @@ pub(crate) struct Slot {
     limit: usize,
     /// `limit + guard_len()`, kept so that the spawn path does not recompute it.
     usable: usize,
-    size: usize,
     top: usize,
+    /// What is known of the page [`Slot::trim`] looks at.
+    probe: Probe,
+}
+
+/// What is known of a slot's probe page (the page just below its kept top).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Probe {
+    /// Carved or emptied since: the page may be unmapped, and a look would fault.
+    Fresh,
+    /// Returned once since then, unlooked at (see the module doc's "Trimming").
+    Returned,
+    /// Looked at: it is mapped (the zero page, or what a task left), a look costs no fault.
+    Mapped,
 }
 
 impl Slot {
     /// Usable bytes.
     pub(crate) fn size(&self) -> usize {
-        self.size
+        self.top - self.usable
     }
     /// Lowest address of the guard region.
     pub(crate) fn guard_low(&self) -> usize {
@@ -344,8 +421,18 @@ impl Slot {
     }
 
     /// Gives the deep part of the stack back to the kernel if the last task used it.
-    fn trim(&self) {
-        if self.size <= KEEP + page_size() {
+    fn trim(&mut self) {
+        if self.probe == Probe::Fresh {
+            // First return since carved or emptied: not looked at (see the module doc).
+            self.probe = Probe::Returned;
+            return;
+        }
+        self.look_and_trim();
+    }
+
+    /// The look of [`Slot::trim`], whatever the slot's state, and the trim if it is needed.
+    fn look_and_trim(&mut self) {
+        if self.size() <= KEEP + page_size() {
             return;
         }
         let boundary = self.top() - KEEP;
@@ -360,6 +447,7 @@ impl Slot {
             // using (the slot is being returned); a volatile read keeps the check honest.
             unsafe { std::ptr::read_volatile(p) != 0 }
         });
+        self.probe = Probe::Mapped;
         if dirty {
             let low = NonNull::new(self.guard_high() as *mut libc::c_void).expect("not at 0");
             // The slot holds addresses, not its chunk's `MmapMut` (whose advice methods would
@@ -367,9 +455,13 @@ impl Slot {
             // SAFETY: the range lies inside this slot's usable stack, page aligned, which no
             // task uses (the slot is being returned); its pages read as zero afterwards, which
             // is all a fresh stack needs.
-            let _ = unsafe {
+            let trimmed = unsafe {
                 mman::madvise(low, boundary - self.guard_high(), MmapAdvise::MADV_DONTNEED)
             };
+            if trimmed.is_ok() {
+                // The probe page is unmapped again.
+                self.probe = Probe::Fresh;
+            }
         }
     }
 }
@@ -451,13 +543,122 @@ impl Pool {
 
     /// Returns a slot whose fiber has finished (or was dropped).
     #[inline]
-    pub(crate) fn put(&mut self, arena: &Arena, slot: Slot) {
+    pub(crate) fn put(&mut self, arena: &Arena, mut slot: Slot) {
         slot.trim();
-        let size = slot.size;
+        let size = slot.size();
         let free = self.class(size);
         free.push(slot);
         if free.len() > 2 * CHUNK_SLOTS {
+            arena.ready_spill(size, &mut free[..CHUNK_SLOTS]);
             arena.spill(size, free.drain(..CHUNK_SLOTS));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the page holding `addr` is resident (`mincore`).
+    fn resident(addr: usize) -> bool {
+        let page = page_size();
+        let mut vec = 0u8;
+        // SAFETY: one page-aligned page of a live mapping, one byte of output.
+        let rc =
+            unsafe { libc::mincore((addr & !(page - 1)) as *mut libc::c_void, page, &mut vec) };
+        assert_eq!(rc, 0, "mincore: {}", io::Error::last_os_error());
+        vec & 1 != 0
+    }
+
+    /// Whether `/proc/self/pagemap` marks the page holding `addr` as a guard (bit 58, Linux
+    /// 6.14+).
+    fn pagemap_guard(addr: usize) -> bool {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open("/proc/self/pagemap").expect("pagemap");
+        f.seek(SeekFrom::Start((addr / page_size() * 8) as u64))
+            .expect("seek");
+        let mut b = [0u8; 8];
+        f.read_exact(&mut b).expect("read");
+        u64::from_le_bytes(b) & (1 << 58) != 0
+    }
+
+    /// Fills the `depth` bytes below the top of `slot` with non-zero words, as a task's frames
+    /// would; returns the lowest address written.
+    fn touch(slot: &Slot, depth: usize) -> usize {
+        let low = slot.top() - depth;
+        for addr in (low..slot.top()).step_by(8) {
+            // SAFETY: an aligned word inside the usable range of a slot nobody else uses.
+            unsafe { std::ptr::write_volatile(addr as *mut u64, 1) };
+        }
+        low
+    }
+
+    #[test]
+    fn a_deep_stack_is_trimmed_on_its_second_return_and_its_top_is_kept() {
+        let arena = Arena::new(1 << 10);
+        let mut pool = Pool::default();
+        let size = DEFAULT_STACK;
+        let slot = pool.get(&arena, size).unwrap();
+        let (top, deep) = (touch(&slot, 64), touch(&slot, 128 * 1024));
+        let first = slot.top;
+        pool.put(&arena, slot);
+        assert!(resident(deep), "the first return does not look");
+        let slot = pool.get(&arena, size).unwrap();
+        assert_eq!(slot.top, first, "the pool is LIFO");
+        touch(&slot, 128 * 1024);
+        pool.put(&arena, slot);
+        assert!(!resident(deep), "the deep part is given back");
+        assert!(resident(top), "the top is kept");
+        // SAFETY: a word of a free slot of a live chunk; trimmed pages read as zero.
+        assert_eq!(unsafe { std::ptr::read_volatile(deep as *const u64) }, 0);
+    }
+
+    #[test]
+    fn stacks_spilled_past_the_warm_ones_are_emptied_and_keep_their_guards() {
+        let arena = Arena::new(1 << 12);
+        let mut pool = Pool::default();
+        let size = DEFAULT_STACK;
+        // Whole chunks, so that the pool holds no unused slot once they are all taken: enough
+        // for the depot's warm share, one batch past it, and the pool's own share.
+        let n = DEPOT_WARM + 3 * CHUNK_SLOTS;
+        let slots: Vec<Slot> = (0..n).map(|_| pool.get(&arena, size).unwrap()).collect();
+        let tops: Vec<usize> = slots.iter().map(|s| touch(s, 64)).collect();
+        // The first task went deep: its stack is trimmed when it is spilled warm.
+        let deep = touch(&slots[0], 128 * 1024);
+        let guards: Vec<usize> = slots.iter().map(Slot::guard_low).collect();
+        let madvise = guard_mode() == GuardMode::Madvise;
+        if madvise {
+            assert!(guards.iter().all(|&g| pagemap_guard(g)), "guards installed");
+        }
+        for slot in slots {
+            pool.put(&arena, slot);
+        }
+        // Past 2 * CHUNK_SLOTS the pool spilled, CHUNK_SLOTS at a time, the slots it had
+        // longest: the first returned. The depot kept the first DEPOT_WARM as they were.
+        let (warm, rest) = tops.split_at(DEPOT_WARM);
+        let (emptied, pooled) = rest.split_at(CHUNK_SLOTS);
+        assert!(
+            warm.iter().all(|&t| resident(t)),
+            "warm stacks keep their tops"
+        );
+        assert!(!resident(deep), "a warm stack is trimmed");
+        assert!(
+            emptied.iter().all(|&t| !resident(t)),
+            "stacks past the warm ones are emptied"
+        );
+        assert!(
+            pooled.iter().all(|&t| resident(t)),
+            "pooled stacks keep their tops"
+        );
+        if madvise {
+            assert!(
+                guards.iter().all(|&g| pagemap_guard(g)),
+                "guards survive the emptying"
+            );
+        }
+        for &t in emptied {
+            // SAFETY: the top word of a free slot of a live chunk.
+            assert_eq!(unsafe { std::ptr::read_volatile(t as *const u64) }, 0);
         }
     }
 }
