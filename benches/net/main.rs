@@ -67,7 +67,7 @@
 use std::time::Duration;
 
 #[path = "../common/mod.rs"]
-mod common;
+pub(crate) mod common;
 
 pub(crate) mod cases;
 mod echo;
