@@ -65,9 +65,9 @@
 //! cargo bench --bench compare -- pingpong parked-10000  # only cases whose name has one of these
 //! ```
 //!
-//! Longer runs: `--rounds N` (micro-benchmarks, default 11), `--sample-ms N` (100),
-//! `--parked-rounds N` (3), `--sizes 10000,100000,1000000`, `--net-rounds N` (3),
-//! `--net-secs S` (2) and `--net-warmup S` (0.5). The net bench's `NET_BENCH_SERVER_CPU` and
+//! Longer runs: `--rounds N` (micro-benchmarks, default 15), `--sample-ms N` (100),
+//! `--parked-rounds N` (5), `--sizes 10000,100000,1000000`, `--net-rounds N` (3),
+//! `--net-secs S` (4) and `--net-warmup S` (1). The net bench's `NET_BENCH_SERVER_CPU` and
 //! `NET_BENCH_CLIENT_CPU` choose the servers' CPUs. Run outside `cargo bench` (without its
 //! `--bench` argument), every option defaults to the quick run.
 //!
@@ -138,17 +138,17 @@ impl Options {
         let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
         let mut o = Options {
             quick,
-            rounds: if quick { 3 } else { 11 },
+            rounds: if quick { 3 } else { 15 },
             sample: Duration::from_millis(if quick { 20 } else { 100 }),
-            parked_rounds: if quick { 1 } else { 3 },
+            parked_rounds: if quick { 1 } else { 5 },
             sizes: if quick {
                 vec![10_000, 100_000]
             } else {
                 vec![10_000, 100_000, 1_000_000]
             },
             net_rounds: if quick { 1 } else { 3 },
-            net_secs: if quick { 0.3 } else { 2.0 },
-            net_warmup: if quick { 0.1 } else { 0.5 },
+            net_secs: if quick { 0.3 } else { 4.0 },
+            net_warmup: if quick { 0.1 } else { 1.0 },
             filters: Vec::new(),
             readme: false,
             readme_only: false,

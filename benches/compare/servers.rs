@@ -1,8 +1,9 @@
 //! Row "servers": the cases of `benches/net` (echo and HTTP keep-alive; bobine, tokio
 //! current-thread, may / may_minihttp), run by that bench's own code, included as the `net`
 //! module: the server is this binary re-executed (`NET_BENCH_SERVE`), pinned to one CPU, and
-//! the load generator a thread of this process pinned to the other. Only the durations differ:
-//! short by default, so that the whole comparison stays within minutes.
+//! the load generator a thread of this process pinned to the other. Only the durations are
+//! this bench's (`--net-secs`, `--net-warmup`, `--net-rounds`), and the figure kept is the
+//! median over the rounds.
 
 use std::io;
 use std::time::Duration;

@@ -51,12 +51,14 @@ fn fmt_s(s: f64) -> String {
     }
 }
 
-/// A ratio: `29×`, `1.35×`, `0.47×`.
+/// A ratio: `29×`, `1.35×`, `0.47×`, `0.011×`.
 pub fn fmt_ratio(r: f64) -> String {
     if r >= 10.0 {
         format!("{r:.0}×")
-    } else {
+    } else if r >= 0.1 {
         format!("{r:.2}×")
+    } else {
+        format!("{r:.3}×")
     }
 }
 
@@ -287,6 +289,7 @@ fn net_table(out: &mut String, net: &[NetResult]) {
                 "failed".to_owned(),
                 String::new(),
                 String::new(),
+                String::new(),
             ]);
             continue;
         };
@@ -304,6 +307,7 @@ fn net_table(out: &mut String, net: &[NetResult]) {
                 m.user_us,
                 base.map(|b| b.user_us),
             ),
+            format!("{:.0}% / {:.0}%", m.server_queued, m.client_queued),
         ]);
     }
     let _ = writeln!(
@@ -318,8 +322,9 @@ fn net_table(out: &mut String, net: &[NetResult]) {
             "rate",
             "server CPU per message / request",
             "of which user space",
+            "CPU taken by others (server / client)",
         ],
-        "llrrr",
+        "llrrrr",
         &rows,
     );
     let _ = writeln!(
@@ -328,7 +333,10 @@ fn net_table(out: &mut String, net: &[NetResult]) {
          over 50 connections, HTTP/1.1 keep-alive `GET` over 100 connections, one closed loop \
          per connection. Most server CPU is the kernel's TCP work, the same for every runtime; \
          the user-space part is what a runtime controls. The load generator's single core \
-         saturates first, so rates say little.\n"
+         saturates first, so rates say little. The last column is the time the server's and \
+         the load generator's threads waited for their CPU while other processes ran on it: \
+         above a few %, the run was disturbed (and the kernel charges other processes' \
+         interrupts to whatever runs).\n"
     );
 }
 
