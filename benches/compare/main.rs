@@ -193,6 +193,7 @@ impl Options {
     }
 }
 
+/// A server child (`NET_BENCH_SERVE`), a measurement child (`--child`), or the comparison.
 fn main() {
     if let Ok(name) = std::env::var(net::server::SERVE_ENV) {
         net::server::serve(&name);

@@ -372,6 +372,7 @@ func cpuModel() string {
 	return fmt.Sprintf("%s (L3 %s, %s CPUs)", get("Model name"), get("L3 cache"), get("CPU(s)"))
 }
 
+// main is a child (-child) or the comparison: rounds of children, then the tables.
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "-child" {
 		child(os.Args[2:])
