@@ -142,6 +142,10 @@ pub fn run(opts: &Options) -> Results {
         })
         .collect();
 
+    if micro.is_empty() && parked.is_empty() && net.is_empty() {
+        eprintln!("compare: no case matches {:?}", opts.filters);
+        std::process::exit(2);
+    }
     let rounds = opts.rounds.max(opts.parked_rounds).max(opts.net_rounds);
     for round in 0..rounds {
         let mut done = Vec::new();
