@@ -13,8 +13,9 @@
 //! on both for 2.
 //!
 //! - **yield** (1 thread): two tasks each yielding in a loop; one yield. bobine
-//!   `thread::yield_now`, tokio `task::yield_now().await`, may `coroutine::yield_now`; two OS
-//!   threads calling `std::thread::yield_now` (`sched_yield`) for reference.
+//!   `thread::yield_now`, tokio `task::yield_now().await`, may `coroutine::yield_now` (after a
+//!   start handshake: see `yields::may`), two OS threads calling `std::thread::yield_now`
+//!   (`sched_yield`) for reference.
 //! - **spawn + join** (1 and 2 threads): spawn a batch of empty tasks, then join them; one
 //!   task. Batches of 1000 for bobine (`thread::spawn` + `join`), tokio (`tokio::spawn` +
 //!   awaiting the handle) and may; of 100 for std threads.
@@ -52,8 +53,9 @@
 //! count once per process, runtimes leave threads and caches behind, and memory must be
 //! measured per runtime in isolation. A micro-benchmark child warms its loop up while finding
 //! how many operations fill a quarter of the sample, then times one run of about the sample
-//! (100 ms); every run starts a fresh runtime outside the timing. See `harness.rs` for the
-//! rounds and `tables.rs` for the report.
+//! (100 ms); every run starts a fresh bobine or tokio runtime outside the timing (may's
+//! scheduler is global: it starts with the first run and lives as long as the child). See
+//! `harness.rs` for the rounds and `tables.rs` for the report.
 //!
 //! # Running it
 //!
