@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{ECHO_CONNS, HTTP_CONNS};
+use super::{ECHO_CONNS, HTTP_CONNS};
 
 /// What the load generator does.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

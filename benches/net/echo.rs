@@ -4,7 +4,7 @@
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 
-use crate::server::ready;
+use super::server::ready;
 
 /// Echoes everything it reads until the peer closes (or an error); blocking-style, for bobine
 /// tasks and may coroutines.

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::server::ready;
+use super::server::ready;
 
 /// Body of every HTTP response.
 const HTTP_BODY: &[u8] = b"Hello, world!";

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use crate::cases::Config;
-use crate::common::report::{Align, print_table};
-use crate::os::{open_fds, raise_nofile, vm_rss_kib};
-use crate::server::{ServerProcess, free_port};
-use crate::verdict;
-use crate::{ECHO_LEN, IDLE_BATCH, IDLE_CASE, IDLE_CONNS, STALL};
+use super::cases::Config;
+use super::common::report::{Align, print_table};
+use super::os::{open_fds, raise_nofile, vm_rss_kib};
+use super::server::{ServerProcess, free_port};
+use super::verdict;
+use super::{ECHO_LEN, IDLE_BATCH, IDLE_CASE, IDLE_CONNS, STALL};
 
 /// What the idle case found.
 pub(crate) struct IdleResult {

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
-use crate::cases::{Case, Config, Workload};
-use crate::os::{ProcCpu, run_delay, thread_cpu};
-use crate::server::{ServerProcess, free_port};
-use crate::{ECHO_LEN, STALL};
+use super::cases::{Case, Config, Workload};
+use super::os::{ProcCpu, run_delay, thread_cpu};
+use super::server::{ServerProcess, free_port};
+use super::{ECHO_LEN, STALL};
 
 /// One client connection.
 struct ClientConn {

@@ -61,20 +61,22 @@
 //! `echo.rs` and `http.rs` (bobine's servers), `peer_servers.rs` (tokio's, may's and
 //! may_minihttp's), `load.rs` (the load generator and its figures), `idle.rs` (the idle case),
 //! `os.rs` (pinning and CPU accounting); this file runs the cases and prints the report.
+//! The modules reach each other through `super::`, never `crate::`, so that `benches/compare`
+//! can include this file as a module (`#[path]`) and run the same servers and load generator.
 
 use std::time::Duration;
 
 #[path = "../common/mod.rs"]
-mod common;
+pub(crate) mod common;
 
-mod cases;
+pub(crate) mod cases;
 mod echo;
 mod http;
 mod idle;
-mod load;
-mod os;
+pub(crate) mod load;
+pub(crate) mod os;
 mod peer_servers;
-mod server;
+pub(crate) mod server;
 
 use cases::{Case, Config, Server, WORKLOADS, Workload, all_cases};
 use common::report::{Align, print_table};
@@ -125,7 +127,7 @@ fn best_sample(samples: &[Sample]) -> Sample {
 }
 
 /// The median of each figure over `samples` (figure by figure).
-fn median_sample(samples: &[Sample]) -> Sample {
+pub(crate) fn median_sample(samples: &[Sample]) -> Sample {
     let m = |f: fn(&Sample) -> f64| median(samples.iter().map(f).collect());
     Sample {
         rate: m(|s| s.rate),

@@ -4,10 +4,10 @@
 use std::io;
 use std::net::SocketAddr;
 
-use crate::common::peers::may_spawn;
-use crate::echo::echo_blocking;
-use crate::http::{HttpConn, start_date_clock};
-use crate::server::ready;
+use super::common::peers::may_spawn;
+use super::echo::echo_blocking;
+use super::http::{HttpConn, start_date_clock};
+use super::server::ready;
 
 fn tokio_runtime() -> io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

@@ -6,12 +6,12 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 
-use crate::cases::{Config, Server, Workload, all_cases, env_parse};
-use crate::echo::bobine_echo;
-use crate::http::bobine_http;
-use crate::os::{pin_to, raise_nofile};
-use crate::peer_servers::{may_echo, may_http, tokio_echo, tokio_http};
-use crate::{IDLE_BACKLOG, IDLE_CASE};
+use super::cases::{Config, Server, Workload, all_cases, env_parse};
+use super::echo::bobine_echo;
+use super::http::bobine_http;
+use super::os::{pin_to, raise_nofile};
+use super::peer_servers::{may_echo, may_http, tokio_echo, tokio_http};
+use super::{IDLE_BACKLOG, IDLE_CASE};
 
 /// The environment variable that makes this binary a server: the case's name.
 pub(crate) const SERVE_ENV: &str = "NET_BENCH_SERVE";
