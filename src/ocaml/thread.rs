@@ -81,6 +81,7 @@ pub fn create<A: Send + 'static>(f: impl FnOnce(A) + Send + 'static, x: A) -> T 
     // OCaml reports an uncaught exception when the thread ends, not when it is raised.
     let opts = SpawnOptions {
         report_panics: false,
+        ordered_id: true,
         ..SpawnOptions::default()
     };
     let root = move |task: &Task| {
@@ -116,7 +117,8 @@ pub fn self_() -> T {
 }
 
 /// `Thread.id t`: the main thread of a runtime is 0; created threads get 1, 2, 3 ... in
-/// creation order, never reused.
+/// creation order, never reused. (Tasks spawned through other faces take ids from the same
+/// runtime-wide sequence, a block at a time, so a program that mixes faces sees gaps.)
 pub fn id(t: &T) -> u64 {
     match t.thread.task() {
         Some(task) => task.id,

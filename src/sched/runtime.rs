@@ -16,8 +16,11 @@
 //! A task is built (stack from the domain's pool, allocation from its cache) and queued on the
 //! spawning domain; a spawn from a thread that is not a domain of the target runtime takes a
 //! stack from the runtime's shared pool and hands the task to one of its domains' inboxes. Each
-//! spawn takes the runtime's next per-runtime id (`RuntimeShared::next_id`, also the count of
-//! spawned tasks the shutdown compares with) and a process-unique thread id.
+//! spawn takes a per-runtime id (from a block its domain reserved: on one domain, ids follow
+//! creation order, the main task's being 0) and a process-unique thread id, and is counted by
+//! its domain (or, from another thread, by the runtime) for the shutdown's
+//! `RuntimeShared::all_finished`. Nothing on the spawn path of a task is shared with other
+//! domains but the queue the task goes to.
 
 use std::any::Any;
 use std::io;
@@ -99,12 +102,17 @@ fn env_number(var: &str) -> Option<usize> {
 pub(crate) struct RuntimeShared {
     pub(crate) config: Config,
     pub(crate) domains: Vec<Arc<DomainShared>>,
-    /// The next per-runtime id; so also the number of tasks spawned so far.
+    /// The first per-runtime task id not yet reserved (domains reserve them in blocks).
     next_id: AtomicU64,
+    /// Tasks spawned from threads that are not this runtime's domains (each domain counts its
+    /// own spawns: `DomainShared::own`).
+    foreign_spawned: AtomicU64,
     pub(crate) arena: Arena,
     /// Stacks for spawns from threads that are not domains of this runtime.
     foreign_pool: Mutex<Pool>,
     next_domain: AtomicUsize,
+    /// Domains spinning before they sleep (see `domain`'s module doc).
+    pub(crate) spinning: AtomicUsize,
     /// Set when the main task has finished: the shutdown has begun (see `shutdown`).
     pub(crate) closing: AtomicBool,
     /// How far the shutdown has gone in giving up on waits (see `shutdown`).
@@ -126,31 +134,45 @@ impl RuntimeShared {
             config,
             domains,
             next_id: AtomicU64::new(0),
+            foreign_spawned: AtomicU64::new(0),
             foreign_pool: Mutex::new(Pool::default()),
             next_domain: AtomicUsize::new(0),
+            spinning: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             stage: AtomicU32::new(0),
             progress: AtomicU64::new(0),
         }))
     }
 
-    fn next_id(&self) -> u64 {
-        self.next_id.fetch_add(1, Ordering::Relaxed)
+    /// Reserves `n` consecutive per-runtime task ids and returns the first.
+    pub(crate) fn reserve_task_ids(&self, n: u64) -> u64 {
+        self.next_id.fetch_add(n, Ordering::Relaxed)
     }
 
     /// Whether every task spawned so far has ended (or been abandoned).
     ///
-    /// The finished counts are read before the spawned count: each is monotonic and a task
-    /// ends after it was spawned, so equal sums mean that at the moment the spawned count was
-    /// read, every spawned task had ended, and none can be spawned after that (the shutdown
-    /// only spawns from tasks, and scopes shared with other threads keep their owner alive).
+    /// Every finished count is read before any spawned count. Each count is monotonic; a spawn
+    /// is counted (release) before its task is queued, so before it can end, and its end is
+    /// counted (release) after; so a finished count that includes a task's end, read with
+    /// acquire, makes the later read of its spawner's count include its spawn. Hence, with F
+    /// the sum of the finished counts (each read at or before a moment T) and S the sum of the
+    /// spawned counts (each read at or after T): F <= ended(T) <= spawned(T) <= S. F == S
+    /// means that at T every spawned task had ended, and none can be spawned after that (the
+    /// shutdown only spawns from tasks, and scopes shared with other threads keep their owner
+    /// alive).
     pub(crate) fn all_finished(&self) -> bool {
         let finished: u64 = self
             .domains
             .iter()
-            .map(|d| d.finished.load(Ordering::Acquire))
+            .map(|d| d.own.finished.load(Ordering::Acquire))
             .sum();
-        finished == self.next_id.load(Ordering::Acquire)
+        let spawned: u64 = self
+            .domains
+            .iter()
+            .map(|d| d.own.spawned.load(Ordering::Acquire))
+            .sum::<u64>()
+            + self.foreign_spawned.load(Ordering::Acquire);
+        finished == spawned
     }
 
     /// Something happened during the shutdown (a task ended, a parked task was woken).
@@ -175,6 +197,10 @@ pub(crate) struct SpawnOptions {
     pub(crate) domain: Option<usize>,
     /// Whether the panic hook reports the task's panics as std does for threads.
     pub(crate) report_panics: bool,
+    /// Take the per-runtime id straight from the runtime's sequence (one shared counter), so
+    /// that such ids follow creation order across domains (the main task's, and OCaml's
+    /// `Thread.id`), instead of from the spawning domain's block.
+    pub(crate) ordered_id: bool,
 }
 
 impl Default for SpawnOptions {
@@ -185,6 +211,7 @@ impl Default for SpawnOptions {
             pinned: false,
             domain: None,
             report_panics: true,
+            ordered_id: false,
         }
     }
 }
@@ -233,6 +260,7 @@ where
         // A task bound to a domain is never taken by another one.
         opts.pinned = true;
     }
+    let ordered = opts.ordered_id;
     let here = local_rt
         && opts
             .domain
@@ -246,10 +274,12 @@ where
                     &mut local.stacks.borrow_mut(),
                     local.cached_task(),
                     local.next_thread_id(),
+                    || local.task_id(ordered),
                     opts,
                     body,
                 )
             }?;
+            local.count_spawned();
             local.adopt(task.clone());
             Ok(task)
         })
@@ -264,10 +294,12 @@ where
                     &mut local.stacks.borrow_mut(),
                     None,
                     local.next_thread_id(),
+                    || local.task_id(ordered),
                     opts,
                     body,
                 )
             }?;
+            local.count_spawned();
             if local.closing.get() {
                 task.cancelled.store(true, Ordering::Release);
             }
@@ -284,8 +316,20 @@ where
         let target = opts.domain;
         let mut pool = rt.foreign_pool.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: forwarded from our caller.
-        let task = unsafe { new_task(rt, &mut pool, None, thread_id, opts, body) }?;
+        let task = unsafe {
+            new_task(
+                rt,
+                &mut pool,
+                None,
+                thread_id,
+                || rt.reserve_task_ids(1),
+                opts,
+                body,
+            )
+        }?;
         drop(pool);
+        // Counted before the task is queued (see `RuntimeShared::all_finished`).
+        rt.foreign_spawned.fetch_add(1, Ordering::Release);
         if rt.closing.load(Ordering::Acquire) {
             task.cancelled.store(true, Ordering::Release);
         }
@@ -296,8 +340,8 @@ where
     }
 }
 
-/// Builds a task (stack, ids, fiber) without queueing it. The per-runtime id is taken once the
-/// stack is there, so that a spawn that fails does not count as spawned.
+/// Builds a task (stack, ids, fiber) without queueing it. The per-runtime id is taken (from
+/// `task_id`) once the stack is there, so that a spawn that fails leaves no gap.
 ///
 /// # Safety
 ///
@@ -307,6 +351,7 @@ unsafe fn new_task<B>(
     pool: &mut Pool,
     recycled: Option<super::task::CachedTask>,
     thread_id: u64,
+    task_id: impl FnOnce() -> u64,
     opts: SpawnOptions,
     body: B,
 ) -> io::Result<Arc<Task>>
@@ -319,7 +364,7 @@ where
     };
     let slot = pool.get(&rt.arena, size)?;
     let cfg = TaskConfig {
-        id: rt.next_id(),
+        id: task_id(),
         thread_id,
         name: opts.name.map(String::into_boxed_str),
         report_panics: opts.report_panics,
@@ -355,7 +400,7 @@ fn global() -> &'static Arc<RuntimeShared> {
         let rt = RuntimeShared::new(Config::resolve(None, None, None))
             .unwrap_or_else(|e| panic!("bobine: cannot start the global runtime: {e}"));
         // Id 0 stands for "the main task" in every runtime; the global one has none.
-        rt.next_id();
+        rt.reserve_task_ids(1);
         for i in 0..rt.domains.len() {
             // Detached: the global runtime's domains end with the process.
             drop(start_domain_thread(
@@ -422,6 +467,7 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
     let opts = SpawnOptions {
         name: Some("main".into()),
         pinned: true,
+        ordered_id: true,
         ..SpawnOptions::default()
     };
     let body = move |task: &Task| {

@@ -39,6 +39,27 @@
 //! Rejected alternative: writing the eventfd on every remote wake (simpler, but a syscall per
 //! cross-domain message even when the target is busy).
 //!
+//! ## Spinning before sleeping
+//!
+//! A started task never moves, so a task woken from another domain runs where it lives, and a
+//! sleeping domain costs its waker an eventfd write and the sleeper an epoll return (tens of
+//! microseconds on a VM): two domains passing a message back and forth would pay that on
+//! every hop. So a domain with nothing to run first spins for up to [`SPIN`] (50 µs), watching
+//! `attention`, before it sleeps, while `sleeping` is still false, so a waker writes no eventfd
+//! (step 2 above sees a domain that is not asleep). It spins only:
+//!
+//! - in a runtime of several domains (on one domain, every wake-up comes from the domain
+//!   itself, a timer or epoll);
+//! - while its recent sleeps were short ([`SPIN`] or less: `spin_credit`, up to 4, gained by
+//!   each short sleep or successful spin, lost by a long sleep or a spin that found nothing),
+//!   so a domain whose work arrives every millisecond does not burn 50 µs per arrival;
+//! - when at most half of the runtime's domains (at least one) are spinning already
+//!   (`RuntimeShared::spinning`), as Go bounds its spinning threads, so idle domains do not
+//!   compete with busy ones for the cores.
+//!
+//! Spinning changes when a wake-up is seen, never whether: a domain that stops spinning goes
+//! through steps 3-4 as before.
+//!
 //! ## Work requesting
 //!
 //! Tasks never migrate once started, but a task that has not started yet is only a `Send`
@@ -73,12 +94,19 @@ use crate::switch::Suspend;
 const NO_REQUEST: usize = usize::MAX;
 /// How long an idle domain sleeps before asking again when a peer has work it did not get.
 const IDLE_RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
+/// How long an idle domain may spin before it sleeps (see the module doc).
+const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// The most spin credit a domain holds (see the module doc).
+const SPIN_CREDIT: u8 = 4;
 /// Finished tasks kept per domain for reuse by the next spawns.
 const TASK_CACHE: usize = 1024;
 /// Rounds between checks of timers and of `done` while tasks keep the domain busy.
 const MAINTENANCE_INTERVAL: u32 = 61;
 /// Thread ids a domain reserves at once (so a spawn does not touch the process-wide counter).
 const ID_BLOCK: u64 = 256;
+/// Per-runtime task ids a domain reserves at once: small, so that on one domain ids stay in
+/// creation order and a runtime's ids stay dense.
+const TASK_ID_BLOCK: u64 = 64;
 
 /// `attention` bits: the inbox has tasks.
 const INBOX: u8 = 1;
@@ -97,12 +125,23 @@ pub(crate) struct DomainShared {
     /// any more, so descriptors registered there must register elsewhere.
     pub(crate) closed: AtomicBool,
     steal_request: AtomicUsize,
+    poller: Poller,
+    /// What only the domain's own thread writes, on a cache line of its own: the fields above
+    /// are written by other threads (wakers, thieves), and sharing a line with them would make
+    /// every spawn and every task's end bounce it between cores.
+    pub(crate) own: OwnLine,
+}
+
+/// The fields of a [`DomainShared`] that only its domain's thread writes (others read them).
+#[repr(align(128))]
+pub(crate) struct OwnLine {
     /// Never-started, non-pinned tasks in the run queue (published for idle domains).
     stealable: AtomicUsize,
-    /// Tasks that ended (or were abandoned) here; written only by the domain's thread. The
-    /// shutdown compares the sum over domains with the runtime's count of spawned tasks.
+    /// Tasks spawned by this domain's tasks (wherever they run). The shutdown compares the sum
+    /// over domains, plus the spawns from other threads, with the sum of `finished`.
+    pub(crate) spawned: AtomicU64,
+    /// Tasks that ended (or were abandoned) here.
     pub(crate) finished: AtomicU64,
-    poller: Poller,
 }
 
 impl DomainShared {
@@ -115,9 +154,12 @@ impl DomainShared {
             stop: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             steal_request: AtomicUsize::new(NO_REQUEST),
-            stealable: AtomicUsize::new(0),
-            finished: AtomicU64::new(0),
             poller: Poller::new()?,
+            own: OwnLine {
+                stealable: AtomicUsize::new(0),
+                spawned: AtomicU64::new(0),
+                finished: AtomicU64::new(0),
+            },
         })
     }
 
@@ -192,13 +234,19 @@ pub(crate) struct Local {
     task_cache: RefCell<TaskCache>,
     stealable: Cell<usize>,
     countdown: Cell<u32>,
+    /// Recent idle periods were short: how many more spins before sleeping are worth it.
+    spin_credit: Cell<u8>,
     /// Thread ids reserved for this domain's spawns: `[next, end)`.
     ids: Cell<(u64, u64)>,
     /// Tasks of this domain switched out in the middle of an unwind (see
     /// `sched::task_unwinding`).
     parked_unwinding: Cell<usize>,
-    /// Mirror of `shared.finished` (only this thread writes it).
+    /// Mirror of `shared.own.finished` (only this thread writes it).
     finished: Cell<u64>,
+    /// Mirror of `shared.own.spawned`.
+    spawned: Cell<u64>,
+    /// Per-runtime task ids reserved for this domain's spawns: `[next, end)`.
+    task_ids: Cell<(u64, u64)>,
     /// Parked tasks whose stop is deferred (see `park::stop`).
     deferred: Cell<usize>,
     /// The runtime is ending and this domain takes part (see `shutdown`).
@@ -219,13 +267,41 @@ impl Local {
             task_cache: RefCell::new(TaskCache::default()),
             stealable: Cell::new(0),
             countdown: Cell::new(MAINTENANCE_INTERVAL),
+            spin_credit: Cell::new(0),
             ids: Cell::new((0, 0)),
             parked_unwinding: Cell::new(0),
             finished: Cell::new(0),
+            spawned: Cell::new(0),
+            task_ids: Cell::new((0, 0)),
             deferred: Cell::new(0),
             closing: Cell::new(false),
             watch: RefCell::new(Watch::default()),
         }
+    }
+
+    /// A fresh per-runtime task id for a task spawned here: from a block this domain reserved
+    /// (so spawns on different domains do not share a counter's cache line), or, if
+    /// `ordered`, straight from the runtime's sequence (see `SpawnOptions::ordered_id`).
+    pub(crate) fn task_id(&self, ordered: bool) -> u64 {
+        if ordered {
+            return self.rt.reserve_task_ids(1);
+        }
+        let (next, end) = self.task_ids.get();
+        if next < end {
+            self.task_ids.set((next + 1, end));
+            return next;
+        }
+        let first = self.rt.reserve_task_ids(TASK_ID_BLOCK);
+        self.task_ids.set((first + 1, first + TASK_ID_BLOCK));
+        first
+    }
+
+    /// One more task spawned by this domain's tasks (published before the task is queued, so
+    /// before it can end: see `RuntimeShared::all_finished`).
+    pub(crate) fn count_spawned(&self) {
+        let n = self.spawned.get() + 1;
+        self.spawned.set(n);
+        self.shared.own.spawned.store(n, Ordering::Release);
     }
 
     /// A fresh process-unique thread id for a task spawned here.
@@ -377,9 +453,9 @@ impl Local {
             return;
         }
         if (was == 0) != (n == 0) {
-            self.shared.stealable.store(n, Ordering::SeqCst);
+            self.shared.own.stealable.store(n, Ordering::SeqCst);
         } else {
-            self.shared.stealable.store(n, Ordering::Relaxed);
+            self.shared.own.stealable.store(n, Ordering::Relaxed);
         }
     }
 
@@ -517,7 +593,7 @@ impl Local {
         let n = self.finished.get() + 1;
         self.finished.set(n);
         // Release: whoever sees the count sees the task finished.
-        self.shared.finished.store(n, Ordering::Release);
+        self.shared.own.finished.store(n, Ordering::Release);
         if self.closing.get() {
             self.rt.progressed();
         }
@@ -643,7 +719,7 @@ impl Local {
             .domains
             .iter()
             .filter(|d| d.index != me)
-            .map(|d| (d.stealable.load(Ordering::Relaxed), d))
+            .map(|d| (d.own.stealable.load(Ordering::Relaxed), d))
             .filter(|(n, _)| *n > 0)
             .max_by_key(|(n, _)| *n);
         if let Some((_, d)) = victim {
@@ -661,7 +737,7 @@ impl Local {
         self.rt
             .domains
             .iter()
-            .any(|d| d.index != me && d.stealable.load(Ordering::SeqCst) > 0)
+            .any(|d| d.index != me && d.own.stealable.load(Ordering::SeqCst) > 0)
     }
 
     fn idle(&self, done: &dyn Fn() -> bool) {
@@ -684,8 +760,12 @@ impl Local {
         }
         if self.rt.domains.len() > 1 {
             self.try_steal();
+            if self.spin_for_work(next_deadline, done) {
+                return;
+            }
         }
         let shared = &self.shared;
+        let slept = Instant::now();
         shared.sleeping.store(true, Ordering::SeqCst);
         let mut timeout =
             next_deadline.map(|d: Instant| d.saturating_duration_since(Instant::now()));
@@ -709,6 +789,50 @@ impl Local {
         }
         shared.poller.wait(timeout);
         shared.sleeping.store(false, Ordering::SeqCst);
+        let credit = self.spin_credit.get();
+        self.spin_credit.set(if slept.elapsed() <= SPIN {
+            (credit + 1).min(SPIN_CREDIT)
+        } else {
+            0
+        });
+    }
+
+    /// The spin before sleeping (see the module doc): true if work arrived meanwhile (an inbox
+    /// or steal bit, a stop, or `done`).
+    fn spin_for_work(&self, next_deadline: Option<Instant>, done: &dyn Fn() -> bool) -> bool {
+        if self.spin_credit.get() == 0 || self.closing.get() {
+            return false;
+        }
+        let most = (self.rt.domains.len() / 2).max(1);
+        if self.rt.spinning.fetch_add(1, Ordering::Relaxed) >= most {
+            self.rt.spinning.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        let start = Instant::now();
+        let until = next_deadline.map_or(start + SPIN, |d| d.min(start + SPIN));
+        let shared = &self.shared;
+        let found = 'spin: loop {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+                if shared.attention.load(Ordering::Relaxed) != 0 {
+                    break 'spin true;
+                }
+            }
+            if shared.stop.load(Ordering::Relaxed) || done() {
+                break true;
+            }
+            if Instant::now() >= until {
+                break false;
+            }
+        };
+        self.rt.spinning.fetch_sub(1, Ordering::Relaxed);
+        let credit = self.spin_credit.get();
+        self.spin_credit.set(if found {
+            credit
+        } else {
+            credit.saturating_sub(1)
+        });
+        found
     }
 
     /// The end of the shutdown, once every task of the runtime has ended: drops the timers,
