@@ -191,7 +191,7 @@ impl Condvar {
         let queue = self.waiters.lock();
         WaitIn::new(&self.waiters, |l| l, wait)
             .after_queued(unlock)
-            .pass_on(|| self.notify_one())
+            .pass_on(|_| self.notify_one())
             .park(queue)
     }
 }

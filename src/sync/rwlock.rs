@@ -144,7 +144,7 @@ impl<T: ?Sized> RwLock<T> {
                 .tag(tag)
                 // Leaving the queue: those held back behind us may come in now.
                 .withdraw(State::grant)
-                .pass_on(|| self.release(tag == WRITER))
+                .pass_on(|_| self.release(tag == WRITER))
                 .park(state);
             // The lock is handed over (the releaser counted us in); any other end of the wait
             // means trying again.

@@ -68,7 +68,7 @@ impl Semaphore {
             )
             // A permit handed to a waiter that unwinds instead goes back (to the next waiter);
             // at the maximum it merges with the permits there.
-            .pass_on(|| drop(self.try_release()))
+            .pass_on(|_| drop(self.try_release()))
             .park(state);
             // A permit is handed over; any other end of the wait means trying again.
             if woken == Woken::Notified {
