@@ -1,8 +1,8 @@
 //! Stress tests of `bobine::sync` and the OCaml `Mutex`/`Condition` under contention from tasks
 //! on several domains and plain OS threads at once, each counting every operation (nothing
 //! lost, nothing duplicated), plus the fairness properties: waiters served in arrival order
-//! (a released mutex is left free for a running task, and a woken waiter that loses it keeps
-//! its place; semaphore permits are handed over), and a writer that readers cannot starve. Starvation under constant
+//! (a released mutex or permit is left free for a running task, and a woken waiter that loses
+//! it keeps its place), and a writer that readers cannot starve. Starvation under constant
 //! barging is in `lock_fairness.rs`.
 //!
 //! Hand-offs to a plain OS thread cost a wake-up of that thread, so the plain-thread shares of
@@ -311,7 +311,9 @@ fn rwlock_writer_is_not_starved_by_overlapping_readers() {
 }
 
 /// On one domain, tasks T1..T8 queue on a semaphore with no permit in a known order; each
-/// release hands its permit to the oldest waiter (none is left free) and wakes exactly it.
+/// release wakes exactly the oldest waiter, which takes the permit. In odd rounds the releaser
+/// takes the permit back first (`try_acquire` barges: a released permit is left free): the
+/// woken waiter finds none and queues again at the front, so the next release still goes to it.
 #[test]
 fn semaphore_serves_waiters_in_arrival_order() {
     const N: usize = 8;
@@ -331,18 +333,23 @@ fn semaphore_serves_waiters_in_arrival_order() {
                 })
                 .collect();
             assert!(log.lock().unwrap().is_empty());
-            for k in 1..=N {
-                sem.release();
-                assert_eq!(
-                    sem.available(),
-                    0,
-                    "a permit was left free with waiters queued"
-                );
-                assert!(!sem.try_acquire(), "try_acquire overtook a queued waiter");
+            let settle = || {
                 for _ in 0..10 {
                     thread::yield_now();
                 }
+            };
+            for k in 1..=N {
+                sem.release();
+                assert_eq!(sem.available(), 1, "a released permit is left free");
+                if k % 2 == 1 {
+                    assert!(sem.try_acquire(), "try_acquire takes a free permit");
+                    settle();
+                    assert_eq!(*log.lock().unwrap(), (1..k).collect::<Vec<_>>());
+                    sem.release();
+                }
+                settle();
                 assert_eq!(*log.lock().unwrap(), (1..=k).collect::<Vec<_>>());
+                assert_eq!(sem.available(), 0);
             }
             tasks.into_iter().for_each(|h| h.join().unwrap());
             sem.release();
