@@ -310,6 +310,104 @@ fn rwlock_writer_is_not_starved_by_overlapping_readers() {
     });
 }
 
+/// On one domain, a writer W and then a reader R queue on a write-locked `RwLock`. The release
+/// leaves the lock free and wakes W only (R is behind a writer): the releaser's `try_write`
+/// right after takes it (barging); W, woken, finds it taken and queues again at the front, so
+/// the next release still goes to W, then to R. A newcomer reader does not overtake the
+/// waiting writer (`try_read` fails while W waits), and once W is through it does.
+#[test]
+fn rwlock_release_leaves_it_free_and_a_woken_writer_keeps_its_place() {
+    common::watchdog(60, "rwlock_woken_writer_keeps_its_place", || {
+        on_domains(1, || {
+            let lock = Arc::new(RwLock::new(Vec::new()));
+            let g = lock.write().unwrap();
+            let writer = {
+                let lock = lock.clone();
+                thread::spawn(move || lock.write().unwrap().push("W"))
+            };
+            thread::yield_now();
+            let reader = {
+                let lock = lock.clone();
+                thread::spawn(move || {
+                    let g = lock.read().unwrap();
+                    assert_eq!(*g, ["main", "W"], "the reader came in after the writer");
+                })
+            };
+            thread::yield_now();
+            drop(g);
+            let mut g = lock
+                .try_write()
+                .expect("a released RwLock is free, even with waiters queued");
+            g.push("main");
+            for _ in 0..10 {
+                thread::yield_now();
+            }
+            assert!(!writer.is_finished(), "W got a lock that was held");
+            drop(g);
+            assert!(
+                lock.try_read().is_err(),
+                "a newcomer reader overtook a waiting writer"
+            );
+            writer.join().unwrap();
+            reader.join().unwrap();
+            assert_eq!(*lock.try_read().expect("free for readers"), ["main", "W"]);
+        });
+    });
+}
+
+/// 6 reader tasks and 3 writer tasks on 3 domains, and a plain-thread reader and writer, share
+/// one `RwLock` over a pair that writers keep equal: readers never see it torn, every write is
+/// counted, readers and writers alike finish (nobody starves).
+#[test]
+fn rwlock_readers_and_writers_across_domains_and_a_plain_thread_count_exactly() {
+    const ROUNDS: u64 = 400;
+    common::watchdog(60, "rwlock_readers_and_writers_count_exactly", || {
+        let lock = Arc::new(RwLock::new((0u64, 0u64)));
+        let reads = Arc::new(AtomicU64::new(0));
+        let writer = |yield_: fn()| {
+            let lock = lock.clone();
+            move || {
+                for _ in 0..ROUNDS {
+                    let mut g = lock.write().unwrap();
+                    g.0 += 1;
+                    yield_();
+                    g.1 += 1;
+                }
+            }
+        };
+        let reader = |yield_: fn()| {
+            let (lock, reads) = (lock.clone(), reads.clone());
+            move || {
+                for _ in 0..ROUNDS {
+                    let g = lock.read().unwrap();
+                    yield_();
+                    assert_eq!(g.0, g.1, "a reader saw a write half done");
+                    reads.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        };
+        let plain = [
+            std::thread::spawn(writer(std::thread::yield_now)),
+            std::thread::spawn(reader(std::thread::yield_now)),
+        ];
+        on_domains(3, || {
+            let tasks: Vec<_> = (0..9)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        thread::spawn(writer(thread::yield_now))
+                    } else {
+                        thread::spawn(reader(thread::yield_now))
+                    }
+                })
+                .collect();
+            tasks.into_iter().for_each(|h| h.join().unwrap());
+        });
+        plain.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(*lock.read().unwrap(), (4 * ROUNDS, 4 * ROUNDS));
+        assert_eq!(reads.load(Ordering::SeqCst), 7 * ROUNDS);
+    });
+}
+
 /// On one domain, tasks T1..T8 queue on a semaphore with no permit in a known order; each
 /// release wakes exactly the oldest waiter, which takes the permit. In odd rounds the releaser
 /// takes the permit back first (`try_acquire` barges: a released permit is left free): the
