@@ -47,6 +47,9 @@ pub(crate) mod raw;
 mod rwlock;
 mod semaphore;
 
+#[cfg(test)]
+mod tests;
+
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};
 pub use mutex::{Mutex, MutexGuard};

@@ -170,6 +170,9 @@ pub(crate) struct RawMutex {
     /// meaningful while WOKEN is set, and only a hint (see "Deferring" in the module doc).
     nudged_on: AtomicUsize,
     queue: SpinLock<WaitList>,
+    /// Switches to hand-off mode so far (the unit tests check that the bound was enforced).
+    #[cfg(test)]
+    handoffs: AtomicUsize,
 }
 
 impl RawMutex {
@@ -178,7 +181,15 @@ impl RawMutex {
             state: AtomicU8::new(0),
             nudged_on: AtomicUsize::new(0),
             queue: SpinLock::new(WaitList::new()),
+            #[cfg(test)]
+            handoffs: AtomicUsize::new(0),
         }
+    }
+
+    /// How many times a waiter switched this mutex to hand-off mode.
+    #[cfg(test)]
+    pub(crate) fn handoffs(&self) -> usize {
+        self.handoffs.load(Ordering::Relaxed)
     }
 
     /// Takes the lock if it is free (barging past queued waiters in normal mode; never in
@@ -309,6 +320,10 @@ impl RawMutex {
                     .compare_exchange_weak(s, new, Ordering::Relaxed, Ordering::Relaxed)
                 {
                     Ok(_) => {
+                        #[cfg(test)]
+                        if new & HANDOFF != 0 {
+                            self.handoffs.fetch_add(1, Ordering::Relaxed);
+                        }
                         deferring = free;
                         break false;
                     }

@@ -70,6 +70,9 @@ struct State {
     /// Hand-off mode: the lock is granted to the front of the queue.
     handoff: bool,
     queue: WaitList,
+    /// Switches to hand-off mode so far (the unit tests check that the bound was enforced).
+    #[cfg(test)]
+    handoffs: usize,
 }
 
 impl State {
@@ -201,6 +204,8 @@ impl<T> RwLock<T> {
                 woken: 0,
                 handoff: false,
                 queue: WaitList::new(),
+                #[cfg(test)]
+                handoffs: 0,
             }),
             poison: Flag::new(),
             data: UnsafeCell::new(value),
@@ -214,6 +219,12 @@ impl<T> RwLock<T> {
 }
 
 impl<T: ?Sized> RwLock<T> {
+    /// How many times a waiter switched this lock to hand-off mode.
+    #[cfg(test)]
+    pub(crate) fn handoffs(&self) -> usize {
+        self.state.lock().handoffs
+    }
+
     /// Locks for reading, parking while a writer holds the lock or waits for it.
     #[track_caller]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
@@ -252,6 +263,10 @@ impl<T: ?Sized> RwLock<T> {
                 // It is held (we could not take it): hand-off mode starts with a holder, whose
                 // release grants.
                 state.handoff = true;
+                #[cfg(test)]
+                {
+                    state.handoffs += 1;
+                }
             }
             if writer {
                 state.writers_waiting += 1;

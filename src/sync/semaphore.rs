@@ -65,6 +65,9 @@ struct SemState {
     /// Hand-off mode: a released permit goes to the oldest waiter.
     handoff: bool,
     queue: WaitList,
+    /// Switches to hand-off mode so far (the unit tests check that the bound was enforced).
+    #[cfg(test)]
+    handoffs: usize,
 }
 
 /// A release that would take a semaphore past its maximum.
@@ -106,8 +109,16 @@ impl Semaphore {
                 woken: 0,
                 handoff: false,
                 queue: WaitList::new(),
+                #[cfg(test)]
+                handoffs: 0,
             }),
         }
+    }
+
+    /// How many times a waiter switched this semaphore to hand-off mode.
+    #[cfg(test)]
+    pub(crate) fn handoffs(&self) -> usize {
+        self.state.lock().handoffs
     }
 
     /// Takes a permit, parking until one is free. A task stopped while it waits unwinds from
@@ -130,6 +141,10 @@ impl Semaphore {
             if starving {
                 // No permit is free: hand-off mode leaves none idle.
                 state.handoff = true;
+                #[cfg(test)]
+                {
+                    state.handoffs += 1;
+                }
             }
             let front = std::mem::replace(&mut nudged, false);
             let woken = WaitIn::new(
