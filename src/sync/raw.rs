@@ -60,15 +60,16 @@
 //!    lock was taken, and park. The clock is read only on this slow path, never under the
 //!    queue lock: when a call first queues, and when a nudged waiter loses or is handed the
 //!    lock.
-//! 3. `unlock`: CAS `LOCKED -> 0` (the fast path). Otherwise, in normal mode, CAS LOCKED out
-//!    (the lock is free from here: anyone may take it); then, if QUEUED is set and none of
-//!    LOCKED (somebody barged: their `unlock` will do this), WOKEN (a nudged waiter is on its
-//!    way) or HANDOFF is, CAS WOKEN in, take the queue lock, pop the oldest waiter as a nudge
-//!    (clearing QUEUED if it was the last), release the queue lock and wake it. If the queue
-//!    turned out empty, clear WOKEN (and QUEUED). In hand-off mode (HANDOFF seen before the
-//!    release CAS, which is conditioned on it), take the queue lock and pop the oldest waiter
-//!    as a hand-over: the word keeps LOCKED and HANDOFF for it; with nobody queued, clear
-//!    LOCKED, HANDOFF and QUEUED (back to normal mode, free).
+//! 3. `unlock`: CAS `LOCKED -> 0` (the fast path). Otherwise, in normal mode, one CAS clears
+//!    LOCKED (the lock is free from here: anyone may take it) and, if QUEUED is set and WOKEN
+//!    is not (no nudged waiter is on its way), sets WOKEN; having set it, take the queue lock,
+//!    pop the oldest waiter as a nudge (clearing QUEUED if it was the last), release the queue
+//!    lock and wake it. If the queue turned out empty, clear WOKEN (and QUEUED). (A nudged
+//!    waiter that unwinds passes its nudge on the same way, but sets WOKEN only while the lock
+//!    is free: if somebody barged meanwhile, their `unlock` will.) In hand-off mode (HANDOFF
+//!    seen before the release CAS, which is conditioned on it), take the queue lock and pop the
+//!    oldest waiter as a hand-over: the word keeps LOCKED and HANDOFF for it; with nobody
+//!    queued, clear LOCKED, HANDOFF and QUEUED (back to normal mode, free).
 //! 4. A waiter back from its park: nudged ([`Woken::Nudged`]) -> it owns WOKEN and goes back to
 //!    step 1 (its next CAS clears WOKEN, whether it takes the lock or queues again); handed the
 //!    lock ([`Woken::Notified`]) -> it holds it, and leaves hand-off mode (clears HANDOFF) if it
@@ -396,21 +397,23 @@ impl RawMutex {
             if s & HANDOFF != 0 {
                 return self.hand_off();
             }
-            match self.state.compare_exchange_weak(
-                s,
-                s & !LOCKED,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
+            // Step 3 in one CAS: release, and take WOKEN if someone is queued and nobody
+            // nudged is on the way (the lock is free as of this CAS: nobody barged yet).
+            let nudge = s & (QUEUED | WOKEN) == QUEUED;
+            let new = (s & !LOCKED) | if nudge { WOKEN } else { 0 };
+            match self
+                .state
+                .compare_exchange_weak(s, new, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) if nudge => return self.nudge_front(),
+                Ok(_) => return,
                 Err(now) => s = now,
             }
         }
-        self.nudge_next();
     }
 
-    /// Step 3, normal mode, after the release: nudges the oldest waiter if one is queued, the
-    /// lock is free and no nudged waiter is on its way.
+    /// Nudges the oldest waiter if one is queued, the lock is free and no nudged waiter is on
+    /// its way (a nudged waiter that unwinds passes its nudge on this way).
     fn nudge_next(&self) {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
@@ -423,11 +426,15 @@ impl RawMutex {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => break,
+                Ok(_) => return self.nudge_front(),
                 Err(now) => s = now,
             }
         }
-        // We own WOKEN until the waiter we nudge clears it.
+    }
+
+    /// Step 3, normal mode, once the caller owns WOKEN: pops the oldest waiter as a nudge and
+    /// wakes it; WOKEN is then its until it clears it.
+    fn nudge_front(&self) {
         loop {
             let mut queue = self.queue.lock();
             match queue.pop_front_nudge() {

@@ -48,6 +48,12 @@ enum Kind {
 // Short names for the orders of `scene`: P a plain thread, T the main task.
 use Kind::{Task as T, Thread as P};
 
+/// How a [`Gate`]'s wait finds its list.
+type ListOf = fn(&mut State) -> &mut WaitList;
+
+/// A [`Gate`]'s wait, with its `pass_on` hook `P`.
+type GateWait<'a, P> = WaitIn<'a, State, ListOf, fn(), fn(&mut State), P>;
+
 /// The nodes of `list`, head first.
 fn nodes_of(list: &WaitList) -> Vec<*const Waiter> {
     let mut nodes = Vec::new();
@@ -104,25 +110,18 @@ impl Gate {
     }
 
     /// The wait of this gate, with its hooks.
-    fn wait_in(
-        &self,
-        tag: u8,
-        deadline: Option<Instant>,
-    ) -> WaitIn<
-        '_,
-        State,
-        impl Fn(&mut State) -> &mut WaitList,
-        fn(),
-        impl FnOnce(&mut State),
-        impl FnOnce(Woken) + '_,
-    > {
+    fn wait_in(&self, tag: u8, deadline: Option<Instant>) -> GateWait<'_, impl FnOnce(Woken) + '_> {
+        fn list(s: &mut State) -> &mut WaitList {
+            &mut s.list
+        }
+        fn withdraw(s: &mut State) {
+            s.queued -= 1;
+            s.withdrawn += 1;
+        }
         let wait = Wait::hand_over("waitqueue test").until(deadline);
-        WaitIn::new(&self.state, |s: &mut State| &mut s.list, wait)
+        WaitIn::new(&self.state, list as ListOf, wait)
             .tag(tag)
-            .withdraw(|s: &mut State| {
-                s.queued -= 1;
-                s.withdrawn += 1;
-            })
+            .withdraw(withdraw as fn(&mut State))
             .pass_on(|how| {
                 let mut s = self.state.lock();
                 s.passed_on += 1;
