@@ -129,10 +129,6 @@ impl State {
     ///
     /// A waiter whose task the shutdown abandoned is counted out again and skipped.
     fn grant(&mut self) {
-        if self.queue.is_empty() {
-            self.handoff = false;
-            return;
-        }
         while let Some(kind) = self.queue.front_tag() {
             if kind == WRITER {
                 if self.readers != 0 || self.writer {
@@ -154,6 +150,9 @@ impl State {
                 self.readers -= 1;
             }
         }
+        // Nobody left to grant (even if only abandoned waiters were skipped): hand-off mode
+        // ends here, or the lock could be left free with newcomers queueing behind nobody.
+        self.handoff = false;
     }
 }
 
