@@ -233,8 +233,7 @@ impl Queued {
             "T1 was cancelled"
         );
         tasks.for_each(|h| h.join().expect("T2 and T3 finish"));
-        let log = self.log.borrow().clone();
-        log
+        self.log.borrow().clone()
     }
 }
 
