@@ -8,6 +8,12 @@
 //!   figure is one critical section. bobine (`thread::yield_now`), tokio (`tokio::sync::Mutex`
 //!   and `task::yield_now().await`), may (`may::sync::Mutex` and `coroutine::yield_now`), and 4
 //!   std threads (`std::sync::Mutex` and `std::thread::yield_now`) as an extra row.
+//! - `contended_yield_2_domains`: the same loop (4 tasks, `lock; yield; unlock`) with two
+//!   scheduler threads: bobine on 2 domains with two tasks on each (placed through a Miou
+//!   child pinned to domain 1: see `bobine_contended_yield_2_domains`), tokio's multi-thread
+//!   runtime with 2 workers (`tokio-mt`), and may with 2 workers
+//!   (`may-2w`; may reads its worker count once per process, so its samples run in a child
+//!   process of this bench, which times its own loop).
 //! - `condvar_handoff`: two tasks pass a turn back and forth through a mutex and a condition
 //!   variable (each waits until it is its turn, flips the turn, signals, unlocks); the figure is
 //!   one hand-off. bobine `sync::{Mutex, Condvar}`, the OCaml face (`bobine-ocaml`:
@@ -20,7 +26,7 @@
 //!   `may::sync::mpsc::channel()` (may has no bounded channel: its channel is unbounded, so its
 //!   sends never wait for the receiver; only the ping-pong makes it a rendezvous).
 //!
-//! Every green-thread loop runs on one scheduler thread: bobine with one domain, tokio with
+//! Every green-thread loop but `contended_yield_2_domains` runs on one scheduler thread: bobine with one domain, tokio with
 //! `new_current_thread()`, may with `may::config().set_workers(1)`. The loops run inside tasks of
 //! their runtime, and each criterion sample starts a fresh runtime outside the timing
 //! (`iter_custom`). The std rows use OS threads (two cores on the development machine), or, for
@@ -55,6 +61,19 @@ const TOKIO: &str = "tokio-ct";
 const MAY: &str = "may";
 const STD: &str = "std";
 const RUNTIMES: [&str; 5] = [BOBINE, OCAML, TOKIO, MAY, STD];
+/// The runtimes of `contended_yield_2_domains`: bobine on 2 domains, tokio's multi-thread
+/// runtime with 2 workers, may with 2 workers.
+const TOKIO_MT: &str = "tokio-mt";
+const MAY_2W: &str = "may-2w";
+const RUNTIMES_2: [&str; 3] = [BOBINE, TOKIO_MT, MAY_2W];
+const GROUP_2: (&str, &str) = (
+    "sync_contended_yield_2_domains",
+    "contended_yield, 2 domains / workers",
+);
+/// Set (to the iteration count) in the child process that runs one sample of may with 2
+/// workers: may's worker count is fixed once per process.
+const MAY_2W_CHILD: &str = "BOBINE_SYNC_BENCH_MAY_2W_ITERS";
+
 /// Criterion groups and the operation each measures. The `sync_` prefix keeps their results
 /// apart from the other benches' (criterion keys results by group and function name only).
 const GROUPS: [(&str, &str); 4] = [
@@ -119,6 +138,55 @@ fn bobine_contended_yield(iters: u64) -> Duration {
         for w in workers {
             w.join().expect("contending task panicked");
         }
+        let elapsed = start.elapsed();
+        assert_eq!(*m.lock().unwrap(), iters);
+        elapsed
+    })
+}
+
+/// `contended_yield` on 2 domains: two of the four tasks on each. A task's domain is chosen
+/// through the Miou face (`miou::run_with(1, ..)` is a runtime of 2 domains, and a child pinned
+/// to domain 1 is the one way to start work there); the contending tasks themselves are plain
+/// `thread::spawn_local` tasks, two started by the main task on domain 0 and two by the pinned
+/// child on domain 1. They all wait at a barrier, then loop.
+fn bobine_contended_yield_2_domains(iters: u64) -> Duration {
+    use bobine::miou;
+    use bobine::sync::{Barrier, Mutex};
+    let bench_thread = std::thread::current().id();
+    miou::run_with(1, move || {
+        let m = Arc::new(Mutex::new(0u64));
+        let gate = Arc::new(Barrier::new(CONTENDERS as usize + 1));
+        let contend = move |i: u64, m: Arc<Mutex<u64>>, gate: Arc<Barrier>| {
+            bobine::thread::spawn_local(move || {
+                gate.wait();
+                for _ in 0..share(iters, i, CONTENDERS) {
+                    let mut g = m.lock().unwrap();
+                    bobine::thread::yield_now();
+                    *g += 1;
+                }
+            })
+        };
+        let here: Vec<_> = (0..CONTENDERS / 2)
+            .map(|i| contend(i, m.clone(), gate.clone()))
+            .collect();
+        let there = miou::Spawn::new().pin(1).call({
+            let (m, gate) = (m.clone(), gate.clone());
+            move || {
+                assert_ne!(std::thread::current().id(), bench_thread, "on domain 1");
+                let hs: Vec<_> = (CONTENDERS / 2..CONTENDERS)
+                    .map(|i| contend(i, m.clone(), gate.clone()))
+                    .collect();
+                for h in hs {
+                    h.join().expect("contending task panicked");
+                }
+            }
+        });
+        let start = Instant::now();
+        gate.wait();
+        for h in here {
+            h.join().expect("contending task panicked");
+        }
+        miou::await_exn(there);
         let elapsed = start.elapsed();
         assert_eq!(*m.lock().unwrap(), iters);
         elapsed
@@ -249,6 +317,41 @@ fn tokio_contended_yield(iters: u64) -> Duration {
     })
 }
 
+/// `contended_yield` on tokio's multi-thread runtime with 2 workers.
+fn tokio_mt_contended_yield(iters: u64) -> Duration {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let m = Arc::new(tokio::sync::Mutex::new(0u64));
+            let start = Instant::now();
+            let workers: Vec<_> = (0..CONTENDERS)
+                .map(|i| {
+                    let m = m.clone();
+                    tokio::spawn(async move {
+                        for _ in 0..share(iters, i, CONTENDERS) {
+                            let mut g = m.lock().await;
+                            tokio::task::yield_now().await;
+                            *g += 1;
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.await.expect("contending task panicked");
+            }
+            let elapsed = start.elapsed();
+            assert_eq!(*m.lock().await, iters);
+            elapsed
+        })
+        .await
+        .expect("driver task panicked")
+    })
+}
+
 /// tokio has no condition variable: the turn lives in a `tokio::sync::Mutex` and each task
 /// waits on its own `Notify` (whose stored permit makes a notification sent between the unlock
 /// and the wait not lost).
@@ -343,6 +446,28 @@ fn may_contended_yield(iters: u64) -> Duration {
         assert_eq!(*m.lock().unwrap(), iters);
         elapsed
     })
+}
+
+/// `contended_yield` on may with 2 workers: one sample, run in a child process of this bench
+/// (see [`MAY_2W_CHILD`]), which prints the time its loop took in nanoseconds.
+fn may_2w_contended_yield(iters: u64) -> Duration {
+    let exe = std::env::current_exe().expect("the bench's own path");
+    let out = std::process::Command::new(exe)
+        .env(MAY_2W_CHILD, iters.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("child bench process");
+    assert!(
+        out.status.success(),
+        "may child sample failed: {}",
+        out.status
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let nanos: u64 = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("may child sample printed {text:?}"));
+    Duration::from_nanos(nanos)
 }
 
 fn may_condvar_handoff(iters: u64) -> Duration {
@@ -507,6 +632,18 @@ fn contended_yield(c: &mut Criterion) {
     );
 }
 
+fn contended_yield_2_domains(c: &mut Criterion) {
+    group(
+        c,
+        GROUP_2.0,
+        &[
+            (BOBINE, bobine_contended_yield_2_domains),
+            (TOKIO_MT, tokio_mt_contended_yield),
+            (MAY_2W, may_2w_contended_yield),
+        ],
+    );
+}
+
 fn condvar_handoff(c: &mut Criterion) {
     group(
         c,
@@ -545,15 +682,32 @@ fn print_ratio_table(since: SystemTime) {
              variable); may rendezvous: may's mpsc channel is unbounded (no sync_channel(0))."
         );
     }
+    if report::print_peer_table(&[GROUP_2], &RUNTIMES_2, since) {
+        println!();
+        println!(
+            "2 domains: bobine runs two tasks on each domain; tokio multi-thread and may with 2 \
+             workers place (and move) their tasks themselves. CPU: {}; load average {}.",
+            report::cpu_model(),
+            report::load_average(),
+        );
+    }
 }
 
 fn main() {
+    if let Ok(iters) = std::env::var(MAY_2W_CHILD) {
+        // A child sample of `may-2w` (see `may_2w_contended_yield`).
+        may::config().set_workers(2);
+        let iters = iters.parse().expect("an iteration count");
+        println!("{}", may_contended_yield(iters).as_nanos());
+        return;
+    }
     // Before may's scheduler starts (it reads its configuration once).
     may::config().set_workers(1);
     let since = SystemTime::now();
     let mut c = common::criterion();
     uncontended(&mut c);
     contended_yield(&mut c);
+    contended_yield_2_domains(&mut c);
     condvar_handoff(&mut c);
     rendezvous(&mut c);
     c.final_summary();

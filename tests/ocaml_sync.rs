@@ -258,6 +258,38 @@ fn binary_release_twice_then_try_acquire_twice_gives_true_false() {
     });
 }
 
+/// `Binary.release` twice while a waiter is queued counts once, as in OCaml (a mutex and a
+/// condition there): the first release wakes the waiter, the second finds the value already
+/// 1, and once the waiter has taken it the value is 0.
+#[test]
+fn binary_releases_before_the_woken_waiter_runs_count_once() {
+    on_one_domain("binary_releases_count_once", || {
+        let s = binary::make(false);
+        let taken = Arc::new(AtomicUsize::new(0));
+        let w = thread::create(
+            {
+                let (s, taken) = (s.clone(), taken.clone());
+                move |()| {
+                    binary::acquire(&s);
+                    taken.fetch_add(1, Ordering::SeqCst);
+                }
+            },
+            (),
+        );
+        thread::yield_();
+        assert_eq!(
+            taken.load(Ordering::SeqCst),
+            0,
+            "acquire of a 0 binary waits"
+        );
+        binary::release(&s);
+        binary::release(&s);
+        thread::join(&w);
+        assert_eq!(taken.load(Ordering::SeqCst), 1);
+        assert!(!binary::try_acquire(&s), "the two releases counted once");
+    });
+}
+
 /// `try_lock` is false while the mutex is held, by another thread or by the caller itself,
 /// and true once it is free.
 #[test]
@@ -587,8 +619,9 @@ fn condition_misuse_never_corrupts_its_queue() {
     });
 }
 
-/// `Semaphore.Counting` (made right after a failed `make`) hands each released permit to the
-/// oldest queued waiter, one per release, and its value only rises once nobody waits.
+/// `Semaphore.Counting` (made right after a failed `make`): each release wakes the oldest
+/// queued waiter, one per release, which takes the permit; its value only rises once nobody
+/// waits.
 #[test]
 fn counting_semaphore_hands_permits_to_the_oldest_waiter() {
     on_one_domain("counting_semaphore_fifo", || {

@@ -1,7 +1,9 @@
 //! Stress tests of `bobine::sync` and the OCaml `Mutex`/`Condition` under contention from tasks
 //! on several domains and plain OS threads at once, each counting every operation (nothing
-//! lost, nothing duplicated), plus the fairness properties: FIFO hand-off of the mutex and of
-//! semaphore permits, and a writer that readers cannot starve.
+//! lost, nothing duplicated), plus the fairness properties: waiters served in arrival order
+//! (a released mutex or permit is left free for a running task, and a woken waiter that loses
+//! it keeps its place), and a writer that readers cannot starve. Starvation under constant
+//! barging is in `lock_fairness.rs`.
 //!
 //! Hand-offs to a plain OS thread cost a wake-up of that thread, so the plain-thread shares of
 //! the work are kept to a few thousand operations.
@@ -12,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bobine::sync::{Barrier, Condvar, Mutex, RwLock, Semaphore, TryLockError, mpsc};
+use bobine::sync::{Barrier, Condvar, Mutex, RwLock, Semaphore, mpsc};
 use bobine::thread;
 use common::tasks::on_domains;
 
@@ -195,13 +197,14 @@ fn condvar_notifications_racing_timeouts_lose_no_token() {
     });
 }
 
-/// On one domain, tasks T1..T8 queue on a held mutex in a known order; on release they get it
-/// in that order. The release hands the mutex over: the releaser's `try_lock` right after gives
-/// `WouldBlock`, and its `lock` queues behind T8.
+/// On one domain, tasks T1..T8 queue on a held mutex in a known order; they get it in that
+/// order. A release leaves the mutex free (T1 is only woken): the releaser's `try_lock` right
+/// after takes it (barging); T1, woken, finds it taken and queues again at the front, keeping
+/// its place; the releaser's `lock` (T1 woken again, on its own domain) queues behind T8.
 #[test]
-fn mutex_hands_off_to_waiters_in_arrival_order() {
+fn mutex_serves_waiters_in_arrival_order_and_a_release_leaves_it_free() {
     const N: usize = 8;
-    common::watchdog(60, "mutex_hands_off_to_waiters_in_arrival_order", || {
+    common::watchdog(60, "mutex_serves_waiters_in_arrival_order", || {
         on_domains(1, || {
             let m = Arc::new(Mutex::new(Vec::new()));
             let g = m.lock().unwrap();
@@ -216,13 +219,18 @@ fn mutex_hands_off_to_waiters_in_arrival_order() {
                 })
                 .collect();
             drop(g);
-            assert!(
-                matches!(m.try_lock(), Err(TryLockError::WouldBlock)),
-                "the released mutex was not handed to the oldest waiter"
-            );
-            let mut g = m.lock().unwrap();
-            assert_eq!(*g, (1..=N).collect::<Vec<_>>());
+            let mut g = m
+                .try_lock()
+                .expect("a released mutex is free, even with waiters queued");
             g.push(0);
+            // T1 runs (woken), finds the mutex taken, and queues again at the front.
+            for _ in 0..10 {
+                thread::yield_now();
+            }
+            assert!(!tasks[0].is_finished(), "T1 got a mutex that was held");
+            drop(g);
+            let g = m.lock().unwrap();
+            assert_eq!(*g, [0].into_iter().chain(1..=N).collect::<Vec<_>>());
             drop(g);
             tasks.into_iter().for_each(|h| h.join().unwrap());
         });
@@ -302,8 +310,108 @@ fn rwlock_writer_is_not_starved_by_overlapping_readers() {
     });
 }
 
+/// On one domain, a writer W and then a reader R queue on a write-locked `RwLock`. The release
+/// leaves the lock free and wakes W only (R is behind a writer): the releaser's `try_write`
+/// right after takes it (barging); W, woken, finds it taken and queues again at the front, so
+/// the next release still goes to W, then to R. A newcomer reader does not overtake the
+/// waiting writer (`try_read` fails while W waits), and once W is through it does.
+#[test]
+fn rwlock_release_leaves_it_free_and_a_woken_writer_keeps_its_place() {
+    common::watchdog(60, "rwlock_woken_writer_keeps_its_place", || {
+        on_domains(1, || {
+            let lock = Arc::new(RwLock::new(Vec::new()));
+            let g = lock.write().unwrap();
+            let writer = {
+                let lock = lock.clone();
+                thread::spawn(move || lock.write().unwrap().push("W"))
+            };
+            thread::yield_now();
+            let reader = {
+                let lock = lock.clone();
+                thread::spawn(move || {
+                    let g = lock.read().unwrap();
+                    assert_eq!(*g, ["main", "W"], "the reader came in after the writer");
+                })
+            };
+            thread::yield_now();
+            drop(g);
+            let mut g = lock
+                .try_write()
+                .expect("a released RwLock is free, even with waiters queued");
+            g.push("main");
+            for _ in 0..10 {
+                thread::yield_now();
+            }
+            assert!(!writer.is_finished(), "W got a lock that was held");
+            drop(g);
+            assert!(
+                lock.try_read().is_err(),
+                "a newcomer reader overtook a waiting writer"
+            );
+            writer.join().unwrap();
+            reader.join().unwrap();
+            assert_eq!(*lock.try_read().expect("free for readers"), ["main", "W"]);
+        });
+    });
+}
+
+/// 6 reader tasks and 3 writer tasks on 3 domains, and a plain-thread reader and writer, share
+/// one `RwLock` over a pair that writers keep equal: readers never see it torn, every write is
+/// counted, readers and writers alike finish (nobody starves).
+#[test]
+fn rwlock_readers_and_writers_across_domains_and_a_plain_thread_count_exactly() {
+    const ROUNDS: u64 = 400;
+    common::watchdog(60, "rwlock_readers_and_writers_count_exactly", || {
+        let lock = Arc::new(RwLock::new((0u64, 0u64)));
+        let reads = Arc::new(AtomicU64::new(0));
+        let writer = |yield_: fn()| {
+            let lock = lock.clone();
+            move || {
+                for _ in 0..ROUNDS {
+                    let mut g = lock.write().unwrap();
+                    g.0 += 1;
+                    yield_();
+                    g.1 += 1;
+                }
+            }
+        };
+        let reader = |yield_: fn()| {
+            let (lock, reads) = (lock.clone(), reads.clone());
+            move || {
+                for _ in 0..ROUNDS {
+                    let g = lock.read().unwrap();
+                    yield_();
+                    assert_eq!(g.0, g.1, "a reader saw a write half done");
+                    reads.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        };
+        let plain = [
+            std::thread::spawn(writer(std::thread::yield_now)),
+            std::thread::spawn(reader(std::thread::yield_now)),
+        ];
+        on_domains(3, || {
+            let tasks: Vec<_> = (0..9)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        thread::spawn(writer(thread::yield_now))
+                    } else {
+                        thread::spawn(reader(thread::yield_now))
+                    }
+                })
+                .collect();
+            tasks.into_iter().for_each(|h| h.join().unwrap());
+        });
+        plain.into_iter().for_each(|h| h.join().unwrap());
+        assert_eq!(*lock.read().unwrap(), (4 * ROUNDS, 4 * ROUNDS));
+        assert_eq!(reads.load(Ordering::SeqCst), 7 * ROUNDS);
+    });
+}
+
 /// On one domain, tasks T1..T8 queue on a semaphore with no permit in a known order; each
-/// release hands its permit to the oldest waiter (none is left free) and wakes exactly it.
+/// release wakes exactly the oldest waiter, which takes the permit. In odd rounds the releaser
+/// takes the permit back first (`try_acquire` barges: a released permit is left free): the
+/// woken waiter finds none and queues again at the front, so the next release still goes to it.
 #[test]
 fn semaphore_serves_waiters_in_arrival_order() {
     const N: usize = 8;
@@ -323,18 +431,23 @@ fn semaphore_serves_waiters_in_arrival_order() {
                 })
                 .collect();
             assert!(log.lock().unwrap().is_empty());
-            for k in 1..=N {
-                sem.release();
-                assert_eq!(
-                    sem.available(),
-                    0,
-                    "a permit was left free with waiters queued"
-                );
-                assert!(!sem.try_acquire(), "try_acquire overtook a queued waiter");
+            let settle = || {
                 for _ in 0..10 {
                     thread::yield_now();
                 }
+            };
+            for k in 1..=N {
+                sem.release();
+                assert_eq!(sem.available(), 1, "a released permit is left free");
+                if k % 2 == 1 {
+                    assert!(sem.try_acquire(), "try_acquire takes a free permit");
+                    settle();
+                    assert_eq!(*log.lock().unwrap(), (1..k).collect::<Vec<_>>());
+                    sem.release();
+                }
+                settle();
                 assert_eq!(*log.lock().unwrap(), (1..=k).collect::<Vec<_>>());
+                assert_eq!(sem.available(), 0);
             }
             tasks.into_iter().for_each(|h| h.join().unwrap());
             sem.release();

@@ -8,8 +8,10 @@
 //! | `Mutex.unlock m`     | [`unlock`]`(&m)`         | `Sys_error("Mutex.unlock: Operation not permitted")` if the caller does not hold it |
 //! | `Mutex.protect m f`  | [`protect`]`(&m, f)`     | unlocks on return and on panic                      |
 //!
-//! Waiters get the lock oldest first (hand-off), as in `bobine::sync::Mutex`; `lock` parks the
-//! task, not the domain.
+//! Fairness is `bobine::sync::Mutex`'s: `unlock` leaves the mutex free for a running thread to
+//! take and wakes the oldest waiter to compete for it; once a waiter has waited more than 1 ms
+//! the mutex is handed to waiters in arrival order. `lock` parks the task, not the domain.
+//! (OCaml's own mutex makes no promise of order.)
 //!
 //! ```
 //! use bobine::ocaml::mutex;
@@ -82,7 +84,8 @@ pub fn try_lock(m: &T) -> bool {
     }
 }
 
-/// `Mutex.unlock m`: unlocks `m`; the oldest waiter gets it next.
+/// `Mutex.unlock m`: unlocks `m`, and wakes the oldest waiter to compete for it (see the module
+/// doc).
 ///
 /// # Panics
 ///

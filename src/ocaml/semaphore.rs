@@ -1,7 +1,9 @@
 //! OCaml's `Semaphore.Counting` and `Semaphore.Binary`.
 //!
-//! Thin layers over [`crate::sync::Semaphore`]: OCaml's names, bounds and messages. Released
-//! permits go to the oldest waiter first. Any thread may release.
+//! Thin layers over [`crate::sync::Semaphore`]: OCaml's names, bounds and messages. A release
+//! wakes the oldest waiter, which competes for the permit with running threads (as in OCaml,
+//! whose semaphores are a mutex and a condition); a waiter that has waited more than 1 ms gets
+//! permits handed over in arrival order. Any thread may release.
 
 /// `Semaphore.Counting`.
 ///
@@ -46,7 +48,7 @@ pub mod counting {
         }
     }
 
-    /// `release s`: gives a permit to the oldest waiter, or increments the value.
+    /// `release s`: increments the value, and wakes the oldest waiter to take it.
     ///
     /// # Panics
     ///
@@ -111,7 +113,9 @@ pub mod binary {
         }
     }
 
-    /// `release s`: sets the value to 1, or hands it to the oldest waiter.
+    /// `release s`: sets the value to 1, and wakes the oldest waiter to take it. As in OCaml,
+    /// two releases before the woken waiter runs count once: it takes the 1, and the value is
+    /// 0 again.
     pub fn release(s: &T) {
         // Already 1: it stays 1 (a binary semaphore never counts past one).
         let _ = s.sem.try_release();

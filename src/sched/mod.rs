@@ -152,13 +152,31 @@ fn panicking_slow() -> bool {
         .unwrap_or_else(|| LEAKED_UNWINDS.with(Cell::get) == 0)
 }
 
-/// Whether spinning on a held lock could see it released: true on a plain OS thread, or on a
-/// domain of a runtime with other domains (the holder may be running there). On a lone domain
-/// the holder cannot run while we spin, so we park at once.
+/// Whether spinning on a held lock could see it released without holding anyone up: true on a
+/// plain OS thread, or on a domain of a runtime with other domains (the holder may be running
+/// there) that has nothing else to run (no ready task, no wake-up in its inbox). On a lone
+/// domain the holder cannot run while we spin; on a domain with ready tasks the holder may be
+/// one of them, and spinning would only delay them: park at once.
 pub(crate) fn spinning_may_help() -> bool {
     let p = LOCAL.with(|l| l.get());
+    if p.is_null() {
+        return true;
+    }
     // SAFETY: as in `with_local`.
-    p.is_null() || unsafe { &*p }.rt.domains.len() > 1
+    let local = unsafe { &*p };
+    local.rt.domains.len() > 1 && !local.has_ready_work()
+}
+
+/// The address of this thread's domain, to compare with `Unparker::domain_addr`; 0 on a
+/// thread that is not a domain.
+#[inline]
+pub(crate) fn current_domain_addr() -> usize {
+    let p = LOCAL.with(|l| l.get());
+    if p.is_null() {
+        return 0;
+    }
+    // SAFETY: as in `with_local`.
+    Arc::as_ptr(&unsafe { &*p }.shared) as usize
 }
 
 /// Whether this thread runs `domain` and that domain has not shut down. Costs no reference

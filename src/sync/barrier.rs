@@ -1,6 +1,8 @@
 //! `Barrier`, like `std::sync::Barrier`: the arrival count and the wait list under one spin lock;
 //! the last to arrive opens it, wakes every waiter and is the leader. A waiter stopped before
-//! the opening takes its arrival back as it leaves (the wait queue's `withdraw` hook).
+//! the opening takes its arrival back as it leaves (the wait queue's `withdraw` hook). The
+//! opening is handed over to every waiter at once (nothing is left to compete for), so the
+//! locks' barging rule (`raw.rs`) has nothing to change here.
 
 use crate::sched::park::Wait;
 use crate::sched::waitqueue::{WaitIn, WaitList, Woken};

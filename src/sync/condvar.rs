@@ -5,6 +5,12 @@
 //! no lost wake-up. Waiters are woken oldest first. As with std, callers loop on their
 //! condition. A task stopped while it waits unwinds without relocking (its guard was given up
 //! to the wait); a notification handed to it meanwhile goes to the next waiter.
+//!
+//! A notification is handed over (it is the waiter's), but the mutex is not: a notified waiter
+//! takes it again through the mutex's ordinary `lock`, with its eventual fairness (`raw.rs`).
+//! So notifying under the lock and unlocking after forms no convoy: the notified waiter
+//! competes for the mutex like any caller, and `notify_all` wakes a crowd that the mutex then
+//! lets through one woken waiter at a time.
 
 use std::sync::{LockResult, PoisonError};
 use std::time::{Duration, Instant};
@@ -191,7 +197,7 @@ impl Condvar {
         let queue = self.waiters.lock();
         WaitIn::new(&self.waiters, |l| l, wait)
             .after_queued(unlock)
-            .pass_on(|| self.notify_one())
+            .pass_on(|_| self.notify_one())
             .park(queue)
     }
 }

@@ -7,7 +7,13 @@
 //! so a program written for `std::sync` compiles and behaves the same after changing only its
 //! `use` lines. A task stopped while it waits (its runtime is ending) unwinds from the wait;
 //! whatever was handed to it meanwhile (a lock, a permit, a notification) goes to the next
-//! waiter.
+//! waiter, and so does a wake-up it was given to come and compete for a lock.
+//!
+//! The locks (`Mutex`, `RwLock`, `Semaphore`, and the OCaml face's mutex) are eventually fair:
+//! a release leaves the lock free for a running task or thread and wakes the oldest waiter to
+//! compete for it, so that no lock sits idle while a parked waiter's domain wakes up (a convoy
+//! across domains); a waiter that has waited more than 1 ms switches the lock to handing it to
+//! waiters in arrival order. The rule, its bound and the protocol are in `raw.rs`.
 //!
 //! This module owns the primitives' state (one file each: `raw` and `mutex`, `condvar`,
 //! `rwlock`, `semaphore`, `barrier`, `mpsc`, and `poison`); it must not touch the scheduler
@@ -40,6 +46,9 @@ mod poison;
 pub(crate) mod raw;
 mod rwlock;
 mod semaphore;
+
+#[cfg(test)]
+mod tests;
 
 pub use barrier::{Barrier, BarrierWaitResult};
 pub use condvar::{Condvar, WaitTimeoutResult};

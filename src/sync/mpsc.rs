@@ -286,7 +286,7 @@ impl<T> Chan<T> {
         };
         // Callers loop on their condition, so any end of the wait will do.
         WaitIn::new(&self.state, list, Wait::hand_over(what).until(deadline))
-            .pass_on(pass_on)
+            .pass_on(|_| pass_on())
             .park(state);
         self.state.lock()
     }

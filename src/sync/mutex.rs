@@ -13,7 +13,12 @@ use super::poison::Flag;
 use super::raw::RawMutex;
 
 /// A mutual exclusion lock, like `std::sync::Mutex`, whose `lock` parks the task (not the
-/// domain) while another holds it. The oldest waiter gets the lock next.
+/// domain) while another holds it.
+///
+/// Fairness is eventual: `unlock` leaves the lock free for whoever runs (a task on any domain,
+/// a plain thread) and wakes the oldest waiter to compete for it; a woken waiter that loses
+/// keeps its place. Once a waiter has waited more than 1 ms, the lock is handed to waiters in
+/// arrival order until they have caught up: nobody starves.
 ///
 /// ```
 /// use std::sync::Arc;

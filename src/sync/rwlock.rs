@@ -1,17 +1,58 @@
-//! `RwLock<T>`: std's reader-writer lock, fair between readers and writers.
+//! `RwLock<T>`: std's reader-writer lock, fair between readers and writers, with the mutex's
+//! eventual fairness (see `raw.rs`).
 //!
-//! All state sits under one short spin lock with the wait list. A newcomer takes the lock only
-//! if no one is queued ahead of it, so a waiting writer stops new readers and is not starved;
-//! on release the front of the queue is served: one writer, or every reader up to the next
-//! writer (hand-off: the releaser counts them in before waking them).
+//! All state sits under one short spin lock with the wait list: the holders (`readers`,
+//! `writer`), the writers waiting (queued, or nudged and not back yet), the waiters nudged and
+//! not back yet (`woken`), and whether the lock is in hand-off mode.
+//!
+//! ## Rule
+//!
+//! | who                         | takes the lock (normal mode) when                        | otherwise                      |
+//! |-----------------------------|----------------------------------------------------------|--------------------------------|
+//! | a newcomer reader           | no writer holds it and no writer waits                   | queues at the back             |
+//! | a newcomer writer           | nobody holds it (barging past queued waiters)            | queues at the back             |
+//! | a nudged reader, back       | no writer holds it (it was ahead of the waiting writers) | queues again at the front      |
+//! | a nudged writer, back       | nobody holds it                                          | queues again at the front      |
+//!
+//! In hand-off mode nobody takes the lock: it is granted to the front of the queue.
+//!
+//! A waiting writer stops newcomer readers, so overlapping readers cannot starve it; writers
+//! may barge, and the bound protects whoever they overtake.
+//!
+//! ## Protocol (all under the spin lock)
+//!
+//! 1. Taking: by the table above; a caller that cannot queues (noting when it first did) and
+//!    parks.
+//! 2. Serving, after every change that may let someone in (a release, a downgrade, a waiter
+//!    leaving): in hand-off mode, the releaser **grants** the front of the queue: one writer,
+//!    or every reader up to the next writer, counted in before they are woken (a hand-over).
+//!    In normal mode, if no nudged waiter is on its way, it **nudges** the front of the queue
+//!    if it could enter now: the writer at the front if nobody holds the lock, or every reader
+//!    up to the next writer if no writer holds it; the lock is left to whoever takes it first.
+//! 3. A nudged waiter back counts itself out of `woken` (and, a writer, out of the waiting
+//!    writers), and takes the lock by the table; if it cannot, it queues again at the front,
+//!    and switches the lock to hand-off mode if it first queued more than the bound
+//!    ([`STARVATION_BOUND`], 1 ms) ago. A waiter granted the lock holds it, and leaves
+//!    hand-off mode if it waited less than the bound or nobody is queued behind it.
+//! 4. Stops: a waiter stopped while queued unlinks itself (uncounting itself if a writer) and
+//!    serves (step 2: those it held back may come in). One that unwinds after a waker chose it
+//!    passes on what it got: a grant is released (step 2 again), a nudge is counted out and
+//!    the lock served. One chosen as it is stopped keeps what it got, as the wait queue says.
+//!
+//! Hand-off mode starts only while the lock is held (the nudged waiter could not take it), and
+//! every release serves, granting or, with nobody queued, leaving the mode: so the lock is
+//! never free in hand-off mode with waiters queued. (Waking under the spin lock is brief: it
+//! queues a task, it never switches.)
 
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::{LockResult, TryLockError, TryLockResult};
+use std::time::Instant;
 
 use super::poison::Flag;
+use super::raw::STARVATION_BOUND;
 use crate::sched::park::Wait;
 use crate::sched::waitqueue::{WaitIn, WaitList, Woken};
 use crate::util::SpinLock;
@@ -22,12 +63,69 @@ const WRITER: u8 = 1;
 struct State {
     readers: usize,
     writer: bool,
+    /// Writers queued, or nudged and not back yet: while any, newcomer readers queue.
+    writers_waiting: usize,
+    /// Waiters nudged and not back yet.
+    woken: usize,
+    /// Hand-off mode: the lock is granted to the front of the queue.
+    handoff: bool,
     queue: WaitList,
+    /// Switches to hand-off mode so far (the unit tests check that the bound was enforced).
+    #[cfg(test)]
+    handoffs: usize,
 }
 
 impl State {
-    /// Serves the front of the queue after a release, waking whom it lets in. (Unparking under
-    /// the spin lock is brief: it queues a task, it never switches.)
+    /// Whether a caller of kind `tag` may take the lock now (the module doc's table; `nudged`
+    /// for a nudged waiter back).
+    fn may_take(&self, tag: u8, nudged: bool) -> bool {
+        if self.handoff || self.writer {
+            return false;
+        }
+        if tag == READER {
+            nudged || self.writers_waiting == 0
+        } else {
+            self.readers == 0
+        }
+    }
+
+    /// Takes the lock as `tag` (the caller checked `may_take`).
+    fn take(&mut self, tag: u8) {
+        if tag == READER {
+            self.readers += 1;
+        } else {
+            self.writer = true;
+        }
+    }
+
+    /// Step 2: serves the front of the queue, granting in hand-off mode, nudging otherwise.
+    fn serve(&mut self) {
+        if self.handoff {
+            return self.grant();
+        }
+        if self.woken > 0 || self.writer {
+            return;
+        }
+        while let Some(kind) = self.queue.front_tag() {
+            if kind == WRITER && (self.readers > 0 || self.woken > 0) {
+                // Readers hold it, or the readers ahead of this writer were just nudged.
+                return;
+            }
+            // A waiter whose task the shutdown abandoned never comes back: skip it (and count
+            // it out, a writer).
+            if self.queue.pop_front_nudge().is_some_and(|u| u.hand_over()) {
+                self.woken += 1;
+            } else if kind == WRITER {
+                self.writers_waiting -= 1;
+            }
+            if kind == WRITER && self.woken > 0 {
+                return;
+            }
+        }
+    }
+
+    /// Step 2 in hand-off mode: grants the front of the queue, waking whom it lets in; with
+    /// nobody queued, leaves hand-off mode.
     ///
     /// A waiter whose task the shutdown abandoned is counted out again and skipped.
     fn grant(&mut self) {
@@ -37,6 +135,7 @@ impl State {
                     return;
                 }
                 self.writer = true;
+                self.writers_waiting -= 1;
                 if self.queue.pop_front().is_none_or(|u| u.hand_over()) {
                     return;
                 }
@@ -51,6 +150,9 @@ impl State {
                 self.readers -= 1;
             }
         }
+        // Nobody left to grant (even if only abandoned waiters were skipped): hand-off mode
+        // ends here, or the lock could be left free with newcomers queueing behind nobody.
+        self.handoff = false;
     }
 }
 
@@ -97,7 +199,12 @@ impl<T> RwLock<T> {
             state: SpinLock::new(State {
                 readers: 0,
                 writer: false,
+                writers_waiting: 0,
+                woken: 0,
+                handoff: false,
                 queue: WaitList::new(),
+                #[cfg(test)]
+                handoffs: 0,
             }),
             poison: Flag::new(),
             data: UnsafeCell::new(value),
@@ -111,6 +218,12 @@ impl<T> RwLock<T> {
 }
 
 impl<T: ?Sized> RwLock<T> {
+    /// How many times a waiter switched this lock to hand-off mode.
+    #[cfg(test)]
+    pub(crate) fn handoffs(&self) -> usize {
+        self.state.lock().handoffs
+    }
+
     /// Locks for reading, parking while a writer holds the lock or waits for it.
     #[track_caller]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
@@ -125,39 +238,90 @@ impl<T: ?Sized> RwLock<T> {
         self.write_guard()
     }
 
-    /// Takes the lock as a reader or a writer (`tag`), queueing behind anyone already waiting.
+    /// Takes the lock as a reader or a writer (`tag`), by the module doc's table.
     #[track_caller]
     fn lock_as(&self, tag: u8, reason: &'static str) {
+        let writer = tag == WRITER;
+        // When we first queued (read outside the spin lock), and whether we were nudged.
+        let since: Cell<Option<Instant>> = Cell::new(None);
+        let mut nudged = false;
         loop {
+            let starving = nudged && since.get().is_some_and(|t| t.elapsed() > STARVATION_BOUND);
             let mut state = self.state.lock();
-            let free =
-                !state.writer && state.queue.is_empty() && (tag == READER || state.readers == 0);
-            if free {
-                if tag == READER {
-                    state.readers += 1;
-                } else {
-                    state.writer = true;
+            if nudged {
+                state.woken -= 1;
+                if writer {
+                    state.writers_waiting -= 1;
                 }
+            }
+            if state.may_take(tag, nudged) {
+                state.take(tag);
                 return;
             }
+            if starving {
+                // It is held (we could not take it): hand-off mode starts with a holder, whose
+                // release grants.
+                state.handoff = true;
+                #[cfg(test)]
+                {
+                    state.handoffs += 1;
+                }
+            }
+            if writer {
+                state.writers_waiting += 1;
+            }
+            let front = std::mem::replace(&mut nudged, false);
             let woken = WaitIn::new(&self.state, |s| &mut s.queue, Wait::hand_over(reason))
                 .tag(tag)
+                .front(front)
+                .after_queued(|| {
+                    if since.get().is_none() {
+                        since.set(Some(Instant::now()));
+                    }
+                })
                 // Leaving the queue: those held back behind us may come in now.
-                .withdraw(State::grant)
-                .pass_on(|| self.release(tag == WRITER))
+                .withdraw(|s: &mut State| {
+                    if writer {
+                        s.writers_waiting -= 1;
+                    }
+                    s.serve();
+                })
+                .pass_on(|how| match how {
+                    // Granted the lock but unwinding: release it.
+                    Woken::Notified => self.release(writer),
+                    // Nudged but unwinding: count ourselves out, serve the next.
+                    _ => {
+                        let mut s = self.state.lock();
+                        s.woken -= 1;
+                        if writer {
+                            s.writers_waiting -= 1;
+                        }
+                        s.serve();
+                    }
+                })
                 .park(state);
-            // The lock is handed over (the releaser counted us in); any other end of the wait
-            // means trying again.
-            if woken == Woken::Notified {
-                return;
+            match woken {
+                Woken::Notified => {
+                    // Granted (hand-off mode; the releaser counted us in): back to normal mode
+                    // if we waited less than the bound or nobody is queued behind us.
+                    let short = since.get().is_some_and(|t| t.elapsed() < STARVATION_BOUND);
+                    let mut state = self.state.lock();
+                    if short || state.queue.is_empty() {
+                        state.handoff = false;
+                    }
+                    return;
+                }
+                Woken::Nudged => nudged = true,
+                // A hand-over wait ends otherwise only by unwinding; try again all the same.
+                Woken::TimedOut | Woken::Interrupted => {}
             }
         }
     }
 
-    /// Locks for reading if that needs no waiting.
+    /// Locks for reading if that needs no waiting (no writer holds the lock or waits for it).
     pub fn try_read(&self) -> TryLockResult<RwLockReadGuard<'_, T>> {
         let mut state = self.state.lock();
-        if state.writer || !state.queue.is_empty() {
+        if !state.may_take(READER, false) {
             return Err(TryLockError::WouldBlock);
         }
         state.readers += 1;
@@ -165,10 +329,11 @@ impl<T: ?Sized> RwLock<T> {
         self.read_guard().map_err(TryLockError::Poisoned)
     }
 
-    /// Locks for writing if that needs no waiting.
+    /// Locks for writing if that needs no waiting (nobody holds the lock, and it is not in
+    /// hand-off mode).
     pub fn try_write(&self) -> TryLockResult<RwLockWriteGuard<'_, T>> {
         let mut state = self.state.lock();
-        if state.writer || state.readers > 0 || !state.queue.is_empty() {
+        if !state.may_take(WRITER, false) {
             return Err(TryLockError::WouldBlock);
         }
         state.writer = true;
@@ -215,9 +380,7 @@ impl<T: ?Sized> RwLock<T> {
         } else {
             state.readers -= 1;
         }
-        if state.readers == 0 && !state.writer {
-            state.grant();
-        }
+        state.serve();
     }
 }
 
@@ -303,7 +466,7 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
         let mut state = lock.state.lock();
         state.writer = false;
         state.readers += 1;
-        state.grant();
+        state.serve();
         drop(state);
         RwLockReadGuard {
             lock,

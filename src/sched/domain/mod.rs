@@ -304,6 +304,13 @@ impl Local {
         self.shared.own.spawned.store(n, Ordering::Release);
     }
 
+    /// Whether other work waits for this domain's thread: a ready task, or wake-ups in the
+    /// inbox (a relaxed look: a hint for whether to spin, see `sched::spinning_may_help`).
+    #[inline]
+    pub(crate) fn has_ready_work(&self) -> bool {
+        !self.run_queue.is_empty() || self.shared.attention.load(Ordering::Relaxed) & INBOX != 0
+    }
+
     /// A fresh process-unique thread id for a task spawned here.
     pub(crate) fn next_thread_id(&self) -> u64 {
         let (next, end) = self.ids.get();

@@ -277,6 +277,19 @@ impl Unparker {
         }
     }
 
+    /// The domain the waiter runs on, as an address to compare with
+    /// [`current_domain_addr`](crate::sched::current_domain_addr); 0 for a plain OS thread. A
+    /// primitive uses it to tell a waiter of the caller's own domain (which cannot run before
+    /// the caller yields or parks) from one that may run at once.
+    pub(crate) fn domain_addr(&self) -> usize {
+        match &self.target {
+            Target::Task(t) => Arc::as_ptr(t.domain()) as usize,
+            // SAFETY: as in `wake`: alive while its one waker holds it.
+            Target::TaskRef(t) => Arc::as_ptr(unsafe { t.as_ref() }.domain()) as usize,
+            Target::Thread(_) => 0,
+        }
+    }
+
     /// Whether the park this unparker belongs to is still waiting.
     pub(crate) fn is_pending(&self) -> bool {
         self.target.word().outcome(self.gen_).is_none()

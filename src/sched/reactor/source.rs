@@ -172,8 +172,12 @@ impl Source {
         }
         let wait = Wait::soft(reason).until(deadline);
         match WaitIn::new(&self.lists, |l: &mut Lists| &mut l.waiters[d], wait).park(guard) {
-            Woken::Notified if self.closed.load(Ordering::Acquire) => Err(closed_error()),
-            Woken::Notified => Ok(Waited::Retry),
+            // Readiness is a nudge in spirit (the caller retries its operation), whichever way
+            // the waker unlinked us.
+            Woken::Notified | Woken::Nudged if self.closed.load(Ordering::Acquire) => {
+                Err(closed_error())
+            }
+            Woken::Notified | Woken::Nudged => Ok(Waited::Retry),
             Woken::TimedOut => Ok(Waited::TimedOut),
             Woken::Interrupted => Err(given_up_error()),
         }

@@ -5,26 +5,43 @@
 //! checking the state and queueing happen under one short lock. Waiting is [`WaitIn::park`]
 //! (a wait described by name: which lock and list, the [`Wait`], and the hooks the primitive
 //! needs); waking is [`WaitList::pop_front`] (which unlinks the oldest waiter and hands back
-//! its `Unparker`).
+//! its `Unparker`) or [`WaitList::pop_front_nudge`].
+//!
+//! A waker wakes a waiter in one of two ways:
+//!
+//! - it **hands over** what the waiter waits for (a mutex in hand-off mode, a permit, a value,
+//!   a notification): the waiter's wait ends [`Woken::Notified`] and the thing is the
+//!   waiter's;
+//! - it **nudges** it: the thing stays where anyone may take it (a mutex left free, a permit
+//!   left in the count) and the waiter is only told to come and compete for it; its wait ends
+//!   [`Woken::Nudged`] and it tries again. A waiter that loses that race may queue again *at
+//!   the front* ([`WaitIn::front`]), keeping its place. This is what lets the locks of
+//!   `sync` serve a running task at once instead of waiting for a parked one to wake (see
+//!   `sync::raw`).
 //!
 //! ## Protocol
 //!
 //! 1. The waiter arms a [`Park`], links a node holding its `Unparker` at the back of the list
-//!    (under the primitive's lock), releases the lock and parks.
-//! 2. A waker, under the same lock, unlinks the front node and takes its `Unparker` out of it,
-//!    then (usually after releasing the lock) unparks it. From the moment it is unlinked the
-//!    node belongs to its waiter again; the waker never touches it after that.
+//!    (or at the front, for a waiter that lost after a nudge) under the primitive's lock,
+//!    releases the lock and parks.
+//! 2. A waker, under the same lock, takes the `Unparker` out of the front node, marks the node
+//!    nudged if it nudges, and unlinks it; then (usually after releasing the lock) it unparks
+//!    the waiter. From the moment it is unlinked the node belongs to its waiter again; the
+//!    waker never touches it after that.
 //! 3. The waiter, once its park ends for any reason, looks at its node's `linked` flag, which
 //!    the waker cleared (release) as its last touch of the node: unlinked means a waker chose it
-//!    ([`Woken::Notified`]): whatever the waker handed over (a mutex, a permit, a value) is the
-//!    waiter's, even if its park ended by timeout at the same moment. Still linked, it takes the
-//!    lock, looks again, and unlinks itself: it timed out or was interrupted.
+//!    ([`Woken::Notified`], or [`Woken::Nudged`] if the node is marked so, which the same
+//!    release publishes): whatever the waker handed over (a mutex, a permit, a value) is the
+//!    waiter's, and a nudge is the waiter's to act on, even if its park ended by timeout or by
+//!    a stop at the same moment. Still linked, it takes the lock, looks again, and unlinks
+//!    itself: it timed out or was interrupted.
 //! 4. A waiter always leaves the list before its frame ends: on unwinding too (a guard unlinks
 //!    the node), so the list never points into a dead stack. A waiter that unlinks itself
 //!    (timed out, given up, or unwinding) runs the primitive's `withdraw` hook under the lock
 //!    (a barrier uncounts it, a reader-writer lock lets in those it held back); one that a
-//!    waker had chosen but that unwinds instead of taking its gift runs `pass_on` (the mutex
-//!    or permit goes to the next waiter), so nothing handed over is lost.
+//!    waker had chosen but that unwinds instead of acting on it runs `pass_on` with how it was
+//!    chosen (a mutex or permit handed over goes to the next waiter; a nudge is passed to the
+//!    next waiter, or its mark cleared), so nothing handed over and no wake-up is lost.
 //!
 //! Nodes on the stack cost no allocation; stacks never move, so a node's address is stable for
 //! as long as its waiter is inside [`wait_in`]. Rejected alternative: a `VecDeque` of
@@ -38,7 +55,7 @@ use crate::util::{SpinGuard, SpinLock};
 
 /// One waiter, on its owner's stack. Every field is touched only under the lock of the list
 /// the node is in (or by its owner while it is in no list), except `linked`, which the owner
-/// may read without the lock once woken.
+/// may read without the lock once woken (and `nudged`, which that read publishes).
 pub(crate) struct Waiter {
     unparker: Cell<Option<Unparker>>,
     prev: Cell<*const Waiter>,
@@ -48,6 +65,19 @@ pub(crate) struct Waiter {
     linked: AtomicBool,
     /// What the waiter waits for, for primitives with several kinds (readers and writers).
     tag: u8,
+    /// Set by a waker that nudges (step 2) before it unlinks the node: nothing was handed over.
+    nudged: Cell<bool>,
+}
+
+impl Waiter {
+    /// How a waker that unlinked this node chose it (read by the owner once unlinked).
+    fn chosen(&self) -> Woken {
+        if self.nudged.get() {
+            Woken::Nudged
+        } else {
+            Woken::Notified
+        }
+    }
 }
 
 /// How a wait in [`wait_in`] ended.
@@ -55,6 +85,10 @@ pub(crate) struct Waiter {
 pub(crate) enum Woken {
     /// A waker unlinked us: what it handed over is ours.
     Notified,
+    /// A waker unlinked us without handing anything over ([`WaitList::pop_front_nudge`]): what
+    /// we wait for was left for anyone to take, and we should try again (a waiter that loses
+    /// may queue again at the front, [`WaitIn::front`]).
+    Nudged,
     /// The deadline passed first.
     TimedOut,
     /// The wait was given up (a wait for readiness or time, at shutdown: see `park::stop`).
@@ -93,6 +127,13 @@ impl WaitList {
         self.head.is_null()
     }
 
+    /// Whether no node is linked at all, waiters of abandoned tasks included: unlike
+    /// [`is_empty`](Self::is_empty) it looks at no waiter's task, which suits a waker that has
+    /// just popped one (it meets an abandoned waiter when it pops it, and skips it then).
+    pub(crate) fn nobody_linked(&self) -> bool {
+        self.head.is_null()
+    }
+
     /// The tag of the oldest waiter (abandoned ones dropped first, as in `is_empty`).
     pub(crate) fn front_tag(&mut self) -> Option<u8> {
         self.drop_dead_front();
@@ -107,6 +148,18 @@ impl WaitList {
     /// never freed): a caller that hands something over wakes it with
     /// [`Unparker::hand_over`], and on `false` hands it to the next waiter instead.
     pub(crate) fn pop_front(&mut self) -> Option<Unparker> {
+        self.take_front(false)
+    }
+
+    /// Unlinks the oldest waiter as a **nudge** and returns its unparker, for the caller to
+    /// wake: its wait ends [`Woken::Nudged`], with nothing handed over (it comes back to
+    /// compete). Like [`pop_front`](Self::pop_front), the waiter may be a task the shutdown
+    /// abandoned: wake it with [`Unparker::hand_over`], and on `false` nudge the next one.
+    pub(crate) fn pop_front_nudge(&mut self) -> Option<Unparker> {
+        self.take_front(true)
+    }
+
+    fn take_front(&mut self, nudge: bool) -> Option<Unparker> {
         if self.head.is_null() {
             return None;
         }
@@ -115,6 +168,8 @@ impl WaitList {
         // its node be gone.
         // SAFETY: a linked node is alive; we hold the list's lock.
         let unparker = unsafe { (*node).unparker.take() };
+        // SAFETY: as above; `unlink`'s release store publishes the mark to the owner.
+        unsafe { (*node).nudged.set(nudge) };
         // SAFETY: as above.
         unsafe { self.unlink(node) };
         unparker
@@ -135,6 +190,25 @@ impl WaitList {
             // SAFETY: as above.
             unsafe { self.unlink(node) };
         }
+    }
+
+    /// Links `node` at the front.
+    ///
+    /// # Safety
+    ///
+    /// As [`push_back`](Self::push_back).
+    unsafe fn push_front(&mut self, node: &Waiter) {
+        node.prev.set(std::ptr::null());
+        node.next.set(self.head);
+        if self.head.is_null() {
+            self.tail = node;
+        } else {
+            // SAFETY: the head is a linked, live node.
+            unsafe { (*self.head).prev.set(node) };
+        }
+        self.head = node;
+        node.linked.store(true, Ordering::Relaxed);
+        self.len += 1;
     }
 
     /// Links `node` at the back.
@@ -185,9 +259,9 @@ impl WaitList {
 
 /// Runs when a waiter unwinds out of its wait (it was stopped while it waited): unlinks the
 /// node and runs `withdraw` if no waker did (step 4); if a waker did, what it handed over (a
-/// mutex, a permit, a signal) would be lost with this waiter, so `pass_on` gives it to the next
-/// one.
-struct LeaveOnDrop<'a, S, L: Fn(&mut S) -> &mut WaitList, P: FnOnce(), W: FnOnce(&mut S)> {
+/// mutex, a permit, a signal) or the nudge it gave would be lost with this waiter, so
+/// `pass_on` gives it to the next one.
+struct LeaveOnDrop<'a, S, L: Fn(&mut S) -> &mut WaitList, P: FnOnce(Woken), W: FnOnce(&mut S)> {
     lock: &'a SpinLock<S>,
     list: &'a L,
     node: &'a Waiter,
@@ -200,7 +274,7 @@ struct LeaveOnDrop<'a, S, L: Fn(&mut S) -> &mut WaitList, P: FnOnce(), W: FnOnce
 impl<S, L, P, W> LeaveOnDrop<'_, S, L, P, W>
 where
     L: Fn(&mut S) -> &mut WaitList,
-    P: FnOnce(),
+    P: FnOnce(Woken),
     W: FnOnce(&mut S),
 {
     /// Unlinks the node if it is still linked, running `withdraw` under the lock; returns
@@ -222,32 +296,36 @@ where
 impl<S, L, P, W> Drop for LeaveOnDrop<'_, S, L, P, W>
 where
     L: Fn(&mut S) -> &mut WaitList,
-    P: FnOnce(),
+    P: FnOnce(Woken),
     W: FnOnce(&mut S),
 {
     fn drop(&mut self) {
         if self.armed && !self.leave() {
             if let Some(pass_on) = self.pass_on.take() {
-                pass_on();
+                // Unlinked by a waker (acquire, in `leave`'s lock): the mark is the waker's.
+                pass_on(self.node.chosen());
             }
         }
     }
 }
 
 /// A wait on a [`WaitList`], described by name: the primitive's lock and the list in it, a tag
-/// (what the waiter waits for, when a list mixes kinds), the [`Wait`], and three hooks, each a
-/// no-op unless set:
+/// (what the waiter waits for, when a list mixes kinds), where it queues (at the back, or at
+/// the front for a waiter that keeps its place), the [`Wait`], and three hooks, each a no-op
+/// unless set:
 ///
 /// - `after_queued`: runs once the waiter is queued and the lock released, before it parks (a
 ///   condition variable unlocks its mutex there: any waker that comes after finds it queued);
 /// - `withdraw`: runs under the lock when the waiter leaves the list by itself (timed out,
 ///   given up, or unwinding), with the primitive's state;
-/// - `pass_on`: runs when the waiter was chosen by a waker but unwinds instead of taking what
-///   it was handed, so that it goes to the next waiter.
-pub(crate) struct WaitIn<'a, S, L, A = fn(), W = fn(&mut S), P = fn()> {
+/// - `pass_on`: runs when the waiter was chosen by a waker but unwinds instead of acting on it,
+///   with how it was chosen ([`Woken::Notified`]: what it was handed goes to the next waiter;
+///   [`Woken::Nudged`]: the nudge does).
+pub(crate) struct WaitIn<'a, S, L, A = fn(), W = fn(&mut S), P = fn(Woken)> {
     lock: &'a SpinLock<S>,
     list: L,
     tag: u8,
+    front: bool,
     wait: Wait,
     after_queued: A,
     withdraw: W,
@@ -262,14 +340,16 @@ where
     pub(crate) fn new(lock: &'a SpinLock<S>, list: L, wait: Wait) -> Self {
         fn nothing() {}
         fn nothing_with<S>(_: &mut S) {}
+        fn nothing_passed(_: Woken) {}
         WaitIn {
             lock,
             list,
             tag: 0,
+            front: false,
             wait,
             after_queued: nothing,
             withdraw: nothing_with::<S>,
-            pass_on: nothing,
+            pass_on: nothing_passed,
         }
     }
 }
@@ -279,11 +359,18 @@ where
     L: Fn(&mut S) -> &mut WaitList,
     A: FnOnce(),
     W: FnOnce(&mut S),
-    P: FnOnce(),
+    P: FnOnce(Woken),
 {
     /// Sets the waiter's tag (read by wakers with [`WaitList::front_tag`]).
     pub(crate) fn tag(mut self, tag: u8) -> Self {
         self.tag = tag;
+        self
+    }
+
+    /// Queues the waiter at the front instead of the back: a waiter that was nudged and lost
+    /// the race keeps its place ahead of those that came after it.
+    pub(crate) fn front(mut self, front: bool) -> Self {
+        self.front = front;
         self
     }
 
@@ -293,6 +380,7 @@ where
             lock: self.lock,
             list: self.list,
             tag: self.tag,
+            front: self.front,
             wait: self.wait,
             after_queued: f,
             withdraw: self.withdraw,
@@ -306,6 +394,7 @@ where
             lock: self.lock,
             list: self.list,
             tag: self.tag,
+            front: self.front,
             wait: self.wait,
             after_queued: self.after_queued,
             withdraw: f,
@@ -314,11 +403,12 @@ where
     }
 
     /// Sets the `pass_on` hook.
-    pub(crate) fn pass_on<P2: FnOnce()>(self, f: P2) -> WaitIn<'a, S, L, A, W, P2> {
+    pub(crate) fn pass_on<P2: FnOnce(Woken)>(self, f: P2) -> WaitIn<'a, S, L, A, W, P2> {
         WaitIn {
             lock: self.lock,
             list: self.list,
             tag: self.tag,
+            front: self.front,
             wait: self.wait,
             after_queued: self.after_queued,
             withdraw: self.withdraw,
@@ -326,10 +416,10 @@ where
         }
     }
 
-    /// Queues the caller at the back of the list (the caller holds the lock's `guard`),
-    /// releases the lock, runs `after_queued`, parks until a waker unlinks it, the deadline
-    /// passes, or the wait is given up, and says how the wait ended. The lock is not held on
-    /// return: a caller that needs the state again takes it.
+    /// Queues the caller at the back of the list (or the front: [`front`](Self::front); the
+    /// caller holds the lock's `guard`), releases the lock, runs `after_queued`, parks until a
+    /// waker unlinks it, the deadline passes, or the wait is given up, and says how the wait
+    /// ended. The lock is not held on return: a caller that needs the state again takes it.
     ///
     /// Whatever happens, the caller's node is out of the list when this returns or unwinds
     /// (protocol step 4).
@@ -339,6 +429,7 @@ where
             lock,
             list,
             tag,
+            front,
             wait,
             after_queued,
             withdraw,
@@ -350,6 +441,7 @@ where
             next: Cell::new(std::ptr::null()),
             linked: AtomicBool::new(false),
             tag,
+            nudged: Cell::new(false),
         };
         let mut guard = Some(guard);
         let mut leave = None;
@@ -357,7 +449,13 @@ where
             let mut guard = guard.take().expect("published once");
             node.unparker.set(Some(unparker));
             // SAFETY: `leave` below unlinks the node before this frame ends, on every path.
-            unsafe { list(&mut guard).push_back(&node) };
+            unsafe {
+                if front {
+                    list(&mut guard).push_front(&node)
+                } else {
+                    list(&mut guard).push_back(&node)
+                }
+            };
             drop(guard);
             leave = Some(LeaveOnDrop {
                 lock,
@@ -375,12 +473,12 @@ where
         if !node.linked.load(Ordering::Acquire) {
             // A waker unlinked us (release): what it handed over is ours, even if a stop or the
             // deadline ended the park at the same moment (the stop then takes effect at the
-            // next park point).
-            return Woken::Notified;
+            // next park point); a nudge is ours to act on.
+            return node.chosen();
         }
         if !leave.leave() {
             // A waker chose us just now: ours all the same.
-            return Woken::Notified;
+            return node.chosen();
         }
         match why {
             Wake::TimedOut => Woken::TimedOut,

@@ -1,5 +1,6 @@
-//! Unit tests of the wait queue: the list's links, FIFO order, and `WaitIn::park` with its
-//! hooks, with plain threads and a domain's main task as waiters.
+//! Unit tests of the wait queue: the list's links, FIFO order, queueing at the front, nudges
+//! and hand-overs, and `WaitIn::park` with its hooks, with plain threads and a domain's main
+//! task as waiters.
 //!
 //! Waiters are plain OS threads and the main task of a runtime (`Builder::run`); wakers and
 //! the test's conductor are plain threads, so that no face is needed to spawn anything.
@@ -34,8 +35,9 @@ struct State {
     quit: bool,
     /// How many times `withdraw` ran.
     withdrawn: u32,
-    /// How many times `pass_on` ran.
+    /// How many times `pass_on` ran, and what it was told last.
     passed_on: u32,
+    passed_how: Option<Woken>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +47,12 @@ enum Kind {
 }
 // Short names for the orders of `scene`: P a plain thread, T the main task.
 use Kind::{Task as T, Thread as P};
+
+/// How a [`Gate`]'s wait finds its list.
+type ListOf = fn(&mut State) -> &mut WaitList;
+
+/// A [`Gate`]'s wait, with its `pass_on` hook `P`.
+type GateWait<'a, P> = WaitIn<'a, State, ListOf, fn(), fn(&mut State), P>;
 
 /// The nodes of `list`, head first.
 fn nodes_of(list: &WaitList) -> Vec<*const Waiter> {
@@ -78,6 +86,7 @@ impl Gate {
                 queued: 0,
                 withdrawn: 0,
                 passed_on: 0,
+                passed_how: None,
                 round: 0,
                 deadline: None,
                 served: 0,
@@ -93,23 +102,51 @@ impl Gate {
         self.park(guard, tag, deadline)
     }
 
+    /// Waits with `tag`, queued at the front, until popped.
+    fn wait_at_front(&self, tag: u8) -> Woken {
+        let mut guard = self.state.lock();
+        guard.queued += 1;
+        self.wait_in(tag, None).front(true).park(guard)
+    }
+
+    /// The wait of this gate, with its hooks.
+    fn wait_in(&self, tag: u8, deadline: Option<Instant>) -> GateWait<'_, impl FnOnce(Woken) + '_> {
+        fn list(s: &mut State) -> &mut WaitList {
+            &mut s.list
+        }
+        fn withdraw(s: &mut State) {
+            s.queued -= 1;
+            s.withdrawn += 1;
+        }
+        let wait = Wait::hand_over("waitqueue test").until(deadline);
+        WaitIn::new(&self.state, list as ListOf, wait)
+            .tag(tag)
+            .withdraw(withdraw as fn(&mut State))
+            .pass_on(|how| {
+                let mut s = self.state.lock();
+                s.passed_on += 1;
+                s.passed_how = Some(how);
+            })
+    }
+
     /// Parks a waiter the caller counted in (`queued`) under `guard`.
     fn park(&self, guard: SpinGuard<'_, State>, tag: u8, deadline: Option<Instant>) -> Woken {
-        let wait = Wait::hand_over("waitqueue test").until(deadline);
-        WaitIn::new(&self.state, |s: &mut State| &mut s.list, wait)
-            .tag(tag)
-            .withdraw(|s: &mut State| {
-                s.queued -= 1;
-                s.withdrawn += 1;
-            })
-            .pass_on(|| self.state.lock().passed_on += 1)
-            .park(guard)
+        self.wait_in(tag, deadline).park(guard)
     }
 
     /// A waker's step 2: unlinks the oldest waiter and returns its unparker.
     fn pop(&self) -> Option<Unparker> {
+        self.pop_as(false)
+    }
+
+    /// Step 2 as a hand-over or (`nudge`) as a nudge.
+    fn pop_as(&self, nudge: bool) -> Option<Unparker> {
         let mut guard = self.state.lock();
-        let u = guard.list.pop_front();
+        let u = if nudge {
+            guard.list.pop_front_nudge()
+        } else {
+            guard.list.pop_front()
+        };
         if u.is_some() {
             guard.queued -= 1;
         }
@@ -431,9 +468,18 @@ fn a_waker_inside_after_queued_finds_the_waiter() {
     });
 }
 
+/// How a waker chooses the waiter in [`stop_the_waiting_task`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Chosen {
+    Not,
+    HandedOver,
+    Nudged,
+}
+
 /// Runs the runtime's main task as a waiter that a plain thread stops while it waits
-/// (after popping it first, if `chosen`), and returns the gate once the task has unwound.
-fn stop_the_waiting_task(chosen: bool) -> Arc<Gate> {
+/// (after popping it first, as `chosen` says), and returns the gate once the task has unwound
+/// (or, chosen, returned).
+fn stop_the_waiting_task(chosen: Chosen) -> Arc<Gate> {
     within(30, || {
         let gate = Arc::new(Gate::new());
         let (tx, rx) = channel::<Arc<Task>>();
@@ -441,7 +487,10 @@ fn stop_the_waiting_task(chosen: bool) -> Arc<Gate> {
         let stopper = std::thread::spawn(move || {
             let task = rx.recv().unwrap();
             g.await_len(1);
-            let popped = chosen.then(|| g.pop().expect("the task is queued"));
+            let popped = (chosen != Chosen::Not).then(|| {
+                g.pop_as(chosen == Chosen::Nudged)
+                    .expect("the task is queued")
+            });
             assert!(interrupt(&task));
             popped
         });
@@ -452,12 +501,14 @@ fn stop_the_waiting_task(chosen: bool) -> Arc<Gate> {
                 g.wait(0, None)
             })
         }));
-        if chosen {
-            // Handed over before the stop landed: the hand-over stands, and the stop would
+        match chosen {
+            // Handed over (or nudged) before the stop landed: that stands, and the stop would
             // take effect at the next park point (there is none).
-            assert_eq!(out.ok(), Some(Woken::Notified), "the hand-over was kept");
-        } else {
-            assert!(out.unwrap_err().is::<TaskDropped>(), "the task unwound");
+            Chosen::HandedOver => {
+                assert_eq!(out.ok(), Some(Woken::Notified), "the hand-over was kept")
+            }
+            Chosen::Nudged => assert_eq!(out.ok(), Some(Woken::Nudged), "the nudge was kept"),
+            Chosen::Not => assert!(out.unwrap_err().is::<TaskDropped>(), "the task unwound"),
         }
         if let Some(u) = joined(stopper) {
             assert!(!u.unpark(), "the stop ended the park first");
@@ -476,7 +527,7 @@ fn stop_the_waiting_task(chosen: bool) -> Arc<Gate> {
 /// A waiter stopped while it waits unlinks itself, withdraws, and unwinds.
 #[test]
 fn an_unwinding_waiter_withdraws() {
-    let gate = stop_the_waiting_task(false);
+    let gate = stop_the_waiting_task(Chosen::Not);
     let s = gate.state.lock();
     assert_eq!((s.withdrawn, s.passed_on), (1, 0));
 }
@@ -486,9 +537,89 @@ fn an_unwinding_waiter_withdraws() {
 /// made once the task has finished, says so.
 #[test]
 fn a_waiter_chosen_as_it_is_stopped_keeps_the_hand_over() {
-    let gate = stop_the_waiting_task(true);
+    let gate = stop_the_waiting_task(Chosen::HandedOver);
     let s = gate.state.lock();
     assert_eq!((s.withdrawn, s.passed_on), (0, 0));
+}
+
+/// A waiter nudged just as it is stopped is told it was nudged (it may try again, and the
+/// stop waits for its next park point): neither `withdraw` nor `pass_on` runs.
+#[test]
+fn a_waiter_nudged_as_it_is_stopped_is_told_so() {
+    let gate = stop_the_waiting_task(Chosen::Nudged);
+    let s = gate.state.lock();
+    assert_eq!((s.withdrawn, s.passed_on), (0, 0));
+}
+
+/// `pop_front_nudge` wakes the oldest waiter with `Nudged`, `pop_front` with `Notified`, in
+/// one list, threads and tasks alike.
+#[test]
+fn a_nudged_waiter_is_told_it_was_nudged() {
+    scene(&[P, T, P, P], plain_wait, |gate, _, done| {
+        for i in 0..4 {
+            let nudge = i % 2 == 1;
+            assert!(gate.pop_as(nudge).expect("a waiter is queued").unpark());
+            let how = if nudge {
+                Woken::Nudged
+            } else {
+                Woken::Notified
+            };
+            assert_eq!(done.next(), (i, how));
+        }
+    });
+}
+
+/// A waiter queued at the front (one that lost after a nudge keeps its place) is ahead of
+/// those queued before it; the links stay consistent both ways.
+#[test]
+fn a_waiter_queued_at_the_front_is_woken_first() {
+    scene(
+        &[P, T, P, P],
+        |gate, i| {
+            if i >= 2 {
+                gate.wait_at_front(i as u8)
+            } else {
+                gate.wait(i as u8, None)
+            }
+        },
+        |gate, nodes, done| {
+            // Queued in order 0, 1, then 2 and 3 each at the front.
+            gate.assert_links(nodes);
+            assert_eq!(gate.state.lock().list.front_tag(), Some(3));
+            for i in [3, 2, 0, 1] {
+                wake_oldest(gate, done, i);
+            }
+        },
+    );
+}
+
+/// A waiter that unwinds out of its wait after a waker chose it runs `pass_on`, told how it
+/// was chosen (a hand-over, or a nudge), so that it can pass the right thing on.
+#[test]
+fn pass_on_is_told_how_the_unwinding_waiter_was_chosen() {
+    for nudge in [false, true] {
+        let gate = Gate::new();
+        let out = catch_unwind(AssertUnwindSafe(|| {
+            let mut guard = gate.state.lock();
+            guard.queued += 1;
+            gate.wait_in(0, None)
+                .after_queued(|| {
+                    // A waker chooses us, then we unwind before parking.
+                    drop(gate.pop_as(nudge).expect("queued"));
+                    panic!("unwinding out of the wait");
+                })
+                .park(guard)
+        }));
+        assert!(out.is_err());
+        let s = gate.state.lock();
+        let how = if nudge {
+            Woken::Nudged
+        } else {
+            Woken::Notified
+        };
+        assert_eq!((s.withdrawn, s.passed_on, s.passed_how), (0, 1, Some(how)));
+        assert_eq!(s.list.len, 0);
+    }
 }
 
 /// Plays `rounds` rounds of a hand-over racing a deadline, the caller (a thread or a task)
