@@ -70,6 +70,28 @@
 //! of never-started tasks goes from 0 to 1 wakes one sleeping peer (clearing its `sleeping`
 //! flag first, as a remote waker does), which then asks for work as above. The busy domain's run queue stays single-threaded (no lock, no
 //! work-stealing deque on the spawn path).
+//!
+//! ## Many cores
+//!
+//! What each hot path touches that another domain may also touch (the machines this is
+//! measured on have 2 cores; the rest is the model the code is written to):
+//!
+//! | path | state shared with other domains | cost when many domains run it at once |
+//! |------|--------------------------------|----------------------------------------|
+//! | spawn from a task | none but the target queue: task and thread ids come from per-domain blocks (one shared `fetch_add` per 64 or 256 spawns), the stack pool, task cache and registry are the domain's own, the spawn count and `stealable` live on the domain's own line ([`OwnLine`]); the arena's depot (a mutex) is visited once per 64 stacks, and only by a domain whose pool over- or underflows | flat |
+//! | the first spawn after the stealable count was 0 | reads the peers' `sleeping` flags until one is asleep, and wakes that one only | one line per peer read, on a 0 → 1 change, not per spawn |
+//! | park, yield, unpark on the same domain | none | flat |
+//! | unpark from another domain or thread | the target domain's inbox mutex, `attention` and `sleeping` (one line) | contended only when many domains wake tasks of one domain at once |
+//! | an idle domain | the peers' `stealable` (read), one victim's `steal_request` (one CAS), the runtime's `spinning` counter | off the hot paths |
+//!
+//! No idle herd: an idle domain that asks for work stores its request in one victim only, a
+//! victim serves one request at a time (the others go back to sleep and are woken by the next
+//! 0 → 1 change), and a 0 → 1 change wakes one sleeper. What a 16- to 64-core machine would
+//! still show, and the remedy each would take: the per-domain inbox mutex under a fan-in of
+//! wake-ups (an intrusive MPSC list drained with one swap); the shutdown's `all_finished`,
+//! which sums two counters per domain (once per shutdown round, not per task); and, for never-
+//! started work stuck behind a task that never yields, a queue that an idle domain can take
+//! from without the busy one's help (a work-stealing deque).
 
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
