@@ -18,6 +18,13 @@
 //! - `mutex`: uncontended `Mutex` lock + unlock.
 //! - `condvar`: a `Mutex` + `Condvar` round trip between two tasks.
 //! - `pingpong`: a CML `Channel` round trip between two tasks.
+//! - `select1`: the same with every receive made as `select(vec![c.recv_evt()])`.
+//! - `choose2`: the same with every receive made as `choose` of the channel's receive event and
+//!   one of a channel nobody sends on (the general path: offers on two channels).
+//! - `select3`: one sync of `choose` over the receive events of 3 channels while a partner task
+//!   sends on them in turn (`benches/events.rs`'s `select3`); one operation is one sync.
+//! - `rendezvous`: a `sync::mpsc::sync_channel(0)` round trip between two tasks (two of them,
+//!   one each way: `benches/sync.rs`'s `rendezvous`).
 //! - `contended`: four tasks locking one mutex and yielding inside; one operation is one
 //!   critical section (`n` a multiple of 4).
 //! - `tcp`: a 64-byte TCP loopback round trip between two tasks (each side parks once).
@@ -33,7 +40,7 @@ fn main() {
     let (Some(case), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
         eprintln!(
-            "usage: hot_paths <yield|spawn|spawn_local|miou_spawn|mutex|condvar|pingpong|contended|tcp> <n>"
+            "usage: hot_paths <yield|spawn|spawn_local|miou_spawn|mutex|condvar|pingpong|select1|choose2|select3|rendezvous|contended|tcp> <n>"
         );
         std::process::exit(2);
     };
@@ -48,6 +55,10 @@ fn main() {
         "mutex" => uncontended,
         "condvar" => condvar,
         "pingpong" => pingpong,
+        "select1" => select1,
+        "choose2" => choose2,
+        "select3" => select3,
+        "rendezvous" => rendezvous,
         "contended" => contended,
         "tcp" => tcp,
         other => {
@@ -128,6 +139,72 @@ fn pingpong(n: u64) {
         assert_eq!(pong.recv(), i);
     }
     other.join().unwrap();
+}
+
+fn select1(n: u64) {
+    use bobine::event::{Channel, select};
+    let (ping, pong) = (Channel::new(), Channel::new());
+    let (ping2, pong2) = (ping.clone(), pong.clone());
+    let other = thread::spawn(move || {
+        for _ in 0..n {
+            pong2.send(select(vec![ping2.recv_evt()]));
+        }
+    });
+    for i in 0..n {
+        ping.send(i);
+        assert_eq!(select(vec![pong.recv_evt()]), i);
+    }
+    other.join().unwrap();
+}
+
+fn choose2(n: u64) {
+    use bobine::event::{Channel, choose};
+    let (ping, pong) = (Channel::new(), Channel::new());
+    let (ping2, pong2) = (ping.clone(), pong.clone());
+    let other = thread::spawn(move || {
+        let idle = Channel::new();
+        for _ in 0..n {
+            pong2.send(choose(vec![ping2.recv_evt(), idle.recv_evt()]).sync());
+        }
+    });
+    let idle = Channel::new();
+    for i in 0..n {
+        ping.send(i);
+        assert_eq!(choose(vec![pong.recv_evt(), idle.recv_evt()]).sync(), i);
+    }
+    other.join().unwrap();
+}
+
+fn select3(n: u64) {
+    use bobine::event::{Channel, choose};
+    let chans: [Channel<u64>; 3] = std::array::from_fn(|_| Channel::new());
+    let theirs = chans.clone();
+    let partner = thread::spawn(move || {
+        for i in 0..n {
+            theirs[(i % 3) as usize].send(i);
+        }
+    });
+    for i in 0..n {
+        let evs = chans.iter().map(Channel::recv_evt).collect();
+        assert_eq!(choose(evs).sync(), i);
+    }
+    partner.join().unwrap();
+}
+
+fn rendezvous(n: u64) {
+    use bobine::sync::mpsc::sync_channel;
+    let (ping_tx, ping_rx) = sync_channel::<u64>(0);
+    let (pong_tx, pong_rx) = sync_channel::<u64>(0);
+    let echo = thread::spawn(move || {
+        for _ in 0..n {
+            pong_tx.send(ping_rx.recv().unwrap()).unwrap();
+        }
+    });
+    for i in 0..n {
+        ping_tx.send(i).unwrap();
+        assert_eq!(pong_rx.recv().unwrap(), i);
+    }
+    echo.join().unwrap();
 }
 
 fn contended(n: u64) {
