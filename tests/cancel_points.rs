@@ -771,6 +771,9 @@ fn miou_await_unwinds_and_cancel_ends_the_subtree() {
                     );
                     move || {
                         let _guard = DropCounter(cd);
+                        // The child reports first: a grandchild on another domain could
+                        // otherwise report before it does.
+                        ready_tx.send(miou::domain::self_()).unwrap();
                         let tx = ready_tx.clone();
                         let grandchild = move || {
                             let _guard = DropCounter(gd);
@@ -782,7 +785,6 @@ fn miou_await_unwinds_and_cancel_ends_the_subtree() {
                         } else {
                             miou::call_cc(grandchild)
                         };
-                        ready_tx.send(miou::domain::self_()).unwrap();
                         let _ = miou::await_(p);
                         returned.store(true, Ordering::SeqCst);
                     }
