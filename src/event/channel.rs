@@ -4,12 +4,13 @@
 //! A channel is two FIFO queues of offers (blocked senders, blocked receivers) under one spin
 //! lock. An offer is one of two kinds:
 //!
-//! - a **shared offer** names a blocked general sync ([`SyncState`], reference counted) and one
-//!   of its leaves; a send offer's value waits in that sync's slot. A partner commits it with the
-//!   sync's state word (claim, move the value, complete), because the sync may have committed
-//!   elsewhere. A sync that commits elsewhere leaves stale offers behind: they are skipped and
-//!   dropped when a partner scans past them, and swept every [`SWEEP_EVERY`] registrations, so
-//!   memory stays flat however many choices are made.
+//! - a **sync offer** names a blocked general sync ([`SyncState`], in the syncer's frame) and
+//!   one of its leaves; a send offer's value waits in that sync's slot. A partner commits it
+//!   with the sync's state word (claim, move the value, complete: `commit.rs`), because the sync
+//!   may have committed elsewhere. Once its word has settled, the syncer takes its offers out of
+//!   every channel it offered on (under each channel's lock: `sync.rs`, step 4 of the module
+//!   doc); an offer a partner meets before that is stale and dropped as it scans past it. Stale
+//!   offers are also swept every [`SWEEP_EVERY`] registrations.
 //! - a **waiter** is a `Channel::send`/`recv` shorthand blocked on its own stack: one leaf, so
 //!   nothing else can commit it, and no state word is needed. The channel lock is its commit
 //!   point.
@@ -42,7 +43,8 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use super::commit::{Payload, SyncState};
+use super::commit::{Claim, SyncState};
+use super::payload::Payload;
 use super::{BaseOp, Event};
 use crate::sched::park::{Unparker, Wait, Wake, park_current_borrowed, stop};
 use crate::util::{SpinGuard, SpinLock};
@@ -52,29 +54,32 @@ const SWEEP_EVERY: u32 = 64;
 
 /// A blocked sync's interest in one channel.
 pub(crate) enum Offer {
-    /// A leaf of a general sync, whose state is shared with its syncer (stale offers keep it
-    /// alive).
-    Shared(Arc<SyncState>, usize),
+    /// A leaf of a general sync, whose state lives in its syncer's frame (see the module doc
+    /// for why the pointer stays valid while the offer is queued).
+    Sync(NonNull<SyncState>, usize),
     /// A shorthand blocked on its stack (see the module doc for why the pointer stays valid).
     Waiter(NonNull<Waiter>),
 }
 
-// SAFETY: a `Waiter` pointer is only followed under the channel lock while the waiter is
-// queued, and the waiter (on some task's or thread's stack) outlives that (module doc, step
-// 4); everything a waiter holds is `Send` (its slot holds a `T: Send`).
+// SAFETY: both pointers are only followed under the channel lock while the offer is queued (or
+// by the partner that popped it, until it completes or wakes it), and what they name outlives
+// that (module doc; `commit.rs`); everything an offer gives access to is `Send` (a waiter's
+// slot holds a `T: Send`, a sync's slots hold payloads, which are `Send`).
 unsafe impl Send for Offer {}
 
 impl Offer {
-    pub(crate) fn shared(sync: Arc<SyncState>, leaf: usize) -> Offer {
-        Offer::Shared(sync, leaf)
+    /// The offer of leaf `leaf` of the sync `state`.
+    pub(crate) fn sync(state: &SyncState, leaf: usize) -> Offer {
+        Offer::Sync(NonNull::from(state), leaf)
     }
 
     /// Whether a partner could still commit this offer (a waiter's task may have been
-    /// abandoned by a shutdown: that shows when it is woken, see [`Waiter::wake`]; a shared
-    /// offer's syncer is checked just before it is committed, see [`Queues::pop_partner`]).
+    /// abandoned by a shutdown: that shows when it is woken, see [`Waiter::wake`]; a sync
+    /// offer's syncer is checked as it is claimed, see [`Queues::pop_partner`]).
     fn is_live(&self) -> bool {
         match self {
-            Offer::Shared(state, _) => state.is_waiting(),
+            // SAFETY: a queued offer's sync is alive (module doc), and we hold the lock.
+            Offer::Sync(state, _) => unsafe { state.as_ref() }.is_waiting(),
             Offer::Waiter(_) => true,
         }
     }
@@ -82,12 +87,16 @@ impl Offer {
     fn is(&self, waiter: &Waiter) -> bool {
         matches!(self, Offer::Waiter(p) if std::ptr::eq(p.as_ptr(), waiter))
     }
+
+    fn of_sync(&self, state: *const SyncState) -> bool {
+        matches!(self, Offer::Sync(p, _) if std::ptr::eq(p.as_ptr(), state))
+    }
 }
 
 /// A partner found in a queue and already committed: a claimed general sync (to be completed
 /// after the value has moved), or a popped waiter (to be woken after the value has moved).
 enum Partner {
-    Claimed(Arc<SyncState>, usize),
+    Claimed(NonNull<SyncState>, usize, Claim),
     Waiter(NonNull<Waiter>),
 }
 
@@ -115,7 +124,7 @@ impl<T: Send + 'static> TypedSlot<T> {
     unsafe fn take(slot: *mut ()) -> Payload {
         // SAFETY: forwarded to the caller.
         let slot = unsafe { &mut *slot.cast::<Option<T>>() };
-        Box::new(slot.take().expect("a sending waiter holds its value"))
+        Payload::new(slot.take().expect("a sending waiter holds its value"))
     }
 
     /// # Safety
@@ -125,7 +134,7 @@ impl<T: Send + 'static> TypedSlot<T> {
         // SAFETY: forwarded to the caller.
         let slot = unsafe { &mut *slot.cast::<Option<T>>() };
         *slot = Some(
-            *value
+            value
                 .downcast::<T>()
                 .expect("a channel carries values of its own type"),
         );
@@ -172,13 +181,15 @@ pub(crate) struct Queues {
 impl Queues {
     /// Pops and commits the oldest live offer of `q` (stale offers, and those of syncers a
     /// shutdown abandoned, are dropped).
+    #[inline]
     fn pop_partner(q: &mut VecDeque<Offer>) -> Option<Partner> {
         while let Some(offer) = q.pop_front() {
             match offer {
                 Offer::Waiter(w) => return Some(Partner::Waiter(w)),
-                Offer::Shared(state, leaf) => {
-                    if !state.syncer_is_dead() && state.claim() {
-                        return Some(Partner::Claimed(state, leaf));
+                Offer::Sync(state, leaf) => {
+                    // SAFETY: a queued offer's sync is alive, and we hold the lock.
+                    if let Some(claim) = unsafe { state.as_ref() }.claim() {
+                        return Some(Partner::Claimed(state, leaf, claim));
                     }
                 }
             }
@@ -191,10 +202,12 @@ impl Queues {
         loop {
             match Self::pop_partner(&mut self.receivers) {
                 None => return Err(value),
-                Some(Partner::Claimed(state, leaf)) => {
-                    // SAFETY: we hold the claim until `complete`.
+                Some(Partner::Claimed(state, leaf, claim)) => {
+                    // SAFETY: claimed: the sync is alive and its slots ours until `complete`.
+                    let state = unsafe { state.as_ref() };
+                    // SAFETY: as above.
                     unsafe { state.put(leaf, value) };
-                    state.complete(leaf);
+                    state.complete(leaf, claim);
                     return Ok(());
                 }
                 Some(Partner::Waiter(w)) => {
@@ -218,10 +231,12 @@ impl Queues {
     /// Takes the value of the oldest blocked sender, if any.
     pub(crate) fn take(&mut self) -> Option<Payload> {
         match Self::pop_partner(&mut self.senders)? {
-            Partner::Claimed(state, leaf) => {
-                // SAFETY: we hold the claim until `complete`.
+            Partner::Claimed(state, leaf, claim) => {
+                // SAFETY: claimed: the sync is alive and its slots ours until `complete`.
+                let state = unsafe { state.as_ref() };
+                // SAFETY: as above.
                 let value = unsafe { state.take(leaf) };
-                state.complete(leaf);
+                state.complete(leaf, claim);
                 Some(value)
             }
             Partner::Waiter(w) => {
@@ -247,10 +262,12 @@ impl Queues {
         loop {
             match Self::pop_partner(&mut self.receivers) {
                 None => return Err(value),
-                Some(Partner::Claimed(state, leaf)) => {
-                    // SAFETY: we hold the claim until `complete`.
-                    unsafe { state.put(leaf, Box::new(value)) };
-                    state.complete(leaf);
+                Some(Partner::Claimed(state, leaf, claim)) => {
+                    // SAFETY: claimed: the sync is alive and its slots ours until `complete`.
+                    let state = unsafe { state.as_ref() };
+                    // SAFETY: as above.
+                    unsafe { state.put(leaf, Payload::new(value)) };
+                    state.complete(leaf, claim);
                     return Ok(());
                 }
                 Some(Partner::Waiter(w)) => {
@@ -275,12 +292,14 @@ impl Queues {
     /// These are the queues of a `Channel<T>`.
     unsafe fn take_typed<T: Send + 'static>(&mut self) -> Option<T> {
         match Self::pop_partner(&mut self.senders)? {
-            Partner::Claimed(state, leaf) => {
-                // SAFETY: we hold the claim until `complete`.
+            Partner::Claimed(state, leaf, claim) => {
+                // SAFETY: claimed: the sync is alive and its slots ours until `complete`.
+                let state = unsafe { state.as_ref() };
+                // SAFETY: as above.
                 let value = unsafe { state.take(leaf) };
-                state.complete(leaf);
+                state.complete(leaf, claim);
                 Some(
-                    *value
+                    value
                         .downcast::<T>()
                         .expect("a channel carries values of its own type"),
                 )
@@ -330,6 +349,20 @@ impl Queues {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Takes an offer of the sync `state` out of the senders' or the receivers' queue, if a
+    /// partner has not dropped it already (its word has settled; step 4 of the module doc's
+    /// `sync`).
+    pub(crate) fn withdraw_sync(&mut self, state: *const SyncState, sender: bool) {
+        let q = if sender {
+            &mut self.senders
+        } else {
+            &mut self.receivers
+        };
+        if let Some(i) = q.iter().position(|o| o.of_sync(state)) {
+            q.remove(i);
         }
     }
 
@@ -405,7 +438,7 @@ impl<T: Send + 'static> Channel<T> {
         Event::base(
             BaseOp::Send {
                 chan: self.inner.clone(),
-                value: Box::new(v),
+                value: Payload::new(v),
             },
             |_| (),
         )
@@ -418,7 +451,7 @@ impl<T: Send + 'static> Channel<T> {
                 chan: self.inner.clone(),
             },
             |payload| {
-                *payload
+                payload
                     .downcast::<T>()
                     .expect("a channel carries values of its own type")
             },

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::channel::ChanInner;
-use super::commit::Payload;
+use super::payload::Payload;
 use crate::sched::park::Unparker;
 use crate::sched::reactor::Dir;
 use crate::sched::signals;

@@ -18,8 +18,10 @@
 //!   (flattening into leaves).
 //! - `leaves.rs`: what a single leaf is: its base operation, the flag of a `with_nack` group or
 //!   a signal leaf, a signal leaf's watch, whether a readiness leaf is ready now.
-//! - `sync.rs`: steps 2-4 below: attempt, offer and park, then the nacks, wraps and aborts.
-//! - `channel.rs`: [`Channel`] and its queues of offers; `commit.rs`: the commit word.
+//! - `sync.rs`: steps 2-5 below: attempt, offer and park, take the offers back, then the
+//!   nacks, wraps and aborts.
+//! - `channel.rs`: [`Channel`] and its queues of offers; `commit.rs`: the commit word;
+//!   `payload.rs`: the type-erased values leaves carry (inline when small).
 //!
 //! This module owns channels, offers and commit words. It waits only through `sched::park`
 //! (and the reactor's readiness watches for `readable`/`writable` leaves, the kernel's signal
@@ -31,17 +33,28 @@
 //!    each `with_nack` makes its nack; wraps are pushed down to the leaves; every leaf records
 //!    the `wrap_abort` and `with_nack` nodes that enclose it; in a blocking sync each signal
 //!    leaf starts watching its signal (deliveries from then on count). A panic here leaves the
-//!    sync before anything is offered (nacks made so far fire, watches made so far end).
+//!    sync before anything is offered (nacks made so far fire, watches made so far end). The
+//!    values of send and `always` leaves move into the sync's state: one commit word and one
+//!    value slot per leaf, in the syncer's frame.
 //! 2. **Attempt**: lock every channel the leaves use, in address order (Go's `select` does the
 //!    same), and try the leaves in a random order; the first that can complete does, so the
 //!    choice is uniform among the ready leaves. A channel leaf completes by claiming the oldest
 //!    live partner offer (first come, first served) through the partner's commit word.
 //! 3. **Offer**: if nothing was ready, register an offer on every channel leaf (still under the
 //!    locks, so nothing can slip between the attempt and the offer), then release the locks and
-//!    park. Partners commit us through our commit word (`commit.rs`); timer, join, nack,
-//!    readiness and signal leaves wake us and we commit them ourselves. Exactly one leaf
-//!    commits.
-//! 4. After the commit: end the signal watches and fire the nacks of the groups that do not
+//!    park. An offer is a pointer to the sync's state and a leaf index. Partners commit us
+//!    through our commit word (`commit.rs`); timer, join, nack, readiness and signal leaves
+//!    wake us and we commit them ourselves. Exactly one leaf commits. When only channel leaves
+//!    can commit, the unparker set in the state before the first offer is visible is the
+//!    partner's only way to wake us, so it holds no reference count on the task.
+//! 4. **Take the offers back**: once the word has settled, lock each channel we offered on
+//!    (one at a time) and remove our offers that are still queued. A partner that meets one of
+//!    them first finds it stale and drops it, still under that channel's lock; so when we have
+//!    taken every lock, no partner touches the state any more and the frame holding it may
+//!    end. The one exception needs no lock: the channel of the committed leaf, when that leaf
+//!    was our only offer there (its partner popped it, and its store of SYNCHED, which we have
+//!    seen, was its last touch of the state).
+//! 5. After the commit: end the signal watches and fire the nacks of the groups that do not
 //!    enclose the chosen leaf, apply the chosen leaf's wraps (inner first), then run the
 //!    `wrap_abort` functions that do not enclose it, in reverse order of appearance.
 //!
@@ -52,16 +65,27 @@
 //! No user code (guards, wraps, aborts, value drops) runs under a lock: values live in the
 //! syncs' own slots, and unsent ones are dropped by their syncer after the commit.
 //!
+//! A sync of up to four leaves whose values fit two words allocates nothing: the leaves, the
+//! channel set, the lock guards and the state are inline in the syncer's frame, and a value
+//! travels inline in its payload. Rejected alternative (DESIGN.md §6 as first written): the
+//! state and its offers as heap objects (`Arc`), cleaned lazily when partners scan past stale
+//! offers. It costs an allocation and a free per blocking sync and an atomic reference count
+//! per offer; step 4 costs one lock per other channel instead, and leaves no stale offer behind
+//! (memory stays flat under choose-heavy loops either way).
+//!
 //! ## Stops
 //!
 //! A task stopped while its sync waits (cancelled, or its runtime ending) unwinds from its
 //! park; on the way the sync abandons its commit word (WAITING -> ABANDONED, unless something
-//! committed first, which then wins), which turns all its offers stale at once, and its nacks
-//! fire.
+//! committed first, which then wins), which turns all its offers stale at once, takes its
+//! offers back as in step 4, and its nacks fire. A task the shutdown abandons never returns
+//! from its park: its offers stay queued, pointing into its stack, which is never freed; a
+//! partner that claims one sees that the syncer is dead and skips it (`commit.rs`).
 
 mod channel;
 mod commit;
 mod leaves;
+mod payload;
 mod sync;
 
 pub use channel::Channel;
@@ -70,8 +94,10 @@ use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use commit::Payload;
+use commit::INLINE_LEAVES;
 use leaves::{BaseOp, OneShot, SignalWatch};
+use payload::Payload;
+use smallvec::SmallVec;
 use sync::run_sync;
 
 use crate::sched::reactor::Dir;
@@ -82,9 +108,39 @@ use crate::util::SpinLock;
 struct Leaf<T> {
     op: BaseOp,
     finish: Box<dyn FnOnce(Payload) -> T + Send>,
+    /// `None` when no `wrap_abort` or `with_nack` encloses the leaf (the common case: a leaf
+    /// stays small and costs no allocation).
+    enclosing: Option<Box<Enclosing>>,
+}
+
+/// The `wrap_abort` and `with_nack` nodes that enclose a leaf, by index in [`Flat`].
+#[derive(Clone, Default)]
+struct Enclosing {
     aborts: Vec<usize>,
     groups: Vec<usize>,
 }
+
+impl Enclosing {
+    /// What encloses the leaves flattened now.
+    #[inline]
+    fn now(flat: &Flat) -> Option<Box<Enclosing>> {
+        if flat.abort_stack.is_empty() && flat.group_stack.is_empty() {
+            return None;
+        }
+        Self::copy(flat)
+    }
+
+    #[cold]
+    fn copy(flat: &Flat) -> Option<Box<Enclosing>> {
+        Some(Box::new(Enclosing {
+            aborts: flat.abort_stack.clone(),
+            groups: flat.group_stack.clone(),
+        }))
+    }
+}
+
+/// The leaves of one sync: a few inline (a small choice allocates nothing for them).
+type Leaves<T> = SmallVec<[Leaf<T>; INLINE_LEAVES]>;
 
 /// What flattening collects besides the leaves.
 struct Flat {
@@ -104,14 +160,16 @@ impl Drop for Flat {
     /// sync was interrupted). After a normal commit the non-chosen groups were fired already
     /// and the chosen ones are cleared, so this does nothing.
     fn drop(&mut self) {
-        for n in self.nacks.drain(..) {
-            n.fire();
+        if !self.nacks.is_empty() {
+            for n in self.nacks.drain(..) {
+                n.fire();
+            }
         }
     }
 }
 
 trait Flatten<T>: Send {
-    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>);
+    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Leaves<T>);
 }
 
 /// A first-class synchronous event producing a `T` when synchronised.
@@ -131,12 +189,16 @@ enum Node<T> {
 }
 
 impl<T> Event<T> {
-    fn flatten_into(self, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
+    fn flatten_into(self, flat: &mut Flat, out: &mut Leaves<T>) {
         match self.node {
             Node::Base(base) => base.flatten_base(flat, out),
             Node::Choose(evs) => {
                 for ev in evs {
-                    ev.flatten_into(flat, out);
+                    // The common shape, a choice of base events, without a call per leaf.
+                    match ev.node {
+                        Node::Base(base) => base.flatten_base(flat, out),
+                        node => Event { node }.flatten_into(flat, out),
+                    }
                 }
             }
             Node::Boxed(node) => node.flatten(flat, out),
@@ -162,8 +224,23 @@ struct BaseNode<T> {
 }
 
 impl<T> BaseNode<T> {
-    fn flatten_base(self, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
-        let op = match self.op {
+    #[inline]
+    fn flatten_base(self, flat: &mut Flat, out: &mut Leaves<T>) {
+        let BaseNode { mut op, finish } = self;
+        if matches!(op, BaseOp::After(_) | BaseOp::Signal { watch: None, .. }) {
+            op = Self::resolve(op, flat);
+        }
+        out.push(Leaf {
+            op,
+            finish,
+            enclosing: Enclosing::now(flat),
+        });
+    }
+
+    /// An `after` leaf's deadline, a blocking sync's signal watch.
+    #[cold]
+    fn resolve(op: BaseOp, flat: &mut Flat) -> BaseOp {
+        match op {
             BaseOp::After(d) => {
                 let start = *flat.start.get_or_insert_with(Instant::now);
                 BaseOp::At(
@@ -181,20 +258,14 @@ impl<T> BaseNode<T> {
                 }
             }
             op => op,
-        };
-        out.push(Leaf {
-            op,
-            finish: self.finish,
-            aborts: flat.abort_stack.clone(),
-            groups: flat.group_stack.clone(),
-        });
+        }
     }
 }
 
 struct GuardNode<T>(Box<dyn FnOnce() -> Event<T> + Send>);
 
 impl<T> Flatten<T> for GuardNode<T> {
-    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
+    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Leaves<T>) {
         // The sync starts before any guard runs: an `after` leaf built later counts from here.
         flat.start.get_or_insert_with(Instant::now);
         (self.0)().flatten_into(flat, out);
@@ -207,8 +278,8 @@ struct WrapNode<T, U> {
 }
 
 impl<T: 'static, U: 'static> Flatten<U> for WrapNode<T, U> {
-    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<U>>) {
-        let mut inner = Vec::new();
+    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Leaves<U>) {
+        let mut inner = Leaves::new();
         self.inner.flatten_into(flat, &mut inner);
         // One wrap function serves every leaf below it; only the chosen one calls it.
         let f = Arc::new(SpinLock::new(Some(self.f)));
@@ -221,8 +292,7 @@ impl<T: 'static, U: 'static> Flatten<U> for WrapNode<T, U> {
                     let g = f.lock().take().expect("a wrap function runs once");
                     g(finish(p))
                 }),
-                aborts: leaf.aborts,
-                groups: leaf.groups,
+                enclosing: leaf.enclosing,
             });
         }
     }
@@ -234,7 +304,7 @@ struct WrapAbortNode<T> {
 }
 
 impl<T> Flatten<T> for WrapAbortNode<T> {
-    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
+    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Leaves<T>) {
         let id = flat.aborts.len();
         flat.aborts.push(Some(self.abort));
         flat.abort_stack.push(id);
@@ -246,7 +316,7 @@ impl<T> Flatten<T> for WrapAbortNode<T> {
 struct NackNode<T>(Box<dyn FnOnce(Event<()>) -> Event<T> + Send>);
 
 impl<T> Flatten<T> for NackNode<T> {
-    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
+    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Leaves<T>) {
         let cell = Arc::new(OneShot::new());
         let id = flat.nacks.len();
         flat.nacks.push(cell.clone());
@@ -272,8 +342,8 @@ impl<T: 'static> Event<T> {
     where
         T: Send,
     {
-        Event::base(BaseOp::Always(Box::new(v)), |p| {
-            *p.downcast::<T>().expect("always carries its own value")
+        Event::base(BaseOp::Always(Payload::new(v)), |p| {
+            p.downcast::<T>().expect("always carries its own value")
         })
     }
 
@@ -458,10 +528,4 @@ pub fn signal(sig: i32) -> Event<()> {
 /// Ready when the task of `h` has ended.
 pub fn join<T>(h: &crate::thread::JoinHandle<T>) -> Event<()> {
     Event::base(BaseOp::Join(h.task().clone()), |_| ())
-}
-
-fn flatten<T>(ev: Event<T>, flat: &mut Flat) -> Vec<Leaf<T>> {
-    let mut leaves = Vec::new();
-    ev.flatten_into(flat, &mut leaves);
-    leaves
 }

@@ -1,38 +1,120 @@
-//! The sync algorithm, steps 2-4 of the module doc's `sync, step by step`: attempt under the
-//! channel locks, offer and park until exactly one leaf commits, then fire the other groups'
-//! nacks, apply the chosen leaf's wraps and run the other aborts. [`poll`](super::Event::poll)
-//! is the same algorithm stopping after the attempt.
+//! The sync algorithm, steps 2-5 of the module doc's `sync, step by step`: attempt under the
+//! channel locks, offer and park until exactly one leaf commits, take the offers back, then
+//! fire the other groups' nacks, apply the chosen leaf's wraps and run the other aborts.
+//! [`poll`](super::Event::poll) is the same algorithm stopping after the attempt.
 //!
 //! Flattening (step 1) is in `mod.rs`, what a leaf is in `leaves.rs`, the commit word in
 //! `commit.rs`, the channel queues in `channel.rs`. The protocol and why it holds several
 //! channel locks at once are in the module doc (`mod.rs`).
+//!
+//! Nothing here allocates for a choice of up to [`INLINE_LEAVES`] leaves whose values fit a
+//! [`Payload`] inline: the leaves, the channel set, the lock guards and the sync's state (its
+//! commit word and value slots) all live in this frame. Offers point into that frame; see the
+//! module doc for why that is sound.
 
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::channel::{self, ChanInner, Offer};
-use super::commit::{AbandonOnUnwind, Outcome, Payload, SyncState};
+use smallvec::SmallVec;
+
+use super::channel::{ChanInner, Offer, Queues};
+use super::commit::{INLINE_LEAVES, Outcome, SyncState};
 use super::leaves::{BaseOp, fd_ready};
-use super::{Event, Flat, Leaf, flatten};
-use crate::sched::park::{Park, Unparker, Wait, Wake, stop};
+use super::payload::Payload;
+use super::{Enclosing, Event, Flat, Leaf, Leaves};
+use crate::sched::park::{Park, Wait, Wake, park_current_borrowed, stop};
 use crate::util::{SpinGuard, random};
 
-/// The channels the leaves use, deduplicated and in address order (the lock order).
-fn channels<T>(leaves: &[Leaf<T>]) -> Vec<Arc<ChanInner>> {
-    let mut chans: Vec<Arc<ChanInner>> = leaves
-        .iter()
-        .filter_map(|l| match &l.op {
-            BaseOp::Send { chan, .. } | BaseOp::Recv { chan } => Some(chan.clone()),
-            _ => None,
-        })
-        .collect();
-    chans.sort_by_key(|c| Arc::as_ptr(c) as usize);
-    chans.dedup_by_key(|c| Arc::as_ptr(c) as usize);
-    chans
+/// Marks a leaf that uses no channel in [`Chans::of_leaf`].
+const NO_CHAN: usize = usize::MAX;
+
+/// The channels the leaves use, deduplicated and in address order (the lock order), and for
+/// each leaf the index of its channel there and whether it sends.
+struct Chans<'a> {
+    chans: SmallVec<[&'a ChanInner; INLINE_LEAVES]>,
+    of_leaf: SmallVec<[(usize, bool); INLINE_LEAVES]>,
 }
 
-/// Steps 2-4 for `sync` (`block`) and `poll`.
+impl<'a> Chans<'a> {
+    fn new<T>(leaves: &'a [Leaf<T>]) -> Chans<'a> {
+        let mut chans: SmallVec<[&'a ChanInner; INLINE_LEAVES]> = SmallVec::new();
+        for l in leaves {
+            if let BaseOp::Send { chan, .. } | BaseOp::Recv { chan } = &l.op {
+                // Insertion in address order, without duplicates (a handful of channels).
+                let addr = Arc::as_ptr(chan) as usize;
+                let at = chans.partition_point(|c| (*c as *const ChanInner as usize) < addr);
+                if chans.get(at).is_none_or(|c| !std::ptr::eq(*c, &**chan)) {
+                    chans.insert(at, chan);
+                }
+            }
+        }
+        let mut of_leaf = SmallVec::new();
+        for l in leaves {
+            of_leaf.push(match &l.op {
+                BaseOp::Send { chan, .. } | BaseOp::Recv { chan } => {
+                    let c = chans.iter().position(|c| std::ptr::eq(*c, &**chan));
+                    let sender = matches!(l.op, BaseOp::Send { .. });
+                    (c.expect("collected above"), sender)
+                }
+                _ => (NO_CHAN, false),
+            });
+        }
+        Chans { chans, of_leaf }
+    }
+
+    /// Takes the offers of `state` out of every channel but `skip` (step 4 of the module doc's
+    /// `sync`): under each channel's lock, so that a partner that met one of them (and found it
+    /// stale) is done with the state before the caller's frame, which holds it, ends.
+    fn withdraw(&self, state: &SyncState, skip: usize) {
+        let of_leaf: &[(usize, bool)] = &self.of_leaf;
+        for (c, chan) in self.chans.iter().enumerate() {
+            if c == skip {
+                continue;
+            }
+            let mut queues = chan.queues.lock();
+            for &(d, sender) in of_leaf {
+                if d == c {
+                    queues.withdraw_sync(state, sender);
+                }
+            }
+        }
+    }
+
+    /// Step 4 after a commit of leaf `chosen`: the offers left in every channel. The channel of
+    /// a committed channel leaf is skipped when that leaf was our only offer there: the partner
+    /// that committed it popped it, and its store of SYNCHED (which we have seen) was its last
+    /// touch of the state.
+    fn withdraw_after_commit(&self, state: &SyncState, chosen: usize) {
+        let skip = match self.of_leaf[chosen].0 {
+            NO_CHAN => NO_CHAN,
+            c if self.of_leaf.iter().filter(|(d, _)| *d == c).count() == 1 => c,
+            _ => NO_CHAN,
+        };
+        self.withdraw(state, skip);
+    }
+}
+
+/// While the sync's offers may be queued: if the syncer unwinds (a stop, or the runtime
+/// dropping its task), the sync is abandoned, so its offers are stale, and they are taken out
+/// of every channel before the frame that holds the state ends. The values still in the slots
+/// are dropped with the state, by the syncer, outside any lock.
+struct Offered<'a, 'c> {
+    state: &'a SyncState,
+    chans: &'a Chans<'c>,
+}
+
+impl Drop for Offered<'_, '_> {
+    fn drop(&mut self) {
+        if !self.state.abandon() {
+            // A partner committed first: wait out its claim.
+            self.state.outcome();
+        }
+        self.chans.withdraw(self.state, NO_CHAN);
+    }
+}
+
+/// Steps 2-5 for `sync` (`block`) and `poll`.
 #[track_caller]
 pub(super) fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
     let mut flat = Flat {
@@ -43,121 +125,50 @@ pub(super) fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
         nacks: Vec::new(),
         group_stack: Vec::new(),
     };
-    let mut leaves = flatten(ev, &mut flat);
-    let chans = channels(&leaves);
-    let index_of = |chan: &Arc<ChanInner>| {
-        chans
-            .iter()
-            .position(|c| Arc::ptr_eq(c, chan))
-            .expect("collected above")
-    };
-
-    // Step 2: attempt, under every channel lock.
-    let mut guards: Vec<_> = chans.iter().map(|c| c.queues.lock()).collect();
-    let mut committed: Option<(usize, Payload)> = None;
-    loop {
-        // Pick uniformly among the leaves ready now (count them, draw, find the drawn one: no
-        // allocation); a channel leaf can still lose its partner to another sync between the
-        // look and the claim, then look again.
-        let count = (0..leaves.len())
-            .filter(|&i| leaf_ready(&leaves[i], &mut guards, &chans))
-            .count();
-        if count == 0 {
-            break;
+    let mut leaves = Leaves::new();
+    ev.flatten_into(&mut flat, &mut leaves);
+    // The values the leaves carry go to the sync's slots, where partners find them. The state
+    // stays in this frame, in place, until the end (offers point to it).
+    let state = SyncState::new(leaves.iter_mut().map(|l| match &mut l.op {
+        BaseOp::Send { value, .. } | BaseOp::Always(value) => {
+            Some(std::mem::replace(value, Payload::unit()))
         }
-        let draw = if count == 1 { 0 } else { random(count) };
-        let Some(i) = (0..leaves.len())
-            .filter(|&i| leaf_ready(&leaves[i], &mut guards, &chans))
-            .nth(draw)
-        else {
-            continue;
-        };
-        let done = match &mut leaves[i].op {
-            BaseOp::Send { chan, value } => {
-                let v = std::mem::replace(value, Box::new(()));
-                match guards[index_of(chan)].give(v) {
-                    Ok(()) => Some(Box::new(()) as Payload),
-                    Err(v) => {
-                        *value = v;
-                        None
-                    }
-                }
-            }
-            BaseOp::Recv { chan } => guards[index_of(chan)].take(),
-            BaseOp::Always(v) => Some(std::mem::replace(v, Box::new(()))),
-            _ => Some(Box::new(()) as Payload),
-        };
-        if let Some(p) = done {
-            committed = Some((i, p));
-            break;
-        }
-    }
-
-    let (chosen, payload) = match committed {
-        Some(c) => {
-            drop(guards);
-            c
-        }
-        None if !block => {
-            drop(guards);
-            // Nothing ready: every wrap_abort runs (reverse order), every nack fires (Flat's drop).
+        _ => None,
+    }));
+    let (chosen, payload) = match attempt_and_wait(&leaves, &state, block) {
+        Some(c) => c,
+        None => {
+            // Nothing ready: every wrap_abort runs (reverse order), every nack fires (Flat's
+            // drop).
             run_aborts(&mut flat, &[]);
             drop(leaves);
             return None;
         }
-        None => {
-            // Step 3: offer every channel leaf, still under the locks.
-            let state = Arc::new(SyncState::new(leaves.iter_mut().map(|l| match &mut l.op {
-                BaseOp::Send { value, .. } => Some(std::mem::replace(value, Box::new(()))),
-                _ => None,
-            })));
-            for (i, leaf) in leaves.iter().enumerate() {
-                match &leaf.op {
-                    BaseOp::Send { chan, .. } => {
-                        guards[index_of(chan)].register(Offer::shared(state.clone(), i), true)
-                    }
-                    BaseOp::Recv { chan } => {
-                        guards[index_of(chan)].register(Offer::shared(state.clone(), i), false)
-                    }
-                    _ => {}
-                }
-            }
-            // From here until the commit, an unwind (the runtime dropping this task) abandons
-            // the sync and drops its values.
-            let abandon = AbandonOnUnwind { state: &state };
-            drop(guards);
-            let chosen = wait_commit(&state, &leaves);
-            std::mem::forget(abandon);
-            let payload = match &leaves[chosen].op {
-                BaseOp::Recv { .. } => {
-                    // SAFETY: `wait_commit` returned a committed leaf: the word has settled.
-                    unsafe { state.slot_value(chosen) }.expect("a committed receive has its value")
-                }
-                _ => Box::new(()) as Payload,
-            };
-            // Our stale offers may linger in channels (and be dropped under their locks): leave
-            // nothing of ours in them. Unsent values are dropped here, by us.
-            drop(release_slots(&state, &leaves));
-            (chosen, payload)
-        }
     };
 
-    // Step 4: end the signal watches (with the leaves) and fire the nacks of the other groups,
+    // Step 5: end the signal watches (with the leaves) and fire the nacks of the other groups,
     // then the chosen leaf's wraps and the other aborts.
     let Leaf {
         op,
         finish,
-        aborts,
-        groups,
+        enclosing,
     } = leaves.swap_remove(chosen);
     drop(op);
-    for (g, cell) in flat.nacks.iter().enumerate() {
-        if !groups.contains(&g) {
-            cell.fire();
+    let Enclosing { aborts, groups } = enclosing.map(|e| *e).unwrap_or_default();
+    if !flat.nacks.is_empty() {
+        for (g, cell) in flat.nacks.iter().enumerate() {
+            if !groups.contains(&g) {
+                cell.fire();
+            }
         }
+        flat.nacks.clear();
     }
-    flat.nacks.clear();
-    drop(leaves);
+    // In place (no move of the inline leaves); the values a sync did not send go with `state`,
+    // dropped by us at the end.
+    leaves.clear();
+    if flat.aborts.is_empty() {
+        return Some(finish(payload));
+    }
     let aborts = AbortsOnDrop {
         flat: &mut flat,
         keep: aborts,
@@ -167,18 +178,127 @@ pub(super) fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
     Some(value)
 }
 
-/// Whether `leaf` can complete now (channel leaves: a live partner is queued).
-fn leaf_ready<T>(
-    leaf: &Leaf<T>,
-    guards: &mut [SpinGuard<'_, channel::Queues>],
-    chans: &[Arc<ChanInner>],
-) -> bool {
-    let queues = |chan: &Arc<ChanInner>| {
-        chans
-            .iter()
-            .position(|c| Arc::ptr_eq(c, chan))
-            .expect("collected")
+/// Steps 2 to 4: the attempt, and for a blocking sync with nothing ready the offers and the
+/// wait, until one leaf commits; its index and payload. `None`: a `poll` found nothing ready.
+#[track_caller]
+fn attempt_and_wait<T>(
+    leaves: &[Leaf<T>],
+    state: &SyncState,
+    block: bool,
+) -> Option<(usize, Payload)> {
+    let chans = Chans::new(leaves);
+    // Step 2: attempt, under every channel lock.
+    let mut guards: SmallVec<[SpinGuard<'_, Queues>; INLINE_LEAVES]> = SmallVec::new();
+    for c in &chans.chans {
+        guards.push(c.queues.lock());
+    }
+    let of_leaf: &[(usize, bool)] = &chans.of_leaf;
+    loop {
+        let queues: &mut [SpinGuard<'_, Queues>] = &mut guards;
+        // Pick uniformly among the leaves ready now (count them, draw, find the drawn one: no
+        // allocation); a channel leaf can still lose its partner to another sync between the
+        // look and the claim, then look again.
+        let count = (0..leaves.len())
+            .filter(|&i| leaf_ready(&leaves[i], of_leaf[i].0, queues))
+            .count();
+        if count == 0 {
+            break;
+        }
+        let draw = if count == 1 { 0 } else { random(count) };
+        let Some(i) = (0..leaves.len())
+            .filter(|&i| leaf_ready(&leaves[i], of_leaf[i].0, queues))
+            .nth(draw)
+        else {
+            continue;
+        };
+        // SAFETY: our offers are not visible (none is registered yet): the slots are ours.
+        let slot = unsafe { state.slot_mut(i) };
+        let done = match &leaves[i].op {
+            BaseOp::Send { .. } => {
+                let v = slot.take().expect("a send leaf holds its value");
+                match queues[of_leaf[i].0].give(v) {
+                    Ok(()) => Some(Payload::unit()),
+                    Err(v) => {
+                        *slot = Some(v);
+                        None
+                    }
+                }
+            }
+            BaseOp::Recv { .. } => queues[of_leaf[i].0].take(),
+            BaseOp::Always(_) => Some(slot.take().expect("an always leaf holds its value")),
+            _ => Some(Payload::unit()),
+        };
+        if let Some(p) = done {
+            drop(guards);
+            return Some((i, p));
+        }
+    }
+    if !block {
+        return None;
+    }
+
+    // Step 3: offer every channel leaf, still under the locks, then park. From the first offer
+    // until the offers are taken back, an unwind abandons the sync (`Offered`).
+    let register = |guards: &mut [SpinGuard<'_, Queues>]| {
+        for (i, &(c, sender)) in of_leaf.iter().enumerate() {
+            if c != NO_CHAN {
+                guards[c].register(Offer::sync(state, i), sender);
+            }
+        }
     };
+    let offered = Offered {
+        state,
+        chans: &chans,
+    };
+    let only_channels = leaves.iter().all(|l| {
+        matches!(
+            l.op,
+            BaseOp::Send { .. } | BaseOp::Recv { .. } | BaseOp::Never
+        )
+    });
+    let chosen = if only_channels {
+        // Only a partner can commit us: it takes the unparker as it claims (`commit.rs`) and
+        // wakes us before it stores SYNCHED, so the unparker needs no reference count.
+        let mut guards = Some(guards);
+        // SAFETY: the unparker goes into the state only, set before any offer is visible;
+        // exactly one partner takes it out (its claim) and wakes it before storing SYNCHED, its
+        // last touch. We leave only once the word has settled: woken by that partner (then
+        // `outcome` waits for SYNCHED), or after abandoning the word (then no partner holds
+        // it), or with SYNCHED seen.
+        let why = unsafe {
+            park_current_borrowed(&Wait::hand_over("Event.sync"), |u| {
+                // SAFETY: no offer is registered yet.
+                state.set_unparker_unpublished(u);
+                let mut guards = guards.take().expect("published once");
+                register(&mut guards);
+            })
+        };
+        match (why, state.outcome()) {
+            (_, Outcome::Synched(k)) => k,
+            (Wake::Unparked, o) => unreachable!("woken by a partner, the word says {o:?}"),
+            // A stop (or a wake that cannot happen here): the general loop settles it.
+            _ => wait_commit(state, leaves),
+        }
+    } else {
+        register(&mut guards);
+        drop(guards);
+        wait_commit(state, leaves)
+    };
+    std::mem::forget(offered);
+    let payload = match &leaves[chosen].op {
+        BaseOp::Recv { .. } => {
+            // SAFETY: the word has settled (SYNCHED, the partner's window waited out).
+            unsafe { state.slot_value(chosen) }.expect("a committed receive has its value")
+        }
+        _ => Payload::unit(),
+    };
+    // Step 4 of the module doc: no offer of ours stays in a channel once we return.
+    chans.withdraw_after_commit(state, chosen);
+    Some((chosen, payload))
+}
+
+/// Whether `leaf` can complete now (channel leaves: a live partner is queued in `guards[c]`).
+fn leaf_ready<T>(leaf: &Leaf<T>, c: usize, guards: &mut [SpinGuard<'_, Queues>]) -> bool {
     match &leaf.op {
         BaseOp::Always(_) => true,
         BaseOp::Never => false,
@@ -188,22 +308,9 @@ fn leaf_ready<T>(
         BaseOp::Nack(cell) => cell.is_fired(),
         BaseOp::Ready { fd, dir } => fd_ready(*fd, *dir),
         BaseOp::Signal { watch, .. } => watch.as_ref().is_some_and(|w| w.fired.is_fired()),
-        BaseOp::Send { chan, .. } => guards[queues(chan)].has_receiver(),
-        BaseOp::Recv { chan } => guards[queues(chan)].has_sender(),
+        BaseOp::Send { .. } => guards[c].has_receiver(),
+        BaseOp::Recv { .. } => guards[c].has_sender(),
     }
-}
-
-/// Takes what a settled sync still holds (values it did not send, its unparker) so that they
-/// are dropped by the syncer, not by whoever drops a stale offer under a channel lock.
-fn release_slots<T>(state: &SyncState, leaves: &[Leaf<T>]) -> (Vec<Payload>, Option<Unparker>) {
-    let unsent = leaves
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| matches!(l.op, BaseOp::Send { .. }))
-        // SAFETY: callers call this once the word has settled (committed or abandoned by us).
-        .filter_map(|(i, _)| unsafe { state.slot_value(i) })
-        .collect();
-    (unsent, state.take_unparker())
 }
 
 /// Runs the `wrap_abort` functions not in `keep`, in reverse order of appearance. A panicking
@@ -276,6 +383,7 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>]) -> usize {
     };
     loop {
         let park = Park::new();
+        // False: something committed, which `settle` sees.
         state.set_unparker(park.unparker());
         for leaf in leaves {
             match &leaf.op {
