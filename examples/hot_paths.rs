@@ -23,6 +23,8 @@
 //!   one of a channel nobody sends on (the general path: offers on two channels).
 //! - `select3`: one sync of `choose` over the receive events of 3 channels while a partner task
 //!   sends on them in turn (`benches/events.rs`'s `select3`); one operation is one sync.
+//! - `poll3`: a `poll` of `choose` over the receive events of 3 channels nobody sends on (the
+//!   attempt alone: flattening, the locks, the look at each channel, the aborts).
 //! - `rendezvous`: a `sync::mpsc::sync_channel(0)` round trip between two tasks (two of them,
 //!   one each way: `benches/sync.rs`'s `rendezvous`).
 //! - `contended`: four tasks locking one mutex and yielding inside; one operation is one
@@ -40,7 +42,7 @@ fn main() {
     let (Some(case), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
         eprintln!(
-            "usage: hot_paths <yield|spawn|spawn_local|miou_spawn|mutex|condvar|pingpong|select1|choose2|select3|rendezvous|contended|tcp> <n>"
+            "usage: hot_paths <yield|spawn|spawn_local|miou_spawn|mutex|condvar|pingpong|select1|choose2|select3|poll3|rendezvous|contended|tcp> <n>"
         );
         std::process::exit(2);
     };
@@ -58,6 +60,7 @@ fn main() {
         "select1" => select1,
         "choose2" => choose2,
         "select3" => select3,
+        "poll3" => poll3,
         "rendezvous" => rendezvous,
         "contended" => contended,
         "tcp" => tcp,
@@ -189,6 +192,15 @@ fn select3(n: u64) {
         assert_eq!(choose(evs).sync(), i);
     }
     partner.join().unwrap();
+}
+
+fn poll3(n: u64) {
+    use bobine::event::{Channel, choose};
+    let chans: [Channel<u64>; 3] = std::array::from_fn(|_| Channel::new());
+    for _ in 0..n {
+        let evs = chans.iter().map(Channel::recv_evt).collect();
+        assert_eq!(choose(evs).poll(), None);
+    }
 }
 
 fn rendezvous(n: u64) {

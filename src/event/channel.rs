@@ -5,7 +5,7 @@
 //! lock. An offer is one of two kinds:
 //!
 //! - a **sync offer** names a blocked general sync ([`SyncState`], in the syncer's frame) and
-//!   one of its leaves; a send offer's value waits in that sync's slot. A partner commits it
+//!   one of its leaves, with that leaf's value [`Slot`] (where a send offer's value waits). A partner commits it
 //!   with the sync's state word (claim, move the value, complete: `commit.rs`), because the sync
 //!   may have committed elsewhere. Once its word has settled, the syncer takes its offers out of
 //!   every channel it offered on (under each channel's lock: `sync.rs`, step 4 of the module
@@ -43,7 +43,7 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use super::commit::{Claim, SyncState};
+use super::commit::{Claim, Slot, SyncState};
 use super::payload::Payload;
 use super::{BaseOp, Event};
 use crate::sched::park::{Unparker, Wait, Wake, park_current_borrowed, stop};
@@ -54,9 +54,13 @@ const SWEEP_EVERY: u32 = 64;
 
 /// A blocked sync's interest in one channel.
 pub(crate) enum Offer {
-    /// A leaf of a general sync, whose state lives in its syncer's frame (see the module doc
-    /// for why the pointer stays valid while the offer is queued).
-    Sync(NonNull<SyncState>, usize),
+    /// Leaf `leaf` of a general sync, whose state and slots live in its syncer's frame (see
+    /// the module doc for why the pointers stay valid while the offer is queued).
+    Sync {
+        state: NonNull<SyncState>,
+        slot: NonNull<Slot>,
+        leaf: usize,
+    },
     /// A shorthand blocked on its stack (see the module doc for why the pointer stays valid).
     Waiter(NonNull<Waiter>),
 }
@@ -68,9 +72,13 @@ pub(crate) enum Offer {
 unsafe impl Send for Offer {}
 
 impl Offer {
-    /// The offer of leaf `leaf` of the sync `state`.
-    pub(crate) fn sync(state: &SyncState, leaf: usize) -> Offer {
-        Offer::Sync(NonNull::from(state), leaf)
+    /// The offer of leaf `leaf` of the sync `state`, whose value slot is `slot`.
+    pub(crate) fn sync(state: &SyncState, slot: &Slot, leaf: usize) -> Offer {
+        Offer::Sync {
+            state: NonNull::from(state),
+            slot: NonNull::from(slot),
+            leaf,
+        }
     }
 
     /// Whether a partner could still commit this offer (a waiter's task may have been
@@ -79,7 +87,7 @@ impl Offer {
     fn is_live(&self) -> bool {
         match self {
             // SAFETY: a queued offer's sync is alive (module doc), and we hold the lock.
-            Offer::Sync(state, _) => unsafe { state.as_ref() }.is_waiting(),
+            Offer::Sync { state, .. } => unsafe { state.as_ref() }.is_waiting(),
             Offer::Waiter(_) => true,
         }
     }
@@ -89,15 +97,61 @@ impl Offer {
     }
 
     fn of_sync(&self, state: *const SyncState) -> bool {
-        matches!(self, Offer::Sync(p, _) if std::ptr::eq(p.as_ptr(), state))
+        matches!(self, Offer::Sync { state: p, .. } if std::ptr::eq(p.as_ptr(), state))
     }
 }
 
 /// A partner found in a queue and already committed: a claimed general sync (to be completed
 /// after the value has moved), or a popped waiter (to be woken after the value has moved).
 enum Partner {
-    Claimed(NonNull<SyncState>, usize, Claim),
+    Claimed {
+        state: NonNull<SyncState>,
+        slot: NonNull<Slot>,
+        leaf: usize,
+        claim: Claim,
+    },
     Waiter(NonNull<Waiter>),
+}
+
+impl Partner {
+    /// Moves `value` into a claimed receive offer's slot and completes it.
+    ///
+    /// # Safety
+    ///
+    /// `state` and `slot` are those of a `Claimed` partner just popped (its claim gives us
+    /// the slot, and keeps the sync alive, until `complete`).
+    unsafe fn put_and_complete(
+        state: NonNull<SyncState>,
+        slot: NonNull<Slot>,
+        leaf: usize,
+        claim: Claim,
+        value: Payload,
+    ) {
+        // SAFETY: per the contract.
+        unsafe {
+            slot.as_ref().put(value);
+            state.as_ref().complete(leaf, claim);
+        }
+    }
+
+    /// Takes the value out of a claimed send offer's slot and completes it.
+    ///
+    /// # Safety
+    ///
+    /// As [`Partner::put_and_complete`].
+    unsafe fn take_and_complete(
+        state: NonNull<SyncState>,
+        slot: NonNull<Slot>,
+        leaf: usize,
+        claim: Claim,
+    ) -> Payload {
+        // SAFETY: per the contract.
+        unsafe {
+            let value = slot.as_ref().take();
+            state.as_ref().complete(leaf, claim);
+            value
+        }
+    }
 }
 
 /// Moves a boxed payload in or out of a waiter's typed slot, for general syncs (which only
@@ -186,10 +240,15 @@ impl Queues {
         while let Some(offer) = q.pop_front() {
             match offer {
                 Offer::Waiter(w) => return Some(Partner::Waiter(w)),
-                Offer::Sync(state, leaf) => {
+                Offer::Sync { state, slot, leaf } => {
                     // SAFETY: a queued offer's sync is alive, and we hold the lock.
                     if let Some(claim) = unsafe { state.as_ref() }.claim() {
-                        return Some(Partner::Claimed(state, leaf, claim));
+                        return Some(Partner::Claimed {
+                            state,
+                            slot,
+                            leaf,
+                            claim,
+                        });
                     }
                 }
             }
@@ -202,12 +261,14 @@ impl Queues {
         loop {
             match Self::pop_partner(&mut self.receivers) {
                 None => return Err(value),
-                Some(Partner::Claimed(state, leaf, claim)) => {
-                    // SAFETY: claimed: the sync is alive and its slots ours until `complete`.
-                    let state = unsafe { state.as_ref() };
-                    // SAFETY: as above.
-                    unsafe { state.put(leaf, value) };
-                    state.complete(leaf, claim);
+                Some(Partner::Claimed {
+                    state,
+                    slot,
+                    leaf,
+                    claim,
+                }) => {
+                    // SAFETY: just popped and claimed.
+                    unsafe { Partner::put_and_complete(state, slot, leaf, claim, value) };
                     return Ok(());
                 }
                 Some(Partner::Waiter(w)) => {
@@ -231,13 +292,14 @@ impl Queues {
     /// Takes the value of the oldest blocked sender, if any.
     pub(crate) fn take(&mut self) -> Option<Payload> {
         match Self::pop_partner(&mut self.senders)? {
-            Partner::Claimed(state, leaf, claim) => {
-                // SAFETY: claimed: the sync is alive and its slots ours until `complete`.
-                let state = unsafe { state.as_ref() };
-                // SAFETY: as above.
-                let value = unsafe { state.take(leaf) };
-                state.complete(leaf, claim);
-                Some(value)
+            Partner::Claimed {
+                state,
+                slot,
+                leaf,
+                claim,
+            } => {
+                // SAFETY: just popped and claimed.
+                Some(unsafe { Partner::take_and_complete(state, slot, leaf, claim) })
             }
             Partner::Waiter(w) => {
                 // SAFETY: as in `give`.
@@ -262,12 +324,15 @@ impl Queues {
         loop {
             match Self::pop_partner(&mut self.receivers) {
                 None => return Err(value),
-                Some(Partner::Claimed(state, leaf, claim)) => {
-                    // SAFETY: claimed: the sync is alive and its slots ours until `complete`.
-                    let state = unsafe { state.as_ref() };
-                    // SAFETY: as above.
-                    unsafe { state.put(leaf, Payload::new(value)) };
-                    state.complete(leaf, claim);
+                Some(Partner::Claimed {
+                    state,
+                    slot,
+                    leaf,
+                    claim,
+                }) => {
+                    let value = Payload::new(value);
+                    // SAFETY: just popped and claimed.
+                    unsafe { Partner::put_and_complete(state, slot, leaf, claim, value) };
                     return Ok(());
                 }
                 Some(Partner::Waiter(w)) => {
@@ -292,12 +357,14 @@ impl Queues {
     /// These are the queues of a `Channel<T>`.
     unsafe fn take_typed<T: Send + 'static>(&mut self) -> Option<T> {
         match Self::pop_partner(&mut self.senders)? {
-            Partner::Claimed(state, leaf, claim) => {
-                // SAFETY: claimed: the sync is alive and its slots ours until `complete`.
-                let state = unsafe { state.as_ref() };
-                // SAFETY: as above.
-                let value = unsafe { state.take(leaf) };
-                state.complete(leaf, claim);
+            Partner::Claimed {
+                state,
+                slot,
+                leaf,
+                claim,
+            } => {
+                // SAFETY: just popped and claimed.
+                let value = unsafe { Partner::take_and_complete(state, slot, leaf, claim) };
                 Some(
                     value
                         .downcast::<T>()
@@ -366,17 +433,25 @@ impl Queues {
         }
     }
 
+    /// Queues `offer` at the back of the senders' or the receivers' queue.
+    #[inline(always)]
     pub(crate) fn register(&mut self, offer: Offer, sender: bool) {
         self.registrations = self.registrations.wrapping_add(1);
         if self.registrations % SWEEP_EVERY == 0 {
-            self.senders.retain(Offer::is_live);
-            self.receivers.retain(Offer::is_live);
+            self.sweep();
         }
         if sender {
             self.senders.push_back(offer);
         } else {
             self.receivers.push_back(offer);
         }
+    }
+
+    /// Drops the stale offers of both queues.
+    #[cold]
+    fn sweep(&mut self) {
+        self.senders.retain(Offer::is_live);
+        self.receivers.retain(Offer::is_live);
     }
 }
 
@@ -438,7 +513,7 @@ impl<T: Send + 'static> Channel<T> {
         Event::base(
             BaseOp::Send {
                 chan: self.inner.clone(),
-                value: Payload::new(v),
+                value: Slot::new(Some(Payload::new(v))),
             },
             |_| (),
         )
@@ -449,6 +524,7 @@ impl<T: Send + 'static> Channel<T> {
         Event::base(
             BaseOp::Recv {
                 chan: self.inner.clone(),
+                value: Slot::new(None),
             },
             |payload| {
                 payload

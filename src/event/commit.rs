@@ -1,4 +1,5 @@
-//! The commit point of a blocking sync: one atomic state word, and the per-leaf value slots.
+//! The commit point of a blocking sync: one atomic state word, and the value slots of its
+//! leaves ([`Slot`], one in each channel and `always` leaf).
 //!
 //! | state     | meaning                                                          | who leaves it, to what |
 //! |-----------|------------------------------------------------------------------|------------------------|
@@ -20,8 +21,8 @@
 //! 2. Still in `claim`, take the syncer's unparker. If the syncer is a task the shutdown
 //!    abandoned, give up: the word stays CLAIMED for good (nobody will ever look at it again;
 //!    the sync's other offers are stale from now on) and nothing is moved, so nothing is lost.
-//! 3. Move the value into the receive leaf's slot ([`SyncState::put`]) or out of the send
-//!    leaf's slot ([`SyncState::take`]).
+//! 3. Move the value into the receive leaf's slot ([`Slot::put`]) or out of the send leaf's
+//!    slot ([`Slot::take`]).
 //! 4. [`SyncState::complete`]: wake the syncer with the unparker taken in step 2, then store
 //!    SYNCHED(leaf) (release). That store is the partner's last touch of the state.
 //!
@@ -38,8 +39,6 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use smallvec::SmallVec;
-
 use super::payload::Payload;
 use crate::sched::park::Unparker;
 
@@ -55,7 +54,7 @@ fn spin(spins: &mut u32) {
     }
 }
 
-/// Leaves whose slots a sync keeps inline (more are allocated).
+/// Leaves a sync keeps inline in its frame (more are allocated).
 pub(crate) const INLINE_LEAVES: usize = 4;
 
 const WAITING: u64 = 0;
@@ -75,10 +74,9 @@ pub(crate) enum Outcome {
     Abandoned,
 }
 
-/// One sync: its state word, a value slot per leaf, and how to wake it.
+/// One sync: its state word and how to wake it. (The value slots are in the leaves.)
 pub(crate) struct SyncState {
     word: AtomicU64,
-    slots: SmallVec<[Slot; INLINE_LEAVES]>,
     unparker: UnparkerCell,
 }
 
@@ -96,40 +94,66 @@ unsafe impl Sync for UnparkerCell {}
 /// looks at the word after setting it).
 pub(crate) struct Claim(Option<Unparker>);
 
-/// A value slot. Who may touch it is fixed by the commit word, so it needs no lock of its own:
-/// the syncer, before its offers are visible and after the word has settled (SYNCHED or
-/// ABANDONED, a CLAIMED window waited out); a partner, between its successful `claim` and its
-/// `complete`.
-struct Slot(UnsafeCell<Option<Payload>>);
+/// A leaf's value slot: the value a send (or `always`) leaf offers, or the place a receive leaf
+/// gets its value. Who may touch it is fixed by the commit word of its sync, so it needs no lock
+/// of its own: the syncer, before its offers are visible and after the word has settled
+/// (SYNCHED or ABANDONED, a CLAIMED window waited out); a partner, between its successful
+/// [`SyncState::claim`] and its [`SyncState::complete`].
+pub(crate) struct Slot(UnsafeCell<Option<Payload>>);
 
 // SAFETY: accesses are serialised by the commit word as described on `Slot` (the claim CAS and
-// the release store of SYNCHED order the partner's access against the syncer's).
+// the release store of SYNCHED order the partner's access against the syncer's); a payload is
+// `Send`.
 unsafe impl Sync for Slot {}
 
 impl Slot {
-    fn new(value: Option<Payload>) -> Slot {
+    /// A slot holding `value`.
+    pub(crate) fn new(value: Option<Payload>) -> Slot {
         Slot(UnsafeCell::new(value))
     }
 
+    /// The slot's content.
+    ///
     /// # Safety
     ///
     /// The caller has the access right described on [`Slot`].
     #[allow(clippy::mut_from_ref)]
-    unsafe fn get(&self) -> &mut Option<Payload> {
+    #[inline]
+    pub(crate) unsafe fn get(&self) -> &mut Option<Payload> {
         // SAFETY: forwarded to the caller.
         unsafe { &mut *self.0.get() }
+    }
+
+    /// Moves a value into a receive leaf's slot.
+    ///
+    /// # Safety
+    ///
+    /// Only after a successful [`SyncState::claim`] of the slot's sync, before
+    /// [`SyncState::complete`].
+    #[inline]
+    pub(crate) unsafe fn put(&self, value: Payload) {
+        // SAFETY: the claim gives us the slot until `complete`.
+        unsafe { *self.get() = Some(value) };
+    }
+
+    /// Takes the value out of a send leaf's slot.
+    ///
+    /// # Safety
+    ///
+    /// As [`Slot::put`].
+    #[inline]
+    pub(crate) unsafe fn take(&self) -> Payload {
+        // SAFETY: the claim gives us the slot until `complete`.
+        unsafe { self.get() }
+            .take()
+            .expect("a send offer holds its value until it commits")
     }
 }
 
 impl SyncState {
-    pub(crate) fn new(values: impl Iterator<Item = Option<Payload>>) -> SyncState {
-        let mut slots = SmallVec::new();
-        for v in values {
-            slots.push(Slot::new(v));
-        }
+    pub(crate) fn new() -> SyncState {
         SyncState {
             word: AtomicU64::new(WAITING),
-            slots,
             unparker: UnparkerCell(UnsafeCell::new(None)),
         }
     }
@@ -142,8 +166,8 @@ impl SyncState {
 
     /// A partner's steps 1 and 2: WAITING -> CLAIMED, and the syncer's unparker. `None` if the
     /// offer is stale, or if its syncer is a task the shutdown abandoned (whatever it would
-    /// receive would be lost): the caller skips it. On success the caller owns the slots until
-    /// it calls [`SyncState::complete`].
+    /// receive would be lost): the caller skips it. On success the caller owns the sync's slots
+    /// until it calls [`SyncState::complete`].
     #[inline]
     pub(crate) fn claim(&self) -> Option<Claim> {
         let mut spins = 0u32;
@@ -166,29 +190,6 @@ impl SyncState {
             return None;
         }
         Some(Claim(unparker))
-    }
-
-    /// Moves a value into `leaf`'s slot (a receive offer).
-    ///
-    /// # Safety
-    ///
-    /// Only after a successful [`SyncState::claim`], before [`SyncState::complete`].
-    pub(crate) unsafe fn put(&self, leaf: usize, value: Payload) {
-        // SAFETY: the claim gives us the slots until `complete`.
-        unsafe { *self.slots[leaf].get() = Some(value) };
-    }
-
-    /// Takes the value out of `leaf`'s slot (a send offer).
-    ///
-    /// # Safety
-    ///
-    /// Only after a successful [`SyncState::claim`], before [`SyncState::complete`].
-    #[inline]
-    pub(crate) unsafe fn take(&self, leaf: usize) -> Payload {
-        // SAFETY: the claim gives us the slots until `complete`.
-        unsafe { self.slots[leaf].get() }
-            .take()
-            .expect("a send offer holds its value until it commits")
     }
 
     /// A partner's step 4: wakes the syncer, then CLAIMED -> SYNCHED(leaf).
@@ -275,32 +276,6 @@ impl SyncState {
         // SAFETY: settled: no partner touches the unparker any more.
         unsafe { (*self.unparker.0.get()).take() }
     }
-
-    /// Takes the value a committed leaf left in its slot (a receive), or the value a send leaf
-    /// never gave away.
-    ///
-    /// # Safety
-    ///
-    /// Only by the syncer, before its offers are visible, or once [`SyncState::outcome`] has
-    /// returned `Synched` or `Abandoned` (no partner can be inside its claim any more).
-    #[inline]
-    pub(crate) unsafe fn slot_value(&self, leaf: usize) -> Option<Payload> {
-        // SAFETY: forwarded to the caller.
-        unsafe { self.slots[leaf].get() }.take()
-    }
-
-    /// The slot of `leaf`, for the syncer's own attempt (a send leaf's value goes out of it and
-    /// back if the partner was gone).
-    ///
-    /// # Safety
-    ///
-    /// As [`SyncState::slot_value`].
-    #[inline]
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn slot_mut(&self, leaf: usize) -> &mut Option<Payload> {
-        // SAFETY: forwarded to the caller.
-        unsafe { self.slots[leaf].get() }
-    }
 }
 
 #[cfg(test)]
@@ -325,9 +300,30 @@ mod tests {
 
     const WAYS: [Way; 3] = [Way::Claim, Way::CommitSelf, Way::Abandon];
 
+    /// A sync and its leaves' slots, as a syncer's frame holds them.
+    struct Frame {
+        sync: SyncState,
+        slots: Vec<Slot>,
+    }
+
+    impl std::ops::Deref for Frame {
+        type Target = SyncState;
+        fn deref(&self) -> &SyncState {
+            &self.sync
+        }
+    }
+
+    /// A sync whose leaves' slots hold `values`.
+    fn frame(values: impl IntoIterator<Item = Option<Payload>>) -> Frame {
+        Frame {
+            sync: SyncState::new(),
+            slots: values.into_iter().map(Slot::new).collect(),
+        }
+    }
+
     /// A sync with `n` empty slots.
-    fn state(n: usize) -> SyncState {
-        SyncState::new((0..n).map(|_| None))
+    fn state(n: usize) -> Frame {
+        frame((0..n).map(|_| None))
     }
 
     /// Tries `way` out of WAITING: whether it won, with a winning claim (the word is left
@@ -344,9 +340,9 @@ mod tests {
     }
 
     /// The value a slot holds, as a `u64`.
-    fn value(s: &SyncState, leaf: usize) -> Option<u64> {
+    fn value(s: &Frame, leaf: usize) -> Option<u64> {
         // SAFETY: the callers have seen `outcome` settle (SYNCHED or ABANDONED).
-        let v = unsafe { s.slot_value(leaf) }?;
+        let v = unsafe { s.slots[leaf].get() }.take()?;
         Some(v.downcast::<u64>().expect("the tests' values are u64"))
     }
 
@@ -410,7 +406,7 @@ mod tests {
                 // Make it likely that the syncer looks while the word is CLAIMED.
                 std::thread::sleep(Duration::from_millis(30));
                 // SAFETY: between our successful claim and our completion.
-                unsafe { s2.put(0, Payload::new(42u64)) };
+                unsafe { s2.slots[0].put(Payload::new(42u64)) };
                 s2.complete(0, claim);
             });
             claimed.wait();
@@ -421,19 +417,19 @@ mod tests {
         });
     }
 
-    /// A woken syncer reads the partner's value with `slot_value` once `outcome` says `Synched`.
+    /// A woken syncer reads the partner's value from its slot once `outcome` says `Synched`.
     #[test]
     fn a_partners_value_is_read_back_once_synched() {
         within(20, || {
             // Leaf 0 offers to send 7; leaf 1 offers to receive.
-            let s = Arc::new(SyncState::new([Some(Payload::new(7u64)), None].into_iter()));
+            let s = Arc::new(frame([Some(Payload::new(7u64)), None]));
             let park = Park::new();
             s.set_unparker(park.unparker());
             let s2 = s.clone();
             let partner = std::thread::spawn(move || {
                 let claim = s2.claim().expect("claimed from WAITING");
                 // SAFETY: between our successful claim and our completion.
-                unsafe { s2.put(1, Payload::new(99u64)) };
+                unsafe { s2.slots[1].put(Payload::new(99u64)) };
                 s2.complete(1, claim);
             });
             if s.outcome() == Outcome::Waiting {
@@ -445,10 +441,10 @@ mod tests {
             joined(partner);
 
             // A partner that takes from a send offer leaves its slot empty.
-            let s = SyncState::new([Some(Payload::new(5u64))].into_iter());
+            let s = frame([Some(Payload::new(5u64))]);
             let claim = s.claim().expect("claimed from WAITING");
             // SAFETY: between our successful claim and our completion.
-            let taken = unsafe { s.take(0) };
+            let taken = unsafe { s.slots[0].take() };
             s.complete(0, claim);
             assert_eq!(taken.downcast::<u64>().ok(), Some(5));
             assert_eq!(s.outcome(), Outcome::Synched(0));
@@ -487,7 +483,7 @@ mod tests {
     fn racing_ways_out_of_waiting_have_one_winner() {
         const ROUNDS: usize = 100_000;
         within(60, || {
-            let states: Arc<Vec<SyncState>> = Arc::new((0..ROUNDS).map(|_| state(2)).collect());
+            let states: Arc<Vec<Frame>> = Arc::new((0..ROUNDS).map(|_| state(2)).collect());
             // A spinning barrier per round, so that the racers start their attempts together.
             let arrived = Arc::new(AtomicUsize::new(0));
             let racers: Vec<_> = (0..WAYS.len())
@@ -518,7 +514,7 @@ mod tests {
                             if this_won {
                                 if let Some(claim) = claim {
                                     // SAFETY: between our successful claim and our completion.
-                                    unsafe { s.put(0, Payload::new(round as u64)) };
+                                    unsafe { s.slots[0].put(Payload::new(round as u64)) };
                                     s.complete(0, claim);
                                 }
                                 won.push((round, way));

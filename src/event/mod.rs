@@ -90,11 +90,12 @@ mod sync;
 
 pub use channel::Channel;
 
+use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use commit::INLINE_LEAVES;
+use commit::{INLINE_LEAVES, Slot};
 use leaves::{BaseOp, OneShot, SignalWatch};
 use payload::Payload;
 use smallvec::SmallVec;
@@ -190,18 +191,25 @@ enum Node<T> {
 
 impl<T> Event<T> {
     fn flatten_into(self, flat: &mut Flat, out: &mut Leaves<T>) {
-        match self.node {
-            Node::Base(base) => base.flatten_base(flat, out),
-            Node::Choose(evs) => {
-                for ev in evs {
-                    // The common shape, a choice of base events, without a call per leaf.
-                    match ev.node {
-                        Node::Base(base) => base.flatten_base(flat, out),
-                        node => Event { node }.flatten_into(flat, out),
-                    }
-                }
+        let mut ev = ManuallyDrop::new(self);
+        // SAFETY: `ev` is valid, and taken over by the call (never used or dropped here again).
+        unsafe { Self::flatten_from(&mut *ev, flat, out) }
+    }
+
+    /// Flattens the event at `ev`, reading its parts in place (see [`push_base`] for why).
+    ///
+    /// # Safety
+    ///
+    /// `ev` points to a valid event, which this call takes over: the caller must neither use
+    /// nor drop it again, whether this returns or unwinds.
+    unsafe fn flatten_from(ev: *mut Event<T>, flat: &mut Flat, out: &mut Leaves<T>) {
+        // SAFETY: the caller's contract; each arm moves out what it keeps, once.
+        unsafe {
+            match &mut (*ev).node {
+                Node::Base(base) => push_base(base, flat, out),
+                Node::Choose(evs) => flatten_choice(std::ptr::read(evs), flat, out),
+                Node::Boxed(node) => std::ptr::read(node).flatten(flat, out),
             }
-            Node::Boxed(node) => node.flatten(flat, out),
         }
     }
 
@@ -223,20 +231,93 @@ struct BaseNode<T> {
     finish: Box<dyn FnOnce(Payload) -> T + Send>,
 }
 
-impl<T> BaseNode<T> {
-    #[inline]
-    fn flatten_base(self, flat: &mut Flat, out: &mut Leaves<T>) {
-        let BaseNode { mut op, finish } = self;
-        if matches!(op, BaseOp::After(_) | BaseOp::Signal { watch: None, .. }) {
-            op = Self::resolve(op, flat);
+/// Flattens the events of a choice, left to right, each read in place in the vector's buffer.
+/// The events not reached yet are dropped if one of them panics (a guard), and the buffer is
+/// freed either way.
+fn flatten_choice<T>(evs: Vec<Event<T>>, flat: &mut Flat, out: &mut Leaves<T>) {
+    /// The events `[next, len)` not flattened yet, and the buffer.
+    struct Rest<T> {
+        buf: *mut Event<T>,
+        cap: usize,
+        len: usize,
+        next: usize,
+    }
+    impl<T> Drop for Rest<T> {
+        fn drop(&mut self) {
+            // SAFETY: `[next, len)` are valid events nobody took over; the buffer came from a
+            // vector of this capacity, whose elements are all gone after this.
+            unsafe {
+                let rest = std::ptr::slice_from_raw_parts_mut(
+                    self.buf.add(self.next),
+                    self.len - self.next,
+                );
+                std::ptr::drop_in_place(rest);
+                drop(Vec::from_raw_parts(self.buf, 0, self.cap));
+            }
         }
+    }
+    let mut evs = ManuallyDrop::new(evs);
+    let mut rest = Rest {
+        buf: evs.as_mut_ptr(),
+        cap: evs.capacity(),
+        len: evs.len(),
+        next: 0,
+    };
+    while rest.next < rest.len {
+        // SAFETY: in bounds; taken over by `flatten_from` (and no longer `Rest`'s) at once.
+        let ev = unsafe { rest.buf.add(rest.next) };
+        rest.next += 1;
+        // SAFETY: as above.
+        unsafe { Event::flatten_from(ev, flat, out) };
+    }
+}
+
+/// Pushes the leaf of the base event at `base`, moving its operation and its finish function
+/// straight from where they are into the leaf's place in `out`.
+///
+/// A base event is assembled field by field (narrow stores) when it is built; moving it through
+/// locals, as a by-value flattening does, reloads it with wide loads that straddle those
+/// stores, which the CPU cannot forward: that stalled a small choice's sync for longer than all
+/// the rest of its flattening.
+///
+/// # Safety
+///
+/// `base` points to a valid base node, which this call takes over (as `flatten_from`).
+#[inline(always)]
+unsafe fn push_base<T>(base: *mut BaseNode<T>, flat: &mut Flat, out: &mut Leaves<T>) {
+    // SAFETY: the caller's contract.
+    let (op, finish) = unsafe { (&raw const (*base).op, &raw const (*base).finish) };
+    // SAFETY: as above.
+    let op_ref = unsafe { &*op };
+    if matches!(
+        op_ref,
+        BaseOp::After(_) | BaseOp::Signal { watch: None, .. }
+    ) {
+        // SAFETY: as above: both moved out once, here.
+        let (op, finish) = unsafe { (std::ptr::read(op), std::ptr::read(finish)) };
+        let op = BaseNode::<T>::resolve(op, flat);
         out.push(Leaf {
             op,
             finish,
             enclosing: Enclosing::now(flat),
         });
+        return;
     }
+    let enclosing = Enclosing::now(flat);
+    out.reserve(1);
+    let len = out.len();
+    // SAFETY: room for one more was reserved; `op` and `finish` are moved out once, here, into
+    // the new leaf, whose three fields are all written before the length covers it.
+    unsafe {
+        let leaf = out.as_mut_ptr().add(len);
+        std::ptr::copy_nonoverlapping(op, &raw mut (*leaf).op, 1);
+        std::ptr::copy_nonoverlapping(finish, &raw mut (*leaf).finish, 1);
+        std::ptr::write(&raw mut (*leaf).enclosing, enclosing);
+        out.set_len(len + 1);
+    }
+}
 
+impl<T> BaseNode<T> {
     /// An `after` leaf's deadline, a blocking sync's signal watch.
     #[cold]
     fn resolve(op: BaseOp, flat: &mut Flat) -> BaseOp {
@@ -342,7 +423,7 @@ impl<T: 'static> Event<T> {
     where
         T: Send,
     {
-        Event::base(BaseOp::Always(Payload::new(v)), |p| {
+        Event::base(BaseOp::Always(Slot::new(Some(Payload::new(v)))), |p| {
             p.downcast::<T>().expect("always carries its own value")
         })
     }

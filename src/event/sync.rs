@@ -13,7 +13,6 @@
 //! module doc for why that is sound.
 
 use std::os::fd::RawFd;
-use std::sync::Arc;
 use std::time::Instant;
 
 use smallvec::SmallVec;
@@ -39,20 +38,25 @@ struct Chans<'a> {
 impl<'a> Chans<'a> {
     fn new<T>(leaves: &'a [Leaf<T>]) -> Chans<'a> {
         let mut chans: SmallVec<[&'a ChanInner; INLINE_LEAVES]> = SmallVec::new();
+        let addr = |c: &ChanInner| c as *const ChanInner as usize;
         for l in leaves {
-            if let BaseOp::Send { chan, .. } | BaseOp::Recv { chan } = &l.op {
-                // Insertion in address order, without duplicates (a handful of channels).
-                let addr = Arc::as_ptr(chan) as usize;
-                let at = chans.partition_point(|c| (*c as *const ChanInner as usize) < addr);
-                if chans.get(at).is_none_or(|c| !std::ptr::eq(*c, &**chan)) {
-                    chans.insert(at, chan);
+            if let BaseOp::Send { chan, .. } | BaseOp::Recv { chan, .. } = &l.op {
+                // Insertion in address order, without duplicates: a handful of channels, so a
+                // linear scan from the end (already in order: no move at all).
+                let c: &'a ChanInner = chan;
+                let mut at = chans.len();
+                while at > 0 && addr(chans[at - 1]) > addr(c) {
+                    at -= 1;
+                }
+                if at == 0 || !std::ptr::eq(chans[at - 1], c) {
+                    chans.insert(at, c);
                 }
             }
         }
         let mut of_leaf = SmallVec::new();
         for l in leaves {
             of_leaf.push(match &l.op {
-                BaseOp::Send { chan, .. } | BaseOp::Recv { chan } => {
+                BaseOp::Send { chan, .. } | BaseOp::Recv { chan, .. } => {
                     let c = chans.iter().position(|c| std::ptr::eq(*c, &**chan));
                     let sender = matches!(l.op, BaseOp::Send { .. });
                     (c.expect("collected above"), sender)
@@ -98,7 +102,7 @@ impl<'a> Chans<'a> {
 /// While the sync's offers may be queued: if the syncer unwinds (a stop, or the runtime
 /// dropping its task), the sync is abandoned, so its offers are stale, and they are taken out
 /// of every channel before the frame that holds the state ends. The values still in the slots
-/// are dropped with the state, by the syncer, outside any lock.
+/// are dropped with the leaves, by the syncer, outside any lock.
 struct Offered<'a, 'c> {
     state: &'a SyncState,
     chans: &'a Chans<'c>,
@@ -127,21 +131,16 @@ pub(super) fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
     };
     let mut leaves = Leaves::new();
     ev.flatten_into(&mut flat, &mut leaves);
-    // The values the leaves carry go to the sync's slots, where partners find them. The state
-    // stays in this frame, in place, until the end (offers point to it).
-    let state = SyncState::new(leaves.iter_mut().map(|l| match &mut l.op {
-        BaseOp::Send { value, .. } | BaseOp::Always(value) => {
-            Some(std::mem::replace(value, Payload::unit()))
-        }
-        _ => None,
-    }));
+    // The state and the leaves (with their value slots) stay in this frame, in place, while
+    // offers may point to them.
+    let state = SyncState::new();
     let (chosen, payload) = match attempt_and_wait(&leaves, &state, block) {
         Some(c) => c,
         None => {
             // Nothing ready: every wrap_abort runs (reverse order), every nack fires (Flat's
             // drop).
             run_aborts(&mut flat, &[]);
-            drop(leaves);
+            leaves.clear();
             return None;
         }
     };
@@ -163,8 +162,8 @@ pub(super) fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
         }
         flat.nacks.clear();
     }
-    // In place (no move of the inline leaves); the values a sync did not send go with `state`,
-    // dropped by us at the end.
+    // In place (no move of the inline leaves); the values the sync did not send are dropped
+    // here, by us.
     leaves.clear();
     if flat.aborts.is_empty() {
         return Some(finish(payload));
@@ -211,10 +210,10 @@ fn attempt_and_wait<T>(
         else {
             continue;
         };
-        // SAFETY: our offers are not visible (none is registered yet): the slots are ours.
-        let slot = unsafe { state.slot_mut(i) };
         let done = match &leaves[i].op {
-            BaseOp::Send { .. } => {
+            BaseOp::Send { value, .. } => {
+                // SAFETY: no offer of ours is visible yet: the slots are ours.
+                let slot = unsafe { value.get() };
                 let v = slot.take().expect("a send leaf holds its value");
                 match queues[of_leaf[i].0].give(v) {
                     Ok(()) => Some(Payload::unit()),
@@ -225,7 +224,12 @@ fn attempt_and_wait<T>(
                 }
             }
             BaseOp::Recv { .. } => queues[of_leaf[i].0].take(),
-            BaseOp::Always(_) => Some(slot.take().expect("an always leaf holds its value")),
+            // SAFETY: as above.
+            BaseOp::Always(value) => Some(
+                unsafe { value.get() }
+                    .take()
+                    .expect("an always leaf holds its value"),
+            ),
             _ => Some(Payload::unit()),
         };
         if let Some(p) = done {
@@ -240,9 +244,10 @@ fn attempt_and_wait<T>(
     // Step 3: offer every channel leaf, still under the locks, then park. From the first offer
     // until the offers are taken back, an unwind abandons the sync (`Offered`).
     let register = |guards: &mut [SpinGuard<'_, Queues>]| {
-        for (i, &(c, sender)) in of_leaf.iter().enumerate() {
-            if c != NO_CHAN {
-                guards[c].register(Offer::sync(state, i), sender);
+        for (i, leaf) in leaves.iter().enumerate() {
+            if let BaseOp::Send { value, .. } | BaseOp::Recv { value, .. } = &leaf.op {
+                let (c, sender) = of_leaf[i];
+                guards[c].register(Offer::sync(state, value, i), sender);
             }
         }
     };
@@ -286,9 +291,11 @@ fn attempt_and_wait<T>(
     };
     std::mem::forget(offered);
     let payload = match &leaves[chosen].op {
-        BaseOp::Recv { .. } => {
+        BaseOp::Recv { value, .. } => {
             // SAFETY: the word has settled (SYNCHED, the partner's window waited out).
-            unsafe { state.slot_value(chosen) }.expect("a committed receive has its value")
+            unsafe { value.get() }
+                .take()
+                .expect("a committed receive has its value")
         }
         _ => Payload::unit(),
     };
