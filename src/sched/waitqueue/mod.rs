@@ -156,6 +156,7 @@ impl WaitList {
     /// before it releases the lock (a waiter woken by its deadline or a stop may leave as soon
     /// as it gets the lock). Only for lists whose waiters all wait with
     /// [`WaitIn::park_handoff`].
+    #[inline]
     pub(crate) fn pop_front_handoff(&mut self) -> Option<HandOff> {
         if self.head.is_null() {
             return None;
@@ -194,6 +195,7 @@ impl WaitList {
     /// # Safety
     ///
     /// `node` must stay alive and in place until it is unlinked (see the protocol, step 4).
+    #[inline]
     unsafe fn push_back(&mut self, node: &Waiter) {
         node.prev.set(self.tail);
         node.next.set(std::ptr::null());
@@ -214,6 +216,7 @@ impl WaitList {
     /// # Safety
     ///
     /// `node` is linked in `self`, and its neighbours are live linked nodes.
+    #[inline]
     unsafe fn unlink(&mut self, node: *const Waiter) {
         // SAFETY: per the contract, the node is live until the store at the end.
         let (prev, next) = unsafe { ((*node).prev.get(), (*node).next.get()) };
@@ -245,6 +248,7 @@ pub(crate) struct HandOff {
 impl HandOff {
     /// The waiter's slot, as it gave it to [`WaitIn::park_handoff`]; the caller may read and
     /// write it (as the type the primitive agreed on) until it calls [`HandOff::wake`].
+    #[inline]
     pub(crate) fn slot(&self) -> *mut () {
         self.slot
     }
@@ -254,6 +258,7 @@ impl HandOff {
     /// find itself chosen); false if it is a task the shutdown abandoned, which never will:
     /// the caller takes back what it moved (the slot stays valid: an abandoned task's stack
     /// is never freed) and tries the next waiter.
+    #[inline]
     pub(crate) fn wake(self) -> bool {
         self.unparker.hand_over()
     }
@@ -481,6 +486,7 @@ where
     /// with [`HandOff::wake`] before it releases the lock; `slot` stays valid for them (it is
     /// in the caller's frame, which outlives this call).
     #[track_caller]
+    #[inline(always)]
     pub(crate) unsafe fn park_handoff(self, guard: SpinGuard<'_, S>, slot: *mut ()) -> Woken {
         let WaitIn {
             lock,
@@ -516,7 +522,8 @@ where
         let why = unsafe {
             park_current_borrowed(&wait, |unparker| {
                 let mut guard = guard.take().expect("published once");
-                node.unparker.set(Some(unparker));
+                // A write, not `Cell::set`: nothing to read or drop in an unlinked node.
+                node.unparker.as_ptr().write(Some(unparker));
                 // SAFETY: `leave` unlinks the node before this frame ends, on every path.
                 list(&mut guard).push_back(&node);
                 drop(guard);
