@@ -243,8 +243,12 @@ impl SyncState {
     ///
     /// Only by the syncer, before it registers its first offer.
     pub(crate) unsafe fn set_unparker_unpublished(&self, u: Unparker) {
-        // SAFETY: nobody else can reach the state yet (the caller's contract).
-        unsafe { *self.unparker.0.get() = Some(u) };
+        // SAFETY: nobody else can reach the state yet (the caller's contract). The first and
+        // only unparker of a fresh state: a write, with nothing to read or drop before it.
+        unsafe {
+            debug_assert!((*self.unparker.0.get()).is_none());
+            self.unparker.0.get().write(Some(u));
+        }
     }
 
     /// Replaces the unparker a committing partner wakes, while offers may be visible: inside a

@@ -33,9 +33,12 @@
 //!    each `with_nack` makes its nack; wraps are pushed down to the leaves; every leaf records
 //!    the `wrap_abort` and `with_nack` nodes that enclose it; in a blocking sync each signal
 //!    leaf starts watching its signal (deliveries from then on count). A panic here leaves the
-//!    sync before anything is offered (nacks made so far fire, watches made so far end). The
-//!    values of send and `always` leaves move into the sync's state: one commit word and one
-//!    value slot per leaf, in the syncer's frame.
+//!    sync before anything is offered (nacks made so far fire, watches made so far end). Each
+//!    leaf carries its value slot (the value a send or `always` leaf offers, the place a receive
+//!    leaf gets its value); the sync's state, its commit word, is in the syncer's frame. A
+//!    choice of plain base events (no combinator, no `after` or `signal` leaf), or a lone one,
+//!    is not flattened at all: flattening would only copy each event into a leaf, so the events
+//!    serve as the leaves where they are.
 //! 2. **Attempt**: lock every channel the leaves use, in address order (Go's `select` does the
 //!    same), and try the leaves in a random order; the first that can complete does, so the
 //!    choice is uniform among the ready leaves. A channel leaf completes by claiming the oldest
@@ -112,6 +115,30 @@ struct Leaf<T> {
     /// `None` when no `wrap_abort` or `with_nack` encloses the leaf (the common case: a leaf
     /// stays small and costs no allocation).
     enclosing: Option<Box<Enclosing>>,
+}
+
+/// What the attempt, the offers and the wait need of a leaf: its base operation (with its value
+/// slot). A flattened [`Leaf`] has one, and so has a plain base [`Event`], which serves as its
+/// own leaf in a choice of plain base events (`sync.rs`).
+trait HasOp {
+    fn op(&self) -> &BaseOp;
+}
+
+impl<T> HasOp for Leaf<T> {
+    #[inline]
+    fn op(&self) -> &BaseOp {
+        &self.op
+    }
+}
+
+impl<T> HasOp for Event<T> {
+    #[inline]
+    fn op(&self) -> &BaseOp {
+        match &self.node {
+            Node::Base(base) => &base.op,
+            _ => unreachable!("only a plain base event serves as a leaf"),
+        }
+    }
 }
 
 /// The `wrap_abort` and `with_nack` nodes that enclose a leaf, by index in [`Flat`].
@@ -210,6 +237,20 @@ impl<T> Event<T> {
                 Node::Choose(evs) => flatten_choice(std::ptr::read(evs), flat, out),
                 Node::Boxed(node) => std::ptr::read(node).flatten(flat, out),
             }
+        }
+    }
+
+    /// Whether the event is a base event whose flattening would change nothing (not an `after`
+    /// leaf, whose deadline counts from the sync's start, nor a `signal` leaf, whose watch
+    /// starts at flattening).
+    #[inline]
+    fn is_plain(&self) -> bool {
+        match &self.node {
+            Node::Base(base) => !matches!(
+                base.op,
+                BaseOp::After(_) | BaseOp::Signal { watch: None, .. }
+            ),
+            _ => false,
         }
     }
 

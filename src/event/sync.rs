@@ -21,7 +21,7 @@ use super::channel::{ChanInner, Offer, Queues};
 use super::commit::{INLINE_LEAVES, Outcome, SyncState};
 use super::leaves::{BaseOp, fd_ready};
 use super::payload::Payload;
-use super::{Enclosing, Event, Flat, Leaf, Leaves};
+use super::{Enclosing, Event, Flat, HasOp, Leaf, Leaves, Node};
 use crate::sched::park::{Park, Wait, Wake, park_current_borrowed, stop};
 use crate::util::{SpinGuard, random};
 
@@ -36,33 +36,49 @@ struct Chans<'a> {
 }
 
 impl<'a> Chans<'a> {
-    fn new<T>(leaves: &'a [Leaf<T>]) -> Chans<'a> {
+    fn new<L: HasOp>(leaves: &'a [L]) -> Chans<'a> {
         let mut chans: SmallVec<[&'a ChanInner; INLINE_LEAVES]> = SmallVec::new();
-        let addr = |c: &ChanInner| c as *const ChanInner as usize;
+        let mut of_leaf: SmallVec<[(usize, bool); INLINE_LEAVES]> = SmallVec::new();
         for l in leaves {
-            if let BaseOp::Send { chan, .. } | BaseOp::Recv { chan, .. } = &l.op {
-                // Insertion in address order, without duplicates: a handful of channels, so a
-                // linear scan from the end (already in order: no move at all).
-                let c: &'a ChanInner = chan;
-                let mut at = chans.len();
-                while at > 0 && addr(chans[at - 1]) > addr(c) {
-                    at -= 1;
+            of_leaf.push(match l.op() {
+                BaseOp::Send { chan, .. } => {
+                    chans.push(chan);
+                    (0, true)
                 }
-                if at == 0 || !std::ptr::eq(chans[at - 1], c) {
-                    chans.insert(at, c);
-                }
-            }
-        }
-        let mut of_leaf = SmallVec::new();
-        for l in leaves {
-            of_leaf.push(match &l.op {
-                BaseOp::Send { chan, .. } | BaseOp::Recv { chan, .. } => {
-                    let c = chans.iter().position(|c| std::ptr::eq(*c, &**chan));
-                    let sender = matches!(l.op, BaseOp::Send { .. });
-                    (c.expect("collected above"), sender)
+                BaseOp::Recv { chan, .. } => {
+                    chans.push(chan);
+                    (0, false)
                 }
                 _ => (NO_CHAN, false),
             });
+        }
+        // Address order without duplicates: an insertion sort of a handful of channels (in
+        // order already, it moves nothing), on the slice (one look at where the vector lives).
+        let addr = |c: &ChanInner| c as *const ChanInner as usize;
+        let sorted = chans.as_mut_slice();
+        for i in 1..sorted.len() {
+            let mut j = i;
+            while j > 0 && addr(sorted[j - 1]) > addr(sorted[j]) {
+                sorted.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+        let mut n = 0;
+        for i in 0..sorted.len() {
+            if n == 0 || !std::ptr::eq(sorted[n - 1], sorted[i]) {
+                sorted[n] = sorted[i];
+                n += 1;
+            }
+        }
+        chans.truncate(n);
+        let sorted = chans.as_slice();
+        for (l, (c, _)) in leaves.iter().zip(of_leaf.iter_mut()) {
+            if let BaseOp::Send { chan, .. } | BaseOp::Recv { chan, .. } = l.op() {
+                *c = sorted
+                    .iter()
+                    .position(|d| std::ptr::eq(*d, &**chan))
+                    .expect("collected above");
+            }
         }
         Chans { chans, of_leaf }
     }
@@ -121,6 +137,50 @@ impl Drop for Offered<'_, '_> {
 /// Steps 2-5 for `sync` (`block`) and `poll`.
 #[track_caller]
 pub(super) fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
+    if let Node::Choose(evs) = &ev.node {
+        if evs.iter().all(Event::is_plain) {
+            let Node::Choose(evs) = ev.node else {
+                unreachable!("matched above")
+            };
+            return sync_in_place(evs, block);
+        }
+    } else if ev.is_plain() {
+        // A lone base event (`c.recv_evt().sync()`), its own leaf likewise.
+        let state = SyncState::new();
+        let (_, payload) = attempt_and_wait(std::slice::from_ref(&ev), &state, block)?;
+        let Node::Base(base) = ev.node else {
+            unreachable!("a base event")
+        };
+        drop(base.op);
+        return Some((base.finish)(payload));
+    }
+    run_sync_flattened(ev, block)
+}
+
+/// A choice of plain base events (the common `select(vec![c.recv_evt(), ...])`): flattening
+/// would only copy each event into a leaf of its own, with nothing enclosing it. So the events
+/// stay where they are, in the choice's vector, and serve as the leaves (their value slots
+/// included); the chosen one's finish function makes the value.
+#[track_caller]
+fn sync_in_place<T>(mut evs: Vec<Event<T>>, block: bool) -> Option<T> {
+    // The state and the events (with their value slots) stay in place while offers may point
+    // to them.
+    let state = SyncState::new();
+    let (chosen, payload) = attempt_and_wait(&evs, &state, block)?;
+    let Node::Base(base) = evs.swap_remove(chosen).node else {
+        unreachable!("a choice of base events")
+    };
+    drop(base.op);
+    // The values the sync did not send are dropped here, by us, before the finish function
+    // (user code) runs, as in the flattened path.
+    drop(evs);
+    Some((base.finish)(payload))
+}
+
+/// Steps 1-5 for an event that needs flattening (guards, wraps, nacks, aborts, nested choices,
+/// `after` and `signal` leaves).
+#[track_caller]
+fn run_sync_flattened<T>(ev: Event<T>, block: bool) -> Option<T> {
     let mut flat = Flat {
         block,
         start: None,
@@ -180,8 +240,8 @@ pub(super) fn run_sync<T>(ev: Event<T>, block: bool) -> Option<T> {
 /// Steps 2 to 4: the attempt, and for a blocking sync with nothing ready the offers and the
 /// wait, until one leaf commits; its index and payload. `None`: a `poll` found nothing ready.
 #[track_caller]
-fn attempt_and_wait<T>(
-    leaves: &[Leaf<T>],
+fn attempt_and_wait<L: HasOp>(
+    leaves: &[L],
     state: &SyncState,
     block: bool,
 ) -> Option<(usize, Payload)> {
@@ -197,20 +257,31 @@ fn attempt_and_wait<T>(
         // Pick uniformly among the leaves ready now (count them, draw, find the drawn one: no
         // allocation); a channel leaf can still lose its partner to another sync between the
         // look and the claim, then look again.
-        let count = (0..leaves.len())
-            .filter(|&i| leaf_ready(&leaves[i], of_leaf[i].0, queues))
-            .count();
-        if count == 0 {
-            break;
+        let mut count = 0;
+        let mut first = 0;
+        for i in 0..leaves.len() {
+            if leaf_ready(leaves[i].op(), of_leaf[i].0, queues) {
+                if count == 0 {
+                    first = i;
+                }
+                count += 1;
+            }
         }
-        let draw = if count == 1 { 0 } else { random(count) };
-        let Some(i) = (0..leaves.len())
-            .filter(|&i| leaf_ready(&leaves[i], of_leaf[i].0, queues))
-            .nth(draw)
-        else {
-            continue;
+        let i = match count {
+            0 => break,
+            1 => first,
+            _ => {
+                let draw = random(count);
+                let Some(i) = (0..leaves.len())
+                    .filter(|&i| leaf_ready(leaves[i].op(), of_leaf[i].0, queues))
+                    .nth(draw)
+                else {
+                    continue;
+                };
+                i
+            }
         };
-        let done = match &leaves[i].op {
+        let done = match leaves[i].op() {
             BaseOp::Send { value, .. } => {
                 // SAFETY: no offer of ours is visible yet: the slots are ours.
                 let slot = unsafe { value.get() };
@@ -245,7 +316,7 @@ fn attempt_and_wait<T>(
     // until the offers are taken back, an unwind abandons the sync (`Offered`).
     let register = |guards: &mut [SpinGuard<'_, Queues>]| {
         for (i, leaf) in leaves.iter().enumerate() {
-            if let BaseOp::Send { value, .. } | BaseOp::Recv { value, .. } = &leaf.op {
+            if let BaseOp::Send { value, .. } | BaseOp::Recv { value, .. } = leaf.op() {
                 let (c, sender) = of_leaf[i];
                 guards[c].register(Offer::sync(state, value, i), sender);
             }
@@ -257,7 +328,7 @@ fn attempt_and_wait<T>(
     };
     let only_channels = leaves.iter().all(|l| {
         matches!(
-            l.op,
+            l.op(),
             BaseOp::Send { .. } | BaseOp::Recv { .. } | BaseOp::Never
         )
     });
@@ -290,7 +361,7 @@ fn attempt_and_wait<T>(
         wait_commit(state, leaves)
     };
     std::mem::forget(offered);
-    let payload = match &leaves[chosen].op {
+    let payload = match leaves[chosen].op() {
         BaseOp::Recv { value, .. } => {
             // SAFETY: the word has settled (SYNCHED, the partner's window waited out).
             unsafe { value.get() }
@@ -305,8 +376,8 @@ fn attempt_and_wait<T>(
 }
 
 /// Whether `leaf` can complete now (channel leaves: a live partner is queued in `guards[c]`).
-fn leaf_ready<T>(leaf: &Leaf<T>, c: usize, guards: &mut [SpinGuard<'_, Queues>]) -> bool {
-    match &leaf.op {
+fn leaf_ready(leaf: &BaseOp, c: usize, guards: &mut [SpinGuard<'_, Queues>]) -> bool {
+    match leaf {
         BaseOp::Always(_) => true,
         BaseOp::Never => false,
         BaseOp::At(t) => Instant::now() >= *t,
@@ -364,17 +435,19 @@ impl Drop for AbortsOnDrop<'_> {
 /// Step 3's park loop: until a leaf commits. Timer, join, nack, readiness and signal leaves
 /// wake us; we commit them ourselves. Returns the committed leaf.
 #[track_caller]
-fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>]) -> usize {
+fn wait_commit<L: HasOp>(state: &SyncState, leaves: &[L]) -> usize {
     let at = leaves
         .iter()
-        .filter_map(|l| match l.op {
+        .filter_map(|l| match *l.op() {
             BaseOp::At(t) => Some(t),
             _ => None,
         })
         .min();
     // Readiness leaves are looked at again every REVALIDATE: a descriptor closed behind
     // bobine's back gives no event, but counts as ready once closed.
-    let revalidate = leaves.iter().any(|l| matches!(l.op, BaseOp::Ready { .. }));
+    let revalidate = leaves
+        .iter()
+        .any(|l| matches!(l.op(), BaseOp::Ready { .. }));
     let in_task = !crate::sched::current_ptr().is_null();
     // A plain thread watches its readiness leaves in poll(2); a task through its domain.
     let polled: Vec<(RawFd, libc::c_short)> = if in_task {
@@ -382,7 +455,7 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>]) -> usize {
     } else {
         leaves
             .iter()
-            .filter_map(|l| match l.op {
+            .filter_map(|l| match *l.op() {
                 BaseOp::Ready { fd, dir } => Some((fd, dir.poll_events())),
                 _ => None,
             })
@@ -393,7 +466,7 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>]) -> usize {
         // False: something committed, which `settle` sees.
         state.set_unparker(park.unparker());
         for leaf in leaves {
-            match &leaf.op {
+            match leaf.op() {
                 BaseOp::Join(task) => {
                     task.add_joiner(park.unparker());
                 }
@@ -443,7 +516,7 @@ fn wait_commit<T>(state: &SyncState, leaves: &[Leaf<T>]) -> usize {
 
 /// Whether the sync has committed, committing a ready timer, join, nack, readiness or signal
 /// leaf ourselves.
-fn settle<T>(state: &SyncState, leaves: &[Leaf<T>]) -> Option<usize> {
+fn settle<L: HasOp>(state: &SyncState, leaves: &[L]) -> Option<usize> {
     match state.outcome() {
         Outcome::Synched(k) => return Some(k),
         Outcome::Abandoned => unreachable!("only the syncer abandons"),
@@ -451,7 +524,7 @@ fn settle<T>(state: &SyncState, leaves: &[Leaf<T>]) -> Option<usize> {
     }
     let now = Instant::now();
     for (i, leaf) in leaves.iter().enumerate() {
-        let ready = match &leaf.op {
+        let ready = match leaf.op() {
             BaseOp::At(t) => now >= *t,
             BaseOp::Join(task) => task.is_finished(),
             BaseOp::Nack(cell) => cell.is_fired(),
