@@ -8,14 +8,13 @@
 //! channel locks at once are in the module doc (`mod.rs`).
 //!
 //! Nothing here allocates for a choice of up to [`INLINE_LEAVES`] leaves whose values fit a
-//! [`Payload`] inline: the leaves, the channel set, the lock guards and the sync's state (its
-//! commit word and value slots) all live in this frame. Offers point into that frame; see the
+//! [`Payload`] inline: the leaves, the channel set and the sync's state (its commit word) all
+//! live in this frame (the leaves' value slots in the leaves). Offers point into that frame; see the
 //! module doc for why that is sound.
 
 use std::os::fd::RawFd;
+use std::sync::Arc;
 use std::time::Instant;
-
-use smallvec::SmallVec;
 
 use super::channel::{ChanInner, Offer, Queues};
 use super::commit::{INLINE_LEAVES, Outcome, SyncState};
@@ -23,72 +22,168 @@ use super::leaves::{BaseOp, fd_ready};
 use super::payload::Payload;
 use super::{Enclosing, Event, Flat, HasOp, Leaf, Leaves, Node};
 use crate::sched::park::{Park, Wait, Wake, park_current_borrowed, stop};
-use crate::util::{SpinGuard, random};
+use crate::util::random;
 
 /// Marks a leaf that uses no channel in [`Chans::of_leaf`].
 const NO_CHAN: usize = usize::MAX;
 
+/// A few `Copy` items inline, more on the heap: the sync's small tables. Unlike a `SmallVec`,
+/// whose length lives where its storage does, a local `Table` keeps its length in a register
+/// while it is built (that length's round trips through memory showed in the profile).
+struct Table<T: Copy, const N: usize> {
+    len: usize,
+    inline: [T; N],
+    heap: Vec<T>,
+}
+
+impl<T: Copy, const N: usize> Table<T, N> {
+    /// An empty table; `fill` initialises the inline storage (never read before it is set).
+    #[inline(always)]
+    fn new(fill: T) -> Self {
+        Table {
+            len: 0,
+            inline: [fill; N],
+            heap: Vec::new(),
+        }
+    }
+
+    #[inline(always)]
+    fn push(&mut self, v: T) {
+        if self.len < N {
+            self.inline[self.len] = v;
+        } else {
+            self.spill(v);
+        }
+        self.len += 1;
+    }
+
+    #[cold]
+    fn spill(&mut self, v: T) {
+        if self.heap.is_empty() {
+            self.heap.extend_from_slice(&self.inline);
+        }
+        self.heap.push(v);
+    }
+
+    #[inline(always)]
+    fn as_slice(&self) -> &[T] {
+        if self.len <= N {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+
+    #[inline(always)]
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        if self.len <= N {
+            &mut self.inline[..self.len]
+        } else {
+            &mut self.heap
+        }
+    }
+
+    #[inline(always)]
+    fn truncate(&mut self, len: usize) {
+        if self.len > N && len <= N {
+            self.inline[..len].copy_from_slice(&self.heap[..len]);
+            self.heap.clear();
+        } else if self.len > N {
+            self.heap.truncate(len);
+        }
+        self.len = len.min(self.len);
+    }
+}
+
 /// The channels the leaves use, deduplicated and in address order (the lock order), and for
 /// each leaf the index of its channel there and whether it sends.
 struct Chans<'a> {
-    chans: SmallVec<[&'a ChanInner; INLINE_LEAVES]>,
-    of_leaf: SmallVec<[(usize, bool); INLINE_LEAVES]>,
+    /// Pointers into the leaves' `Arc`s, which outlive `'a`.
+    chans: Table<*const ChanInner, INLINE_LEAVES>,
+    of_leaf: Table<(usize, bool), INLINE_LEAVES>,
+    _leaves: std::marker::PhantomData<&'a ChanInner>,
 }
 
 impl<'a> Chans<'a> {
+    #[inline(always)]
     fn new<L: HasOp>(leaves: &'a [L]) -> Chans<'a> {
-        let mut chans: SmallVec<[&'a ChanInner; INLINE_LEAVES]> = SmallVec::new();
-        let mut of_leaf: SmallVec<[(usize, bool); INLINE_LEAVES]> = SmallVec::new();
+        let mut chans = Table::new(std::ptr::null());
+        let mut of_leaf = Table::new((NO_CHAN, false));
         for l in leaves {
             of_leaf.push(match l.op() {
                 BaseOp::Send { chan, .. } => {
-                    chans.push(chan);
+                    chans.push(Arc::as_ptr(chan));
                     (0, true)
                 }
                 BaseOp::Recv { chan, .. } => {
-                    chans.push(chan);
+                    chans.push(Arc::as_ptr(chan));
                     (0, false)
                 }
                 _ => (NO_CHAN, false),
             });
         }
         // Address order without duplicates: an insertion sort of a handful of channels (in
-        // order already, it moves nothing), on the slice (one look at where the vector lives).
-        let addr = |c: &ChanInner| c as *const ChanInner as usize;
+        // order already, it moves nothing).
         let sorted = chans.as_mut_slice();
         for i in 1..sorted.len() {
             let mut j = i;
-            while j > 0 && addr(sorted[j - 1]) > addr(sorted[j]) {
+            while j > 0 && sorted[j - 1] > sorted[j] {
                 sorted.swap(j - 1, j);
                 j -= 1;
             }
         }
         let mut n = 0;
         for i in 0..sorted.len() {
-            if n == 0 || !std::ptr::eq(sorted[n - 1], sorted[i]) {
+            if n == 0 || sorted[n - 1] != sorted[i] {
                 sorted[n] = sorted[i];
                 n += 1;
             }
         }
         chans.truncate(n);
         let sorted = chans.as_slice();
-        for (l, (c, _)) in leaves.iter().zip(of_leaf.iter_mut()) {
+        for (l, (c, _)) in leaves.iter().zip(of_leaf.as_mut_slice()) {
             if let BaseOp::Send { chan, .. } | BaseOp::Recv { chan, .. } = l.op() {
                 *c = sorted
                     .iter()
-                    .position(|d| std::ptr::eq(*d, &**chan))
+                    .position(|d| *d == Arc::as_ptr(chan))
                     .expect("collected above");
             }
         }
-        Chans { chans, of_leaf }
+        Chans {
+            chans,
+            of_leaf,
+            _leaves: std::marker::PhantomData,
+        }
+    }
+
+    /// The channels, in lock order.
+    #[inline(always)]
+    fn chans(&self) -> impl Iterator<Item = &'a ChanInner> + '_ {
+        self.chans.as_slice().iter().map(|&c| {
+            // SAFETY: a pointer into an `Arc<ChanInner>` of a leaf, which outlives `'a`.
+            unsafe { &*c }
+        })
+    }
+
+    /// For each leaf, the index of its channel (`NO_CHAN`: none) and whether it sends.
+    #[inline(always)]
+    fn of_leaf(&self) -> &[(usize, bool)] {
+        self.of_leaf.as_slice()
+    }
+
+    /// The channel of index `c`.
+    #[inline(always)]
+    fn chan(&self, c: usize) -> &'a ChanInner {
+        // SAFETY: as in `chans`.
+        unsafe { &*self.chans.as_slice()[c] }
     }
 
     /// Takes the offers of `state` out of every channel but `skip` (step 4 of the module doc's
     /// `sync`): under each channel's lock, so that a partner that met one of them (and found it
     /// stale) is done with the state before the caller's frame, which holds it, ends.
     fn withdraw(&self, state: &SyncState, skip: usize) {
-        let of_leaf: &[(usize, bool)] = &self.of_leaf;
-        for (c, chan) in self.chans.iter().enumerate() {
+        let of_leaf = self.of_leaf();
+        for (c, chan) in self.chans().enumerate() {
             if c == skip {
                 continue;
             }
@@ -106,12 +201,48 @@ impl<'a> Chans<'a> {
     /// that committed it popped it, and its store of SYNCHED (which we have seen) was its last
     /// touch of the state.
     fn withdraw_after_commit(&self, state: &SyncState, chosen: usize) {
-        let skip = match self.of_leaf[chosen].0 {
+        let of_leaf = self.of_leaf();
+        let skip = match of_leaf[chosen].0 {
             NO_CHAN => NO_CHAN,
-            c if self.of_leaf.iter().filter(|(d, _)| *d == c).count() == 1 => c,
+            c if of_leaf.iter().filter(|(d, _)| *d == c).count() == 1 => c,
             _ => NO_CHAN,
         };
         self.withdraw(state, skip);
+    }
+}
+
+/// Every channel of a sync locked (step 2), in address order; all released when dropped. One
+/// lock word each, no guard objects to keep.
+struct Locked<'a, 'c> {
+    chans: &'a Chans<'c>,
+}
+
+impl<'a, 'c> Locked<'a, 'c> {
+    #[inline(always)]
+    fn new(chans: &'a Chans<'c>) -> Self {
+        for c in chans.chans() {
+            c.queues.lock_raw();
+        }
+        Locked { chans }
+    }
+
+    /// The queues of channel `c`, while we hold every lock.
+    #[inline(always)]
+    fn queues(&mut self, c: usize) -> &mut Queues {
+        // SAFETY: we hold the lock of every channel until dropped, and `&mut self` makes this
+        // the only live reference to that channel's queues.
+        unsafe { self.chans.chan(c).queues.data_mut() }
+    }
+}
+
+impl Drop for Locked<'_, '_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        for c in self.chans.chans() {
+            // SAFETY: taken in `new`, released once, here; no reference from `queues` can
+            // outlive `self`.
+            unsafe { c.queues.unlock_raw() };
+        }
     }
 }
 
@@ -247,13 +378,10 @@ fn attempt_and_wait<L: HasOp>(
 ) -> Option<(usize, Payload)> {
     let chans = Chans::new(leaves);
     // Step 2: attempt, under every channel lock.
-    let mut guards: SmallVec<[SpinGuard<'_, Queues>; INLINE_LEAVES]> = SmallVec::new();
-    for c in &chans.chans {
-        guards.push(c.queues.lock());
-    }
-    let of_leaf: &[(usize, bool)] = &chans.of_leaf;
+    let mut locked = Locked::new(&chans);
+    let of_leaf = chans.of_leaf();
     loop {
-        let queues: &mut [SpinGuard<'_, Queues>] = &mut guards;
+        let queues = &mut locked;
         // Pick uniformly among the leaves ready now (count them, draw, find the drawn one: no
         // allocation); a channel leaf can still lose its partner to another sync between the
         // look and the claim, then look again.
@@ -286,7 +414,7 @@ fn attempt_and_wait<L: HasOp>(
                 // SAFETY: no offer of ours is visible yet: the slots are ours.
                 let slot = unsafe { value.get() };
                 let v = slot.take().expect("a send leaf holds its value");
-                match queues[of_leaf[i].0].give(v) {
+                match queues.queues(of_leaf[i].0).give(v) {
                     Ok(()) => Some(Payload::unit()),
                     Err(v) => {
                         *slot = Some(v);
@@ -294,7 +422,7 @@ fn attempt_and_wait<L: HasOp>(
                     }
                 }
             }
-            BaseOp::Recv { .. } => queues[of_leaf[i].0].take(),
+            BaseOp::Recv { .. } => queues.queues(of_leaf[i].0).take(),
             // SAFETY: as above.
             BaseOp::Always(value) => Some(
                 unsafe { value.get() }
@@ -304,7 +432,7 @@ fn attempt_and_wait<L: HasOp>(
             _ => Some(Payload::unit()),
         };
         if let Some(p) = done {
-            drop(guards);
+            drop(locked);
             return Some((i, p));
         }
     }
@@ -314,11 +442,13 @@ fn attempt_and_wait<L: HasOp>(
 
     // Step 3: offer every channel leaf, still under the locks, then park. From the first offer
     // until the offers are taken back, an unwind abandons the sync (`Offered`).
-    let register = |guards: &mut [SpinGuard<'_, Queues>]| {
+    let register = |locked: &mut Locked<'_, '_>| {
         for (i, leaf) in leaves.iter().enumerate() {
             if let BaseOp::Send { value, .. } | BaseOp::Recv { value, .. } = leaf.op() {
                 let (c, sender) = of_leaf[i];
-                guards[c].register(Offer::sync(state, value, i), sender);
+                locked
+                    .queues(c)
+                    .register(Offer::sync(state, value, i), sender);
             }
         }
     };
@@ -335,7 +465,7 @@ fn attempt_and_wait<L: HasOp>(
     let chosen = if only_channels {
         // Only a partner can commit us: it takes the unparker as it claims (`commit.rs`) and
         // wakes us before it stores SYNCHED, so the unparker needs no reference count.
-        let mut guards = Some(guards);
+        let mut locked = Some(locked);
         // SAFETY: the unparker goes into the state only, set before any offer is visible;
         // exactly one partner takes it out (its claim) and wakes it before storing SYNCHED, its
         // last touch. We leave only once the word has settled: woken by that partner (then
@@ -345,8 +475,8 @@ fn attempt_and_wait<L: HasOp>(
             park_current_borrowed(&Wait::hand_over("Event.sync"), |u| {
                 // SAFETY: no offer is registered yet.
                 state.set_unparker_unpublished(u);
-                let mut guards = guards.take().expect("published once");
-                register(&mut guards);
+                let mut locked = locked.take().expect("published once");
+                register(&mut locked);
             })
         };
         match (why, state.outcome()) {
@@ -356,8 +486,8 @@ fn attempt_and_wait<L: HasOp>(
             _ => wait_commit(state, leaves),
         }
     } else {
-        register(&mut guards);
-        drop(guards);
+        register(&mut locked);
+        drop(locked);
         wait_commit(state, leaves)
     };
     std::mem::forget(offered);
@@ -375,8 +505,9 @@ fn attempt_and_wait<L: HasOp>(
     Some((chosen, payload))
 }
 
-/// Whether `leaf` can complete now (channel leaves: a live partner is queued in `guards[c]`).
-fn leaf_ready(leaf: &BaseOp, c: usize, guards: &mut [SpinGuard<'_, Queues>]) -> bool {
+/// Whether `leaf` can complete now (channel leaves: a live partner is queued in channel `c`).
+#[inline(always)]
+fn leaf_ready(leaf: &BaseOp, c: usize, locked: &mut Locked<'_, '_>) -> bool {
     match leaf {
         BaseOp::Always(_) => true,
         BaseOp::Never => false,
@@ -386,8 +517,8 @@ fn leaf_ready(leaf: &BaseOp, c: usize, guards: &mut [SpinGuard<'_, Queues>]) -> 
         BaseOp::Nack(cell) => cell.is_fired(),
         BaseOp::Ready { fd, dir } => fd_ready(*fd, *dir),
         BaseOp::Signal { watch, .. } => watch.as_ref().is_some_and(|w| w.fired.is_fired()),
-        BaseOp::Send { .. } => guards[c].has_receiver(),
-        BaseOp::Recv { .. } => guards[c].has_sender(),
+        BaseOp::Send { .. } => locked.queues(c).has_receiver(),
+        BaseOp::Recv { .. } => locked.queues(c).has_sender(),
     }
 }
 
