@@ -27,6 +27,10 @@
 //!   attempt alone: flattening, the locks, the look at each channel, the aborts).
 //! - `rendezvous`: a `sync::mpsc::sync_channel(0)` round trip between two tasks (two of them,
 //!   one each way: `benches/sync.rs`'s `rendezvous`).
+//! - `pingpong_2d`, `rendezvous_2d`: `pingpong` and `rendezvous` with the echo task on a second
+//!   domain (a Miou run with one worker, the echo pinned there), and a task yielding in a loop
+//!   on each domain so that neither sleeps (as `benches/events.rs`'s `bobine-busy`). The
+//!   yielding makes instruction counts meaningless: time these instead.
 //! - `contended`: four tasks locking one mutex and yielding inside; one operation is one
 //!   critical section (`n` a multiple of 4).
 //! - `tcp`: a 64-byte TCP loopback round trip between two tasks (each side parks once).
@@ -42,7 +46,7 @@ fn main() {
     let (Some(case), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
         eprintln!(
-            "usage: hot_paths <yield|spawn|spawn_local|miou_spawn|mutex|condvar|pingpong|select1|choose2|select3|poll3|rendezvous|contended|tcp> <n>"
+            "usage: hot_paths <yield|spawn|spawn_local|miou_spawn|mutex|condvar|pingpong|select1|choose2|select3|poll3|rendezvous|pingpong_2d|rendezvous_2d|contended|tcp> <n>"
         );
         std::process::exit(2);
     };
@@ -52,6 +56,11 @@ fn main() {
         "spawn_local" => local_spawns,
         "miou_spawn" => {
             bobine::miou::run_with(0, move || miou_spawns(n));
+            return;
+        }
+        "pingpong_2d" | "rendezvous_2d" => {
+            let rendezvous = case == "rendezvous_2d";
+            bobine::miou::run_with(1, move || two_domains(n, rendezvous));
             return;
         }
         "mutex" => uncontended,
@@ -217,6 +226,67 @@ fn rendezvous(n: u64) {
         assert_eq!(pong_rx.recv().unwrap(), i);
     }
     echo.join().unwrap();
+}
+
+/// The echo side of `pingpong_2d` / `rendezvous_2d` on domain 1, the main side here (domain
+/// 0), each domain kept busy by a yielding task.
+fn two_domains(n: u64, rendezvous: bool) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let yielder = |stop: Arc<AtomicBool>| {
+        thread::spawn_local(move || {
+            while !stop.load(Ordering::Relaxed) {
+                thread::yield_now();
+            }
+        })
+    };
+    type Echo = Box<dyn FnOnce() + Send>;
+    let (echo, mut round_trip): (Echo, Box<dyn FnMut(u64) -> u64>) = if rendezvous {
+        use bobine::sync::mpsc::sync_channel;
+        let (ping_tx, ping_rx) = sync_channel::<u64>(0);
+        let (pong_tx, pong_rx) = sync_channel::<u64>(0);
+        (
+            Box::new(move || {
+                for _ in 0..n {
+                    pong_tx.send(ping_rx.recv().unwrap()).unwrap();
+                }
+            }),
+            Box::new(move |i| {
+                ping_tx.send(i).unwrap();
+                pong_rx.recv().unwrap()
+            }),
+        )
+    } else {
+        let (ping, pong) = (bobine::event::Channel::new(), bobine::event::Channel::new());
+        let (ping2, pong2) = (ping.clone(), pong.clone());
+        (
+            Box::new(move || {
+                for _ in 0..n {
+                    pong2.send(ping2.recv());
+                }
+            }),
+            Box::new(move |i| {
+                ping.send(i);
+                pong.recv()
+            }),
+        )
+    };
+    let far = {
+        let stop = stop.clone();
+        bobine::miou::Spawn::new().pin(1).call(move || {
+            assert_eq!(bobine::miou::domain::self_(), 1);
+            let y = yielder(stop);
+            echo();
+            y.join().unwrap();
+        })
+    };
+    let y = yielder(stop.clone());
+    for i in 0..n {
+        assert_eq!(round_trip(i), i);
+    }
+    stop.store(true, Ordering::Relaxed);
+    y.join().unwrap();
+    bobine::miou::await_exn(far);
 }
 
 fn contended(n: u64) {
