@@ -31,6 +31,9 @@
 //!   domain (a Miou run with one worker, the echo pinned there), and a task yielding in a loop
 //!   on each domain so that neither sleeps (as `benches/events.rs`'s `bobine-busy`). The
 //!   yielding makes instruction counts meaningless: time these instead.
+//! - `pingpong_2d_idle`, `rendezvous_2d_idle`: the same with no yielding task, so each hop wakes
+//!   a domain asleep in epoll (as `bobine-idle`); the process's CPU time per round trip (user
+//!   and system) is steadier than its elapsed time on a loaded machine.
 //! - `contended`: four tasks locking one mutex and yielding inside; one operation is one
 //!   critical section (`n` a multiple of 4).
 //! - `tcp`: a 64-byte TCP loopback round trip between two tasks (each side parks once).
@@ -46,7 +49,7 @@ fn main() {
     let (Some(case), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
         eprintln!(
-            "usage: hot_paths <yield|spawn|spawn_local|miou_spawn|mutex|condvar|pingpong|select1|choose2|select3|poll3|rendezvous|pingpong_2d|rendezvous_2d|contended|tcp> <n>"
+            "usage: hot_paths <yield|spawn|spawn_local|miou_spawn|mutex|condvar|pingpong|select1|choose2|select3|poll3|rendezvous|pingpong_2d|rendezvous_2d|pingpong_2d_idle|rendezvous_2d_idle|contended|tcp> <n>"
         );
         std::process::exit(2);
     };
@@ -58,9 +61,10 @@ fn main() {
             bobine::miou::run_with(0, move || miou_spawns(n));
             return;
         }
-        "pingpong_2d" | "rendezvous_2d" => {
-            let rendezvous = case == "rendezvous_2d";
-            bobine::miou::run_with(1, move || two_domains(n, rendezvous));
+        "pingpong_2d" | "rendezvous_2d" | "pingpong_2d_idle" | "rendezvous_2d_idle" => {
+            let rendezvous = case.starts_with("rendezvous");
+            let busy = !case.ends_with("_idle");
+            bobine::miou::run_with(1, move || two_domains(n, rendezvous, busy));
             return;
         }
         "mutex" => uncontended,
@@ -229,13 +233,13 @@ fn rendezvous(n: u64) {
 }
 
 /// The echo side of `pingpong_2d` / `rendezvous_2d` on domain 1, the main side here (domain
-/// 0), each domain kept busy by a yielding task.
-fn two_domains(n: u64, rendezvous: bool) {
+/// 0), each domain kept busy by a yielding task if `busy`.
+fn two_domains(n: u64, rendezvous: bool, busy: bool) {
     use std::sync::atomic::{AtomicBool, Ordering};
     let stop = Arc::new(AtomicBool::new(false));
-    let yielder = |stop: Arc<AtomicBool>| {
+    let yielder = move |stop: Arc<AtomicBool>| {
         thread::spawn_local(move || {
-            while !stop.load(Ordering::Relaxed) {
+            while busy && !stop.load(Ordering::Relaxed) {
                 thread::yield_now();
             }
         })
