@@ -18,6 +18,22 @@
 //! - `mutex`: uncontended `Mutex` lock + unlock.
 //! - `condvar`: a `Mutex` + `Condvar` round trip between two tasks.
 //! - `pingpong`: a CML `Channel` round trip between two tasks.
+//! - `select1`: the same with every receive made as `select(vec![c.recv_evt()])`.
+//! - `choose2`: the same with every receive made as `choose` of the channel's receive event and
+//!   one of a channel nobody sends on (the general path: offers on two channels).
+//! - `select3`: one sync of `choose` over the receive events of 3 channels while a partner task
+//!   sends on them in turn (`benches/events.rs`'s `select3`); one operation is one sync.
+//! - `poll3`: a `poll` of `choose` over the receive events of 3 channels nobody sends on (the
+//!   attempt alone: flattening, the locks, the look at each channel, the aborts).
+//! - `rendezvous`: a `sync::mpsc::sync_channel(0)` round trip between two tasks (two of them,
+//!   one each way: `benches/sync.rs`'s `rendezvous`).
+//! - `pingpong_2d`, `rendezvous_2d`: `pingpong` and `rendezvous` with the echo task on a second
+//!   domain (a Miou run with one worker, the echo pinned there), and a task yielding in a loop
+//!   on each domain so that neither sleeps (as `benches/events.rs`'s `bobine-busy`). The
+//!   yielding makes instruction counts meaningless: time these instead.
+//! - `pingpong_2d_idle`, `rendezvous_2d_idle`: the same with no yielding task, so each hop wakes
+//!   a domain asleep in epoll (as `bobine-idle`); the process's CPU time per round trip (user
+//!   and system) is steadier than its elapsed time on a loaded machine.
 //! - `contended`: four tasks locking one mutex and yielding inside; one operation is one
 //!   critical section (`n` a multiple of 4).
 //! - `tcp`: a 64-byte TCP loopback round trip between two tasks (each side parks once).
@@ -33,7 +49,7 @@ fn main() {
     let (Some(case), Some(n)) = (args.next(), args.next().and_then(|n| n.parse::<u64>().ok()))
     else {
         eprintln!(
-            "usage: hot_paths <yield|spawn|spawn_local|miou_spawn|mutex|condvar|pingpong|contended|tcp> <n>"
+            "usage: hot_paths <yield|spawn|spawn_local|miou_spawn|mutex|condvar|pingpong|select1|choose2|select3|poll3|rendezvous|pingpong_2d|rendezvous_2d|pingpong_2d_idle|rendezvous_2d_idle|contended|tcp> <n>"
         );
         std::process::exit(2);
     };
@@ -45,9 +61,20 @@ fn main() {
             bobine::miou::run_with(0, move || miou_spawns(n));
             return;
         }
+        "pingpong_2d" | "rendezvous_2d" | "pingpong_2d_idle" | "rendezvous_2d_idle" => {
+            let rendezvous = case.starts_with("rendezvous");
+            let busy = !case.ends_with("_idle");
+            bobine::miou::run_with(1, move || two_domains(n, rendezvous, busy));
+            return;
+        }
         "mutex" => uncontended,
         "condvar" => condvar,
         "pingpong" => pingpong,
+        "select1" => select1,
+        "choose2" => choose2,
+        "select3" => select3,
+        "poll3" => poll3,
+        "rendezvous" => rendezvous,
         "contended" => contended,
         "tcp" => tcp,
         other => {
@@ -128,6 +155,142 @@ fn pingpong(n: u64) {
         assert_eq!(pong.recv(), i);
     }
     other.join().unwrap();
+}
+
+fn select1(n: u64) {
+    use bobine::event::{Channel, select};
+    let (ping, pong) = (Channel::new(), Channel::new());
+    let (ping2, pong2) = (ping.clone(), pong.clone());
+    let other = thread::spawn(move || {
+        for _ in 0..n {
+            pong2.send(select(vec![ping2.recv_evt()]));
+        }
+    });
+    for i in 0..n {
+        ping.send(i);
+        assert_eq!(select(vec![pong.recv_evt()]), i);
+    }
+    other.join().unwrap();
+}
+
+fn choose2(n: u64) {
+    use bobine::event::{Channel, choose};
+    let (ping, pong) = (Channel::new(), Channel::new());
+    let (ping2, pong2) = (ping.clone(), pong.clone());
+    let other = thread::spawn(move || {
+        let idle = Channel::new();
+        for _ in 0..n {
+            pong2.send(choose(vec![ping2.recv_evt(), idle.recv_evt()]).sync());
+        }
+    });
+    let idle = Channel::new();
+    for i in 0..n {
+        ping.send(i);
+        assert_eq!(choose(vec![pong.recv_evt(), idle.recv_evt()]).sync(), i);
+    }
+    other.join().unwrap();
+}
+
+fn select3(n: u64) {
+    use bobine::event::{Channel, choose};
+    let chans: [Channel<u64>; 3] = std::array::from_fn(|_| Channel::new());
+    let theirs = chans.clone();
+    let partner = thread::spawn(move || {
+        for i in 0..n {
+            theirs[(i % 3) as usize].send(i);
+        }
+    });
+    for i in 0..n {
+        let evs = chans.iter().map(Channel::recv_evt).collect();
+        assert_eq!(choose(evs).sync(), i);
+    }
+    partner.join().unwrap();
+}
+
+fn poll3(n: u64) {
+    use bobine::event::{Channel, choose};
+    let chans: [Channel<u64>; 3] = std::array::from_fn(|_| Channel::new());
+    for _ in 0..n {
+        let evs = chans.iter().map(Channel::recv_evt).collect();
+        assert_eq!(choose(evs).poll(), None);
+    }
+}
+
+fn rendezvous(n: u64) {
+    use bobine::sync::mpsc::sync_channel;
+    let (ping_tx, ping_rx) = sync_channel::<u64>(0);
+    let (pong_tx, pong_rx) = sync_channel::<u64>(0);
+    let echo = thread::spawn(move || {
+        for _ in 0..n {
+            pong_tx.send(ping_rx.recv().unwrap()).unwrap();
+        }
+    });
+    for i in 0..n {
+        ping_tx.send(i).unwrap();
+        assert_eq!(pong_rx.recv().unwrap(), i);
+    }
+    echo.join().unwrap();
+}
+
+/// The echo side of `pingpong_2d` / `rendezvous_2d` on domain 1, the main side here (domain
+/// 0), each domain kept busy by a yielding task if `busy`.
+fn two_domains(n: u64, rendezvous: bool, busy: bool) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let yielder = move |stop: Arc<AtomicBool>| {
+        thread::spawn_local(move || {
+            while busy && !stop.load(Ordering::Relaxed) {
+                thread::yield_now();
+            }
+        })
+    };
+    type Echo = Box<dyn FnOnce() + Send>;
+    let (echo, mut round_trip): (Echo, Box<dyn FnMut(u64) -> u64>) = if rendezvous {
+        use bobine::sync::mpsc::sync_channel;
+        let (ping_tx, ping_rx) = sync_channel::<u64>(0);
+        let (pong_tx, pong_rx) = sync_channel::<u64>(0);
+        (
+            Box::new(move || {
+                for _ in 0..n {
+                    pong_tx.send(ping_rx.recv().unwrap()).unwrap();
+                }
+            }),
+            Box::new(move |i| {
+                ping_tx.send(i).unwrap();
+                pong_rx.recv().unwrap()
+            }),
+        )
+    } else {
+        let (ping, pong) = (bobine::event::Channel::new(), bobine::event::Channel::new());
+        let (ping2, pong2) = (ping.clone(), pong.clone());
+        (
+            Box::new(move || {
+                for _ in 0..n {
+                    pong2.send(ping2.recv());
+                }
+            }),
+            Box::new(move |i| {
+                ping.send(i);
+                pong.recv()
+            }),
+        )
+    };
+    let far = {
+        let stop = stop.clone();
+        bobine::miou::Spawn::new().pin(1).call(move || {
+            assert_eq!(bobine::miou::domain::self_(), 1);
+            let y = yielder(stop);
+            echo();
+            y.join().unwrap();
+        })
+    };
+    let y = yielder(stop.clone());
+    for i in 0..n {
+        assert_eq!(round_trip(i), i);
+    }
+    stop.store(true, Ordering::Relaxed);
+    y.join().unwrap();
+    bobine::miou::await_exn(far);
 }
 
 fn contended(n: u64) {

@@ -40,6 +40,15 @@ impl<T> SpinLock<T> {
     }
 
     pub(crate) fn lock(&self) -> SpinGuard<'_, T> {
+        self.lock_raw();
+        SpinGuard { lock: self }
+    }
+
+    /// Takes the lock without a guard, for a caller that holds several locks at once in one
+    /// structure of its own (which must release each with [`SpinLock::unlock_raw`], on every
+    /// path).
+    #[inline]
+    pub(crate) fn lock_raw(&self) {
         let mut spins = 0u32;
         while self
             .locked
@@ -55,7 +64,30 @@ impl<T> SpinLock<T> {
                 }
             }
         }
-        SpinGuard { lock: self }
+    }
+
+    /// Releases a lock taken with [`SpinLock::lock_raw`].
+    ///
+    /// # Safety
+    ///
+    /// The caller took the lock with `lock_raw` and has not released it yet; no reference it
+    /// got from [`SpinLock::data_mut`] is used afterwards.
+    #[inline]
+    pub(crate) unsafe fn unlock_raw(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+
+    /// The protected value, for a caller that holds the lock through
+    /// [`SpinLock::lock_raw`].
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the lock and has no other live reference to the value.
+    #[allow(clippy::mut_from_ref)]
+    #[inline]
+    pub(crate) unsafe fn data_mut(&self) -> &mut T {
+        // SAFETY: forwarded to the caller.
+        unsafe { &mut *self.value.get() }
     }
 }
 

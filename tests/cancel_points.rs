@@ -762,10 +762,7 @@ fn miou_await_unwinds_and_cancel_ends_the_subtree() {
                 let child_drops = Arc::new(AtomicUsize::new(0));
                 let grandchild_drops = Arc::new(AtomicUsize::new(0));
                 let returned = Arc::new(AtomicBool::new(false));
-                // One channel each: with the grandchild on another domain, its report may come
-                // first.
                 let (ready_tx, ready_rx) = mpsc::channel::<usize>();
-                let (grand_tx, grand_rx) = mpsc::channel::<usize>();
                 let child = {
                     let (cd, gd, returned) = (
                         child_drops.clone(),
@@ -774,7 +771,10 @@ fn miou_await_unwinds_and_cancel_ends_the_subtree() {
                     );
                     move || {
                         let _guard = DropCounter(cd);
-                        let tx = grand_tx;
+                        // The child reports first: a grandchild on another domain could
+                        // otherwise report before it does.
+                        ready_tx.send(miou::domain::self_()).unwrap();
+                        let tx = ready_tx.clone();
                         let grandchild = move || {
                             let _guard = DropCounter(gd);
                             tx.send(miou::domain::self_()).unwrap();
@@ -785,7 +785,6 @@ fn miou_await_unwinds_and_cancel_ends_the_subtree() {
                         } else {
                             miou::call_cc(grandchild)
                         };
-                        ready_tx.send(miou::domain::self_()).unwrap();
                         let _ = miou::await_(p);
                         returned.store(true, Ordering::SeqCst);
                     }
@@ -805,7 +804,7 @@ fn miou_await_unwinds_and_cancel_ends_the_subtree() {
                     miou::Spawn::new().pin(1).call(miou::domain::self_)
                 };
                 assert_eq!(miou::await_exn(beside), child_domain);
-                let grandchild_domain = grand_rx.recv().unwrap();
+                let grandchild_domain = ready_rx.recv().unwrap();
                 assert_eq!(grandchild_domain, workers);
                 miou::cancel(&p);
                 assert_eq!(

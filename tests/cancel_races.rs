@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bobine::event::{self, Channel};
 use bobine::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use bobine::sync::{Condvar, Mutex, Semaphore};
 use bobine::{TaskCancelled, thread};
@@ -526,6 +527,87 @@ fn cancel_racing_rendezvous_delivery_loses_no_message() {
     in_each_config("cancel_racing_rendezvous_delivery", |rt, cfg| {
         channel_race(rt, cfg, true)
     });
+}
+
+/// The CML race: a task parked in a general sync, `choose [recv idle; recv c]` (looping: it
+/// records each value it gets, then syncs again), is cancelled as a value is sent on `c` (a
+/// blocking `Channel::send`, which returns once a receiver has the value). In half the rounds
+/// a second task waits behind it in the same choice; otherwise the main task receives what is
+/// left.
+fn cml_race(rt: &Domains, cfg: Config) -> Tally {
+    let c: Channel<u64> = Channel::new();
+    let idle: Channel<u64> = Channel::new();
+    let choice: Rc<dyn Fn() -> u64> = {
+        let (c, idle) = (c.clone(), idle.clone());
+        Rc::new(move || event::choose(vec![idle.recv_evt(), c.recv_evt()]).sync())
+    };
+    let mut d = Driver::new(rt, cfg, {
+        let c = c.clone();
+        move |link| while link.give(|n| c.send(n)) {}
+    });
+    let mut tally = Tally::default();
+    for n in 1..=ROUNDS {
+        let context = d.context(n);
+        let got = Rc::new(RefCell::new(Vec::new()));
+        let victim = thread::spawn_local({
+            let (choice, got) = (choice.clone(), got.clone());
+            move || {
+                loop {
+                    let v = choice();
+                    got.borrow_mut().push(v);
+                }
+            }
+        });
+        thread::yield_now();
+        let second = d.coin().then(|| {
+            let choice = choice.clone();
+            let h = thread::spawn_local(move || choice());
+            thread::yield_now();
+            h
+        });
+        let victim = d.fire(n, victim);
+        expect_cancelled(victim, &context);
+        let by_victim = got.borrow().clone();
+        match by_victim[..] {
+            [v] => {
+                assert_eq!(v, n, "{context}: the value the cancelled task got");
+                tally.victim += 1;
+                if let Some(s) = second {
+                    s.cancel();
+                    assert!(
+                        s.join().unwrap_err().is::<TaskCancelled>(),
+                        "{context}: the second task got a value too"
+                    );
+                }
+            }
+            [] => {
+                let v = match second {
+                    Some(s) => s.join().expect("the second task gets the value"),
+                    None => c.recv(),
+                };
+                assert_eq!(v, n, "{context}: the value left for the others");
+                tally.other += 1;
+            }
+            _ => panic!("{context}: the cancelled task got {by_victim:?}"),
+        }
+        d.done();
+        assert!(
+            c.recv_evt().poll().is_none(),
+            "{context}: a value left over (duplicated)"
+        );
+    }
+    d.finish();
+    tally
+}
+
+/// Cancelling a task parked in a CML choice (`choose [recv idle; recv c]`, the general sync
+/// whose state lives in the task's frame) at about the moment a sender arrives ([`ROUNDS`]
+/// times in each configuration): every message is received exactly once, by the cancelled
+/// task (recorded before it unwinds), by a second task in the same choice, or by the next
+/// `recv`, and every send completes.
+#[test]
+fn cancel_racing_cml_choice_delivery_loses_no_message() {
+    in_each_config("cancel_racing_cml_choice_delivery", cml_race);
 }
 
 /// Cancelling a task parked in `Mutex::lock` at about the moment the holder unlocks

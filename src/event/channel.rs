@@ -4,12 +4,13 @@
 //! A channel is two FIFO queues of offers (blocked senders, blocked receivers) under one spin
 //! lock. An offer is one of two kinds:
 //!
-//! - a **shared offer** names a blocked general sync ([`SyncState`], reference counted) and one
-//!   of its leaves; a send offer's value waits in that sync's slot. A partner commits it with the
-//!   sync's state word (claim, move the value, complete), because the sync may have committed
-//!   elsewhere. A sync that commits elsewhere leaves stale offers behind: they are skipped and
-//!   dropped when a partner scans past them, and swept every [`SWEEP_EVERY`] registrations, so
-//!   memory stays flat however many choices are made.
+//! - a **sync offer** names a blocked general sync ([`SyncState`], in the syncer's frame) and
+//!   one of its leaves, with that leaf's value [`Slot`] (where a send offer's value waits). A partner commits it
+//!   with the sync's state word (claim, move the value, complete: `commit.rs`), because the sync
+//!   may have committed elsewhere. Once its word has settled, the syncer takes its offers out of
+//!   every channel it offered on (under each channel's lock: `sync.rs`, step 4 of the module
+//!   doc); an offer a partner meets before that is stale and dropped as it scans past it. Stale
+//!   offers are also swept every [`SWEEP_EVERY`] registrations.
 //! - a **waiter** is a `Channel::send`/`recv` shorthand blocked on its own stack: one leaf, so
 //!   nothing else can commit it, and no state word is needed. The channel lock is its commit
 //!   point.
@@ -42,7 +43,8 @@ use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use super::commit::{Payload, SyncState};
+use super::commit::{Claim, Slot, SyncState};
+use super::payload::Payload;
 use super::{BaseOp, Event};
 use crate::sched::park::{Unparker, Wait, Wake, park_current_borrowed, stop};
 use crate::util::{SpinGuard, SpinLock};
@@ -52,29 +54,40 @@ const SWEEP_EVERY: u32 = 64;
 
 /// A blocked sync's interest in one channel.
 pub(crate) enum Offer {
-    /// A leaf of a general sync, whose state is shared with its syncer (stale offers keep it
-    /// alive).
-    Shared(Arc<SyncState>, usize),
+    /// Leaf `leaf` of a general sync, whose state and slots live in its syncer's frame (see
+    /// the module doc for why the pointers stay valid while the offer is queued).
+    Sync {
+        state: NonNull<SyncState>,
+        slot: NonNull<Slot>,
+        leaf: usize,
+    },
     /// A shorthand blocked on its stack (see the module doc for why the pointer stays valid).
     Waiter(NonNull<Waiter>),
 }
 
-// SAFETY: a `Waiter` pointer is only followed under the channel lock while the waiter is
-// queued, and the waiter (on some task's or thread's stack) outlives that (module doc, step
-// 4); everything a waiter holds is `Send` (its slot holds a `T: Send`).
+// SAFETY: both pointers are only followed under the channel lock while the offer is queued (or
+// by the partner that popped it, until it completes or wakes it), and what they name outlives
+// that (module doc; `commit.rs`); everything an offer gives access to is `Send` (a waiter's
+// slot holds a `T: Send`, a sync's slots hold payloads, which are `Send`).
 unsafe impl Send for Offer {}
 
 impl Offer {
-    pub(crate) fn shared(sync: Arc<SyncState>, leaf: usize) -> Offer {
-        Offer::Shared(sync, leaf)
+    /// The offer of leaf `leaf` of the sync `state`, whose value slot is `slot`.
+    pub(crate) fn sync(state: &SyncState, slot: &Slot, leaf: usize) -> Offer {
+        Offer::Sync {
+            state: NonNull::from(state),
+            slot: NonNull::from(slot),
+            leaf,
+        }
     }
 
     /// Whether a partner could still commit this offer (a waiter's task may have been
-    /// abandoned by a shutdown: that shows when it is woken, see [`Waiter::wake`]; a shared
-    /// offer's syncer is checked just before it is committed, see [`Queues::pop_partner`]).
+    /// abandoned by a shutdown: that shows when it is woken, see [`Waiter::wake`]; a sync
+    /// offer's syncer is checked as it is claimed, see [`Queues::pop_partner`]).
     fn is_live(&self) -> bool {
         match self {
-            Offer::Shared(state, _) => state.is_waiting(),
+            // SAFETY: a queued offer's sync is alive (module doc), and we hold the lock.
+            Offer::Sync { state, .. } => unsafe { state.as_ref() }.is_waiting(),
             Offer::Waiter(_) => true,
         }
     }
@@ -82,13 +95,63 @@ impl Offer {
     fn is(&self, waiter: &Waiter) -> bool {
         matches!(self, Offer::Waiter(p) if std::ptr::eq(p.as_ptr(), waiter))
     }
+
+    fn of_sync(&self, state: *const SyncState) -> bool {
+        matches!(self, Offer::Sync { state: p, .. } if std::ptr::eq(p.as_ptr(), state))
+    }
 }
 
 /// A partner found in a queue and already committed: a claimed general sync (to be completed
 /// after the value has moved), or a popped waiter (to be woken after the value has moved).
 enum Partner {
-    Claimed(Arc<SyncState>, usize),
+    Claimed {
+        state: NonNull<SyncState>,
+        slot: NonNull<Slot>,
+        leaf: usize,
+        claim: Claim,
+    },
     Waiter(NonNull<Waiter>),
+}
+
+impl Partner {
+    /// Moves `value` into a claimed receive offer's slot and completes it.
+    ///
+    /// # Safety
+    ///
+    /// `state` and `slot` are those of a `Claimed` partner just popped (its claim gives us
+    /// the slot, and keeps the sync alive, until `complete`).
+    unsafe fn put_and_complete(
+        state: NonNull<SyncState>,
+        slot: NonNull<Slot>,
+        leaf: usize,
+        claim: Claim,
+        value: Payload,
+    ) {
+        // SAFETY: per the contract.
+        unsafe {
+            slot.as_ref().put(value);
+            state.as_ref().complete(leaf, claim);
+        }
+    }
+
+    /// Takes the value out of a claimed send offer's slot and completes it.
+    ///
+    /// # Safety
+    ///
+    /// As [`Partner::put_and_complete`].
+    unsafe fn take_and_complete(
+        state: NonNull<SyncState>,
+        slot: NonNull<Slot>,
+        leaf: usize,
+        claim: Claim,
+    ) -> Payload {
+        // SAFETY: per the contract.
+        unsafe {
+            let value = slot.as_ref().take();
+            state.as_ref().complete(leaf, claim);
+            value
+        }
+    }
 }
 
 /// Moves a boxed payload in or out of a waiter's typed slot, for general syncs (which only
@@ -115,7 +178,7 @@ impl<T: Send + 'static> TypedSlot<T> {
     unsafe fn take(slot: *mut ()) -> Payload {
         // SAFETY: forwarded to the caller.
         let slot = unsafe { &mut *slot.cast::<Option<T>>() };
-        Box::new(slot.take().expect("a sending waiter holds its value"))
+        Payload::new(slot.take().expect("a sending waiter holds its value"))
     }
 
     /// # Safety
@@ -125,7 +188,7 @@ impl<T: Send + 'static> TypedSlot<T> {
         // SAFETY: forwarded to the caller.
         let slot = unsafe { &mut *slot.cast::<Option<T>>() };
         *slot = Some(
-            *value
+            value
                 .downcast::<T>()
                 .expect("a channel carries values of its own type"),
         );
@@ -172,13 +235,20 @@ pub(crate) struct Queues {
 impl Queues {
     /// Pops and commits the oldest live offer of `q` (stale offers, and those of syncers a
     /// shutdown abandoned, are dropped).
+    #[inline]
     fn pop_partner(q: &mut VecDeque<Offer>) -> Option<Partner> {
         while let Some(offer) = q.pop_front() {
             match offer {
                 Offer::Waiter(w) => return Some(Partner::Waiter(w)),
-                Offer::Shared(state, leaf) => {
-                    if !state.syncer_is_dead() && state.claim() {
-                        return Some(Partner::Claimed(state, leaf));
+                Offer::Sync { state, slot, leaf } => {
+                    // SAFETY: a queued offer's sync is alive, and we hold the lock.
+                    if let Some(claim) = unsafe { state.as_ref() }.claim() {
+                        return Some(Partner::Claimed {
+                            state,
+                            slot,
+                            leaf,
+                            claim,
+                        });
                     }
                 }
             }
@@ -191,10 +261,14 @@ impl Queues {
         loop {
             match Self::pop_partner(&mut self.receivers) {
                 None => return Err(value),
-                Some(Partner::Claimed(state, leaf)) => {
-                    // SAFETY: we hold the claim until `complete`.
-                    unsafe { state.put(leaf, value) };
-                    state.complete(leaf);
+                Some(Partner::Claimed {
+                    state,
+                    slot,
+                    leaf,
+                    claim,
+                }) => {
+                    // SAFETY: just popped and claimed.
+                    unsafe { Partner::put_and_complete(state, slot, leaf, claim, value) };
                     return Ok(());
                 }
                 Some(Partner::Waiter(w)) => {
@@ -218,11 +292,14 @@ impl Queues {
     /// Takes the value of the oldest blocked sender, if any.
     pub(crate) fn take(&mut self) -> Option<Payload> {
         match Self::pop_partner(&mut self.senders)? {
-            Partner::Claimed(state, leaf) => {
-                // SAFETY: we hold the claim until `complete`.
-                let value = unsafe { state.take(leaf) };
-                state.complete(leaf);
-                Some(value)
+            Partner::Claimed {
+                state,
+                slot,
+                leaf,
+                claim,
+            } => {
+                // SAFETY: just popped and claimed.
+                Some(unsafe { Partner::take_and_complete(state, slot, leaf, claim) })
             }
             Partner::Waiter(w) => {
                 // SAFETY: as in `give`.
@@ -247,10 +324,15 @@ impl Queues {
         loop {
             match Self::pop_partner(&mut self.receivers) {
                 None => return Err(value),
-                Some(Partner::Claimed(state, leaf)) => {
-                    // SAFETY: we hold the claim until `complete`.
-                    unsafe { state.put(leaf, Box::new(value)) };
-                    state.complete(leaf);
+                Some(Partner::Claimed {
+                    state,
+                    slot,
+                    leaf,
+                    claim,
+                }) => {
+                    let value = Payload::new(value);
+                    // SAFETY: just popped and claimed.
+                    unsafe { Partner::put_and_complete(state, slot, leaf, claim, value) };
                     return Ok(());
                 }
                 Some(Partner::Waiter(w)) => {
@@ -275,12 +357,16 @@ impl Queues {
     /// These are the queues of a `Channel<T>`.
     unsafe fn take_typed<T: Send + 'static>(&mut self) -> Option<T> {
         match Self::pop_partner(&mut self.senders)? {
-            Partner::Claimed(state, leaf) => {
-                // SAFETY: we hold the claim until `complete`.
-                let value = unsafe { state.take(leaf) };
-                state.complete(leaf);
+            Partner::Claimed {
+                state,
+                slot,
+                leaf,
+                claim,
+            } => {
+                // SAFETY: just popped and claimed.
+                let value = unsafe { Partner::take_and_complete(state, slot, leaf, claim) };
                 Some(
-                    *value
+                    value
                         .downcast::<T>()
                         .expect("a channel carries values of its own type"),
                 )
@@ -333,17 +419,39 @@ impl Queues {
         }
     }
 
+    /// Takes an offer of the sync `state` out of the senders' or the receivers' queue, if a
+    /// partner has not dropped it already (its word has settled; step 4 of the module doc's
+    /// `sync`).
+    pub(crate) fn withdraw_sync(&mut self, state: *const SyncState, sender: bool) {
+        let q = if sender {
+            &mut self.senders
+        } else {
+            &mut self.receivers
+        };
+        if let Some(i) = q.iter().position(|o| o.of_sync(state)) {
+            q.remove(i);
+        }
+    }
+
+    /// Queues `offer` at the back of the senders' or the receivers' queue.
+    #[inline(always)]
     pub(crate) fn register(&mut self, offer: Offer, sender: bool) {
         self.registrations = self.registrations.wrapping_add(1);
         if self.registrations % SWEEP_EVERY == 0 {
-            self.senders.retain(Offer::is_live);
-            self.receivers.retain(Offer::is_live);
+            self.sweep();
         }
         if sender {
             self.senders.push_back(offer);
         } else {
             self.receivers.push_back(offer);
         }
+    }
+
+    /// Drops the stale offers of both queues.
+    #[cold]
+    fn sweep(&mut self) {
+        self.senders.retain(Offer::is_live);
+        self.receivers.retain(Offer::is_live);
     }
 }
 
@@ -405,7 +513,7 @@ impl<T: Send + 'static> Channel<T> {
         Event::base(
             BaseOp::Send {
                 chan: self.inner.clone(),
-                value: Box::new(v),
+                value: Slot::new(Some(Payload::new(v))),
             },
             |_| (),
         )
@@ -416,9 +524,10 @@ impl<T: Send + 'static> Channel<T> {
         Event::base(
             BaseOp::Recv {
                 chan: self.inner.clone(),
+                value: Slot::new(None),
             },
             |payload| {
-                *payload
+                payload
                     .downcast::<T>()
                     .expect("a channel carries values of its own type")
             },

@@ -1,4 +1,5 @@
-//! The commit point of a blocking sync: one atomic state word, and the per-leaf value slots.
+//! The commit point of a blocking sync: one atomic state word, and the value slots of its
+//! leaves ([`Slot`], one in each channel and `always` leaf).
 //!
 //! | state     | meaning                                                          | who leaves it, to what |
 //! |-----------|------------------------------------------------------------------|------------------------|
@@ -6,21 +7,55 @@
 //! | CLAIMED   | a partner won and is moving the value in or out of the slot      | that partner: -> SYNCHED(leaf) |
 //! | SYNCHED k | leaf `k` committed; its slot holds the received value, if any    | nobody                 |
 //! | ABANDONED | the syncer gave up (cancelled); its offers are dead              | nobody                 |
+//! | BUSY      | the syncer is replacing its unparker (a few instructions, no switch) | the syncer: -> WAITING |
 //!
 //! Every source commits only through a CAS from WAITING, so exactly one leaf commits. A partner
 //! goes through CLAIMED so the value is in place (or taken) and the syncer woken before SYNCHED
 //! is visible: the syncer, woken for any reason, waits out a CLAIMED word before it reads its
 //! slot, and SYNCHED is the partner's last touch of the state.
+//!
+//! A partner's commit, step by step (under the lock of the channel whose queue held the offer):
+//!
+//! 1. [`SyncState::claim`]: CAS WAITING -> CLAIMED; on BUSY, spin until the syncer is done
+//!    and try again; on anything else the offer is stale (skip it).
+//! 2. Still in `claim`, take the syncer's unparker. If the syncer is a task the shutdown
+//!    abandoned, give up: the word stays CLAIMED for good (nobody will ever look at it again;
+//!    the sync's other offers are stale from now on) and nothing is moved, so nothing is lost.
+//! 3. Move the value into the receive leaf's slot ([`Slot::put`]) or out of the send leaf's
+//!    slot ([`Slot::take`]).
+//! 4. [`SyncState::complete`]: wake the syncer with the unparker taken in step 2, then store
+//!    SYNCHED(leaf) (release). That store is the partner's last touch of the state.
+//!
+//! The state lives in the syncer's frame (see `sync.rs`): it is alive for a partner because the
+//! syncer removes its offers from every channel, under each channel's lock, before that frame
+//! ends, and because a claimed sync's syncer waits for SYNCHED before it does so.
+//!
+//! The unparker needs no lock of its own: the syncer writes it before any offer is visible
+//! ([`SyncState::set_unparker_unpublished`], published by the channel locks), or later only
+//! inside a BUSY window ([`SyncState::set_unparker`]: WAITING -> BUSY, write, release store of
+//! WAITING), and a partner reads it only after its claim, which acquires the word. Rejected
+//! alternative: a spin lock around it, two more atomic read-modify-writes per blocked sync.
 
-use std::any::Any;
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::payload::Payload;
 use crate::sched::park::Unparker;
-use crate::util::SpinLock;
 
-/// A type-erased value travelling through a channel or out of a leaf.
-pub(crate) type Payload = Box<dyn Any + Send>;
+/// One round of a wait for another thread's window of a few instructions (a partner between
+/// its claim and its completion, the syncer replacing its unparker): spins, then lets the OS
+/// run that thread if it was preempted.
+fn spin(spins: &mut u32) {
+    *spins += 1;
+    if *spins < 256 {
+        std::hint::spin_loop();
+    } else {
+        std::thread::yield_now();
+    }
+}
+
+/// Leaves a sync keeps inline in its frame (more are allocated).
+pub(crate) const INLINE_LEAVES: usize = 4;
 
 const WAITING: u64 = 0;
 const CLAIMED: u64 = 1;
@@ -28,29 +63,8 @@ const SYNCHED: u64 = 2;
 const ABANDONED: u64 = 3;
 const TAG: u64 = 0b11;
 const LEAF_SHIFT: u32 = 2;
-
-/// Guards a blocked sync while it parks: if the syncer unwinds there (the runtime dropping its
-/// task, or cancellation), the sync is abandoned, so its offers go stale instead of looking
-/// alive to later partners, and every value it still holds is dropped here, by the syncer, not
-/// later under some channel's lock.
-pub(crate) struct AbandonOnUnwind<'a> {
-    pub(crate) state: &'a SyncState,
-}
-
-impl Drop for AbandonOnUnwind<'_> {
-    fn drop(&mut self) {
-        if !self.state.abandon() {
-            // A partner committed first: wait out its claim.
-            self.state.outcome();
-        }
-        let values: Vec<_> = (0..self.state.slot_count())
-            // SAFETY: the word has settled (abandoned by us, or synched and waited out).
-            .filter_map(|i| unsafe { self.state.slot_value(i) })
-            .collect();
-        drop(self.state.take_unparker());
-        drop(values);
-    }
-}
+/// A CLAIMED tag with a payload no partner's claim has: the syncer's own short window.
+const BUSY: u64 = CLAIMED | 1 << LEAF_SHIFT;
 
 /// Where the syncer stands, as seen by [`SyncState::outcome`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,96 +74,132 @@ pub(crate) enum Outcome {
     Abandoned,
 }
 
-/// One blocking sync: its state word, a value slot per leaf, and how to wake it.
+/// One sync: its state word and how to wake it. (The value slots are in the leaves.)
 pub(crate) struct SyncState {
     word: AtomicU64,
-    slots: Box<[Slot]>,
-    unparker: SpinLock<Option<Unparker>>,
+    unparker: UnparkerCell,
 }
 
-/// A value slot. Who may touch it is fixed by the commit word, so it needs no lock of its own:
-/// the syncer, before its offers are visible and after the word has settled (SYNCHED or
-/// ABANDONED, a CLAIMED window waited out); a partner, between its successful `claim` and its
-/// `complete`.
-struct Slot(UnsafeCell<Option<Payload>>);
+/// The syncer's unparker. Who may touch it is fixed by the commit word (module doc): the
+/// syncer before its offers are visible, inside a BUSY window, and once the word has settled;
+/// a partner after its successful claim.
+struct UnparkerCell(UnsafeCell<Option<Unparker>>);
+
+// SAFETY: accesses are serialised by the commit word as described on `UnparkerCell` (the claim
+// CAS acquires what the syncer released, by the channel locks or the store ending BUSY).
+unsafe impl Sync for UnparkerCell {}
+
+/// What a partner holds between its successful [`SyncState::claim`] and its
+/// [`SyncState::complete`]: the syncer's unparker (none if the syncer has not set one yet: it
+/// looks at the word after setting it).
+pub(crate) struct Claim(Option<Unparker>);
+
+/// A leaf's value slot: the value a send (or `always`) leaf offers, or the place a receive leaf
+/// gets its value. Who may touch it is fixed by the commit word of its sync, so it needs no lock
+/// of its own: the syncer, before its offers are visible and after the word has settled
+/// (SYNCHED or ABANDONED, a CLAIMED window waited out); a partner, between its successful
+/// [`SyncState::claim`] and its [`SyncState::complete`].
+pub(crate) struct Slot(UnsafeCell<Option<Payload>>);
 
 // SAFETY: accesses are serialised by the commit word as described on `Slot` (the claim CAS and
-// the release store of SYNCHED order the partner's access against the syncer's).
+// the release store of SYNCHED order the partner's access against the syncer's); a payload is
+// `Send`.
 unsafe impl Sync for Slot {}
 
 impl Slot {
-    fn new(value: Option<Payload>) -> Slot {
+    /// A slot holding `value`.
+    pub(crate) fn new(value: Option<Payload>) -> Slot {
         Slot(UnsafeCell::new(value))
     }
 
+    /// The slot's content.
+    ///
     /// # Safety
     ///
     /// The caller has the access right described on [`Slot`].
     #[allow(clippy::mut_from_ref)]
-    unsafe fn get(&self) -> &mut Option<Payload> {
+    #[inline]
+    pub(crate) unsafe fn get(&self) -> &mut Option<Payload> {
         // SAFETY: forwarded to the caller.
         unsafe { &mut *self.0.get() }
+    }
+
+    /// Moves a value into a receive leaf's slot.
+    ///
+    /// # Safety
+    ///
+    /// Only after a successful [`SyncState::claim`] of the slot's sync, before
+    /// [`SyncState::complete`].
+    #[inline]
+    pub(crate) unsafe fn put(&self, value: Payload) {
+        // SAFETY: the claim gives us the slot until `complete`.
+        unsafe { *self.get() = Some(value) };
+    }
+
+    /// Takes the value out of a send leaf's slot.
+    ///
+    /// # Safety
+    ///
+    /// As [`Slot::put`].
+    #[inline]
+    pub(crate) unsafe fn take(&self) -> Payload {
+        // SAFETY: the claim gives us the slot until `complete`.
+        unsafe { self.get() }
+            .take()
+            .expect("a send offer holds its value until it commits")
     }
 }
 
 impl SyncState {
-    pub(crate) fn new(slots: impl Iterator<Item = Option<Payload>>) -> SyncState {
+    pub(crate) fn new() -> SyncState {
         SyncState {
             word: AtomicU64::new(WAITING),
-            slots: slots.map(Slot::new).collect(),
-            unparker: SpinLock::new(None),
+            unparker: UnparkerCell(UnsafeCell::new(None)),
         }
     }
 
     /// Whether the sync still waits (offers of a sync that does not are stale).
+    #[inline]
     pub(crate) fn is_waiting(&self) -> bool {
-        self.word.load(Ordering::Acquire) == WAITING
+        matches!(self.word.load(Ordering::Acquire), WAITING | BUSY)
     }
 
-    /// Whether the syncer is a task the shutdown abandoned (its offers must not be committed:
-    /// what they would receive would be lost).
-    pub(crate) fn syncer_is_dead(&self) -> bool {
-        self.unparker.lock().as_ref().is_some_and(Unparker::is_dead)
+    /// A partner's steps 1 and 2: WAITING -> CLAIMED, and the syncer's unparker. `None` if the
+    /// offer is stale, or if its syncer is a task the shutdown abandoned (whatever it would
+    /// receive would be lost): the caller skips it. On success the caller owns the sync's slots
+    /// until it calls [`SyncState::complete`].
+    #[inline]
+    pub(crate) fn claim(&self) -> Option<Claim> {
+        let mut spins = 0u32;
+        loop {
+            match self.word.compare_exchange_weak(
+                WAITING,
+                CLAIMED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                // The syncer is replacing its unparker on its own thread: a few instructions.
+                Err(BUSY | WAITING) => spin(&mut spins),
+                Err(_) => return None,
+            }
+        }
+        // SAFETY: our claim gives us the unparker (see `UnparkerCell`).
+        let unparker = unsafe { (*self.unparker.0.get()).take() };
+        if unparker.as_ref().is_some_and(Unparker::is_dead) {
+            return None;
+        }
+        Some(Claim(unparker))
     }
 
-    /// A partner's step 1: WAITING -> CLAIMED. On success the caller owns the slots until it
-    /// calls [`SyncState::complete`].
-    pub(crate) fn claim(&self) -> bool {
-        self.word
-            .compare_exchange(WAITING, CLAIMED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-
-    /// Moves a value into `leaf`'s slot (a receive offer).
-    ///
-    /// # Safety
-    ///
-    /// Only after a successful [`SyncState::claim`], before [`SyncState::complete`].
-    pub(crate) unsafe fn put(&self, leaf: usize, value: Payload) {
-        // SAFETY: the claim gives us the slots until `complete`.
-        unsafe { *self.slots[leaf].get() = Some(value) };
-    }
-
-    /// Takes the value out of `leaf`'s slot (a send offer).
-    ///
-    /// # Safety
-    ///
-    /// Only after a successful [`SyncState::claim`], before [`SyncState::complete`].
-    pub(crate) unsafe fn take(&self, leaf: usize) -> Payload {
-        // SAFETY: the claim gives us the slots until `complete`.
-        unsafe { self.slots[leaf].get() }
-            .take()
-            .expect("a send offer holds its value until it commits")
-    }
-
-    /// A partner's step 2: wakes the syncer, then CLAIMED -> SYNCHED(leaf).
+    /// A partner's step 4: wakes the syncer, then CLAIMED -> SYNCHED(leaf).
     ///
     /// Waking comes first, so SYNCHED is the partner's last touch of the state: a syncer that
-    /// sees it may drop its values and its unparker at once. A syncer woken before it sees
-    /// CLAIMED turn into SYNCHED waits the short window out in `outcome`.
-    pub(crate) fn complete(&self, leaf: usize) {
-        let waker = self.unparker.lock().take();
-        if let Some(u) = waker {
+    /// sees it may end its frame at once. A syncer woken before it sees CLAIMED turn into
+    /// SYNCHED waits the short window out in `outcome`.
+    #[inline]
+    pub(crate) fn complete(&self, leaf: usize, claim: Claim) {
+        if let Some(u) = claim.0 {
             u.unpark();
         }
         self.word
@@ -181,47 +231,54 @@ impl SyncState {
                 WAITING => return Outcome::Waiting,
                 SYNCHED => return Outcome::Synched((w >> LEAF_SHIFT) as usize),
                 ABANDONED => return Outcome::Abandoned,
-                _ => {
-                    // A partner is between its claim and its completion: a few instructions,
-                    // unless its thread was preempted, in which case let it run.
-                    spins += 1;
-                    if spins < 256 {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::yield_now();
-                    }
-                }
+                // A partner is between its claim and its completion.
+                _ => spin(&mut spins),
             }
         }
     }
 
-    /// Sets the unparker committers wake. The syncer re-reads the word afterwards, so a
-    /// committer that took an older unparker (now stale) is never missed.
-    pub(crate) fn set_unparker(&self, u: Unparker) {
-        *self.unparker.lock() = Some(u);
-    }
-
-    /// Takes the unparker back once the sync has settled (abandoned by us, or SYNCHED: a
-    /// partner takes it before it stores SYNCHED).
-    pub(crate) fn take_unparker(&self) -> Option<Unparker> {
-        self.unparker.lock().take()
-    }
-
-    /// Takes the value a committed leaf left in its slot (a receive), or the value a send leaf
-    /// never gave away.
+    /// Sets the unparker a committing partner wakes, before any offer of the sync is visible.
     ///
     /// # Safety
     ///
-    /// Only by the syncer, once [`SyncState::outcome`] has returned `Synched` or `Abandoned`
-    /// (no partner can be inside its claim any more).
-    pub(crate) unsafe fn slot_value(&self, leaf: usize) -> Option<Payload> {
-        // SAFETY: forwarded to the caller.
-        unsafe { self.slots[leaf].get() }.take()
+    /// Only by the syncer, before it registers its first offer.
+    pub(crate) unsafe fn set_unparker_unpublished(&self, u: Unparker) {
+        // SAFETY: nobody else can reach the state yet (the caller's contract). The first and
+        // only unparker of a fresh state: a write, with nothing to read or drop before it.
+        unsafe {
+            debug_assert!((*self.unparker.0.get()).is_none());
+            self.unparker.0.get().write(Some(u));
+        }
     }
 
-    /// How many slots (leaves) the sync has.
-    pub(crate) fn slot_count(&self) -> usize {
-        self.slots.len()
+    /// Replaces the unparker a committing partner wakes, while offers may be visible: inside a
+    /// BUSY window. Only the syncer calls it. False (nothing set) if the word has left WAITING:
+    /// something committed; the syncer re-reads the word afterwards either way, so a committer
+    /// that took an older unparker (now stale) is never missed.
+    pub(crate) fn set_unparker(&self, u: Unparker) -> bool {
+        if self
+            .word
+            .compare_exchange(WAITING, BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        // SAFETY: BUSY keeps partners out of the unparker (see `UnparkerCell`).
+        let old = unsafe { (*self.unparker.0.get()).replace(u) };
+        self.word.store(WAITING, Ordering::Release);
+        // Dropped after the window (a counted unparker's last reference may go here).
+        drop(old);
+        true
+    }
+
+    /// Takes the unparker back once the sync has settled (abandoned by us, or SYNCHED: a
+    /// partner takes it as it claims). The syncer needs no such call: the unparker goes with
+    /// the state.
+    #[cfg(test)]
+    pub(crate) fn take_unparker(&self) -> Option<Unparker> {
+        assert!(!self.is_waiting(), "only once the word has settled");
+        // SAFETY: settled: no partner touches the unparker any more.
+        unsafe { (*self.unparker.0.get()).take() }
     }
 }
 
@@ -247,25 +304,50 @@ mod tests {
 
     const WAYS: [Way; 3] = [Way::Claim, Way::CommitSelf, Way::Abandon];
 
-    /// A sync with `n` empty slots.
-    fn state(n: usize) -> SyncState {
-        SyncState::new((0..n).map(|_| None))
+    /// A sync and its leaves' slots, as a syncer's frame holds them.
+    struct Frame {
+        sync: SyncState,
+        slots: Vec<Slot>,
     }
 
-    /// Tries `way` out of WAITING; a claim that wins is left CLAIMED.
-    fn attempt(s: &SyncState, way: Way) -> bool {
+    impl std::ops::Deref for Frame {
+        type Target = SyncState;
+        fn deref(&self) -> &SyncState {
+            &self.sync
+        }
+    }
+
+    /// A sync whose leaves' slots hold `values`.
+    fn frame(values: impl IntoIterator<Item = Option<Payload>>) -> Frame {
+        Frame {
+            sync: SyncState::new(),
+            slots: values.into_iter().map(Slot::new).collect(),
+        }
+    }
+
+    /// A sync with `n` empty slots.
+    fn state(n: usize) -> Frame {
+        frame((0..n).map(|_| None))
+    }
+
+    /// Tries `way` out of WAITING: whether it won, with a winning claim (the word is left
+    /// CLAIMED until the caller completes it).
+    fn attempt(s: &SyncState, way: Way) -> (bool, Option<Claim>) {
         match way {
-            Way::Claim => s.claim(),
-            Way::CommitSelf => s.commit_self(1),
-            Way::Abandon => s.abandon(),
+            Way::Claim => match s.claim() {
+                Some(c) => (true, Some(c)),
+                None => (false, None),
+            },
+            Way::CommitSelf => (s.commit_self(1), None),
+            Way::Abandon => (s.abandon(), None),
         }
     }
 
     /// The value a slot holds, as a `u64`.
-    fn value(s: &SyncState, leaf: usize) -> Option<u64> {
+    fn value(s: &Frame, leaf: usize) -> Option<u64> {
         // SAFETY: the callers have seen `outcome` settle (SYNCHED or ABANDONED).
-        let v = unsafe { s.slot_value(leaf) }?;
-        Some(*v.downcast::<u64>().expect("the tests' values are u64"))
+        let v = unsafe { s.slots[leaf].get() }.take()?;
+        Some(v.downcast::<u64>().expect("the tests' values are u64"))
     }
 
     /// From WAITING the first of `claim`, `commit_self`, `abandon` wins; the others then fail.
@@ -274,14 +356,15 @@ mod tests {
         within(20, || {
             for first in WAYS {
                 let s = state(2);
-                assert!(attempt(&s, first), "{first:?} from WAITING");
+                let (won, claim) = attempt(&s, first);
+                assert!(won, "{first:?} from WAITING");
                 for other in WAYS {
-                    assert!(!attempt(&s, other), "{other:?} after {first:?}");
+                    assert!(!attempt(&s, other).0, "{other:?} after {first:?}");
                 }
-                if first == Way::Claim {
-                    s.complete(0);
+                if let Some(claim) = claim {
+                    s.complete(0, claim);
                     for other in WAYS {
-                        assert!(!attempt(&s, other), "{other:?} after a completed claim");
+                        assert!(!attempt(&s, other).0, "{other:?} after a completed claim");
                     }
                 }
                 let expected = match first {
@@ -301,9 +384,9 @@ mod tests {
             let s = state(1);
             assert!(s.is_waiting());
             assert_eq!(s.outcome(), Outcome::Waiting);
-            assert!(s.claim());
+            let claim = s.claim().expect("claimed from WAITING");
             assert!(!s.is_waiting(), "CLAIMED");
-            s.complete(0);
+            s.complete(0, claim);
             assert!(!s.is_waiting(), "SYNCHED by a partner");
             let s = state(2);
             assert!(s.commit_self(1));
@@ -322,13 +405,13 @@ mod tests {
             let claimed = Arc::new(std::sync::Barrier::new(2));
             let (s2, claimed2) = (s.clone(), claimed.clone());
             let partner = std::thread::spawn(move || {
-                assert!(s2.claim());
+                let claim = s2.claim().expect("claimed from WAITING");
                 claimed2.wait();
                 // Make it likely that the syncer looks while the word is CLAIMED.
                 std::thread::sleep(Duration::from_millis(30));
                 // SAFETY: between our successful claim and our completion.
-                unsafe { s2.put(0, Box::new(42u64)) };
-                s2.complete(0);
+                unsafe { s2.slots[0].put(Payload::new(42u64)) };
+                s2.complete(0, claim);
             });
             claimed.wait();
             assert!(!s.is_waiting());
@@ -338,22 +421,20 @@ mod tests {
         });
     }
 
-    /// A woken syncer reads the partner's value with `slot_value` once `outcome` says `Synched`.
+    /// A woken syncer reads the partner's value from its slot once `outcome` says `Synched`.
     #[test]
     fn a_partners_value_is_read_back_once_synched() {
         within(20, || {
             // Leaf 0 offers to send 7; leaf 1 offers to receive.
-            let s = Arc::new(SyncState::new(
-                [Some(Box::new(7u64) as Payload), None].into_iter(),
-            ));
+            let s = Arc::new(frame([Some(Payload::new(7u64)), None]));
             let park = Park::new();
             s.set_unparker(park.unparker());
             let s2 = s.clone();
             let partner = std::thread::spawn(move || {
-                assert!(s2.claim());
+                let claim = s2.claim().expect("claimed from WAITING");
                 // SAFETY: between our successful claim and our completion.
-                unsafe { s2.put(1, Box::new(99u64)) };
-                s2.complete(1);
+                unsafe { s2.slots[1].put(Payload::new(99u64)) };
+                s2.complete(1, claim);
             });
             if s.outcome() == Outcome::Waiting {
                 assert_eq!(park.wait("commit test"), Wake::Unparked);
@@ -364,18 +445,18 @@ mod tests {
             joined(partner);
 
             // A partner that takes from a send offer leaves its slot empty.
-            let s = SyncState::new([Some(Box::new(5u64) as Payload)].into_iter());
-            assert!(s.claim());
+            let s = frame([Some(Payload::new(5u64))]);
+            let claim = s.claim().expect("claimed from WAITING");
             // SAFETY: between our successful claim and our completion.
-            let taken = unsafe { s.take(0) };
-            s.complete(0);
-            assert_eq!(*taken.downcast::<u64>().unwrap(), 5);
+            let taken = unsafe { s.slots[0].take() };
+            s.complete(0, claim);
+            assert_eq!(taken.downcast::<u64>().ok(), Some(5));
             assert_eq!(s.outcome(), Outcome::Synched(0));
             assert_eq!(value(&s, 0), None);
         });
     }
 
-    /// `complete` takes the unparker and wakes the syncer once; `abandon` takes nothing.
+    /// `claim` takes the unparker and `complete` wakes the syncer once; `abandon` takes nothing.
     #[test]
     fn complete_wakes_the_syncer_once_and_abandon_leaves_the_unparker() {
         within(20, || {
@@ -383,10 +464,10 @@ mod tests {
             let park = Park::new();
             let u = park.unparker();
             s.set_unparker(u.clone());
-            assert!(s.claim());
-            s.complete(0);
+            let claim = s.claim().expect("claimed from WAITING");
+            assert!(s.take_unparker().is_none(), "the claim took the unparker");
+            s.complete(0, claim);
             assert!(!u.is_pending(), "complete woke the syncer");
-            assert!(s.take_unparker().is_none(), "complete took the unparker");
             assert_eq!(park.wait("commit test"), Wake::Unparked);
 
             let s = state(1);
@@ -406,7 +487,7 @@ mod tests {
     fn racing_ways_out_of_waiting_have_one_winner() {
         const ROUNDS: usize = 100_000;
         within(60, || {
-            let states: Arc<Vec<SyncState>> = Arc::new((0..ROUNDS).map(|_| state(2)).collect());
+            let states: Arc<Vec<Frame>> = Arc::new((0..ROUNDS).map(|_| state(2)).collect());
             // A spinning barrier per round, so that the racers start their attempts together.
             let arrived = Arc::new(AtomicUsize::new(0));
             let racers: Vec<_> = (0..WAYS.len())
@@ -433,11 +514,12 @@ mod tests {
                             for _ in 0..(round * 7 + racer * 3) % 8 {
                                 std::hint::spin_loop();
                             }
-                            if attempt(s, way) {
-                                if way == Way::Claim {
+                            let (this_won, claim) = attempt(s, way);
+                            if this_won {
+                                if let Some(claim) = claim {
                                     // SAFETY: between our successful claim and our completion.
-                                    unsafe { s.put(0, Box::new(round as u64)) };
-                                    s.complete(0);
+                                    unsafe { s.slots[0].put(Payload::new(round as u64)) };
+                                    s.complete(0, claim);
                                 }
                                 won.push((round, way));
                             }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::channel::ChanInner;
-use super::commit::Payload;
+use super::commit::Slot;
 use crate::sched::park::Unparker;
 use crate::sched::reactor::Dir;
 use crate::sched::signals;
@@ -19,15 +19,24 @@ use crate::sched::task::Task;
 use crate::util::SpinLock;
 
 /// A base operation, type-erased.
+///
+/// The tag is a whole word, so that every variant's fields are word-aligned: moving a leaf
+/// then copies whole words (with a one-byte tag, the small fields of `Ready` and `Signal` sit
+/// at odd offsets and a move mixes narrow stores and wide loads, which the CPU cannot forward:
+/// that stalled flattening).
+#[repr(u64)]
 pub(crate) enum BaseOp {
+    /// `value` holds the value to send until a receiver takes it.
     Send {
         chan: Arc<ChanInner>,
-        value: Payload,
+        value: Slot,
     },
+    /// `value` gets the value received.
     Recv {
         chan: Arc<ChanInner>,
+        value: Slot,
     },
-    Always(Payload),
+    Always(Slot),
     Never,
     At(Instant),
     After(Duration),

@@ -18,8 +18,10 @@
 //!   (flattening into leaves).
 //! - `leaves.rs`: what a single leaf is: its base operation, the flag of a `with_nack` group or
 //!   a signal leaf, a signal leaf's watch, whether a readiness leaf is ready now.
-//! - `sync.rs`: steps 2-4 below: attempt, offer and park, then the nacks, wraps and aborts.
-//! - `channel.rs`: [`Channel`] and its queues of offers; `commit.rs`: the commit word.
+//! - `sync.rs`: steps 2-5 below: attempt, offer and park, take the offers back, then the
+//!   nacks, wraps and aborts.
+//! - `channel.rs`: [`Channel`] and its queues of offers; `commit.rs`: the commit word;
+//!   `payload.rs`: the type-erased values leaves carry (inline when small).
 //!
 //! This module owns channels, offers and commit words. It waits only through `sched::park`
 //! (and the reactor's readiness watches for `readable`/`writable` leaves, the kernel's signal
@@ -31,17 +33,31 @@
 //!    each `with_nack` makes its nack; wraps are pushed down to the leaves; every leaf records
 //!    the `wrap_abort` and `with_nack` nodes that enclose it; in a blocking sync each signal
 //!    leaf starts watching its signal (deliveries from then on count). A panic here leaves the
-//!    sync before anything is offered (nacks made so far fire, watches made so far end).
+//!    sync before anything is offered (nacks made so far fire, watches made so far end). Each
+//!    leaf carries its value slot (the value a send or `always` leaf offers, the place a receive
+//!    leaf gets its value); the sync's state, its commit word, is in the syncer's frame. A
+//!    choice of plain base events (no combinator, no `after` or `signal` leaf), or a lone one,
+//!    is not flattened at all: flattening would only copy each event into a leaf, so the events
+//!    serve as the leaves where they are.
 //! 2. **Attempt**: lock every channel the leaves use, in address order (Go's `select` does the
 //!    same), and try the leaves in a random order; the first that can complete does, so the
 //!    choice is uniform among the ready leaves. A channel leaf completes by claiming the oldest
 //!    live partner offer (first come, first served) through the partner's commit word.
 //! 3. **Offer**: if nothing was ready, register an offer on every channel leaf (still under the
 //!    locks, so nothing can slip between the attempt and the offer), then release the locks and
-//!    park. Partners commit us through our commit word (`commit.rs`); timer, join, nack,
-//!    readiness and signal leaves wake us and we commit them ourselves. Exactly one leaf
-//!    commits.
-//! 4. After the commit: end the signal watches and fire the nacks of the groups that do not
+//!    park. An offer is a pointer to the sync's state and a leaf index. Partners commit us
+//!    through our commit word (`commit.rs`); timer, join, nack, readiness and signal leaves
+//!    wake us and we commit them ourselves. Exactly one leaf commits. When only channel leaves
+//!    can commit, the unparker set in the state before the first offer is visible is the
+//!    partner's only way to wake us, so it holds no reference count on the task.
+//! 4. **Take the offers back**: once the word has settled, lock each channel we offered on
+//!    (one at a time) and remove our offers that are still queued. A partner that meets one of
+//!    them first finds it stale and drops it, still under that channel's lock; so when we have
+//!    taken every lock, no partner touches the state any more and the frame holding it may
+//!    end. The one exception needs no lock: the channel of the committed leaf, when that leaf
+//!    was our only offer there (its partner popped it, and its store of SYNCHED, which we have
+//!    seen, was its last touch of the state).
+//! 5. After the commit: end the signal watches and fire the nacks of the groups that do not
 //!    enclose the chosen leaf, apply the chosen leaf's wraps (inner first), then run the
 //!    `wrap_abort` functions that do not enclose it, in reverse order of appearance.
 //!
@@ -52,26 +68,40 @@
 //! No user code (guards, wraps, aborts, value drops) runs under a lock: values live in the
 //! syncs' own slots, and unsent ones are dropped by their syncer after the commit.
 //!
+//! A sync of up to four leaves whose values fit two words allocates nothing: the leaves, the
+//! channel set, the lock guards and the state are inline in the syncer's frame, and a value
+//! travels inline in its payload. Rejected alternative (DESIGN.md §6 as first written): the
+//! state and its offers as heap objects (`Arc`), cleaned lazily when partners scan past stale
+//! offers. It costs an allocation and a free per blocking sync and an atomic reference count
+//! per offer; step 4 costs one lock per other channel instead, and leaves no stale offer behind
+//! (memory stays flat under choose-heavy loops either way).
+//!
 //! ## Stops
 //!
 //! A task stopped while its sync waits (cancelled, or its runtime ending) unwinds from its
 //! park; on the way the sync abandons its commit word (WAITING -> ABANDONED, unless something
-//! committed first, which then wins), which turns all its offers stale at once, and its nacks
-//! fire.
+//! committed first, which then wins), which turns all its offers stale at once, takes its
+//! offers back as in step 4, and its nacks fire. A task the shutdown abandons never returns
+//! from its park: its offers stay queued, pointing into its stack, which is never freed; a
+//! partner that claims one sees that the syncer is dead and skips it (`commit.rs`).
 
 mod channel;
 mod commit;
 mod leaves;
+mod payload;
 mod sync;
 
 pub use channel::Channel;
 
+use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use commit::Payload;
+use commit::{INLINE_LEAVES, Slot};
 use leaves::{BaseOp, OneShot, SignalWatch};
+use payload::Payload;
+use smallvec::SmallVec;
 use sync::run_sync;
 
 use crate::sched::reactor::Dir;
@@ -82,9 +112,63 @@ use crate::util::SpinLock;
 struct Leaf<T> {
     op: BaseOp,
     finish: Box<dyn FnOnce(Payload) -> T + Send>,
+    /// `None` when no `wrap_abort` or `with_nack` encloses the leaf (the common case: a leaf
+    /// stays small and costs no allocation).
+    enclosing: Option<Box<Enclosing>>,
+}
+
+/// What the attempt, the offers and the wait need of a leaf: its base operation (with its value
+/// slot). A flattened [`Leaf`] has one, and so has a plain base [`Event`], which serves as its
+/// own leaf in a choice of plain base events (`sync.rs`).
+trait HasOp {
+    fn op(&self) -> &BaseOp;
+}
+
+impl<T> HasOp for Leaf<T> {
+    #[inline]
+    fn op(&self) -> &BaseOp {
+        &self.op
+    }
+}
+
+impl<T> HasOp for Event<T> {
+    #[inline]
+    fn op(&self) -> &BaseOp {
+        match &self.node {
+            Node::Base(base) => &base.op,
+            _ => unreachable!("only a plain base event serves as a leaf"),
+        }
+    }
+}
+
+/// The `wrap_abort` and `with_nack` nodes that enclose a leaf, by index in [`Flat`].
+#[derive(Clone, Default)]
+struct Enclosing {
     aborts: Vec<usize>,
     groups: Vec<usize>,
 }
+
+impl Enclosing {
+    /// What encloses the leaves flattened now.
+    #[inline]
+    fn now(flat: &Flat) -> Option<Box<Enclosing>> {
+        if flat.abort_stack.is_empty() && flat.group_stack.is_empty() {
+            return None;
+        }
+        Self::copy(flat)
+    }
+
+    #[cold]
+    fn copy(flat: &Flat) -> Option<Box<Enclosing>> {
+        Some(Box::new(Enclosing {
+            aborts: flat.abort_stack.clone(),
+            groups: flat.group_stack.clone(),
+        }))
+    }
+}
+
+/// The leaves of one sync: a few inline (a small choice allocates nothing for them).
+type Leaves<T> = SmallVec<[Leaf<T>; INLINE_LEAVES]>;
 
 /// What flattening collects besides the leaves.
 struct Flat {
@@ -104,14 +188,16 @@ impl Drop for Flat {
     /// sync was interrupted). After a normal commit the non-chosen groups were fired already
     /// and the chosen ones are cleared, so this does nothing.
     fn drop(&mut self) {
-        for n in self.nacks.drain(..) {
-            n.fire();
+        if !self.nacks.is_empty() {
+            for n in self.nacks.drain(..) {
+                n.fire();
+            }
         }
     }
 }
 
 trait Flatten<T>: Send {
-    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>);
+    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Leaves<T>);
 }
 
 /// A first-class synchronous event producing a `T` when synchronised.
@@ -131,15 +217,40 @@ enum Node<T> {
 }
 
 impl<T> Event<T> {
-    fn flatten_into(self, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
-        match self.node {
-            Node::Base(base) => base.flatten_base(flat, out),
-            Node::Choose(evs) => {
-                for ev in evs {
-                    ev.flatten_into(flat, out);
-                }
+    fn flatten_into(self, flat: &mut Flat, out: &mut Leaves<T>) {
+        let mut ev = ManuallyDrop::new(self);
+        // SAFETY: `ev` is valid, and taken over by the call (never used or dropped here again).
+        unsafe { Self::flatten_from(&mut *ev, flat, out) }
+    }
+
+    /// Flattens the event at `ev`, reading its parts in place (see [`push_base`] for why).
+    ///
+    /// # Safety
+    ///
+    /// `ev` points to a valid event, which this call takes over: the caller must neither use
+    /// nor drop it again, whether this returns or unwinds.
+    unsafe fn flatten_from(ev: *mut Event<T>, flat: &mut Flat, out: &mut Leaves<T>) {
+        // SAFETY: the caller's contract; each arm moves out what it keeps, once.
+        unsafe {
+            match &mut (*ev).node {
+                Node::Base(base) => push_base(base, flat, out),
+                Node::Choose(evs) => flatten_choice(std::ptr::read(evs), flat, out),
+                Node::Boxed(node) => std::ptr::read(node).flatten(flat, out),
             }
-            Node::Boxed(node) => node.flatten(flat, out),
+        }
+    }
+
+    /// Whether the event is a base event whose flattening would change nothing (not an `after`
+    /// leaf, whose deadline counts from the sync's start, nor a `signal` leaf, whose watch
+    /// starts at flattening).
+    #[inline]
+    fn is_plain(&self) -> bool {
+        match &self.node {
+            Node::Base(base) => !matches!(
+                base.op,
+                BaseOp::After(_) | BaseOp::Signal { watch: None, .. }
+            ),
+            _ => false,
         }
     }
 
@@ -161,9 +272,97 @@ struct BaseNode<T> {
     finish: Box<dyn FnOnce(Payload) -> T + Send>,
 }
 
+/// Flattens the events of a choice, left to right, each read in place in the vector's buffer.
+/// The events not reached yet are dropped if one of them panics (a guard), and the buffer is
+/// freed either way.
+fn flatten_choice<T>(evs: Vec<Event<T>>, flat: &mut Flat, out: &mut Leaves<T>) {
+    /// The events `[next, len)` not flattened yet, and the buffer.
+    struct Rest<T> {
+        buf: *mut Event<T>,
+        cap: usize,
+        len: usize,
+        next: usize,
+    }
+    impl<T> Drop for Rest<T> {
+        fn drop(&mut self) {
+            // SAFETY: `[next, len)` are valid events nobody took over; the buffer came from a
+            // vector of this capacity, whose elements are all gone after this.
+            unsafe {
+                let rest = std::ptr::slice_from_raw_parts_mut(
+                    self.buf.add(self.next),
+                    self.len - self.next,
+                );
+                std::ptr::drop_in_place(rest);
+                drop(Vec::from_raw_parts(self.buf, 0, self.cap));
+            }
+        }
+    }
+    let mut evs = ManuallyDrop::new(evs);
+    let mut rest = Rest {
+        buf: evs.as_mut_ptr(),
+        cap: evs.capacity(),
+        len: evs.len(),
+        next: 0,
+    };
+    while rest.next < rest.len {
+        // SAFETY: in bounds; taken over by `flatten_from` (and no longer `Rest`'s) at once.
+        let ev = unsafe { rest.buf.add(rest.next) };
+        rest.next += 1;
+        // SAFETY: as above.
+        unsafe { Event::flatten_from(ev, flat, out) };
+    }
+}
+
+/// Pushes the leaf of the base event at `base`, moving its operation and its finish function
+/// straight from where they are into the leaf's place in `out`.
+///
+/// A base event is assembled field by field (narrow stores) when it is built; moving it through
+/// locals, as a by-value flattening does, reloads it with wide loads that straddle those
+/// stores, which the CPU cannot forward: that stalled a small choice's sync for longer than all
+/// the rest of its flattening.
+///
+/// # Safety
+///
+/// `base` points to a valid base node, which this call takes over (as `flatten_from`).
+#[inline(always)]
+unsafe fn push_base<T>(base: *mut BaseNode<T>, flat: &mut Flat, out: &mut Leaves<T>) {
+    // SAFETY: the caller's contract.
+    let (op, finish) = unsafe { (&raw const (*base).op, &raw const (*base).finish) };
+    // SAFETY: as above.
+    let op_ref = unsafe { &*op };
+    if matches!(
+        op_ref,
+        BaseOp::After(_) | BaseOp::Signal { watch: None, .. }
+    ) {
+        // SAFETY: as above: both moved out once, here.
+        let (op, finish) = unsafe { (std::ptr::read(op), std::ptr::read(finish)) };
+        let op = BaseNode::<T>::resolve(op, flat);
+        out.push(Leaf {
+            op,
+            finish,
+            enclosing: Enclosing::now(flat),
+        });
+        return;
+    }
+    let enclosing = Enclosing::now(flat);
+    out.reserve(1);
+    let len = out.len();
+    // SAFETY: room for one more was reserved; `op` and `finish` are moved out once, here, into
+    // the new leaf, whose three fields are all written before the length covers it.
+    unsafe {
+        let leaf = out.as_mut_ptr().add(len);
+        std::ptr::copy_nonoverlapping(op, &raw mut (*leaf).op, 1);
+        std::ptr::copy_nonoverlapping(finish, &raw mut (*leaf).finish, 1);
+        std::ptr::write(&raw mut (*leaf).enclosing, enclosing);
+        out.set_len(len + 1);
+    }
+}
+
 impl<T> BaseNode<T> {
-    fn flatten_base(self, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
-        let op = match self.op {
+    /// An `after` leaf's deadline, a blocking sync's signal watch.
+    #[cold]
+    fn resolve(op: BaseOp, flat: &mut Flat) -> BaseOp {
+        match op {
             BaseOp::After(d) => {
                 let start = *flat.start.get_or_insert_with(Instant::now);
                 BaseOp::At(
@@ -181,20 +380,14 @@ impl<T> BaseNode<T> {
                 }
             }
             op => op,
-        };
-        out.push(Leaf {
-            op,
-            finish: self.finish,
-            aborts: flat.abort_stack.clone(),
-            groups: flat.group_stack.clone(),
-        });
+        }
     }
 }
 
 struct GuardNode<T>(Box<dyn FnOnce() -> Event<T> + Send>);
 
 impl<T> Flatten<T> for GuardNode<T> {
-    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
+    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Leaves<T>) {
         // The sync starts before any guard runs: an `after` leaf built later counts from here.
         flat.start.get_or_insert_with(Instant::now);
         (self.0)().flatten_into(flat, out);
@@ -207,8 +400,8 @@ struct WrapNode<T, U> {
 }
 
 impl<T: 'static, U: 'static> Flatten<U> for WrapNode<T, U> {
-    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<U>>) {
-        let mut inner = Vec::new();
+    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Leaves<U>) {
+        let mut inner = Leaves::new();
         self.inner.flatten_into(flat, &mut inner);
         // One wrap function serves every leaf below it; only the chosen one calls it.
         let f = Arc::new(SpinLock::new(Some(self.f)));
@@ -221,8 +414,7 @@ impl<T: 'static, U: 'static> Flatten<U> for WrapNode<T, U> {
                     let g = f.lock().take().expect("a wrap function runs once");
                     g(finish(p))
                 }),
-                aborts: leaf.aborts,
-                groups: leaf.groups,
+                enclosing: leaf.enclosing,
             });
         }
     }
@@ -234,7 +426,7 @@ struct WrapAbortNode<T> {
 }
 
 impl<T> Flatten<T> for WrapAbortNode<T> {
-    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
+    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Leaves<T>) {
         let id = flat.aborts.len();
         flat.aborts.push(Some(self.abort));
         flat.abort_stack.push(id);
@@ -246,7 +438,7 @@ impl<T> Flatten<T> for WrapAbortNode<T> {
 struct NackNode<T>(Box<dyn FnOnce(Event<()>) -> Event<T> + Send>);
 
 impl<T> Flatten<T> for NackNode<T> {
-    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Vec<Leaf<T>>) {
+    fn flatten(self: Box<Self>, flat: &mut Flat, out: &mut Leaves<T>) {
         let cell = Arc::new(OneShot::new());
         let id = flat.nacks.len();
         flat.nacks.push(cell.clone());
@@ -272,8 +464,8 @@ impl<T: 'static> Event<T> {
     where
         T: Send,
     {
-        Event::base(BaseOp::Always(Box::new(v)), |p| {
-            *p.downcast::<T>().expect("always carries its own value")
+        Event::base(BaseOp::Always(Slot::new(Some(Payload::new(v)))), |p| {
+            p.downcast::<T>().expect("always carries its own value")
         })
     }
 
@@ -458,10 +650,4 @@ pub fn signal(sig: i32) -> Event<()> {
 /// Ready when the task of `h` has ended.
 pub fn join<T>(h: &crate::thread::JoinHandle<T>) -> Event<()> {
     Event::base(BaseOp::Join(h.task().clone()), |_| ())
-}
-
-fn flatten<T>(ev: Event<T>, flat: &mut Flat) -> Vec<Leaf<T>> {
-    let mut leaves = Vec::new();
-    ev.flatten_into(flat, &mut leaves);
-    leaves
 }

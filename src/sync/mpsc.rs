@@ -9,11 +9,26 @@
 //! | `sync_channel(n)`  | while `n` values are buffered                  |
 //! | `sync_channel(0)`  | until the receiver has taken this very value   |
 //!
-//! Rendezvous (`sync_channel(0)`): the sender puts its value in the buffer, marked as having a
-//! blocked sender, and waits until the receive count passes its value's sequence number. The
-//! receiver, taking a marked value, wakes the oldest blocked sender (senders queue in the order
-//! they put values). If the receiver goes away first, the sender takes its value back and
-//! returns it in `SendError`, as std does.
+//! Rendezvous (`sync_channel(0)`) has no buffer: the two wait lists are *hand-off* waits (see
+//! `sched::waitqueue`), whose nodes name a slot on the waiter's stack.
+//!
+//! 1. `send`, under the lock, pops the oldest waiting receiver if there is one, moves its value
+//!    into that receiver's slot and wakes it (still under the lock), and returns: the value was
+//!    taken at that moment. Otherwise it queues itself with its value in its slot and parks.
+//! 2. `recv`, under the lock, pops the oldest waiting sender if there is one, takes the value
+//!    out of its slot and wakes it, and returns the value. Otherwise (unless every sender is
+//!    gone) it queues itself with an empty slot and parks.
+//! 3. A woken waiter looks at its slot: a sender whose value is still there was woken by the
+//!    receiver going away and returns it in `SendError`, as std does; a receiver whose slot is
+//!    empty was woken by the last sender going away (`Disconnected`).
+//! 4. A waiter whose park ends otherwise (a deadline, a stop) takes the lock and leaves the
+//!    list; if a partner had already popped it, the hand-off stands (a stop then unwinds the
+//!    task at its next park point): a message is never lost nor delivered twice.
+//!
+//! A same-domain round trip thus costs no allocation, no reference count and one lock per side;
+//! a sender that finds its receiver waiting does not park. Rejected alternative (the previous
+//! design): the value in the shared buffer and the sender parked until the receive count
+//! passed its sequence number, which parked every sender and took the lock twice per side.
 //!
 //! The error types are std's own, re-exported.
 
@@ -28,81 +43,70 @@ pub use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError, 
 
 use crate::sched::park::Unparker;
 use crate::sched::park::Wait;
-use crate::sched::waitqueue::{WaitIn, WaitList};
+use crate::sched::waitqueue::{WaitIn, WaitList, Woken};
 use crate::util::{SpinGuard, SpinLock};
 
-struct Slot<T> {
-    value: Option<T>,
-    /// A `send` is blocked until this value is taken (rendezvous).
-    sender_waits: bool,
-}
-
 struct State<T> {
-    buffer: VecDeque<Slot<T>>,
-    /// `None`: unbounded.
+    /// Buffered values (never used by a rendezvous channel).
+    buffer: VecDeque<T>,
+    /// `None`: unbounded; `Some(0)`: rendezvous.
     capacity: Option<usize>,
-    pushed: u64,
-    received: u64,
     senders: usize,
     receiver: bool,
+    /// Blocked receivers (hand-off waits for a rendezvous channel).
     recv_queue: WaitList,
+    /// Blocked senders: waiting for room, or (rendezvous, hand-off waits) for a receiver.
     send_queue: WaitList,
 }
 
 impl<T> State<T> {
-    /// Takes the next value (skipping slots whose sender withdrew) and the sender to wake:
-    /// for a rendezvous whose sender waits, that very sender (senders queue in the order of
-    /// their values; an abandoned one is woken for nothing, as it should); for a bounded
-    /// channel, the oldest sender waiting for room.
-    fn pop_value(&mut self) -> Option<(T, Option<Woke>)> {
-        while let Some(slot) = self.buffer.pop_front() {
-            self.received += 1;
-            let Some(value) = slot.value else { continue };
-            let sender = match self.capacity {
-                Some(0) if slot.sender_waits => self.send_queue.pop_front().map(Woke::Exact),
-                Some(0) | None => None,
-                Some(_) => self.send_queue.pop_front().map(Woke::Room),
-            };
-            return Some((value, sender));
+    /// Takes the next buffered value and the sender waiting for the room it frees, if any.
+    fn pop_value(&mut self) -> Option<(T, Option<Unparker>)> {
+        let value = self.buffer.pop_front()?;
+        let sender = match self.capacity {
+            Some(_) => self.send_queue.pop_front(),
+            None => None,
+        };
+        Some((value, sender))
+    }
+
+    /// Rendezvous step 1: moves `value` into the slot of the oldest waiting receiver and wakes
+    /// it; gives the value back if no receiver waits. Under the lock.
+    fn hand_to_receiver(&mut self, mut value: T) -> Result<(), T> {
+        while let Some(receiver) = self.recv_queue.pop_front_handoff() {
+            let slot = receiver.slot().cast::<Option<T>>();
+            // SAFETY: a rendezvous receiver's slot is an `Option<T>` on its stack, ours to
+            // write until we wake it (`WaitIn::park_handoff`).
+            unsafe { *slot = Some(value) };
+            if receiver.wake() {
+                return Ok(());
+            }
+            // An abandoned receiver never takes it: the next one may.
+            // SAFETY: as above; an abandoned task's stack is never freed.
+            value = unsafe { (*slot).take() }.expect("the value just moved in");
         }
-        None
+        Err(value)
     }
-}
 
-impl<T> State<T> {
-    /// Takes back the value of the rendezvous sender of sequence number `seq`, if it has not
-    /// been received: the value must not be delivered later, nor its slot wake another sender.
-    fn withdraw_rendezvous(&mut self, seq: u64) -> Option<T> {
-        if self.received > seq {
-            return None;
+    /// Rendezvous step 2: takes the value of the oldest waiting sender and wakes it. Under the
+    /// lock.
+    fn take_from_sender(&mut self) -> Option<T> {
+        let sender = self.send_queue.pop_front_handoff()?;
+        // SAFETY: a rendezvous sender's slot is an `Option<T>` holding its value, ours until
+        // we wake it (`WaitIn::park_handoff`).
+        let value = unsafe { (*sender.slot().cast::<Option<T>>()).take() };
+        // An abandoned sender's value is delivered all the same.
+        sender.wake();
+        Some(value.expect("a waiting sender holds its value"))
+    }
+
+    /// Wakes every waiter of a rendezvous list (a side of the channel went away); each finds
+    /// its slot as it left it (step 3). Under the lock.
+    fn wake_all_handoff(list: &mut WaitList) {
+        while let Some(w) = list.pop_front_handoff() {
+            w.wake();
         }
-        let index = (seq - self.received) as usize;
-        let slot = self.buffer.get_mut(index)?;
-        slot.sender_waits = false;
-        slot.value.take()
     }
-}
-
-/// Takes a rendezvous sender's value back if it unwinds before the value was received (and
-/// before its wait could: see `Chan::send`).
-struct Withdraw<'a, T> {
-    chan: &'a Chan<T>,
-    seq: u64,
-}
-
-impl<T> Drop for Withdraw<'_, T> {
-    fn drop(&mut self) {
-        let value = self.chan.state.lock().withdraw_rendezvous(self.seq);
-        // Dropped outside the lock.
-        drop(value);
-    }
-}
-
-/// A sender a receive wakes: the one whose rendezvous value was taken, or one waiting for the
-/// room freed (which, if its task was abandoned, goes to the next sender).
-enum Woke {
-    Exact(Unparker),
-    Room(Unparker),
 }
 
 /// Which wait list of a channel.
@@ -121,8 +125,6 @@ fn new_chan<T>(capacity: Option<usize>) -> Arc<Chan<T>> {
         state: SpinLock::new(State {
             buffer: VecDeque::new(),
             capacity,
-            pushed: 0,
-            received: 0,
             senders: 1,
             receiver: true,
             recv_queue: WaitList::new(),
@@ -192,19 +194,17 @@ impl<T> Chan<T> {
     #[track_caller]
     fn send(&self, value: T) -> Result<(), SendError<T>> {
         let mut state = self.state.lock();
+        if state.capacity == Some(0) {
+            return self.send_rendezvous(state, value);
+        }
         loop {
             if !state.receiver {
                 return Err(SendError(value));
             }
             match state.capacity {
-                Some(0) => break,
                 Some(cap) if state.buffer.len() >= cap => {}
                 _ => {
-                    state.buffer.push_back(Slot {
-                        value: Some(value),
-                        sender_waits: false,
-                    });
-                    state.pushed += 1;
+                    state.buffer.push_back(value);
                     let receiver = state.recv_queue.pop_front();
                     drop(state);
                     self.hand_value_to(receiver);
@@ -216,49 +216,39 @@ impl<T> Chan<T> {
                 self.wake_next_sender()
             });
         }
-        // Rendezvous: hand the value over and wait until it is taken.
-        let seq = state.pushed;
-        state.buffer.push_back(Slot {
-            value: Some(value),
-            sender_waits: true,
-        });
-        state.pushed += 1;
-        // Under the lock (it is needed again below): an abandoned receiver passes it on.
-        while let Some(u) = state.recv_queue.pop_front() {
-            if u.hand_over() {
-                break;
-            }
+    }
+
+    /// Rendezvous steps 1, 3 and 4 for a sender (module doc).
+    #[track_caller]
+    fn send_rendezvous(
+        &self,
+        mut state: SpinGuard<'_, State<T>>,
+        value: T,
+    ) -> Result<(), SendError<T>> {
+        if !state.receiver {
+            return Err(SendError(value));
         }
-        // If this sender unwinds while it waits (cancellation, or its runtime ending), its
-        // value must not be delivered later, nor its slot wake another sender: taken back as
-        // it leaves the queue, under the same lock (a receive in between would otherwise take
-        // the value and wake the next sender in its place), or by `Withdraw` if it unwinds
-        // from elsewhere.
-        let withdraw = Withdraw { chan: self, seq };
-        let taken: Cell<Option<T>> = Cell::new(None);
-        loop {
-            if state.received > seq {
-                std::mem::forget(withdraw);
-                return Ok(());
-            }
-            if !state.receiver {
-                std::mem::forget(withdraw);
-                let index = (seq - state.received) as usize;
-                let value = state.buffer[index]
-                    .value
-                    .take()
-                    .expect("an untaken rendezvous value");
-                return Err(SendError(value));
-            }
-            fn senders<T>(s: &mut State<T>) -> &mut WaitList {
-                &mut s.send_queue
-            }
+        let Err(value) = state.hand_to_receiver(value) else {
+            return Ok(());
+        };
+        fn senders<T>(s: &mut State<T>) -> &mut WaitList {
+            &mut s.send_queue
+        }
+        // A value not taken stays here: returned in `SendError`, or dropped by this frame if
+        // the task unwinds (a stop), outside the lock.
+        let mut slot = Some(value);
+        // SAFETY: every waker of a rendezvous send queue commits with `pop_front_handoff` and
+        // wakes under the lock (`take_from_sender`, `wake_all_handoff`); `slot` outlives the
+        // wait.
+        let woken = unsafe {
             WaitIn::new(&self.state, senders, Wait::hand_over("SyncSender::send"))
-                .withdraw(|s: &mut State<T>| taken.set(s.withdraw_rendezvous(seq)))
-                .park(state);
-            // A value taken back here is dropped by this frame (on unwinding too), outside
-            // the lock.
-            state = self.state.lock();
+                .park_handoff(state, (&raw mut slot).cast())
+        };
+        debug_assert_eq!(woken, Woken::Notified, "a rendezvous send has no deadline");
+        match slot {
+            None => Ok(()),
+            // Woken by the receiver going away.
+            Some(value) => Err(SendError(value)),
         }
     }
 
@@ -297,19 +287,15 @@ impl<T> Chan<T> {
             return Err(TrySendError::Disconnected(value));
         }
         let room = match state.capacity {
-            // A rendezvous completes at once only if the receiver is already waiting.
-            Some(0) => state.buffer.is_empty() && !state.recv_queue.is_empty(),
+            // A rendezvous completes at once only if a receiver is already waiting.
+            Some(0) => return state.hand_to_receiver(value).map_err(TrySendError::Full),
             Some(cap) => state.buffer.len() < cap,
             None => true,
         };
         if !room {
             return Err(TrySendError::Full(value));
         }
-        state.buffer.push_back(Slot {
-            value: Some(value),
-            sender_waits: false,
-        });
-        state.pushed += 1;
+        state.buffer.push_back(value);
         let receiver = state.recv_queue.pop_front();
         drop(state);
         self.hand_value_to(receiver);
@@ -319,6 +305,9 @@ impl<T> Chan<T> {
     #[track_caller]
     fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         let mut state = self.state.lock();
+        if state.capacity == Some(0) {
+            return self.recv_rendezvous(state, deadline);
+        }
         loop {
             if let Some((value, sender)) = state.pop_value() {
                 drop(state);
@@ -337,8 +326,56 @@ impl<T> Chan<T> {
         }
     }
 
+    /// Rendezvous steps 2, 3 and 4 for a receiver (module doc).
+    #[track_caller]
+    fn recv_rendezvous<'a>(
+        &'a self,
+        mut state: SpinGuard<'a, State<T>>,
+        deadline: Option<Instant>,
+    ) -> Result<T, RecvTimeoutError> {
+        fn receivers<T>(s: &mut State<T>) -> &mut WaitList {
+            &mut s.recv_queue
+        }
+        loop {
+            if let Some(value) = state.take_from_sender() {
+                return Ok(value);
+            }
+            if state.senders == 0 {
+                return Err(RecvTimeoutError::Disconnected);
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            let mut slot: Option<T> = None;
+            let wait = Wait::hand_over("Receiver::recv").until(deadline);
+            // SAFETY: every waker of a rendezvous receive queue commits with
+            // `pop_front_handoff` and wakes under the lock (`hand_to_receiver`,
+            // `wake_all_handoff`); `slot` outlives the wait.
+            let woken = unsafe {
+                WaitIn::new(&self.state, receivers, wait)
+                    .park_handoff(state, (&raw mut slot).cast())
+            };
+            match (woken, slot) {
+                (Woken::Notified, Some(value)) => return Ok(value),
+                // Woken by the last sender going away.
+                (Woken::Notified, None) => return Err(RecvTimeoutError::Disconnected),
+                (Woken::TimedOut, _) => return Err(RecvTimeoutError::Timeout),
+                // A wait the shutdown gave up: look again, as the other flavours do. (A
+                // hand-off wait is never nudged; were it, looking again is right too.)
+                (Woken::Interrupted | Woken::Nudged, _) => state = self.state.lock(),
+            }
+        }
+    }
+
     fn try_recv(&self) -> Result<T, TryRecvError> {
         let mut state = self.state.lock();
+        if state.capacity == Some(0) {
+            return match state.take_from_sender() {
+                Some(value) => Ok(value),
+                None if state.senders == 0 => Err(TryRecvError::Disconnected),
+                None => Err(TryRecvError::Empty),
+            };
+        }
         match state.pop_value() {
             Some((value, sender)) => {
                 drop(state);
@@ -350,13 +387,9 @@ impl<T> Chan<T> {
         }
     }
 
-    /// Wakes the sender a receive chose (see [`Woke`]).
-    fn wake_sender(&self, sender: Option<Woke>) {
-        match sender {
-            Some(Woke::Exact(u)) => drop(u.unpark()),
-            Some(Woke::Room(u)) => self.hand_room_to(Some(u)),
-            None => {}
-        }
+    /// Wakes the sender waiting for the room a receive freed, if any.
+    fn wake_sender(&self, sender: Option<Unparker>) {
+        self.hand_room_to(sender);
     }
 
     /// Wakes a sender for the room freed; one whose task was abandoned passes it on.
@@ -396,6 +429,10 @@ impl<T> Chan<T> {
         if state.senders == 0 {
             // Every blocked receiver learns of the disconnection (several can wait: a `Receiver`
             // shared through an `Rc` by local tasks).
+            if state.capacity == Some(0) {
+                State::<T>::wake_all_handoff(&mut state.recv_queue);
+                return;
+            }
             while let Some(u) = state.recv_queue.pop_front() {
                 u.unpark();
             }
@@ -405,16 +442,16 @@ impl<T> Chan<T> {
     fn drop_receiver(&self) {
         let mut state = self.state.lock();
         state.receiver = false;
+        if state.capacity == Some(0) {
+            // Each blocked sender takes its own value back (step 3).
+            State::<T>::wake_all_handoff(&mut state.send_queue);
+            return;
+        }
         while let Some(u) = state.send_queue.pop_front() {
             u.unpark();
         }
-        // Buffered values are dropped now, outside the lock; a rendezvous sender still waiting
-        // takes its own value back.
-        let dropped = if state.capacity == Some(0) {
-            VecDeque::new()
-        } else {
-            std::mem::take(&mut state.buffer)
-        };
+        // Buffered values are dropped now, outside the lock.
+        let dropped = std::mem::take(&mut state.buffer);
         drop(state);
         drop(dropped);
     }

@@ -468,38 +468,47 @@ pub(crate) fn park_current(wait: &Wait, publish: impl FnOnce(Unparker)) -> Wake 
 /// guarantee this with the channel lock: the waker takes the unparker out of the queued waiter
 /// and wakes it under that lock, and a waiter that gives up (or unwinds) withdraws under it.
 #[track_caller]
+#[inline(always)]
 pub(crate) unsafe fn park_current_borrowed(wait: &Wait, publish: impl FnOnce(Unparker)) -> Wake {
     park_current_inner(wait, true, publish)
 }
 
+/// Inlined into its callers (the task's path is a few instructions), so that the unparker
+/// reaches `publish` in registers rather than through memory.
 #[track_caller]
+#[inline(always)]
 fn park_current_inner(wait: &Wait, borrowed: bool, publish: impl FnOnce(Unparker)) -> Wake {
     let site = Location::caller();
     let current = super::current_ptr();
-    if !current.is_null() {
-        // SAFETY: the running task is alive while it runs, and this frame is on its stack.
-        let task = unsafe { &*current };
-        let gen_ = task.park.arm();
-        let retire = RetireOnUnwind(&task.park, gen_);
-        let target = if borrowed {
-            Target::TaskRef(NonNull::from(task))
-        } else {
-            Target::Task(task.arc())
-        };
-        publish(Unparker { target, gen_ });
-        std::mem::forget(retire);
-        wait_task(task, gen_, wait, site)
-    } else {
-        let t = thread_parker();
-        let gen_ = t.word.arm();
-        let retire = RetireOnUnwind(&t.word, gen_);
-        publish(Unparker {
-            target: Target::Thread(t.clone()),
-            gen_,
-        });
-        std::mem::forget(retire);
-        wait_thread(&t, gen_, wait.deadline)
+    if current.is_null() {
+        return park_thread(wait, publish);
     }
+    // SAFETY: the running task is alive while it runs, and this frame is on its stack.
+    let task = unsafe { &*current };
+    let gen_ = task.park.arm();
+    let retire = RetireOnUnwind(&task.park, gen_);
+    let target = if borrowed {
+        Target::TaskRef(NonNull::from(task))
+    } else {
+        Target::Task(task.arc())
+    };
+    publish(Unparker { target, gen_ });
+    std::mem::forget(retire);
+    wait_task(task, gen_, wait, site)
+}
+
+/// [`park_current`] for a plain OS thread.
+#[inline(never)]
+fn park_thread(wait: &Wait, publish: impl FnOnce(Unparker)) -> Wake {
+    let t = thread_parker();
+    let gen_ = t.word.arm();
+    let retire = RetireOnUnwind(&t.word, gen_);
+    publish(Unparker {
+        target: Target::Thread(t.clone()),
+        gen_,
+    });
+    std::mem::forget(retire);
+    wait_thread(&t, gen_, wait.deadline)
 }
 
 /// Retires an armed generation if the code between arming and waiting unwinds.

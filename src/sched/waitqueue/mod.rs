@@ -46,11 +46,39 @@
 //! Nodes on the stack cost no allocation; stacks never move, so a node's address is stable for
 //! as long as its waiter is inside [`wait_in`]. Rejected alternative: a `VecDeque` of
 //! unparkers, which allocates, and cannot remove a timed-out waiter without a search.
+//!
+//! ## Hand-off waits
+//!
+//! A primitive that moves a value between the two sides (a rendezvous channel) uses the same
+//! list in *hand-off* mode ([`WaitIn::park_handoff`], [`WaitList::pop_front_handoff`]): the
+//! node also names a slot on the waiter's stack, and the waker does everything under the lock,
+//! so the unparker can be borrowed (no reference count on the task, see
+//! `park::park_current_borrowed`) and the waiter never reads the node without the lock.
+//!
+//! 1. The waiter, under the lock, arms its park, links a node holding its borrowed unparker
+//!    and a pointer to its slot, releases the lock and parks.
+//! 2. A waker, under the same lock, unlinks the front node: that is the commit. Still under the
+//!    lock it moves the value in or out of the slot, then wakes the waiter with
+//!    [`HandOff::wake`], its last touch of the node and of the task; then it releases the lock.
+//! 3. The waiter, woken `Unparked`, returns at once: only the waker that popped it holds its
+//!    unparker, and it moved the value before the wake.
+//! 4. A waiter whose park ended otherwise (its deadline, a stop) takes the lock: still linked,
+//!    it unlinks itself (the `withdraw` hook runs) and its wait failed; unlinked, a waker
+//!    committed it and, since we hold the lock it held, has finished step 2: the hand-off
+//!    stands (a stop then takes effect at the next park point).
+//!
+//! A waiter that unwinds while queued (it cannot, short of its task being abandoned, whose
+//! stack is never freed) would unlink itself on the way. The `after_queued` and `pass_on`
+//! hooks have no use here: nothing is handed over after the lock is released.
+//!
+//! Why not the plain protocol: its waker wakes after releasing the lock, so it needs a counted
+//! unparker (two atomic read-modify-writes per wait), and its waiter reads `linked` without the
+//! lock, which a waker that still holds a borrowed unparker cannot allow.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::sched::park::{Unparker, Wait, Wake, park_current, stop};
+use crate::sched::park::{Unparker, Wait, Wake, park_current, park_current_borrowed, stop};
 use crate::util::{SpinGuard, SpinLock};
 
 /// One waiter, on its owner's stack. Every field is touched only under the lock of the list
@@ -67,6 +95,8 @@ pub(crate) struct Waiter {
     tag: u8,
     /// Set by a waker that nudges (step 2) before it unlinks the node: nothing was handed over.
     nudged: Cell<bool>,
+    /// Hand-off waits only: the waiter's slot, which the waker fills or empties under the lock.
+    slot: *mut (),
 }
 
 impl Waiter {
@@ -175,6 +205,29 @@ impl WaitList {
         unparker
     }
 
+    /// Hand-off mode, step 2: unlinks the oldest waiter and hands back its slot and unparker.
+    ///
+    /// The caller moves the value through [`HandOff::slot`] and calls [`HandOff::wake`]
+    /// before it releases the lock (a waiter woken by its deadline or a stop may leave as soon
+    /// as it gets the lock). Only for lists whose waiters all wait with
+    /// [`WaitIn::park_handoff`].
+    #[inline]
+    pub(crate) fn pop_front_handoff(&mut self) -> Option<HandOff> {
+        if self.head.is_null() {
+            return None;
+        }
+        let node = self.head;
+        // SAFETY: a linked node is alive (its waiter cannot leave without the lock we hold);
+        // its unparker and slot are ours to read under the lock.
+        let (unparker, slot) = unsafe { ((*node).unparker.take(), (*node).slot) };
+        // SAFETY: as above.
+        unsafe { self.unlink(node) };
+        Some(HandOff {
+            slot,
+            unparker: unparker.expect("a queued waiter holds its unparker"),
+        })
+    }
+
     /// Unlinks the waiters of abandoned tasks at the front.
     fn drop_dead_front(&mut self) {
         while !self.head.is_null() {
@@ -216,6 +269,7 @@ impl WaitList {
     /// # Safety
     ///
     /// `node` must stay alive and in place until it is unlinked (see the protocol, step 4).
+    #[inline]
     unsafe fn push_back(&mut self, node: &Waiter) {
         node.prev.set(self.tail);
         node.next.set(std::ptr::null());
@@ -236,6 +290,7 @@ impl WaitList {
     /// # Safety
     ///
     /// `node` is linked in `self`, and its neighbours are live linked nodes.
+    #[inline]
     unsafe fn unlink(&mut self, node: *const Waiter) {
         // SAFETY: per the contract, the node is live until the store at the end.
         let (prev, next) = unsafe { ((*node).prev.get(), (*node).next.get()) };
@@ -254,6 +309,32 @@ impl WaitList {
         self.len -= 1;
         // SAFETY: still live; after this store the owner may free it, so this is the last use.
         unsafe { (*node).linked.store(false, Ordering::Release) };
+    }
+}
+
+/// A waiter of a hand-off wait, just popped by [`WaitList::pop_front_handoff`] under the lock
+/// that is still held.
+pub(crate) struct HandOff {
+    slot: *mut (),
+    unparker: Unparker,
+}
+
+impl HandOff {
+    /// The waiter's slot, as it gave it to [`WaitIn::park_handoff`]; the caller may read and
+    /// write it (as the type the primitive agreed on) until it calls [`HandOff::wake`].
+    #[inline]
+    pub(crate) fn slot(&self) -> *mut () {
+        self.slot
+    }
+
+    /// Step 2's end: wakes the waiter (call it under the lock, after moving the value). True
+    /// if the waiter has what was moved (woken now, or its park ended meanwhile and it will
+    /// find itself chosen); false if it is a task the shutdown abandoned, which never will:
+    /// the caller takes back what it moved (the slot stays valid: an abandoned task's stack
+    /// is never freed) and tries the next waiter.
+    #[inline]
+    pub(crate) fn wake(self) -> bool {
+        self.unparker.hand_over()
     }
 }
 
@@ -442,6 +523,7 @@ where
             linked: AtomicBool::new(false),
             tag,
             nudged: Cell::new(false),
+            slot: std::ptr::null_mut(),
         };
         let mut guard = Some(guard);
         let mut leave = None;
@@ -485,6 +567,80 @@ where
             _ => {
                 // Out of the list with nothing handed over: a stop unwinds now (the hooks have
                 // run); a soft wait the shutdown gave up reports it.
+                stop::unwind_if_stopped();
+                Woken::Interrupted
+            }
+        }
+    }
+
+    /// A hand-off wait (module doc, "Hand-off waits"): queues the caller with `slot`, releases
+    /// the lock, parks until a waker commits it (`Notified`: the waker has moved the value
+    /// through `slot`), the deadline passes, or the wait is given up, as [`WaitIn::park`]
+    /// does. Only the `withdraw` hook is used. The lock is not held on return.
+    ///
+    /// # Safety
+    ///
+    /// Every waker of this list commits with [`WaitList::pop_front_handoff`] and finishes
+    /// with [`HandOff::wake`] before it releases the lock; `slot` stays valid for them (it is
+    /// in the caller's frame, which outlives this call).
+    #[track_caller]
+    #[inline(always)]
+    pub(crate) unsafe fn park_handoff(self, guard: SpinGuard<'_, S>, slot: *mut ()) -> Woken {
+        let WaitIn {
+            lock,
+            list,
+            tag,
+            wait,
+            withdraw,
+            ..
+        } = self;
+        let node = Waiter {
+            unparker: Cell::new(None),
+            prev: Cell::new(std::ptr::null()),
+            next: Cell::new(std::ptr::null()),
+            linked: AtomicBool::new(false),
+            tag,
+            nudged: Cell::new(false),
+            slot,
+        };
+        let mut guard = Some(guard);
+        // Unwinding with the node queued (which only a bug could cause) must not leave the list
+        // pointing into a dead frame.
+        let mut leave = LeaveOnDrop {
+            lock,
+            list: &list,
+            node: &node,
+            pass_on: None::<fn(Woken)>,
+            withdraw: Some(withdraw),
+            armed: true,
+        };
+        // SAFETY: the unparker goes into the node only; a waker takes it out under the lock and
+        // wakes it before releasing that lock (the caller's contract), and we leave only when
+        // woken by it or after taking the lock and finding (or making) the node unlinked (step
+        // 4), so it is never used after this wait.
+        let why = unsafe {
+            park_current_borrowed(&wait, |unparker| {
+                let mut guard = guard.take().expect("published once");
+                // A write, not `Cell::set`: nothing to read or drop in an unlinked node.
+                node.unparker.as_ptr().write(Some(unparker));
+                // SAFETY: `leave` unlinks the node before this frame ends, on every path.
+                list(&mut guard).push_back(&node);
+                drop(guard);
+            })
+        };
+        if why == Wake::Unparked {
+            // Step 3: only the waker that popped us holds that unparker.
+            leave.armed = false;
+            return Woken::Notified;
+        }
+        // Step 4.
+        leave.armed = false;
+        if !leave.leave() {
+            return Woken::Notified;
+        }
+        match why {
+            Wake::TimedOut => Woken::TimedOut,
+            _ => {
                 stop::unwind_if_stopped();
                 Woken::Interrupted
             }

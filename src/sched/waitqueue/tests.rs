@@ -38,6 +38,8 @@ struct State {
     /// How many times `pass_on` ran, and what it was told last.
     passed_on: u32,
     passed_how: Option<Woken>,
+    /// Hand-off waits: `(waiter, what its slot held)` once each wait ended.
+    slots: Vec<(usize, Option<u64>)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +89,7 @@ impl Gate {
                 withdrawn: 0,
                 passed_on: 0,
                 passed_how: None,
+                slots: Vec::new(),
                 round: 0,
                 deadline: None,
                 served: 0,
@@ -132,6 +135,41 @@ impl Gate {
     /// Parks a waiter the caller counted in (`queued`) under `guard`.
     fn park(&self, guard: SpinGuard<'_, State>, tag: u8, deadline: Option<Instant>) -> Woken {
         self.wait_in(tag, deadline).park(guard)
+    }
+
+    /// A hand-off wait of waiter `i` (an empty slot for a value) until `deadline`; records what
+    /// its slot holds when the wait ends.
+    fn wait_handoff(&self, i: usize, deadline: Option<Instant>) -> Woken {
+        let mut guard = self.state.lock();
+        guard.queued += 1;
+        let wait = Wait::hand_over("waitqueue hand-off test").until(deadline);
+        let mut slot: Option<u64> = None;
+        // SAFETY: the gate's hand-off wakers (`give`) pop with `pop_front_handoff` and wake
+        // under the lock; `slot` outlives the wait.
+        let woken = unsafe {
+            WaitIn::new(&self.state, |s: &mut State| &mut s.list, wait)
+                .withdraw(|s: &mut State| {
+                    s.queued -= 1;
+                    s.withdrawn += 1;
+                })
+                .park_handoff(guard, (&raw mut slot).cast())
+        };
+        self.state.lock().slots.push((i, slot));
+        woken
+    }
+
+    /// A hand-off waker: moves `v` into the oldest waiter's slot and wakes it, under the
+    /// lock; false if nobody waits.
+    fn give(&self, v: u64) -> bool {
+        let mut guard = self.state.lock();
+        let Some(w) = guard.list.pop_front_handoff() else {
+            return false;
+        };
+        guard.queued -= 1;
+        // SAFETY: `wait_handoff`'s slot is an `Option<u64>`, ours until we wake it.
+        unsafe { *w.slot().cast::<Option<u64>>() = Some(v) };
+        assert!(w.wake(), "the waiter is not abandoned");
+        true
     }
 
     /// A waker's step 2: unlinks the oldest waiter and returns its unparker.
@@ -730,4 +768,58 @@ fn a_hand_over_racing_a_deadline_goes_to_the_waiter_popped() {
             "(rounds the waker won, its unpark second): thread {by_thread:?}, task {by_task:?}"
         );
     });
+}
+
+/// Hand-off waits: each waker moves its value into the oldest waiter's slot under the lock,
+/// threads and tasks alike, in arrival order.
+#[test]
+fn a_hand_off_moves_values_to_the_waiters_in_arrival_order() {
+    scene(
+        &[P, T, P],
+        |gate, i| gate.wait_handoff(i, None),
+        |gate, _, done| {
+            for i in 0..3 {
+                assert!(gate.give(100 + i as u64));
+                assert_eq!(done.next(), (i, Woken::Notified));
+            }
+            assert!(!gate.give(7), "nobody waits");
+            let slots = gate.state.lock().slots.clone();
+            assert_eq!(slots, [(0, Some(100)), (1, Some(101)), (2, Some(102))]);
+        },
+    );
+}
+
+/// A hand-off waiter whose deadline ends its park just before a waker pops it keeps the value
+/// (step 4: unlinked when it gets the lock); one nobody pops withdraws with its slot empty.
+#[test]
+fn a_hand_off_racing_a_deadline_goes_to_the_waiter_popped() {
+    for kind in [P, T] {
+        scene(
+            &[kind, P],
+            |gate, i| gate.wait_handoff(i, None),
+            |gate, nodes, done| {
+                {
+                    let mut guard = gate.state.lock();
+                    let timer = unparker_of(&guard.list, nodes[0]);
+                    assert!(timer.wake(Wake::TimedOut), "the deadline ends the park");
+                    // The waiter sees its park end and waits for the lock we hold.
+                    std::thread::sleep(Duration::from_millis(20));
+                    let w = guard
+                        .list
+                        .pop_front_handoff()
+                        .expect("the waiter is queued");
+                    guard.queued -= 1;
+                    // SAFETY: as in `give`.
+                    unsafe { *w.slot().cast::<Option<u64>>() = Some(5) };
+                    assert!(w.wake(), "chosen all the same");
+                }
+                assert_eq!(done.next(), (0, Woken::Notified));
+                gate.time_out(nodes[1]);
+                assert_eq!(done.next(), (1, Woken::TimedOut));
+                let s = gate.state.lock();
+                assert_eq!(s.slots, [(0, Some(5)), (1, None)]);
+                assert_eq!(s.withdrawn, 1);
+            },
+        );
+    }
 }
