@@ -41,6 +41,7 @@ mod util;
 #[cfg(test)]
 mod tests;
 
+pub mod diag;
 pub mod event;
 pub mod miou;
 pub mod net;
@@ -80,6 +81,7 @@ pub struct Builder {
     domains: Option<usize>,
     stack_size: Option<usize>,
     max_tasks: Option<usize>,
+    deadlock_detection: Option<bool>,
 }
 
 impl Builder {
@@ -113,9 +115,26 @@ impl Builder {
         self
     }
 
+    /// Whether a deadlock of this runtime is reported (default: yes). When every task is
+    /// parked and nothing can wake any of them (no timer, descriptor, blocking-pool job or
+    /// signal watch is left, and every other thread of the process waits for another thread),
+    /// the runtime is ended and `run` panics with a message that begins
+    /// `deadlock: all tasks are blocked`, followed by the task dump, within about a second
+    /// (see [`diag`] for what the detector can and cannot see). With `false`, such a runtime
+    /// waits for ever.
+    pub fn deadlock_detection(mut self, on: bool) -> Builder {
+        self.deadlock_detection = Some(on);
+        self
+    }
+
     /// Runs `f` as the main task of a runtime with these settings (see [`run`]).
     pub fn run<T>(self, f: impl FnOnce() -> T) -> T {
-        let config = sched::runtime::Config::resolve(self.domains, self.stack_size, self.max_tasks);
+        let config = sched::runtime::Config::resolve(
+            self.domains,
+            self.stack_size,
+            self.max_tasks,
+            self.deadlock_detection,
+        );
         sched::runtime::run(config, f)
     }
 }

@@ -133,12 +133,14 @@ pub(crate) fn current_id() -> u64 {
 }
 
 /// Parks the current task for at least `d`; other tasks of its domain run meanwhile.
+#[track_caller]
 pub fn sleep(d: Duration) {
     crate::time::sleep(d)
 }
 
 /// Lets the other ready tasks of the domain run before this one continues (FIFO order).
 #[inline]
+#[track_caller]
 pub fn yield_now() {
     crate::sched::yield_now()
 }

@@ -127,7 +127,14 @@ impl Pool {
         }
     }
 
+    /// Whether no job waits or runs: every worker alive waits for one (for the monitor's
+    /// deadlock watch: a job that ends wakes its caller).
+    fn quiet(&self) -> bool {
+        self.queued.load(SeqCst) == 0 && self.idle.load(SeqCst) == self.threads.load(SeqCst)
+    }
+
     fn work(&'static self) {
+        let _helper = crate::sched::monitor::helper_thread(|| POOL.quiet());
         loop {
             // Step 3.
             self.idle.fetch_add(1, SeqCst);

@@ -114,6 +114,7 @@ pub fn run_with<T>(workers: usize, f: impl FnOnce() -> T) -> T {
 
 /// Lets the other ready tasks of this domain run before the caller goes on (Miou's `yield`).
 /// A cancelled task unwinds here.
+#[track_caller]
 pub fn yield_() {
     crate::thread::yield_now()
 }

@@ -139,6 +139,7 @@ pub fn join(t: &T) {
 }
 
 /// `Thread.yield ()`: lets the other threads run.
+#[track_caller]
 pub fn yield_() {
     crate::sched::yield_now()
 }

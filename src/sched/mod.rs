@@ -32,6 +32,8 @@
 //! [`reactor`] calls epoll and `poll(2)`.
 
 pub(crate) mod domain;
+pub(crate) mod inspect;
+pub(crate) mod monitor;
 pub(crate) mod park;
 pub(crate) mod reactor;
 pub(crate) mod runtime;
@@ -289,8 +291,11 @@ pub(crate) unsafe fn schedule_woken_ref(
 /// Gives the rest of this time slice to the other ready tasks of the domain (FIFO). Outside a
 /// task it yields the OS thread.
 #[inline]
+#[track_caller]
 pub(crate) fn yield_now() {
+    let site = std::panic::Location::caller();
     let yielded = with_current(|task| {
+        task.set_last_site(site);
         // A yield is a stop point: a task asked to stop unwinds here.
         park::stop::at_yield(task);
         task.suspend(Suspend::Yield)

@@ -40,6 +40,8 @@ pub(crate) struct Config {
     pub(crate) domains: usize,
     pub(crate) stack_size: usize,
     pub(crate) max_tasks: usize,
+    /// Whether the monitor ends the runtime with a report when it is deadlocked.
+    pub(crate) deadlock_detection: bool,
 }
 
 impl Config {
@@ -49,6 +51,7 @@ impl Config {
         domains: Option<usize>,
         stack_size: Option<usize>,
         max_tasks: Option<usize>,
+        deadlock_detection: Option<bool>,
     ) -> Config {
         let domains = domains
             .or_else(|| env_number("BOBINE_DOMAINS"))
@@ -73,6 +76,7 @@ impl Config {
             domains,
             stack_size: stack::normalise_size(stack_size).unwrap_or_else(|e| panic!("{e}")),
             max_tasks,
+            deadlock_detection: deadlock_detection.unwrap_or(true),
         }
     }
 }
@@ -101,6 +105,14 @@ fn env_number(var: &str) -> Option<usize> {
 /// What the domains of one runtime share.
 pub(crate) struct RuntimeShared {
     pub(crate) config: Config,
+    /// A number unique in the process, in start order (for dumps and reports).
+    pub(crate) id: u64,
+    /// The global runtime (of `spawn` outside any runtime): it never ends.
+    pub(crate) is_global: bool,
+    /// Set by the monitor when it found the runtime deadlocked: `run` ends it and panics with
+    /// `deadlock` (see `monitor`).
+    pub(crate) deadlocked: AtomicBool,
+    pub(crate) deadlock: Mutex<Option<String>>,
     pub(crate) domains: Vec<Arc<DomainShared>>,
     /// The first per-runtime task id not yet reserved (domains reserve them in blocks).
     next_id: AtomicU64,
@@ -123,15 +135,21 @@ pub(crate) struct RuntimeShared {
 }
 
 impl RuntimeShared {
-    fn new(config: Config) -> io::Result<Arc<RuntimeShared>> {
+    fn new(config: Config, is_global: bool) -> io::Result<Arc<RuntimeShared>> {
+        static NEXT_RUNTIME: AtomicU64 = AtomicU64::new(1);
         stack::install_handler(super::running_overflow_info);
         install_panic_hook();
+        super::inspect::install_sigquit();
         let domains = (0..config.domains)
             .map(|i| DomainShared::new(i).map(Arc::new))
             .collect::<io::Result<Vec<_>>>()?;
-        Ok(Arc::new(RuntimeShared {
+        let rt = Arc::new(RuntimeShared {
             arena: Arena::new(config.max_tasks),
             config,
+            id: NEXT_RUNTIME.fetch_add(1, Ordering::Relaxed),
+            is_global,
+            deadlocked: AtomicBool::new(false),
+            deadlock: Mutex::new(None),
             domains,
             next_id: AtomicU64::new(0),
             foreign_spawned: AtomicU64::new(0),
@@ -141,7 +159,9 @@ impl RuntimeShared {
             closing: AtomicBool::new(false),
             stage: AtomicU32::new(0),
             progress: AtomicU64::new(0),
-        }))
+        });
+        super::monitor::register(&rt);
+        Ok(rt)
     }
 
     /// Reserves `n` consecutive per-runtime task ids and returns the first.
@@ -397,7 +417,7 @@ where
 fn global() -> &'static Arc<RuntimeShared> {
     static GLOBAL: OnceLock<Arc<RuntimeShared>> = OnceLock::new();
     GLOBAL.get_or_init(|| {
-        let rt = RuntimeShared::new(Config::resolve(None, None, None))
+        let rt = RuntimeShared::new(Config::resolve(None, None, None, None), true)
             .unwrap_or_else(|e| panic!("bobine: cannot start the global runtime: {e}"));
         // Id 0 stands for "the main task" in every runtime; the global one has none.
         rt.reserve_task_ids(1);
@@ -447,7 +467,7 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
         "bobine: run() called from a thread that already runs a bobine domain (inside a task); \
          spawn a task instead, or call run() from a plain thread"
     );
-    let rt = RuntimeShared::new(config)
+    let rt = RuntimeShared::new(config, false)
         .unwrap_or_else(|e| panic!("bobine: cannot start a runtime: {e}"));
     let mut threads = Vec::with_capacity(rt.domains.len() - 1);
     for i in 1..rt.domains.len() {
@@ -480,7 +500,8 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
     let main = unsafe { spawn_raw(None, opts, body) }
         .unwrap_or_else(|e| panic!("bobine: cannot start the main task: {e}"));
     abort_on_panic(|| {
-        local.run_until(&|| main.is_finished());
+        // A deadlock (see `monitor`) ends the runtime as the main task's end would.
+        local.run_until(&|| main.is_finished() || rt.deadlocked.load(Ordering::Acquire));
         drop(main);
         super::shutdown::begin(&rt);
         super::shutdown::take_part(&local);
@@ -494,7 +515,20 @@ pub(crate) fn run<T>(config: Config, f: impl FnOnce() -> T) -> T {
         // Wake-up references that arrived after their domain closed.
         drop(d.take_inbox());
     }
+    let deadlock = rt.deadlock.lock().unwrap_or_else(|e| e.into_inner()).take();
+    super::monitor::unregister(&rt);
+    // The monitor or a dump may hold the runtime for a moment: let go of it here, not on
+    // their thread, so that what it holds (epolls, stacks) is gone when `run` returns.
+    let waited = std::time::Instant::now();
+    while Arc::strong_count(&rt) > 1 && waited.elapsed() < std::time::Duration::from_secs(2) {
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
     drop(rt);
+    if let Some(report) = deadlock {
+        // The main task's outcome (its stop, most likely) is dropped with `out`.
+        drop(out);
+        panic!("{report}");
+    }
     match out {
         Some(Ok(v)) => v,
         Some(Err(payload)) => resume_unwind(payload),

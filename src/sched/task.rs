@@ -36,7 +36,8 @@ use std::cell::{Cell, UnsafeCell};
 use std::panic::Location;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use std::time::Instant;
 
 use crate::sched::domain::DomainShared;
 use crate::sched::park::stop::Unwinding;
@@ -143,6 +144,15 @@ pub(crate) struct Task {
     /// it never resumes, so a waker that finds it chosen hands what it handed over to the next
     /// waiter instead ([`Unparker::is_dead`]). Any thread may read it.
     pub(crate) abandoned: AtomicBool,
+    /// Where the task last parked or yielded (null before its first switch): the place it
+    /// resumes from, for the stall report. Written by the task (relaxed), read by an inspector
+    /// under the inspection protocol (`sched::inspect`).
+    last_site: AtomicPtr<Location<'static>>,
+    /// When its domain saw it park (the domain's coarse clock), while `parked` is set: for the
+    /// task dump. Only its domain's thread touches it.
+    pub(crate) parked_at: Cell<Option<Instant>>,
+    /// The stall report named this task already (it is reported once).
+    pub(crate) stall_reported: AtomicBool,
 
     domain: UnsafeCell<Option<Arc<DomainShared>>>,
     fiber: UnsafeCell<Option<Fiber>>,
@@ -243,6 +253,9 @@ impl Task {
             draining: Cell::new(false),
             given_up: Cell::new(0),
             abandoned: AtomicBool::new(false),
+            last_site: AtomicPtr::new(std::ptr::null_mut()),
+            parked_at: Cell::new(None),
+            stall_reported: AtomicBool::new(false),
 
             domain: UnsafeCell::new(None),
             fiber: UnsafeCell::new(None),
@@ -431,7 +444,26 @@ impl Task {
     }
 
     pub(crate) fn set_park_site(&self, site: Option<ParkSite>) {
+        if let Some(s) = site {
+            self.set_last_site(s.location);
+        }
         self.park_site.set(site);
+    }
+
+    /// Records where the task switches out from (a park or a yield), for the stall report.
+    #[inline]
+    pub(crate) fn set_last_site(&self, site: &'static Location<'static>) {
+        self.last_site.store(
+            site as *const Location<'static> as *mut _,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Where the task last switched out from (it resumed there), if it ever did.
+    pub(crate) fn last_site(&self) -> Option<&'static Location<'static>> {
+        let p = self.last_site.load(Ordering::Relaxed);
+        // SAFETY: only `&'static Location` values are stored (`set_last_site`).
+        (!p.is_null()).then(|| unsafe { &*p })
     }
 
     /// Why and where the task is parked, if it is: read by the shutdown's reports (and by the
@@ -523,10 +555,12 @@ impl Task {
 
     /// Blocks the caller until the task has finished, whatever happens to the caller: a stop
     /// does not cut this wait short (for a parent that must outlive its children).
+    #[track_caller]
     pub(crate) fn wait_finished_uninterruptibly(&self, reason: &'static str) {
         self.wait_finished_as(&super::park::Wait::uninterruptible(reason));
     }
 
+    #[track_caller]
     fn wait_finished_as(&self, wait: &super::park::Wait) {
         while !self.is_finished() {
             let park = super::park::Park::new();

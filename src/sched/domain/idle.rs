@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::sched::task::Task;
 
-use super::{IDLE_RECHECK, INBOX, Local, NO_REQUEST, SPIN, SPIN_CREDIT, STEAL};
+use super::{DUMP, IDLE_RECHECK, INBOX, Local, NO_REQUEST, SPIN, SPIN_CREDIT, STEAL};
 
 impl Local {
     /// Work that another domain could take has appeared here: wake one sleeping domain so it can
@@ -151,15 +151,23 @@ impl Local {
             self.try_steal();
             timeout = Some(timeout.map_or(IDLE_RECHECK, |t| t.min(IDLE_RECHECK)));
         }
-        if shared.attention.load(Ordering::SeqCst) & INBOX != 0
+        if shared.attention.load(Ordering::SeqCst) & (INBOX | DUMP) != 0
             || shared.stop.load(Ordering::SeqCst)
             || done()
         {
             shared.sleeping.store(false, Ordering::SeqCst);
             return;
         }
+        // For the monitor's deadlock watch: a sleep with no deadline, and one more sleep.
+        let own = &shared.own;
+        own.asleep_forever
+            .store(timeout.is_none(), Ordering::Relaxed);
+        own.naps
+            .store(own.naps.load(Ordering::Relaxed) + 1, Ordering::Release);
         shared.poller.wait(timeout);
+        own.asleep_forever.store(false, Ordering::Relaxed);
         shared.sleeping.store(false, Ordering::SeqCst);
+        self.clock.set(Instant::now());
         let credit = self.spin_credit.get();
         self.spin_credit.set(if slept.elapsed() <= SPIN {
             (credit + 1).min(SPIN_CREDIT)

@@ -99,7 +99,9 @@
 
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -139,6 +141,8 @@ const TASK_ID_BLOCK: u64 = 64;
 const INBOX: u8 = 1;
 /// `attention` bits: an idle domain asked for work.
 const STEAL: u8 = 2;
+/// `attention` bits: someone waits for this domain's part of a task dump (`sched::inspect`).
+pub(crate) const DUMP: u8 = 4;
 
 /// The part of a domain that other threads use.
 pub(crate) struct DomainShared {
@@ -153,6 +157,16 @@ pub(crate) struct DomainShared {
     pub(crate) closed: AtomicBool,
     steal_request: AtomicUsize,
     poller: Poller,
+    /// The OS thread id of the domain's thread (0 until it runs): for the stall report's look
+    /// at `/proc`, and the monitor's census of threads.
+    pub(crate) tid: AtomicI32,
+    /// The task an inspector is reading (`sched::inspect`, the inspection protocol), or null:
+    /// the domain does not let that task's memory go while it is set.
+    pub(crate) inspected: AtomicPtr<Task>,
+    /// Serialises inspectors (the monitor, `diag::dump` callers) of this domain.
+    pub(crate) inspect_lock: Mutex<()>,
+    /// Dump requests waiting for this domain's answer (`sched::inspect`).
+    pub(crate) dump_requests: Mutex<Vec<Arc<super::inspect::DumpRequest>>>,
     /// What only the domain's own thread writes, on a cache line of its own: the fields above
     /// are written by other threads (wakers, thieves), and sharing a line with them would make
     /// every spawn and every task's end bounce it between cores.
@@ -169,6 +183,17 @@ pub(crate) struct OwnLine {
     pub(crate) spawned: AtomicU64,
     /// Tasks that ended (or were abandoned) here.
     pub(crate) finished: AtomicU64,
+    /// The task the domain is running right now, or null while it is in its scheduler
+    /// (relaxed; for the monitor's stall watch and the inspection protocol).
+    pub(crate) running: AtomicPtr<Task>,
+    /// Resumes of tasks so far: tells a task that keeps the domain from one that is resumed
+    /// again and again.
+    pub(crate) resumes: AtomicU64,
+    /// Sleeps in epoll so far (bumped as each begins): the monitor's proof that a domain slept
+    /// all along between two looks.
+    pub(crate) naps: AtomicU64,
+    /// The domain sleeps with no deadline: no timer of its own can wake it.
+    pub(crate) asleep_forever: AtomicBool,
 }
 
 impl DomainShared {
@@ -182,10 +207,18 @@ impl DomainShared {
             closed: AtomicBool::new(false),
             steal_request: AtomicUsize::new(NO_REQUEST),
             poller: Poller::new()?,
+            tid: AtomicI32::new(0),
+            inspected: AtomicPtr::new(std::ptr::null_mut()),
+            inspect_lock: Mutex::new(()),
+            dump_requests: Mutex::new(Vec::new()),
             own: OwnLine {
                 stealable: AtomicUsize::new(0),
                 spawned: AtomicU64::new(0),
                 finished: AtomicU64::new(0),
+                running: AtomicPtr::new(std::ptr::null_mut()),
+                resumes: AtomicU64::new(0),
+                naps: AtomicU64::new(0),
+                asleep_forever: AtomicBool::new(false),
             },
         })
     }
@@ -210,6 +243,27 @@ impl DomainShared {
     fn notify(&self) {
         self.attention.fetch_or(INBOX, Ordering::SeqCst);
         self.wake_if_sleeping();
+    }
+
+    /// Asks the domain for its part of a task dump: the wake-up protocol's steps 1-2, with the
+    /// DUMP bit instead of INBOX.
+    pub(crate) fn request_dump(&self, request: Arc<super::inspect::DumpRequest>) {
+        self.dump_requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request);
+        self.attention.fetch_or(DUMP, Ordering::SeqCst);
+        self.wake_if_sleeping();
+    }
+
+    /// Clears attention bits the domain is about to look at.
+    pub(crate) fn attention_clear(&self, bits: u8) {
+        self.attention.fetch_and(!bits, Ordering::SeqCst);
+    }
+
+    /// Whether wake-ups or dump requests wait in the inbox (for the monitor).
+    pub(crate) fn has_mail(&self) -> bool {
+        self.attention.load(Ordering::SeqCst) & (INBOX | DUMP) != 0
     }
 
     /// The waker's half of the Dekker pair: called after a SeqCst write the sleeper re-checks
@@ -278,6 +332,11 @@ pub(crate) struct Local {
     deferred: Cell<usize>,
     /// The runtime is ending and this domain takes part (see `shutdown`).
     pub(crate) closing: Cell<bool>,
+    /// The domain's coarse clock: the last `Instant::now` it read (every few rounds, and when
+    /// idle), for the task dump's waiting times.
+    pub(crate) clock: Cell<Instant>,
+    /// Mirror of `shared.own.resumes`.
+    resumes: Cell<u64>,
     /// What the shutdown has seen and done on this domain.
     pub(crate) watch: RefCell<Watch>,
 }
@@ -302,6 +361,8 @@ impl Local {
             task_ids: Cell::new((0, 0)),
             deferred: Cell::new(0),
             closing: Cell::new(false),
+            clock: Cell::new(Instant::now()),
+            resumes: Cell::new(0),
             watch: RefCell::new(Watch::default()),
         }
     }
@@ -371,6 +432,9 @@ impl Local {
 
     /// Makes this the current thread's domain until the returned guard drops.
     pub(crate) fn enter(&self) -> EnterGuard {
+        // SAFETY: `gettid` has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        self.shared.tid.store(tid, Ordering::Release);
         let prev = super::LOCAL.with(|l| l.replace(self));
         EnterGuard { prev }
     }
@@ -483,8 +547,10 @@ impl Local {
                 if done() {
                     return;
                 }
+                let now = Instant::now();
+                self.clock.set(now);
                 if !self.timers.borrow().is_empty() {
-                    self.fire_timers(Instant::now());
+                    self.fire_timers(now);
                 }
                 // I/O readiness, so that sockets are served while tasks keep us busy.
                 self.shared.poller.poll_busy();
@@ -496,6 +562,9 @@ impl Local {
                 }
                 if attention & STEAL != 0 {
                     self.donate();
+                }
+                if attention & DUMP != 0 {
+                    self.answer_dumps();
                 }
             }
             match self.run_queue.pop() {
@@ -527,7 +596,15 @@ impl Local {
         let fiber = unsafe { task.fiber_mut() }
             .as_mut()
             .expect("a queued task has a fiber");
+        // For the monitor's stall watch (relaxed stores to our own line, no fence).
+        let own = &self.shared.own;
+        let resumes = self.resumes.get() + 1;
+        self.resumes.set(resumes);
+        own.resumes.store(resumes, Ordering::Relaxed);
+        own.running.store(ptr.as_ptr(), Ordering::Relaxed);
         let outcome = fiber.resume();
+        // Inspection protocol, step D2 (`sched::inspect`).
+        own.running.store(std::ptr::null_mut(), Ordering::Relaxed);
         super::set_current(std::ptr::null());
         match outcome {
             Some(Suspend::Yield) => self.run_queue.push(ptr),
@@ -535,6 +612,7 @@ impl Local {
                 // Park protocol, step 4.
                 if task.park.is_armed() {
                     task.parked.set(true);
+                    task.parked_at.set(Some(self.clock.get()));
                     if task.is_cancelled() {
                         // Stopped before it parked (and it kept waiting: it may be unwinding):
                         // the stop is applied now, or deferred.
@@ -570,6 +648,7 @@ impl Local {
     }
 
     fn retire(&self, ptr: TaskPtr) {
+        self.wait_out_inspection(ptr);
         let slot = {
             // SAFETY: the registry owns the task until we remove it below.
             let task = unsafe { ptr.as_ref() };
@@ -606,6 +685,7 @@ impl Local {
     /// and stack are leaked where they are (frames on that stack may be borrowed by others,
     /// such as a wait-queue node, so the memory must stay), and it finishes as `TaskDropped`.
     pub(crate) fn abandon(&self, ptr: TaskPtr) {
+        self.wait_out_inspection(ptr);
         // SAFETY: the registry owns the task until we remove it below; it is not running.
         let task = unsafe { ptr.as_ref() };
         // SAFETY: we are the task's domain thread and its fiber is suspended.

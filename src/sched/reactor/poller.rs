@@ -36,6 +36,13 @@ const WAKE_TOKEN: u64 = u64::MAX;
 /// Events read per `epoll_wait`.
 const BATCH: usize = 256;
 
+/// Live registrations of `poller` (for the monitor's deadlock watch).
+impl Poller {
+    pub(crate) fn registered(&self) -> usize {
+        self.registered.load(Ordering::SeqCst)
+    }
+}
+
 pub(crate) struct Poller {
     epoll: Epoll,
     wake: EventFd,
