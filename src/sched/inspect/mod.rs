@@ -379,7 +379,10 @@ pub(crate) fn install_sigquit() {
         }
         let on_quit = Arc::new(|_sig: i32| {
             let dump = collect(&super::monitor::live_runtimes());
-            eprintln!("bobine: SIGQUIT: the tasks of every live runtime follow\n{dump}");
+            eprintln!(
+                "bobine: SIGQUIT: the tasks of every live runtime follow\n{dump}\n\
+                 bobine: end of the task dump"
+            );
         });
         match super::signals::watch_diagnostic(libc::SIGQUIT, on_quit) {
             // It lasts as long as the process.

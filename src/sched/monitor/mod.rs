@@ -8,8 +8,9 @@
 //! - **deadlocks**: a runtime all of whose tasks are parked with nothing left that could wake
 //!   any of them is ended, and its `run` panics with `deadlock: all tasks are blocked` and the
 //!   task dump;
-//! - **shutdowns that take long**: a runtime still ending after [`SHUTDOWN_REPORT`] has the dump
-//!   of what it waits for printed, and again every [`SHUTDOWN_REPEAT`].
+//! - **shutdowns that take long**: a runtime still ending after [`SHUTDOWN_REPORT`]
+//!   (`BOBINE_SHUTDOWN_REPORT_MS` overrides it) has the dump of what it waits for printed, and
+//!   again every [`SHUTDOWN_REPEAT`].
 //!
 //! It looks every [`BUSY_TICK`] while some domain runs a task, every [`IDLE_TICK`] while all
 //! sleep, and not at all while no runtime is alive. It never touches a domain's state but
@@ -65,8 +66,19 @@ const BUSY_TICK: Duration = Duration::from_millis(5);
 const IDLE_TICK: Duration = Duration::from_millis(50);
 /// How long a runtime must look deadlocked, unchanged, before it is declared so.
 const CONFIRM: Duration = Duration::from_millis(200);
-/// How long a runtime may take to end before what it waits for is printed.
+/// How long a runtime may take to end before what it waits for is printed (unless
+/// `BOBINE_SHUTDOWN_REPORT_MS` says otherwise).
 const SHUTDOWN_REPORT: Duration = Duration::from_secs(5);
+
+fn shutdown_report() -> Duration {
+    static AFTER: OnceLock<Duration> = OnceLock::new();
+    *AFTER.get_or_init(|| {
+        std::env::var("BOBINE_SHUTDOWN_REPORT_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map_or(SHUTDOWN_REPORT, Duration::from_millis)
+    })
+}
 /// How often that report is repeated while the runtime still has not ended.
 const SHUTDOWN_REPEAT: Duration = Duration::from_secs(30);
 
@@ -273,7 +285,7 @@ impl Monitor {
         }
         let (since, last) = self.ending.entry(rt.id).or_insert((now, None));
         let due = match last {
-            None => now.duration_since(*since) >= SHUTDOWN_REPORT,
+            None => now.duration_since(*since) >= shutdown_report(),
             Some(at) => now.duration_since(*at) >= SHUTDOWN_REPEAT,
         };
         if due {
