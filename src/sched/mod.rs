@@ -4,7 +4,8 @@
 //! Glossary:
 //! - **domain**: one OS thread running one scheduler loop ([`domain::Local`]), with its own run
 //!   queue, timers, stack pool and epoll instance. Its cross-thread face is
-//!   [`domain::DomainShared`] (inbox, sleeping flag, eventfd, steal requests).
+//!   [`domain::DomainShared`] (inbox, sleeping flag, eventfd, the thieves' end of its deque of
+//!   never-started tasks).
 //! - **runtime**: a set of domains started by `run` (or the global runtime used by `spawn` outside
 //!   any runtime) sharing ids, the stack arena and the shutdown protocol ([`runtime`]).
 //! - **task**: see [`task`]. A task runs on one domain from its first run to its end.
@@ -299,3 +300,4 @@ pub(crate) fn yield_now() {
         std::thread::yield_now();
     }
 }
+

@@ -5,7 +5,7 @@
 //!
 //! | state    | fiber                 | where the task is                                   | may be resumed |
 //! |----------|-----------------------|-----------------------------------------------------|----------------|
-//! | NEW      | `Some`, not started   | a domain's registry and run queue, or an inbox; may move to another domain | yes (first run) |
+//! | NEW      | `Some`, not started   | a domain's registry and run queue, an inbox, or a domain's stealable deque; may move to another domain | yes (first run) |
 //! | STARTED  | `Some`, started       | its domain's registry, and its run queue when ready  | when ready     |
 //! | FINISHED | `None`                | nowhere; only handles (join, `Thread`) keep it alive | no             |
 //!
