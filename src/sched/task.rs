@@ -139,6 +139,8 @@ pub(crate) struct Task {
     pub(crate) draining: Cell<bool>,
     /// Soft waits the shutdown gave up for this task.
     pub(crate) given_up: Cell<u8>,
+    /// Operations that completed without blocking, counted by `sched::preempt_point`.
+    pub(crate) ticks: Cell<u32>,
     /// Set (release) by its domain when the shutdown abandons the task, before it finishes:
     /// it never resumes, so a waker that finds it chosen hands what it handed over to the next
     /// waiter instead ([`Unparker::is_dead`]). Any thread may read it.
@@ -242,6 +244,7 @@ impl Task {
             switched_unwinding: Cell::new(false),
             draining: Cell::new(false),
             given_up: Cell::new(0),
+            ticks: Cell::new(0),
             abandoned: AtomicBool::new(false),
 
             domain: UnsafeCell::new(None),
