@@ -89,10 +89,8 @@ impl Local {
         if done() {
             return;
         }
-        if self.peers {
-            if self.try_steal() || self.spin_for_work(next_deadline, done) {
-                return;
-            }
+        if self.peers && (self.try_steal() || self.spin_for_work(next_deadline, done)) {
+            return;
         }
         let shared = &self.shared;
         let slept = Instant::now();
