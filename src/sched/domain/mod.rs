@@ -34,8 +34,8 @@
 //!    INBOX bit of `attention` (SeqCst).
 //! 2. It then does `sleeping.swap(false)` (SeqCst); only if that returned true does it write the
 //!    eventfd. A busy domain therefore costs its wakers no syscall.
-//! 3. A domain about to sleep stores `sleeping = true` (SeqCst), then re-checks INBOX; if set
-//!    it does not sleep. Otherwise it waits in epoll, and clears `sleeping` when it wakes.
+//! 3. A domain about to sleep stores `sleeping = true` (SeqCst), then re-checks INBOX (and the
+//!    peers' deques: "Work stealing", step 2); if set it does not sleep. Otherwise it waits in epoll, and clears `sleeping` when it wakes.
 //! 4. Steps 1-2 and 3 form a Dekker pair: either the waker sees `sleeping` and writes the
 //!    eventfd, or the domain sees INBOX and does not sleep. No wake-up is lost.
 //!
@@ -96,9 +96,10 @@
 //!    runtime (a one-domain runtime has no deque: its spawns are as before).
 //! 3. **Run in order.** The owner's loop, popping a marker, pops the deque's front: the oldest
 //!    never-started task still there. If thieves took it, the marker finds nothing and is
-//!    skipped. Markers never fall behind the tasks (one per push; a steal removes a task and
-//!    leaves a marker), and the loop also pops the deque whenever its run queue is empty, so
-//!    a task without a marker (see step 5) still runs. Tasks of one domain thus start in spawn
+//!    skipped. Each push of step 1 adds a marker and a steal takes a task but leaves its
+//!    marker, so markers do not fall behind the deque's tasks, but for a batch of step 5, whose
+//!    count may come out low if thieves take from it meanwhile; and the loop also pops the
+//!    deque whenever its run queue is empty, so a task without a marker still runs. Tasks of one domain thus start in spawn
 //!    order, interleaved with started tasks as before; only a steal lets a later task start
 //!    ahead of started tasks queued between its marker and an earlier, stolen one's.
 //! 4. **Take ownership.** Whoever gets a task out of a deque (the owner in step 3, a thief in
