@@ -123,7 +123,10 @@ impl Local {
     }
 
     /// The spin before sleeping (see the module doc): true if work arrived meanwhile (an inbox
-    /// bit, a peer's stealable task, a stop, or `done`).
+    /// bit, a stop, or `done`). It does not watch the peers' deques: a task just spawned is
+    /// usually about to be run by its spawner's domain, and taking it away at once would turn
+    /// the spawner's join into a cross-domain wake-up; the look before sleeping takes what is
+    /// still there (work stealing, step 2).
     pub(super) fn spin_for_work(
         &self,
         next_deadline: Option<Instant>,
@@ -152,7 +155,7 @@ impl Local {
                     break 'spin true;
                 }
             }
-            if shared.stop.load(Ordering::Relaxed) || done() || self.peer_has_stealable() {
+            if shared.stop.load(Ordering::Relaxed) || done() {
                 break true;
             }
             if Instant::now() >= until {

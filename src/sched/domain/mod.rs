@@ -109,9 +109,10 @@
 //! 5. **Steal.** An idle domain (nothing in its run queue, its inbox or its own deque) picks the
 //!    peer whose deque is longest and takes half of its tasks, at most 32, in one CAS
 //!    (`steal_batch_and_pop`): the first into its registry and run queue (step 4), the rest
-//!    into its own deque with one marker each, where they stay stealable by others. Then it
-//!    spins or sleeps as below if it found nothing; while spinning it looks at the peers'
-//!    deques every 64 spins.
+//!    into its own deque with one marker each, where they stay stealable by others. If it found
+//!    nothing it spins, then sleeps, as below; the spin watches its own `attention` only (a
+//!    task just spawned is usually about to run on its spawner's domain), and the look before
+//!    sleeping (step 2) sends it back here if a peer's deque has a task by then.
 //!
 //! Why no task is lost or run twice: a task is in exactly one place at every moment, one
 //! deque, a thief's hands between the CAS and step 4 (on that thread, with no switch), or one
