@@ -122,9 +122,12 @@ fn unbounded_send_loop_lets_its_receiver_on_the_same_domain_run() {
 /// The same on two domains with plain threads sending too: the receiver and one sender are
 /// pinned to domain 0, another sender task may run on either domain, and two plain threads
 /// send from outside. Every message arrives once and in order per sender, and the pinned
-/// sender stays within two yield intervals of the receiver (one more than on one domain: a
-/// receiver woken from another thread waits in the inbox, and may be queued behind the
-/// sender's yield once).
+/// sender does not run away from its receiver: without the yields the receiver could not run
+/// until that sender's loop ended, and its backlog would reach the whole loop. No tight bound
+/// holds here, unlike on one domain: a receiver woken by another thread is in no queue of
+/// domain 0 until that thread has pushed it on the inbox, and the OS may deschedule the waker
+/// in between while the sender's looks at its domain find nothing ready; so the test asserts a
+/// quarter of the loop.
 #[test]
 fn unbounded_sends_from_tasks_and_threads_across_domains_arrive_once() {
     common::watchdog(
@@ -158,7 +161,7 @@ fn unbounded_sends_from_tasks_and_threads_across_domains_arrive_once() {
             });
             assert_eq!(total, 4 * PER_SENDER);
             assert!(
-                most <= 2 * PREEMPT_INTERVAL,
+                most <= PER_SENDER / 4,
                 "the sender on the receiver's domain ran {most} messages ahead of it"
             );
         },
