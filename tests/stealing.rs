@@ -242,3 +242,68 @@ fn steals_racing_the_shutdown_run_or_drop_each_task_once() {
         },
     );
 }
+
+/// The shape of std's `port_gone_concurrent`, on one domain: the main task sends in a loop
+/// until the send fails, while the receiver task, spawned first, takes one message and ends.
+/// The loop's yields let the receiver run, so the loop ends (before, it never yielded, the
+/// receiver never ran, and the buffer grew until the process was killed).
+#[test]
+fn send_loop_sees_its_receiver_go_on_one_domain() {
+    common::watchdog(30, "send_loop_sees_its_receiver_go_on_one_domain", || {
+        let sent = bobine::Builder::new().domains(1).run(|| {
+            let (tx, rx) = mpsc::channel::<u32>();
+            let receiver = thread::spawn(move || rx.recv().unwrap());
+            let mut sent = 0u64;
+            while tx.send(7).is_ok() {
+                sent += 1;
+            }
+            assert_eq!(receiver.join().unwrap(), 7);
+            sent
+        });
+        assert!(
+            sent >= 1,
+            "the receiver got a message, so one send succeeded"
+        );
+        assert!(
+            sent <= PREEMPT_INTERVAL,
+            "the receiver ran only after {sent} sends"
+        );
+    });
+}
+
+/// The shape of std's `test_recv_try_iter`, on one domain: a task asks for values with an
+/// unbounded `send` and collects the answers with `try_iter` in a loop that never blocks,
+/// until it has three; the main task answers each request. The asking loop's yields let the
+/// main task answer, so it gets its three answers.
+#[test]
+fn try_iter_request_loop_gets_its_answers_on_one_domain() {
+    common::watchdog(
+        30,
+        "try_iter_request_loop_gets_its_answers_on_one_domain",
+        || {
+            let total = bobine::Builder::new().domains(1).run(|| {
+                let (ask, asked) = mpsc::channel::<()>();
+                let (answer, answers) = mpsc::channel::<u32>();
+                let asker = thread::spawn(move || {
+                    let mut total = 0;
+                    loop {
+                        for v in answers.try_iter() {
+                            total += v;
+                            if total == 6 {
+                                return total;
+                            }
+                        }
+                        ask.send(()).unwrap();
+                    }
+                });
+                for () in asked.iter() {
+                    if answer.send(2).is_err() {
+                        break;
+                    }
+                }
+                asker.join().unwrap()
+            });
+            assert_eq!(total, 6);
+        },
+    );
+}
