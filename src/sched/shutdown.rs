@@ -11,7 +11,10 @@
 //!    stops every task it owns (the stop of `park::stop`: a parked task that reacts is woken and
 //!    unwinds from its park point; a never-started one drops its closure when it first runs).
 //!    Tasks that arrive later (spawned by a destructor, handed over by another domain, spawned
-//!    into a scope from a plain thread) are stopped as they arrive.
+//!    into a scope from a plain thread) are stopped as they arrive. A never-started task in a
+//!    stealable deque is in no registry: it is stopped when a domain takes it out to run it
+//!    (`domain`'s "Work stealing", step 4), or, taken by a domain that has not seen the end
+//!    yet, runs and is stopped with that domain's other tasks.
 //! 3. Each domain runs its loop as usual meanwhile: destructors may block, and do get their
 //!    lock, message, join, timer or socket, since the tasks that hold those are being stopped
 //!    too and every domain keeps running. A scope owner waits for its tasks (an uninterruptible

@@ -5,7 +5,7 @@
 //!
 //! | state    | fiber                 | where the task is                                   | may be resumed |
 //! |----------|-----------------------|-----------------------------------------------------|----------------|
-//! | NEW      | `Some`, not started   | a domain's registry and run queue, or an inbox; may move to another domain | yes (first run) |
+//! | NEW      | `Some`, not started   | a domain's registry and run queue, an inbox, or a domain's stealable deque; may move to another domain | yes (first run) |
 //! | STARTED  | `Some`, started       | its domain's registry, and its run queue when ready  | when ready     |
 //! | FINISHED | `None`                | nowhere; only handles (join, `Thread`) keep it alive | no             |
 //!
@@ -140,6 +140,8 @@ pub(crate) struct Task {
     pub(crate) draining: Cell<bool>,
     /// Soft waits the shutdown gave up for this task.
     pub(crate) given_up: Cell<u8>,
+    /// Operations that completed without blocking, counted by `sched::preempt_point`.
+    pub(crate) ticks: Cell<u32>,
     /// Set (release) by its domain when the shutdown abandons the task, before it finishes:
     /// it never resumes, so a waker that finds it chosen hands what it handed over to the next
     /// waiter instead ([`Unparker::is_dead`]). Any thread may read it.
@@ -252,6 +254,7 @@ impl Task {
             switched_unwinding: Cell::new(false),
             draining: Cell::new(false),
             given_up: Cell::new(0),
+            ticks: Cell::new(0),
             abandoned: AtomicBool::new(false),
             last_site: AtomicPtr::new(std::ptr::null_mut()),
             parked_at: Cell::new(None),

@@ -30,6 +30,18 @@
 //! design): the value in the shared buffer and the sender parked until the receive count
 //! passed its sequence number, which parked every sender and took the lock twice per side.
 //!
+//! **Sends that never block yield now and then.** An unbounded `send` (and a `send` that finds
+//! room, `try_send`, `try_recv`) never parks, so a task looping on it would keep its domain
+//! until the loop ends, and a receiver queued on the same domain would not run meanwhile: the
+//! buffer would grow with the whole loop (std's `port_gone_concurrent` and `test_recv_try_iter`
+//! run as tasks grew until the kernel killed the process). Each of those calls ends, outside
+//! the lock, in `sched::preempt_point`: every 64th such call of a task yields if other tasks
+//! of its domain are ready, as Go's scheduler preempts a goroutine. On one domain a sender
+//! then runs at most 64 messages ahead of its receiver, which drains the buffer on its turn.
+//! Plain threads never yield there. Rejected alternative: yielding only when the send wakes a
+//! receiver of the same domain: once woken, the receiver waits in the run queue while the
+//! sender's later sends find nobody waiting, so the sender would never yield again.
+//!
 //! The error types are std's own, re-exported.
 
 use std::cell::Cell;
@@ -208,6 +220,9 @@ impl<T> Chan<T> {
                     let receiver = state.recv_queue.pop_front();
                     drop(state);
                     self.hand_value_to(receiver);
+                    // Delivered; a sender that never blocks lets its domain's other tasks
+                    // (its receiver, often) run now and then.
+                    crate::sched::preempt_point();
                     return Ok(());
                 }
             }
@@ -458,7 +473,11 @@ impl<T> Chan<T> {
 }
 
 impl<T> Sender<T> {
-    /// Sends a value; fails (returning it) only if the receiver is gone. Never blocks.
+    /// Sends a value; fails (returning it) only if the receiver is gone. Never blocks, but in a
+    /// task every 64th send that did not wait yields if other tasks of the domain are ready, as
+    /// Go's scheduler preempts a goroutine: a task that sends in a loop to a receiver on its own
+    /// domain lets it run, and the messages queued between two of the receiver's turns stay
+    /// bounded. Such a yield is a stop point (a cancelled task unwinds there, its value sent).
     pub fn send(&self, t: T) -> Result<(), SendError<T>> {
         self.chan.send(t)
     }
@@ -467,15 +486,20 @@ impl<T> Sender<T> {
 impl<T> SyncSender<T> {
     /// Sends a value, parking while the buffer is full (or, for `sync_channel(0)`, until the
     /// receiver takes it). Fails, returning the value, if the receiver is gone. A task stopped
-    /// while it waits unwinds from here, and its value is not delivered.
+    /// while it waits unwinds from here, and its value is not delivered. A send that found
+    /// room may yield, as [`Sender::send`] does.
     #[track_caller]
     pub fn send(&self, t: T) -> Result<(), SendError<T>> {
         self.chan.send(t)
     }
 
-    /// Sends a value only if that needs no waiting.
+    /// Sends a value only if that needs no waiting. In a task, every 64th call without
+    /// waiting yields if other tasks of the domain are ready (see [`Sender::send`]), so a loop
+    /// of `try_send` on a full channel lets a receiver on the same domain run.
     pub fn try_send(&self, t: T) -> Result<(), TrySendError<T>> {
-        self.chan.try_send(t)
+        let sent = self.chan.try_send(t);
+        crate::sched::preempt_point();
+        sent
     }
 }
 
@@ -487,9 +511,13 @@ impl<T> Receiver<T> {
         self.chan.recv(None).map_err(|_| RecvError)
     }
 
-    /// Takes the next value if one is there.
+    /// Takes the next value if one is there. In a task, every 64th call without waiting
+    /// yields if other tasks of the domain are ready (see [`Sender::send`]), so a `try_recv`
+    /// loop lets a sender on the same domain run.
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.chan.try_recv()
+        let got = self.chan.try_recv();
+        crate::sched::preempt_point();
+        got
     }
 
     /// Like [`Receiver::recv`], giving up after `timeout` (a timer of the domain).

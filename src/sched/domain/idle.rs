@@ -1,21 +1,20 @@
-//! What a domain does about work it has not got: publishing what it could give away, asking
-//! peers for theirs, handing it over, and spinning, then sleeping, when there is nothing to run
-//! (the protocols are in the parent module's doc: "Cross-thread wake-up", "Spinning before
-//! sleeping", "Work requesting").
+//! What a domain does about work it has not got: waking a peer when stealable work appears,
+//! taking never-started tasks from a busy peer's deque, and spinning, then sleeping, when there
+//! is nothing to run (the protocols are in the parent module's doc: "Cross-thread wake-up",
+//! "Spinning before sleeping", "Work stealing").
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::sched::task::Task;
+use crossbeam_deque::Steal;
 
-use super::{DUMP, IDLE_RECHECK, INBOX, Local, NO_REQUEST, SPIN, SPIN_CREDIT, STEAL};
+use super::{DUMP, INBOX, Local, MARKER, SPIN, SPIN_CREDIT};
 
 impl Local {
     /// Work that another domain could take has appeared here: wake one sleeping domain so it can
-    /// ask for it (it would otherwise sleep until its next timer). Called when our count of
-    /// never-started tasks goes from 0 to 1, so a busy spawner pays one scan of the domains'
-    /// flags per batch, and a syscall only when a domain actually sleeps.
+    /// take it (it would otherwise sleep until its next timer). Called when our stealable deque
+    /// holds one task after a push (work stealing, step 2), so a busy spawner pays one scan of
+    /// the domains' flags per batch, and a syscall only when a domain actually sleeps.
     pub(super) fn wake_idle_peer(&self) {
         for d in &self.rt.domains {
             if d.index != self.shared.index && d.wake_if_sleeping() {
@@ -24,91 +23,52 @@ impl Local {
         }
     }
 
-    /// Publishes how many never-started tasks we could give away.
-    ///
-    /// Only a change to or from zero takes part in the Dekker pair with an idle peer's
-    /// `sleeping` flag (it must be SeqCst, an `xchg` on x86); other changes only guide a
-    /// thief's choice of victim and are plain stores. A runtime of one domain has nobody to
-    /// tell. So a burst of spawns pays for one fence, not one per spawn.
-    #[inline]
-    pub(super) fn set_stealable(&self, n: usize) {
-        let was = self.stealable.replace(n);
-        if self.rt.domains.len() == 1 {
-            return;
-        }
-        if (was == 0) != (n == 0) {
-            self.shared.own.stealable.store(n, Ordering::SeqCst);
-        } else {
-            self.shared.own.stealable.store(n, Ordering::Relaxed);
-        }
-    }
-
-    /// Moves half of our never-started tasks to the domain that asked for work.
-    pub(super) fn donate(&self) {
-        self.shared.attention.fetch_and(!STEAL, Ordering::Relaxed);
-        let thief = self
-            .shared
-            .steal_request
-            .swap(NO_REQUEST, Ordering::Relaxed);
-        let stealable = self.stealable.get();
-        if thief == NO_REQUEST || thief == self.shared.index || stealable == 0 {
-            return;
-        }
-        let give = stealable.div_ceil(2);
-        let mut skip = stealable - give;
-        let mut taken = 0;
-        let moved = self.run_queue.extract(|ptr| {
-            // SAFETY: queued tasks are owned by our registry.
-            let t = unsafe { ptr.as_ref() };
-            if t.is_started() || t.pinned || taken == give {
-                return false;
-            }
-            if skip > 0 {
-                skip -= 1;
-                return false;
-            }
-            taken += 1;
-            true
-        });
-        self.set_stealable(stealable - moved.len());
-        let mut registry = self.registry.borrow_mut();
-        let out: Vec<Arc<Task>> = moved
-            .into_iter()
-            // SAFETY: still owned by the registry until removed just here.
-            .filter_map(|ptr| registry.remove(unsafe { ptr.as_ref() }.slot()))
-            .collect();
-        drop(registry);
-        if let Some(d) = self.rt.domains.get(thief) {
-            d.push_many(out);
-        }
-    }
-
-    pub(super) fn try_steal(&self) {
+    /// Work stealing, step 5: takes half (at most 32) of the never-started tasks of the peer
+    /// whose deque holds the most, into our own deque, and queues the first of them; false if
+    /// no peer had any.
+    pub(super) fn try_steal(&self) -> bool {
         let me = self.shared.index;
-        let victim = self
-            .rt
-            .domains
-            .iter()
-            .filter(|d| d.index != me)
-            .map(|d| (d.own.stealable.load(Ordering::Relaxed), d))
-            .filter(|(n, _)| *n > 0)
-            .max_by_key(|(n, _)| *n);
-        if let Some((_, d)) = victim {
-            if d.steal_request
-                .compare_exchange(NO_REQUEST, me, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
-                d.attention.fetch_or(STEAL, Ordering::Release);
+        loop {
+            let victim = self
+                .rt
+                .domains
+                .iter()
+                .filter(|d| d.index != me)
+                .map(|d| (d.stealer.len(), d))
+                .filter(|(n, _)| *n > 0)
+                .max_by_key(|(n, _)| *n);
+            let Some((_, d)) = victim else {
+                return false;
+            };
+            let before = self.stealable.len();
+            match d.stealer.steal_batch_and_pop(&self.stealable) {
+                Steal::Success(task) => {
+                    let ptr = self.register(task);
+                    self.run_queue.push(ptr);
+                    // One marker per task moved into our deque. Thieves of ours may have
+                    // taken some meanwhile (then a marker finds nothing), and a count too low
+                    // is harmless too: the loop takes from the deque when the queue is empty.
+                    for _ in before..self.stealable.len() {
+                        self.run_queue.push(MARKER);
+                    }
+                    return true;
+                }
+                // Lost a race with the owner or another thief: look again.
+                Steal::Retry => continue,
+                Steal::Empty => return false,
             }
         }
     }
 
+    /// Whether a peer's stealable deque holds a task. Each look has a SeqCst fence between
+    /// its reads of the deque's ends: the sleeper's half of the Dekker pair of work stealing,
+    /// step 2.
     pub(super) fn peer_has_stealable(&self) -> bool {
         let me = self.shared.index;
         self.rt
             .domains
             .iter()
-            .any(|d| d.index != me && d.own.stealable.load(Ordering::SeqCst) > 0)
+            .any(|d| d.index != me && !d.stealer.is_empty())
     }
 
     pub(super) fn idle(&self, done: &dyn Fn() -> bool) {
@@ -129,11 +89,8 @@ impl Local {
         if done() {
             return;
         }
-        if self.rt.domains.len() > 1 {
-            self.try_steal();
-            if self.spin_for_work(next_deadline, done) {
-                return;
-            }
+        if self.peers && (self.try_steal() || self.spin_for_work(next_deadline, done)) {
+            return;
         }
         let shared = &self.shared;
         let slept = Instant::now();
@@ -145,13 +102,10 @@ impl Local {
             let tick = crate::sched::shutdown::TICK;
             timeout = Some(timeout.map_or(tick, |t| t.min(tick)));
         }
-        if self.rt.domains.len() > 1 && self.peer_has_stealable() {
-            // Work appeared on a peer after `try_steal` looked, and its 0 -> 1 wake-up may
-            // have found us not yet asleep: ask again shortly instead of sleeping for good.
-            self.try_steal();
-            timeout = Some(timeout.map_or(IDLE_RECHECK, |t| t.min(IDLE_RECHECK)));
-        }
         if shared.attention.load(Ordering::SeqCst) & (INBOX | DUMP) != 0
+            // Work appeared on a peer after `try_steal` looked, and its wake-up may have found
+            // us not yet asleep (work stealing, step 2): go and take it.
+            || (self.peers && self.peer_has_stealable())
             || shared.stop.load(Ordering::SeqCst)
             || done()
         {
@@ -177,7 +131,10 @@ impl Local {
     }
 
     /// The spin before sleeping (see the module doc): true if work arrived meanwhile (an inbox
-    /// or steal bit, a stop, or `done`).
+    /// bit, a stop, or `done`). It does not watch the peers' deques: a task just spawned is
+    /// usually about to be run by its spawner's domain, and taking it away at once would turn
+    /// the spawner's join into a cross-domain wake-up; the look before sleeping takes what is
+    /// still there (work stealing, step 2).
     pub(super) fn spin_for_work(
         &self,
         next_deadline: Option<Instant>,

@@ -5,11 +5,11 @@
 //! ```text
 //!  loop:
 //!    stop?                      -> leave (see runtime.rs for shutdown)
-//!    inbox flag set?            -> move the inbox into the run queue
-//!    steal request?             -> donate half of our never-started tasks
+//!    inbox flag set?            -> move the inbox into the run queue (or the stealable deque)
 //!    every 61st round           -> fire due timers, check `done`
-//!    pop the run queue front    -> resume it; requeue on Yield, check the word on Park, retire on end
-//!    nothing to run             -> fire timers, ask a busy domain for work, sleep in epoll
+//!    pop the run queue front    -> a marker: take the oldest task of our stealable deque;
+//!                                  resume it; requeue on Yield, check the word on Park, retire on end
+//!    nothing to run             -> fire timers, steal from a busy domain, spin, sleep in epoll
 //! ```
 //!
 //! A yield or a park touches no atomics beyond the task's park word and one relaxed load of the
@@ -18,12 +18,15 @@
 //!
 //! ## Who owns a task
 //!
-//! Every task of a domain, started or not, is owned by the domain's **registry** (one strong
-//! reference) from the moment it is queued there until it ends or the runtime unwinds it. The
-//! run queue holds plain pointers into the registry, so queueing, yielding and waking locally
-//! cost no reference counting. The **inbox** is different: it holds owning references (a remote
-//! waker's, or a task handed over by another thread), which the domain turns into registry
-//! entries or drops when it drains the inbox.
+//! Every task a domain has started, and every never-started task it keeps to itself (pinned
+//! ones, and all of them in a runtime of one domain or while the runtime ends), is owned by
+//! the domain's **registry** (one strong reference) from the moment it is queued there until it
+//! ends or the runtime unwinds it. The run queue holds plain pointers into the registry, so
+//! queueing, yielding and waking locally cost no reference counting. Two queues hold owning
+//! references instead: the **inbox** (a remote waker's reference, or a task handed over by
+//! another thread), which the domain turns into registry entries or drops when it drains it;
+//! and the **stealable deque** (see "Work stealing"), whose never-started tasks enter the
+//! registry of whichever domain takes them out, just before their first run.
 //!
 //! ## Cross-thread wake-up (inbox + eventfd)
 //!
@@ -31,8 +34,8 @@
 //!    INBOX bit of `attention` (SeqCst).
 //! 2. It then does `sleeping.swap(false)` (SeqCst); only if that returned true does it write the
 //!    eventfd. A busy domain therefore costs its wakers no syscall.
-//! 3. A domain about to sleep stores `sleeping = true` (SeqCst), then re-checks INBOX; if set
-//!    it does not sleep. Otherwise it waits in epoll, and clears `sleeping` when it wakes.
+//! 3. A domain about to sleep stores `sleeping = true` (SeqCst), then re-checks INBOX (and the
+//!    peers' deques: "Work stealing", step 2); if set it does not sleep. Otherwise it waits in epoll, and clears `sleeping` when it wakes.
 //! 4. Steps 1-2 and 3 form a Dekker pair: either the waker sees `sleeping` and writes the
 //!    eventfd, or the domain sees INBOX and does not sleep. No wake-up is lost.
 //!
@@ -64,16 +67,69 @@
 //! Spinning changes when a wake-up is seen, never whether: a domain that stops spinning goes
 //! through steps 3-4 as before.
 //!
-//! ## Work requesting
+//! ## Work stealing
 //!
 //! Tasks never migrate once started, but a task that has not started yet is only a `Send`
-//! closure on a stack. An idle domain picks the domain that publishes the most never-started
-//! tasks, stores its own index in that domain's `steal_request` and sets its STEAL bit. The busy domain sees the
-//! request at its next round and moves half of its never-started, non-pinned tasks to the
-//! requester's inbox. So that a domain asleep in epoll hears of new work, a domain whose count
-//! of never-started tasks goes from 0 to 1 wakes one sleeping peer (clearing its `sleeping`
-//! flag first, as a remote waker does), which then asks for work as above. The busy domain's run queue stays single-threaded (no lock, no
-//! work-stealing deque on the spawn path).
+//! closure on a stack, and a domain whose task computes without yielding never comes back to
+//! its loop: whatever is queued behind that task must be taken **without the busy domain's
+//! help**. So in a runtime of several domains, each domain keeps its never-started, non-pinned
+//! tasks in a work-stealing deque (crossbeam-deque's Chase-Lev deque, FIFO flavour: Chase and
+//! Lev, "Dynamic circular work-stealing deque", SPAA 2005; Lê et al., "Correct and efficient
+//! work-stealing for weak memory models", PPoPP 2013). The owner pushes at the back and pops at
+//! the front; thieves take from the front too, with a CAS on the front index, so a task leaves
+//! the deque exactly once, to whoever won that CAS.
+//!
+//! 1. **Spawn.** A never-started, non-pinned task queued on a domain of a multi-domain runtime
+//!    that is not ending (spawned there, or adopted from its inbox) is pushed on the domain's
+//!    deque, and a [`MARKER`] is pushed on its run queue where the task would have been. The
+//!    deque's reference is the task's only owning one among the domains: no registry has it.
+//! 2. **Wake a peer.** After the push the owner issues a SeqCst fence and reads the deque's
+//!    length; if it holds one task (it was empty, or thieves emptied it), the owner wakes one
+//!    sleeping peer ([`DomainShared::wake_if_sleeping`]). A domain about to sleep stores
+//!    `sleeping = true` (SeqCst), then looks at every peer's deque (each look has a SeqCst fence
+//!    between its reads of the two ends) and does not sleep if one holds a task. Store, fence,
+//!    load on both sides: either the owner's fence comes first in the fences' total order, and
+//!    the sleeper's look sees the task, or the sleeper's comes first, and the owner reads the
+//!    front index the sleeper saw or a later one (so a length of at most 1) and then its
+//!    `sleeping` flag set: no domain sleeps through stealable work. The length check keeps a
+//!    burst of spawns to one wake scan; the fence is paid on every spawn of a multi-domain
+//!    runtime (a one-domain runtime has no deque: its spawns are as before).
+//! 3. **Run in order.** The owner's loop, popping a marker, pops the deque's front: the oldest
+//!    never-started task still there. If thieves took it, the marker finds nothing and is
+//!    skipped. Each push of step 1 adds a marker and a steal takes a task but leaves its
+//!    marker, so markers do not fall behind the deque's tasks, but for a batch of step 5, whose
+//!    count may come out low if thieves take from it meanwhile; and the loop also pops the
+//!    deque whenever its run queue is empty, so a task without a marker still runs. Tasks of one domain thus start in spawn
+//!    order, interleaved with started tasks as before; only a steal lets a later task start
+//!    ahead of started tasks queued between its marker and an earlier, stolen one's.
+//! 4. **Take ownership.** Whoever gets a task out of a deque (the owner in step 3, a thief in
+//!    step 5) moves the reference straight into its own registry before anything else runs on
+//!    its thread ([`Local::register`]), and the task starts there. Started tasks and pinned
+//!    tasks are never in a deque, so they never move.
+//! 5. **Steal.** An idle domain (nothing in its run queue, its inbox or its own deque) picks the
+//!    peer whose deque is longest and takes half of its tasks, at most 32, in one CAS
+//!    (`steal_batch_and_pop`): the first into its registry and run queue (step 4), the rest
+//!    into its own deque with one marker each, where they stay stealable by others. If it found
+//!    nothing it spins, then sleeps, as below; the spin watches its own `attention` only (a
+//!    task just spawned is usually about to run on its spawner's domain), and the look before
+//!    sleeping (step 2) sends it back here if a peer's deque has a task by then.
+//!
+//! Why no task is lost or run twice: a task is in exactly one place at every moment, one
+//! deque, a thief's hands between the CAS and step 4 (on that thread, with no switch), or one
+//! registry, and only the winner of the front CAS moves it out of a deque. Every task is
+//! counted as spawned before step 1 and as finished only when it ends, so
+//! [`RuntimeShared::all_finished`] stays false while any task sits in a deque or in a thief's
+//! hands. The shutdown (`shutdown`) stops a deque's task when it enters a registry: step 4
+//! sets its stop if that domain is ending, and a domain that has not seen the end yet runs it
+//! and stops it with its other tasks when it does; an ending domain queues new tasks in its
+//! registry directly (step 1 does not apply), so its own stop pass sees them.
+//!
+//! Rejected alternatives: work *requesting* (the previous design), where an idle domain asked
+//! a busy one, which handed half of its never-started tasks over from its loop: no atomics on
+//! the spawn path, but a task that never yields keeps the work behind it from ever being handed
+//! over. A run queue shared under a lock: a lock on every spawn and every first run. Checking
+//! emptiness before the push (no fence): a thief could empty the deque between that look and
+//! the push, and a peer then sleep through it.
 //!
 //! ## Many cores
 //!
@@ -82,34 +138,33 @@
 //!
 //! | path | state shared with other domains | cost when many domains run it at once |
 //! |------|--------------------------------|----------------------------------------|
-//! | spawn from a task | none but the target queue: task and thread ids come from per-domain blocks (one shared `fetch_add` per 64 or 256 spawns), the stack pool, task cache and registry are the domain's own, the spawn count and `stealable` live on the domain's own line ([`OwnLine`]); the arena's depot (a mutex) is visited once per 64 stacks, and only by a domain whose pool over- or underflows | flat |
-//! | the first spawn after the stealable count was 0 | reads the peers' `sleeping` flags until one is asleep, and wakes that one only | one line per peer read, on a 0 → 1 change, not per spawn |
+//! | spawn from a task, one domain | none but the target queue: task and thread ids come from per-domain blocks (one shared `fetch_add` per 64 or 256 spawns), the stack pool, task cache and registry are the domain's own, the spawn count lives on the domain's own line ([`OwnLine`]); the arena's depot (a mutex) is visited once per 64 stacks, and only by a domain whose pool over- or underflows | flat |
+//! | spawn from a task, several domains | as above, plus the domain's deque: a store of its back index, a SeqCst fence, a read of its front index (written by thieves); the first run pops it with one `lock xadd` on the front index | flat while nobody steals; thieves contend on one victim's front index only |
+//! | a spawn that leaves the deque with one task | reads the peers' `sleeping` flags until one is asleep, and wakes that one only | one line per peer read, not per spawn of a burst |
 //! | park, yield, unpark on the same domain | none | flat |
 //! | unpark from another domain or thread | the target domain's inbox mutex, `attention` and `sleeping` (one line) | contended only when many domains wake tasks of one domain at once |
-//! | an idle domain | the peers' `stealable` (read), one victim's `steal_request` (one CAS), the runtime's `spinning` counter | off the hot paths |
+//! | an idle domain | the peers' deque ends (read), one victim's front index (one CAS per batch of up to 32), the epoch of crossbeam's deque (pinned per steal), the runtime's `spinning` counter | off the hot paths |
 //!
-//! No idle herd: an idle domain that asks for work stores its request in one victim only, a
-//! victim serves one request at a time (the others go back to sleep and are woken by the next
-//! 0 → 1 change), and a 0 → 1 change wakes one sleeper. What a 16- to 64-core machine would
+//! No idle herd: a push that leaves one task in a deque wakes one sleeper, and thieves that
+//! lose the CAS to each other retry on the longest deque. What a 16- to 64-core machine would
 //! still show, and the remedy each would take: the per-domain inbox mutex under a fan-in of
 //! wake-ups (an intrusive MPSC list drained with one swap); the shutdown's `all_finished`,
-//! which sums two counters per domain (once per shutdown round, not per task); and, for never-
-//! started work stuck behind a task that never yields, a queue that an idle domain can take
-//! from without the busy one's help (a work-stealing deque).
+//! which sums two counters per domain (once per shutdown round, not per task); and thieves
+//! scanning every peer's deque (a random victim, as Go does, beyond some count of domains).
 
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
-use std::sync::atomic::{
-    AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering,
-};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+
+use crossbeam_deque::{Stealer, Worker};
 
 mod idle;
 mod queues;
 
 pub(crate) use queues::TaskPtr;
-use queues::{Registry, RunQueue};
+use queues::{MARKER, Registry, RunQueue};
 
 use super::park::Unparker;
 use super::reactor::Poller;
@@ -120,9 +175,6 @@ use super::timers::Timers;
 use crate::stack::Pool;
 use crate::switch::Suspend;
 
-const NO_REQUEST: usize = usize::MAX;
-/// How long an idle domain sleeps before asking again when a peer has work it did not get.
-const IDLE_RECHECK: std::time::Duration = std::time::Duration::from_millis(1);
 /// How long an idle domain may spin before it sleeps (see the module doc).
 const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 /// The most spin credit a domain holds (see the module doc).
@@ -139,23 +191,27 @@ const TASK_ID_BLOCK: u64 = 64;
 
 /// `attention` bits: the inbox has tasks.
 const INBOX: u8 = 1;
-/// `attention` bits: an idle domain asked for work.
-const STEAL: u8 = 2;
 /// `attention` bits: someone waits for this domain's part of a task dump (`sched::inspect`).
 pub(crate) const DUMP: u8 = 4;
+
+/// A domain's deque of never-started, non-pinned tasks (see "Work stealing").
+type Stealable = Worker<Arc<Task>>;
 
 /// The part of a domain that other threads use.
 pub(crate) struct DomainShared {
     pub(crate) index: usize,
     inbox: Mutex<Vec<Arc<Task>>>,
-    /// INBOX | STEAL: what the loop must look at besides its run queue (one load per round).
+    /// INBOX: what the loop must look at besides its run queue (one load per round).
     attention: AtomicU8,
     sleeping: AtomicBool,
     pub(crate) stop: AtomicBool,
     /// Set when the domain has shut down for good (shutdown step 5): nothing polls its epoll
     /// any more, so descriptors registered there must register elsewhere.
     pub(crate) closed: AtomicBool,
-    steal_request: AtomicUsize,
+    /// The thieves' end of the domain's stealable deque (see "Work stealing").
+    stealer: Stealer<Arc<Task>>,
+    /// The owner's end of that deque, until the domain's thread takes it (`Local::new`).
+    worker: Mutex<Option<Stealable>>,
     poller: Poller,
     /// The OS thread id of the domain's thread (0 until it runs): for the stall report's look
     /// at `/proc`, and the monitor's census of threads.
@@ -176,8 +232,6 @@ pub(crate) struct DomainShared {
 /// The fields of a [`DomainShared`] that only its domain's thread writes (others read them).
 #[repr(align(128))]
 pub(crate) struct OwnLine {
-    /// Never-started, non-pinned tasks in the run queue (published for idle domains).
-    stealable: AtomicUsize,
     /// Tasks spawned by this domain's tasks (wherever they run). The shutdown compares the sum
     /// over domains, plus the spawns from other threads, with the sum of `finished`.
     pub(crate) spawned: AtomicU64,
@@ -198,6 +252,7 @@ pub(crate) struct OwnLine {
 
 impl DomainShared {
     pub(crate) fn new(index: usize) -> std::io::Result<Self> {
+        let worker = Worker::new_fifo();
         Ok(DomainShared {
             index,
             inbox: Mutex::new(Vec::new()),
@@ -205,14 +260,14 @@ impl DomainShared {
             sleeping: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             closed: AtomicBool::new(false),
-            steal_request: AtomicUsize::new(NO_REQUEST),
+            stealer: worker.stealer(),
+            worker: Mutex::new(Some(worker)),
             poller: Poller::new()?,
             tid: AtomicI32::new(0),
             inspected: AtomicPtr::new(std::ptr::null_mut()),
             inspect_lock: Mutex::new(()),
             dump_requests: Mutex::new(Vec::new()),
             own: OwnLine {
-                stealable: AtomicUsize::new(0),
                 spawned: AtomicU64::new(0),
                 finished: AtomicU64::new(0),
                 running: AtomicPtr::new(std::ptr::null_mut()),
@@ -229,14 +284,6 @@ impl DomainShared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(task);
-        self.notify();
-    }
-
-    fn push_many(&self, tasks: Vec<Arc<Task>>) {
-        self.inbox
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(tasks);
         self.notify();
     }
 
@@ -267,8 +314,9 @@ impl DomainShared {
     }
 
     /// The waker's half of the Dekker pair: called after a SeqCst write the sleeper re-checks
-    /// (INBOX, or `stealable`), so this load must be SeqCst too (on aarch64 a weaker load may be
-    /// satisfied before that write is visible).
+    /// (INBOX), or after a SeqCst fence that follows a push on the stealable deque, so this load
+    /// must be SeqCst too (on aarch64 a weaker load may be satisfied before that write is
+    /// visible).
     fn wake_if_sleeping(&self) -> bool {
         if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
             self.poller.wake();
@@ -313,7 +361,10 @@ pub(crate) struct Local {
     registry: RefCell<Registry>,
     pub(crate) stacks: RefCell<Pool>,
     task_cache: RefCell<TaskCache>,
-    stealable: Cell<usize>,
+    /// Never-started, non-pinned tasks, which idle domains may take (see "Work stealing").
+    stealable: Stealable,
+    /// Whether the runtime has other domains (else nobody could steal: no deque is used).
+    peers: bool,
     countdown: Cell<u32>,
     /// Recent idle periods were short: how many more spins before sleeping are worth it.
     spin_credit: Cell<u8>,
@@ -343,7 +394,15 @@ pub(crate) struct Local {
 
 impl Local {
     pub(crate) fn new(rt: Arc<RuntimeShared>, index: usize) -> Local {
+        let stealable = rt.domains[index]
+            .worker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .expect("one Local per domain");
         Local {
+            peers: rt.domains.len() > 1,
+            stealable,
             shared: rt.domains[index].clone(),
             rt,
             run_queue: RunQueue::default(),
@@ -351,7 +410,6 @@ impl Local {
             registry: RefCell::new(Registry::default()),
             stacks: RefCell::new(Pool::default()),
             task_cache: RefCell::new(TaskCache::default()),
-            stealable: Cell::new(0),
             countdown: Cell::new(MAINTENANCE_INTERVAL),
             spin_credit: Cell::new(0),
             ids: Cell::new((0, 0)),
@@ -396,7 +454,9 @@ impl Local {
     /// inbox (a relaxed look: a hint for whether to spin, see `sched::spinning_may_help`).
     #[inline]
     pub(crate) fn has_ready_work(&self) -> bool {
-        !self.run_queue.is_empty() || self.shared.attention.load(Ordering::Relaxed) & INBOX != 0
+        !self.run_queue.is_empty()
+            || self.shared.attention.load(Ordering::Relaxed) & INBOX != 0
+            || !self.stealable.is_empty()
     }
 
     /// A fresh process-unique thread id for a task spawned here.
@@ -439,9 +499,30 @@ impl Local {
         EnterGuard { prev }
     }
 
-    /// Takes ownership of a task that is new to this domain (spawned here, or handed over
-    /// through the inbox) and queues it.
+    /// Takes a never-started task that is new to this domain (spawned here, or handed over
+    /// through the inbox) and queues it: on the stealable deque if other domains may take it
+    /// (work stealing, step 1), else in the registry and the run queue.
+    #[inline]
     pub(crate) fn adopt(&self, task: Arc<Task>) {
+        debug_assert!(!task.is_started());
+        if self.peers && !task.pinned && !self.closing.get() {
+            self.stealable.push(task);
+            self.run_queue.push(MARKER);
+            // Work stealing, step 2: the Dekker pair with a peer about to sleep.
+            std::sync::atomic::fence(Ordering::SeqCst);
+            if self.stealable.len() <= 1 {
+                self.wake_idle_peer();
+            }
+            return;
+        }
+        let ptr = self.register(task);
+        self.run_queue.push(ptr);
+    }
+
+    /// Makes the registry the owner of a never-started task that is to run here (work
+    /// stealing, step 4), and returns the queue's pointer to it.
+    #[inline]
+    fn register(&self, task: Arc<Task>) -> TaskPtr {
         let ptr = NonNull::from(&*task);
         let slot = self.registry.borrow_mut().insert(task);
         // SAFETY: the registry now owns the task, which lives until it is removed from there.
@@ -451,14 +532,28 @@ impl Local {
             // The runtime is ending: the task is stopped as it arrives (shutdown step 2).
             t.cancelled.store(true, Ordering::Release);
         }
-        if !t.is_started() && !t.pinned {
-            let n = self.stealable.get() + 1;
-            self.set_stealable(n);
-            if n == 1 && self.rt.domains.len() > 1 {
-                self.wake_idle_peer();
-            }
+        ptr
+    }
+
+    /// Calls `f` with every task waiting in our stealable deque (for the task dump): each is
+    /// taken out and put back in turn, so the deque's order stays; a thief may take some
+    /// meanwhile, and then they are not seen.
+    pub(crate) fn each_stealable(&self, mut f: impl FnMut(&Task)) {
+        let mut held = Vec::with_capacity(self.stealable.len());
+        while let Some(t) = self.stealable.pop() {
+            f(&t);
+            held.push(t);
         }
-        self.run_queue.push(ptr);
+        for t in held {
+            self.stealable.push(t);
+        }
+    }
+
+    /// The oldest never-started task still in our stealable deque, now owned by the registry.
+    #[inline]
+    fn take_stealable(&self) -> Option<TaskPtr> {
+        let task = self.stealable.pop()?;
+        Some(self.register(task))
     }
 
     /// Keeps the allocation of a finished task whose last reference this is, for the next spawn.
@@ -560,14 +655,22 @@ impl Local {
                 if attention & INBOX != 0 {
                     self.drain_inbox();
                 }
-                if attention & STEAL != 0 {
-                    self.donate();
-                }
                 if attention & DUMP != 0 {
                     self.answer_dumps();
                 }
             }
-            match self.run_queue.pop() {
+            let next = match self.run_queue.pop() {
+                // Work stealing, step 3: a marker takes the oldest task left in the deque, or
+                // nothing if thieves took it.
+                Some(p) if p == MARKER => match self.take_stealable() {
+                    Some(task) => Some(task),
+                    None => continue,
+                },
+                Some(task) => Some(task),
+                // Tasks a thief moved here beyond its markers (see `try_steal`).
+                None => self.take_stealable(),
+            };
+            match next {
                 Some(task) => {
                     if self.run_task(task) && done() {
                         return;
@@ -642,9 +745,6 @@ impl Local {
     fn start(&self, task: &Task) {
         // SAFETY: this is the task's first run, on the thread of the domain that owns it.
         unsafe { task.start(&self.shared) };
-        if !task.pinned {
-            self.set_stealable(self.stealable.get().saturating_sub(1));
-        }
     }
 
     fn retire(&self, ptr: TaskPtr) {
@@ -726,9 +826,9 @@ impl Local {
         }
     }
 
-    /// Whether the run queue is empty.
+    /// Whether the run queue and the stealable deque are empty.
     pub(crate) fn nothing_to_run(&self) -> bool {
-        self.run_queue.is_empty()
+        self.run_queue.has_no_task() && self.stealable.is_empty()
     }
 
     pub(crate) fn drain_inbox(&self) {
@@ -759,10 +859,10 @@ impl Local {
     /// the inbox (wake-ups that came late) and every registration, and marks the domain closed
     /// so that descriptors shared with a later runtime register there.
     pub(crate) fn close(&self) {
-        debug_assert!(self.run_queue.is_empty());
+        // Every task has ended: only markers of stolen tasks may be left.
+        debug_assert!(self.run_queue.has_no_task() && self.stealable.is_empty());
         self.run_queue.clear();
         drop(self.shared.take_inbox());
-        self.set_stealable(0);
         let timers = std::mem::take(&mut *self.timers.borrow_mut());
         drop(timers);
         self.shared.closed.store(true, Ordering::SeqCst);

@@ -1,6 +1,7 @@
-//! A domain's two task structures, both touched only by the domain's thread: the registry,
-//! which owns every task of the domain, and the run queue, which points into it (see "Who owns
-//! a task" in the parent module).
+//! A domain's two single-threaded task structures, touched only by the domain's thread: the
+//! registry, which owns every task the domain has started or keeps to itself, and the run
+//! queue, which points into it and holds markers for the stealable deque (see "Who owns a task"
+//! and "Work stealing" in the parent module).
 
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
@@ -41,7 +42,12 @@ impl Registry {
 /// A pointer to a task owned by the domain's registry.
 pub(crate) type TaskPtr = NonNull<Task>;
 
-/// The FIFO run queue: non-owning pointers into the registry.
+/// A run-queue entry that stands for "the oldest never-started task still in the domain's
+/// stealable deque" (see "Work stealing" in the parent module). No task lives at this address
+/// (`NonNull::dangling` is the type's alignment, inside the never-mapped first page).
+pub(super) const MARKER: TaskPtr = NonNull::dangling();
+
+/// The FIFO run queue: non-owning pointers into the registry, and [`MARKER`]s.
 ///
 /// Accessed only by the domain's thread (a `Local` is `!Sync`), and no borrow of the deque
 /// escapes a method, so the methods cannot overlap; that is what the unsafe blocks rely on.
@@ -63,22 +69,10 @@ impl RunQueue {
         // SAFETY: as in `push`.
         unsafe { (*self.0.get()).is_empty() }
     }
-    /// Removes the entries for which `take` says true, in queue order.
-    pub(super) fn extract(&self, mut take: impl FnMut(TaskPtr) -> bool) -> Vec<TaskPtr> {
-        let mut out = Vec::new();
-        // SAFETY: as in `push`; `take` does not touch the run queue (callers pass plain
-        // predicates).
-        unsafe {
-            (*self.0.get()).retain(|&t| {
-                if take(t) {
-                    out.push(t);
-                    false
-                } else {
-                    true
-                }
-            })
-        };
-        out
+    /// Whether the queue holds no task pointer (markers aside).
+    pub(super) fn has_no_task(&self) -> bool {
+        // SAFETY: as in `push`.
+        unsafe { (*self.0.get()).iter().all(|&t| t == MARKER) }
     }
     pub(super) fn clear(&self) {
         // SAFETY: as in `push`.

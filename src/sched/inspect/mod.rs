@@ -247,6 +247,20 @@ impl Local {
                     .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
             });
         });
+        // Never-started tasks waiting in the stealable deque belong to no registry yet: they
+        // are taken out and put back in the same order, described on the way.
+        self.each_stealable(|task| {
+            out.push(TaskInfo {
+                id: task.thread_id,
+                name: task.name().map(str::to_owned),
+                runtime: self.rt.id,
+                domain: self.shared.index,
+                state: TaskState::Ready,
+                reason: None,
+                location: None,
+                waiting: Duration::ZERO,
+            })
+        });
         out
     }
 
