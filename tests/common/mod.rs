@@ -1,10 +1,12 @@
 //! Shared helpers for the integration tests: the watchdog (here), child runs of the test binary
-//! (`child`), connected descriptors (`fds`), panic texts (`panics`), and running bodies in tasks
-//! (`tasks`). Each test binary uses only some of them, hence `dead_code` is allowed.
+//! (`child`), connected descriptors (`fds`), resident memory (`memory`), panic texts (`panics`),
+//! and running bodies in tasks (`tasks`). Each test binary uses only some of them, hence
+//! `dead_code` is allowed.
 #![allow(dead_code)]
 
 pub mod child;
 pub mod fds;
+pub mod memory;
 pub mod panics;
 pub mod tasks;
 
