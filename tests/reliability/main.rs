@@ -30,7 +30,7 @@
 //! | messages, many-to-many | 40 000 | 1 000 000 |
 //! | cancel/deliver races | 2 000 | 100 000 |
 //! | cancellations of tasks holding sockets | 1 000 | 10 000 |
-//! | memory rounds (spawn, cancel, choose, connect/close) | 24 | 300 |
+//! | memory rounds (spawn, cancel, choose, connect/close) | 24 | 1 000 |
 //! | reset/half-close/vanish rounds | 20 | 500 |
 //! | `EMFILE` storms × clients each | 2 × 32 | 20 × 100 |
 //!

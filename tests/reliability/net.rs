@@ -92,13 +92,16 @@ fn wait_for(limit: Duration, cond: impl Fn() -> bool) -> bool {
     cond()
 }
 
-/// Answers one client: reads a byte, writes it back, waits for the client to close.
-fn echo_once(s: TcpStream) {
+/// Answers one client: reads a byte, writes it back, waits for the client to close, closes
+/// and counts it in `closed`.
+fn echo_once(s: TcpStream, closed: &AtomicUsize) {
     let mut b = [0u8; 1];
     (&s).read_exact(&mut b).unwrap();
     (&s).write_all(&b).unwrap();
     let mut rest = Vec::new();
     let _ = (&s).read_to_end(&mut rest);
+    drop(s);
+    closed.fetch_add(1, Ordering::SeqCst);
 }
 
 /// One client of the storm, on a plain thread: connects `fd` (made before the descriptor table
@@ -124,7 +127,8 @@ fn storm_child(cycles: u64, clients: usize) {
         };
         let total = (cycles as usize + 1) * clients;
         let accepted = Arc::new(AtomicUsize::new(0));
-        let acc = accepted.clone();
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (acc, clo) = (accepted.clone(), closed.clone());
         let server = thread::spawn(move || {
             let handlers: Vec<_> = (0..total)
                 .map(|_| {
@@ -132,7 +136,8 @@ fn storm_child(cycles: u64, clients: usize) {
                         .accept()
                         .expect("accept does not fail at EMFILE: it backs off and retries");
                     acc.fetch_add(1, Ordering::SeqCst);
-                    thread::spawn(move || echo_once(s))
+                    let clo = clo.clone();
+                    thread::spawn(move || echo_once(s, &clo))
                 })
                 .collect();
             for h in handlers {
@@ -141,6 +146,13 @@ fn storm_child(cycles: u64, clients: usize) {
         });
         let mut worst = (0, 0);
         for cycle in 0..cycles {
+            // The last storm's connections closed on both sides: the table stays full once
+            // filled, nothing in this process closes a descriptor until the hog is dropped.
+            assert!(
+                wait_for(Duration::from_secs(20), || closed.load(Ordering::SeqCst)
+                    == accepted.load(Ordering::SeqCst)),
+                "cycle {cycle}: the last storm's connections were not all closed"
+            );
             let socks: Vec<OwnedFd> = (0..clients).map(|_| raw_tcp_socket()).collect();
             let before = accepted.load(Ordering::SeqCst);
             let emfile_before = ACCEPT_EMFILE.load(Ordering::SeqCst);
