@@ -11,15 +11,17 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use bobine::net::{Shutdown, TcpListener, TcpStream};
+use bobine::net::{Shutdown, TcpListener, TcpStream, UnixListener};
 use bobine::thread;
 
 use crate::common::fds::{
-    connect_raw, exhaust_descriptors, lower_nofile, raw_tcp_socket, set_linger_zero,
+    connect_raw, connect_unix_raw, exhaust_descriptors, lower_nofile, raw_tcp_socket,
+    raw_unix_socket, set_linger_zero,
 };
 use crate::{CHILD_ENV, common, in_child, limit, size, test_path};
 
@@ -62,6 +64,9 @@ pub unsafe extern "C" fn accept4(
     r as libc::c_int
 }
 
+/// Which listener a child of [`reliability_emfile_storm`] serves on: `tcp` or `unix`.
+const KIND_ENV: &str = "BOBINE_RELIABILITY_KIND";
+
 /// The documented back-off of `TcpListener::accept` at `EMFILE`: 1 ms, doubling to 256 ms.
 const BACKOFF_MIN_MS: u64 = 1;
 const BACKOFF_MAX_MS: u64 = 256;
@@ -94,7 +99,10 @@ fn wait_for(limit: Duration, cond: impl Fn() -> bool) -> bool {
 
 /// Answers one client: reads a byte, writes it back, waits for the client to close, closes
 /// and counts it in `closed`.
-fn echo_once(s: TcpStream, closed: &AtomicUsize) {
+fn echo_once<S>(s: S, closed: &AtomicUsize)
+where
+    for<'a> &'a S: Read + Write,
+{
     let mut b = [0u8; 1];
     (&s).read_exact(&mut b).unwrap();
     (&s).write_all(&b).unwrap();
@@ -104,27 +112,141 @@ fn echo_once(s: TcpStream, closed: &AtomicUsize) {
     closed.fetch_add(1, Ordering::SeqCst);
 }
 
-/// One client of the storm, on a plain thread: connects `fd` (made before the descriptor table
-/// was filled), sends `tag`, expects it back.
-fn storm_client(fd: OwnedFd, addr: SocketAddrV4, tag: u8) -> std::net::TcpStream {
-    connect_raw(&fd, addr).expect("connect into the backlog");
-    let mut s = std::net::TcpStream::from(fd);
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s.write_all(&[tag]).unwrap();
-    s
+/// The listener of a storm: TCP on loopback, or a Unix socket file.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
 }
 
-/// The child body of the storm: `cycles` times, fills the descriptor table, lets `clients`
-/// clients connect, holds the table full for a while, frees it; every client is answered,
-/// then a last wave connects normally. Prints its figures.
-fn storm_child(cycles: u64, clients: usize) {
-    lower_nofile(128 + 3 * clients as u64);
-    bobine::Builder::new().domains(2).run(move || {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = match listener.local_addr().unwrap() {
-            SocketAddr::V4(a) => a,
-            SocketAddr::V6(_) => unreachable!("bound to 127.0.0.1"),
+/// Where the storm's clients connect.
+#[derive(Clone)]
+enum Target {
+    Tcp(SocketAddrV4),
+    Unix(PathBuf),
+}
+
+/// A client's end of a connection: what both kinds of std stream do.
+trait ClientStream: Read + Write + Send {}
+impl<S: Read + Write + Send> ClientStream for S {}
+
+impl Listener {
+    /// A new listener of `kind` (`"tcp"` or `"unix"`).
+    fn bind(kind: &str) -> Listener {
+        match kind {
+            "tcp" => Listener::Tcp(TcpListener::bind("127.0.0.1:0").unwrap()),
+            _ => {
+                let path = std::env::temp_dir().join(format!(
+                    "bobine-reliability-storm-{}.sock",
+                    std::process::id()
+                ));
+                let _ = std::fs::remove_file(&path);
+                Listener::Unix(UnixListener::bind(&path).unwrap(), path)
+            }
+        }
+    }
+
+    fn target(&self) -> Target {
+        match self {
+            Listener::Tcp(l) => match l.local_addr().unwrap() {
+                SocketAddr::V4(a) => Target::Tcp(a),
+                SocketAddr::V6(_) => unreachable!("bound to 127.0.0.1"),
+            },
+            Listener::Unix(_, path) => Target::Unix(path.clone()),
+        }
+    }
+
+    /// Accepts a connection and starts a task answering it (see [`echo_once`]).
+    fn accept_and_answer(&self, closed: Arc<AtomicUsize>) -> thread::JoinHandle<()> {
+        const WHY: &str = "accept does not fail at EMFILE: it backs off and retries";
+        match self {
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept().expect(WHY);
+                thread::spawn(move || echo_once(s, &closed))
+            }
+            Listener::Unix(l, _) => {
+                let (s, _) = l.accept().expect(WHY);
+                thread::spawn(move || echo_once(s, &closed))
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Target {
+    /// A socket for a client, made before the descriptor table is filled.
+    fn socket(&self) -> OwnedFd {
+        match self {
+            Target::Tcp(_) => raw_tcp_socket(),
+            Target::Unix(_) => raw_unix_socket(),
+        }
+    }
+
+    /// One client of the storm, on a plain thread: connects `fd` (made by [`Target::socket`]
+    /// before the descriptor table was filled), sends `tag`.
+    fn storm_client(&self, fd: OwnedFd, tag: u8) -> Box<dyn ClientStream> {
+        let mut s: Box<dyn ClientStream> = match self {
+            Target::Tcp(addr) => {
+                connect_raw(&fd, *addr).expect("connect into the backlog");
+                let s = std::net::TcpStream::from(fd);
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                Box::new(s)
+            }
+            Target::Unix(path) => {
+                connect_unix_raw(&fd, path).expect("connect into the backlog");
+                let s = std::os::unix::net::UnixStream::from(fd);
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                Box::new(s)
+            }
         };
+        s.write_all(&[tag]).unwrap();
+        s
+    }
+
+    /// A client connecting with a socket made now, sending `tag`.
+    fn client(&self, tag: u8) -> Box<dyn ClientStream> {
+        let mut s: Box<dyn ClientStream> = match self {
+            Target::Tcp(addr) => {
+                let s = std::net::TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                Box::new(s)
+            }
+            Target::Unix(path) => {
+                let s = std::os::unix::net::UnixStream::connect(path).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                Box::new(s)
+            }
+        };
+        s.write_all(&[tag]).unwrap();
+        s
+    }
+}
+
+/// Reads back each client's tag.
+fn expect_answers(streams: Vec<Box<dyn ClientStream>>, answered: &AtomicUsize) {
+    for (i, mut s) in streams.into_iter().enumerate() {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).expect("a pending client is answered");
+        assert_eq!(b[0], i as u8);
+        answered.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The child body of the storm on a listener of `kind`: `cycles` times, fills the descriptor
+/// table, lets `clients` clients connect, holds the table full for a while, frees it; every
+/// client is answered, then a last wave connects normally. Prints its figures.
+fn storm_child(kind: &str, cycles: u64, clients: usize) {
+    lower_nofile(128 + 3 * clients as u64);
+    let kind = kind.to_owned();
+    bobine::Builder::new().domains(2).run(move || {
+        let listener = Listener::bind(&kind);
+        let target = listener.target();
         let total = (cycles as usize + 1) * clients;
         let accepted = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicUsize::new(0));
@@ -132,12 +254,9 @@ fn storm_child(cycles: u64, clients: usize) {
         let server = thread::spawn(move || {
             let handlers: Vec<_> = (0..total)
                 .map(|_| {
-                    let (s, _) = listener
-                        .accept()
-                        .expect("accept does not fail at EMFILE: it backs off and retries");
+                    let h = listener.accept_and_answer(clo.clone());
                     acc.fetch_add(1, Ordering::SeqCst);
-                    let clo = clo.clone();
-                    thread::spawn(move || echo_once(s, &clo))
+                    h
                 })
                 .collect();
             for h in handlers {
@@ -153,27 +272,22 @@ fn storm_child(cycles: u64, clients: usize) {
                     == accepted.load(Ordering::SeqCst)),
                 "cycle {cycle}: the last storm's connections were not all closed"
             );
-            let socks: Vec<OwnedFd> = (0..clients).map(|_| raw_tcp_socket()).collect();
+            let socks: Vec<OwnedFd> = (0..clients).map(|_| target.socket()).collect();
             let before = accepted.load(Ordering::SeqCst);
             let emfile_before = ACCEPT_EMFILE.load(Ordering::SeqCst);
             let hog = exhaust_descriptors();
             let t0 = Instant::now();
             let (connected_tx, connected) = mpsc::channel();
             let answered = Arc::new(AtomicUsize::new(0));
-            let ans = answered.clone();
+            let (ans, tgt) = (answered.clone(), target.clone());
             let client_thread = std::thread::spawn(move || {
                 let streams: Vec<_> = socks
                     .into_iter()
                     .enumerate()
-                    .map(|(i, fd)| storm_client(fd, addr, i as u8))
+                    .map(|(i, fd)| tgt.storm_client(fd, i as u8))
                     .collect();
                 connected_tx.send(()).unwrap();
-                for (i, mut s) in streams.into_iter().enumerate() {
-                    let mut b = [0u8; 1];
-                    s.read_exact(&mut b).expect("a pending client is answered");
-                    assert_eq!(b[0], i as u8);
-                    ans.fetch_add(1, Ordering::SeqCst);
-                }
+                expect_answers(streams, &ans);
             });
             bobine::io::unblock(move || connected.recv().unwrap());
             // Out of descriptors with every client waiting: the server backs off.
@@ -208,19 +322,8 @@ fn storm_child(cycles: u64, clients: usize) {
         }
         // A last wave after the storms, with sockets made now.
         let late = std::thread::spawn(move || {
-            let streams: Vec<_> = (0..clients)
-                .map(|i| {
-                    let mut s = std::net::TcpStream::connect(addr).unwrap();
-                    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-                    s.write_all(&[i as u8]).unwrap();
-                    s
-                })
-                .collect();
-            for (i, mut s) in streams.into_iter().enumerate() {
-                let mut b = [0u8; 1];
-                s.read_exact(&mut b).unwrap();
-                assert_eq!(b[0], i as u8);
-            }
+            let streams = (0..clients).map(|i| target.client(i as u8)).collect();
+            expect_answers(streams, &AtomicUsize::new(0));
         });
         bobine::io::unblock(move || late.join()).unwrap();
         server.join().unwrap();
@@ -252,36 +355,49 @@ fn storm_child(cycles: u64, clients: usize) {
     });
 }
 
-/// An `EMFILE` storm survived: clients connect while the server's process is out of
-/// descriptors (a lowered `RLIMIT_NOFILE`, the table filled); the server neither fails nor
-/// busy-loops (its `EMFILE` attempts, counted, stay within the documented back-off), reports
-/// the condition once, serves every waiting client as soon as descriptors are freed, storm
-/// after storm, and then a last wave.
+/// An `EMFILE` storm survived, on a TCP and on a Unix listener: clients connect while the
+/// server's process is out of descriptors (a lowered `RLIMIT_NOFILE`, the table filled); the
+/// server neither fails nor busy-loops (its `EMFILE` attempts, counted, stay within the
+/// documented back-off), reports the condition once, serves every waiting client as soon as
+/// descriptors are freed, storm after storm, and then a last wave.
 #[test]
 fn reliability_emfile_storm() {
     const NAME: &str = "reliability_emfile_storm";
     let name = &test_path(module_path!(), NAME);
     let (cycles, clients) = (size(2, 20), size(32, 100) as usize);
     if in_child(name) {
-        common::watchdog(limit(30), NAME, || storm_child(cycles, clients));
+        let kind = std::env::var(KIND_ENV).unwrap();
+        common::watchdog(limit(30), NAME, || storm_child(&kind, cycles, clients));
         return;
     }
-    let stderr = common::child::run_ok(CHILD_ENV, name, limit(30) + 10);
-    assert!(
-        stderr.contains(&format!(
-            "child: {cycles} storms of {clients} clients survived"
-        )),
-        "{stderr}"
-    );
-    let reports = stderr
-        .lines()
-        .filter(|l| l.contains("bobine: accept on") && l.contains("Too many open files"))
-        .count();
-    assert_eq!(reports, 1, "the condition is reported once:\n{stderr}");
-    eprintln!(
-        "{}",
-        stderr.lines().find(|l| l.starts_with("child:")).unwrap()
-    );
+    common::watchdog(2 * limit(30) + 20, NAME, || {
+        for kind in ["tcp", "unix"] {
+            let (out, killed) = common::child::run_within(
+                name,
+                &[(CHILD_ENV, name), (KIND_ENV, kind), ("RUST_BACKTRACE", "0")],
+                Duration::from_secs(limit(30) + 10),
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!killed, "{kind}: the child hung\n{stderr}");
+            common::child::assert_ok(name, &out);
+            assert!(
+                stderr.contains(&format!(
+                    "child: {cycles} storms of {clients} clients survived"
+                )),
+                "{kind}: {stderr}"
+            );
+            let reports = stderr
+                .lines()
+                .filter(|l| l.contains("bobine: accept on") && l.contains("Too many open files"))
+                .count();
+            assert_eq!(
+                reports, 1,
+                "{kind}: the condition is reported once:\n{stderr}"
+            );
+            let figures = stderr.lines().find(|l| l.starts_with("child:")).unwrap();
+            eprintln!("{kind}: {figures}");
+        }
+    });
 }
 
 /// What a client asks of the server's handler, as its first four bytes.
