@@ -190,13 +190,30 @@ fn shutdown_child() {
                 .unwrap(),
         );
         // A destructor sleeping for an hour: the wait is given up, reported, the task ends.
-        let d = d.clone();
+        let d2 = d.clone();
         drop(
             named("soak-sleep-in-destructor")
                 .spawn(move || {
-                    let _c = DropCounter(d);
+                    let _c = DropCounter(d2);
                     let _s = SleepOnDrop;
                     thread::sleep(HOUR);
+                })
+                .unwrap(),
+        );
+        // A destructor flushing to a peer that never reads: the write's wait is given up,
+        // reported, the task ends.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = bobine::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        std::mem::forget(server);
+        let d = d.clone();
+        drop(
+            named("soak-flush-in-destructor")
+                .spawn(move || {
+                    let _c = DropCounter(d);
+                    let w = buffered(client, BUFFERED);
+                    thread::sleep(HOUR);
+                    drop(w);
                 })
                 .unwrap(),
         );
@@ -209,8 +226,8 @@ fn shutdown_child() {
 }
 
 /// `run` returning with tasks still blocked neither aborts nor hangs: tasks blocked in
-/// ordinary waits unwind (their destructors run); a destructor's sleep is given up and
-/// reported by task name; destructors waiting for what nothing will give (a message, a mutex a
+/// ordinary waits unwind (their destructors run); a destructor's sleep, and a destructor's
+/// flush to a peer that never reads, are given up and reported by task name; destructors waiting for what nothing will give (a message, a mutex a
 /// plain thread holds for ever) are reported by task name and abandoned; `run` returns.
 #[test]
 fn reliability_shutdown_never_hangs() {
@@ -224,7 +241,7 @@ fn reliability_shutdown_never_hangs() {
     assert!(
         stderr.contains(&format!(
             "child: run returned; {} destructors ran",
-            BLOCKED + 1
+            BLOCKED + 2
         )),
         "{stderr}"
     );
@@ -239,19 +256,34 @@ fn reliability_shutdown_never_hangs() {
             "'{task}' reported as abandoned:\n{stderr}"
         );
     }
-    assert!(
-        reported("soak-sleep-in-destructor", "that wait is given up"),
-        "the sleep in a destructor reported as given up:\n{stderr}"
-    );
-    assert!(
-        !reported("soak-sleep-in-destructor", "abandoned"),
-        "the task whose sleep was given up ends, it is not abandoned:\n{stderr}"
-    );
+    for task in ["soak-sleep-in-destructor", "soak-flush-in-destructor"] {
+        assert!(
+            reported(task, "that wait is given up"),
+            "'{task}' reported as given up:\n{stderr}"
+        );
+        assert!(
+            !reported(task, "abandoned"),
+            "'{task}', whose wait was given up, ends; it is not abandoned:\n{stderr}"
+        );
+    }
 }
 
 /// Bytes the panicking writer leaves in its `BufWriter`: more than the socket buffers hold, so
 /// the flush in its destructor must block until the reader drains them.
 const BUFFERED: usize = 8 << 20;
+
+/// A `BufWriter` over `s` holding `n` bytes (`i % 251` for the i-th), none written yet: they
+/// go in small pieces, which it keeps until it is full (a piece as large as its capacity
+/// would go straight through).
+fn buffered<W: Write>(s: W, n: usize) -> BufWriter<W> {
+    let mut w = BufWriter::with_capacity(n, s);
+    let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    for piece in data.chunks(4096) {
+        w.write_all(piece).unwrap();
+    }
+    assert_eq!(w.buffer().len(), n, "every byte still buffered");
+    w
+}
 
 /// The child body of the destructor test: checks everything and prints `child: ok`.
 fn panic_in_destructor_child() {
@@ -263,9 +295,7 @@ fn panic_in_destructor_child() {
         let client = bobine::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         let writer = thread::spawn_local(move || {
-            let mut w = BufWriter::with_capacity(BUFFERED, client);
-            let data: Vec<u8> = (0..BUFFERED).map(|i| (i % 251) as u8).collect();
-            w.write_all(&data).unwrap();
+            let _w = buffered(client, BUFFERED);
             panic!("soak: panic with a full buffer");
         });
         let reader = thread::spawn_local(move || {
