@@ -3,7 +3,9 @@
 //! process-wide figures, so each runs in a child process (see the crate doc).
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use bobine::TaskCancelled;
 use bobine::event::{self, Channel, select};
 use bobine::net::{TcpListener, TcpStream, UnixStream};
-use bobine::thread;
+use bobine::{miou, thread};
 
 use crate::common::fds::open_fds;
 use crate::common::memory::resident_bytes;
@@ -103,33 +105,140 @@ fn batch(settle: bool) {
     }
 }
 
-/// The child body of the descriptor test: `total` cancellations in batches, the descriptor
-/// count checked against the baseline after each.
+/// Reads from `fd` until the peer is gone, then waits for ever: a Miou task that ends only
+/// when it is cancelled, holding `fd` meanwhile.
+fn miou_hold(fd: &miou::unix::FileDescr) {
+    let mut buf = [0u8; 16];
+    while miou::unix::read(fd, &mut buf, 0, 16).is_ok_and(|n| n > 0) {}
+    thread::sleep(HOUR);
+}
+
+/// A Miou child of kind `kind` that takes descriptors (Miou_unix sockets) and parks holding
+/// them: a connection to `addr` (0, and 4 on another domain), a connection accepted from
+/// `listener` (1), a listener of its own parked in `accept`, on another domain (2), a child of
+/// its own holding a connection, awaited (3: cancelling the parent cancels the subtree).
+fn miou_holder(
+    kind: u64,
+    listener: &Rc<miou::unix::FileDescr>,
+    addr: SocketAddr,
+    parked: &Arc<AtomicU64>,
+) -> miou::Promise<()> {
+    use miou::unix;
+    let connect_and_hold = {
+        let parked = parked.clone();
+        move || {
+            let fd = unix::tcpv4().unwrap();
+            unix::connect(&fd, addr).unwrap();
+            parked.fetch_add(1, Ordering::SeqCst);
+            miou_hold(&fd);
+        }
+    };
+    let parked = parked.clone();
+    match kind {
+        0 => miou::call_cc(connect_and_hold),
+        1 => {
+            let listener = listener.clone();
+            miou::call_cc(move || {
+                let (fd, _) = unix::accept(&listener).unwrap();
+                parked.fetch_add(1, Ordering::SeqCst);
+                miou_hold(&fd);
+            })
+        }
+        2 => miou::call(move || {
+            let own = unix::tcpv4().unwrap();
+            unix::bind_and_listen(&own, "127.0.0.1:0".parse().unwrap()).unwrap();
+            parked.fetch_add(1, Ordering::SeqCst);
+            let _ = unix::accept(&own);
+            thread::sleep(HOUR);
+        }),
+        3 => miou::call_cc(move || {
+            let child = miou::call_cc(connect_and_hold);
+            miou::await_exn(child);
+        }),
+        _ => miou::call(connect_and_hold),
+    }
+}
+
+/// One batch of the Miou face: [`BATCH`] Miou children on a fresh listener, cancelled (with
+/// their subtrees) once all hold their descriptors, or right after they were spawned.
+fn miou_batch(settle: bool) {
+    let listener = miou::unix::tcpv4().unwrap();
+    miou::unix::bind_and_listen(&listener, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let listener = Rc::new(listener);
+    let parked = Arc::new(AtomicU64::new(0));
+    let ps: Vec<_> = (0..BATCH)
+        .map(|i| miou_holder(i % 5, &listener, addr, &parked))
+        .collect();
+    if settle {
+        while parked.load(Ordering::SeqCst) < BATCH {
+            thread::sleep(Duration::from_millis(1));
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    for p in &ps {
+        miou::cancel(p);
+    }
+    for p in ps {
+        assert!(
+            matches!(miou::await_(p), Err(miou::Error::Cancelled)),
+            "a cancelled Miou child"
+        );
+    }
+}
+
+/// The child body of the descriptor test: `total` cancellations in batches, half of std-face
+/// tasks, half of Miou children, the descriptor count checked against the baseline after each
+/// batch; and once both runtimes have ended, against the count before either started.
 fn cancelled_sockets_child(total: u64) {
+    let batches = total / BATCH / 2;
+    let before = open_fds();
     bobine::Builder::new().domains(2).run(move || {
         batch(true); // warm-up: the runtime's own descriptors are all open now
         let baseline = open_fds();
-        for b in 0..total / BATCH {
+        for b in 0..batches {
             batch(b % 2 == 0);
             assert_eq!(
                 open_fds(),
                 baseline,
-                "descriptors after batch {b} ({} cancellations) against the baseline",
+                "descriptors after batch {b} of tasks ({} cancellations) against the baseline",
                 (b + 1) * BATCH
             );
         }
-        eprintln!(
-            "child: {} cancellations of tasks holding sockets; descriptors back to {baseline} \
-             after each batch of {BATCH}",
-            total / BATCH * BATCH
-        );
     });
+    miou::run_with(1, move || {
+        miou_batch(true);
+        let baseline = open_fds();
+        for b in 0..batches {
+            miou_batch(b % 2 == 0);
+            assert_eq!(
+                open_fds(),
+                baseline,
+                "descriptors after batch {b} of Miou children ({} cancellations) against the \
+                 baseline",
+                (b + 1) * BATCH
+            );
+        }
+    });
+    assert_eq!(
+        open_fds(),
+        before,
+        "descriptors once both runtimes have ended, against the count before they started"
+    );
+    eprintln!(
+        "child: {} cancellations of tasks holding sockets (half std-face tasks, half Miou \
+         children); descriptors back to the baseline after each batch of {BATCH}, and to \
+         {before} once the runtimes ended",
+        2 * batches * BATCH
+    );
 }
 
-/// Cancelled tasks holding sockets release them: tasks holding Unix pairs, TCP connections
-/// (connected or accepted), a listener parked in `accept`, or parked in a `select` on
-/// readiness, cancelled in batches (once parked, or as they start); after every batch the
-/// process has exactly the descriptors it had before (counted in `/proc/self/fd`).
+/// Cancelled tasks holding sockets release them: std-face tasks holding Unix pairs, TCP
+/// connections (connected or accepted), a listener parked in `accept`, or parked in a `select`
+/// on readiness, and Miou children (and a subtree) holding Miou_unix sockets, cancelled in
+/// batches (once parked, or as they start); after every batch the process has exactly the
+/// descriptors it had before (counted in `/proc/self/fd`), and once the runtimes have ended,
+/// those it had before they started.
 #[test]
 fn reliability_cancelled_sockets_release_fds() {
     const NAME: &str = "reliability_cancelled_sockets_release_fds";
