@@ -54,8 +54,8 @@ mod messages;
 mod net;
 mod resources;
 
-/// Set (to the test's name) in the environment of a child process to make that test run its
-/// child body.
+/// Set (to the test's harness name, [`test_path`]) in the environment of a child process to
+/// make that test run its child body.
 pub const CHILD_ENV: &str = "BOBINE_RELIABILITY_CHILD";
 
 /// Whether the table's full sizes were asked for: `BOBINE_SOAK=1` in the environment.
