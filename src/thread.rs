@@ -133,6 +133,7 @@ pub(crate) fn current_id() -> u64 {
 }
 
 /// Parks the current task for at least `d`; other tasks of its domain run meanwhile.
+#[track_caller]
 pub fn sleep(d: Duration) {
     crate::time::sleep(d)
 }

@@ -144,6 +144,7 @@ pub fn yield_() {
 }
 
 /// `Thread.delay d`: sleeps `d` seconds (a negative or NaN `d` returns at once).
+#[track_caller]
 pub fn delay(secs: f64) {
     if secs > 0.0 {
         crate::time::sleep(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX));
