@@ -128,6 +128,7 @@ pub fn id(t: &T) -> u64 {
 
 /// `Thread.join t`: waits for the end of `t`; returns at once if it has ended (joining twice is
 /// fine). `join (self ())` blocks forever, as in OCaml.
+#[track_caller]
 pub fn join(t: &T) {
     match t.thread.task() {
         Some(task) => task.wait_finished("Thread.join"),

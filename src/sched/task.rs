@@ -523,10 +523,14 @@ impl Task {
 
     /// Blocks the caller until the task has finished, whatever happens to the caller: a stop
     /// does not cut this wait short (for a parent that must outlive its children).
+    #[track_caller]
     pub(crate) fn wait_finished_uninterruptibly(&self, reason: &'static str) {
         self.wait_finished_as(&super::park::Wait::uninterruptible(reason));
     }
 
+    /// The wait of the two above; `#[track_caller]` like them, so the park records the
+    /// joiner's location, not this function's.
+    #[track_caller]
     fn wait_finished_as(&self, wait: &super::park::Wait) {
         while !self.is_finished() {
             let park = super::park::Park::new();

@@ -138,6 +138,15 @@ impl Drop for SleepOnDrop {
     }
 }
 
+/// Joins its task when dropped.
+struct JoinOnDrop(Option<thread::JoinHandle<()>>);
+
+impl Drop for JoinOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.take().unwrap().join();
+    }
+}
+
 /// Tasks blocked on their own when the main task returns (counted by their destructors).
 const BLOCKED: usize = 100;
 
@@ -191,6 +200,21 @@ fn shutdown_child() {
                     .unwrap(),
             );
         }
+        // A destructor joining a task whose destructor waits for ever, both on this domain,
+        // the joiner first (the shutdown looks at a domain's tasks in the order they came):
+        // both abandoned, the joiner reported in its join.
+        let (handle_tx, handle_rx) = bobine::sync::mpsc::channel::<thread::JoinHandle<()>>();
+        drop(thread::spawn_local(move || {
+            let _j = JoinOnDrop(Some(handle_rx.recv().unwrap()));
+            thread::sleep(HOUR);
+        }));
+        let (tx3, rx3) = bobine::sync::mpsc::channel::<()>();
+        std::mem::forget(tx3);
+        let joined = thread::spawn_local(move || {
+            let _w = RecvOnDrop(rx3);
+            thread::sleep(HOUR);
+        });
+        handle_tx.send(joined).unwrap();
         // A destructor waiting for a message nobody sends: abandoned, reported by name.
         let (tx2, rx2) = bobine::sync::mpsc::channel::<()>();
         drop(
@@ -287,6 +311,12 @@ fn reliability_shutdown_never_hangs() {
         unwound + abandoned,
         HANDOVER,
         "each of the hand-over group unwinds or is reported abandoned:\n{stderr}"
+    );
+    assert!(
+        stderr.lines().any(|l| l
+            .contains("stayed blocked in JoinHandle::join (at tests/reliability/children.rs")
+            && l.contains("it is abandoned")),
+        "the join in a destructor reported as abandoned, at the join's line:\n{stderr}"
     );
     for task in ["soak-recv-in-destructor", "soak-lock-in-destructor"] {
         assert!(
