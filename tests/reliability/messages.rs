@@ -13,6 +13,7 @@ use bobine::sync::mpsc;
 use bobine::thread;
 
 use crate::common::panics::payload_text;
+use crate::common::rng::Rng;
 use crate::common::tasks::{Domains, with_domains};
 use crate::{common, limit, size};
 
@@ -161,26 +162,6 @@ fn reliability_many_to_many_exactly_once() {
     });
 }
 
-/// A small xorshift generator: the races' random delays.
-struct Rng(u64);
-
-impl Rng {
-    fn seeded(salt: u64) -> Rng {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        Rng((nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// A rendezvous channel of one of two kinds, seen from the receiving side.
 #[derive(Clone)]
 enum Rx {
@@ -254,6 +235,8 @@ fn race(rt: &Domains, rounds: u64, cml: bool, giver_is_thread: bool, seed: u64) 
     };
     let seen = Seen::new(rounds);
     let mut rng = Rng::seeded(seed);
+    // Shown with the failure's message (the harness prints what a failed test wrote).
+    eprintln!("cancel vs delivery: seed {:#x}", rng.0);
     let mut tally = Tally::default();
     for n in 0..rounds {
         let got = Rc::new(RefCell::new(Vec::new()));
