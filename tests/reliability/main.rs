@@ -35,10 +35,11 @@
 //! | `EMFILE` storms × clients each, on a TCP and on a Unix listener | 2 × 32 | 20 × 100 |
 //!
 //! Wall time of the whole file once built, on the 2-core machine it was written on (AMD EPYC,
-//! shared with other engineers' builds, load average about 8): the short size 5.3 s in debug
-//! and 5.0 s in release (about 1.2 s of it is the storms holding the descriptor table full,
-//! 300 ms a storm); `BOBINE_SOAK=1` 49 s in release (the memory run about 23 s of it). Building
-//! the binary took 15 s in debug and 23 s in release on that loaded machine.
+//! shared with other engineers' builds, load average 8 to 10): the short size 4.9 to 5.5 s in
+//! debug and 3.9 to 5.0 s in release (1.2 s of it is the storms holding the descriptor table
+//! full, 300 ms a storm, and 2.3 s the shutdown child's two quiet seconds); `BOBINE_SOAK=1` 42
+//! to 49 s in release (the memory run about 23 s of it). Building the binary took 15 s in
+//! debug and 23 s in release on that loaded machine.
 //!
 //! Tests that count process-wide figures (descriptors, resident memory), change process-wide
 //! state (the descriptor limit) or must end the process (a stack overflow) run their body in a
