@@ -34,6 +34,7 @@ use bobine::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use bobine::sync::{Condvar, Mutex, Semaphore};
 use bobine::{TaskCancelled, thread};
 use common::panics::payload_text;
+use common::rng::Rng;
 use common::tasks::{Domains, with_domains};
 
 /// Rounds per race and configuration.
@@ -90,31 +91,6 @@ const CONFIGS: [Config; 4] = [
         third: None,
     },
 ];
-
-/// A small xorshift generator: the races' random choices.
-struct Rng(u64);
-
-impl Rng {
-    /// A generator seeded from the clock and `salt`.
-    fn seeded(salt: u64) -> Rng {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        Rng((nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Spins until the giving side is about to give in round `n` (at most a few tens of
 /// microseconds), then `extra` spins more: a cancel made next lands at about the give.

@@ -9,45 +9,23 @@
 mod common;
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use bobine::net::{Shutdown, TcpListener, TcpStream, UdpSocket, UnixStream};
 use bobine::thread;
-use common::fds::{pipe, tcp_pair};
+use common::fds::{
+    connect_raw, exhaust_descriptors, lower_nofile, pipe, raw_tcp_socket, set_linger_zero, tcp_pair,
+};
 use common::panics::payload_text;
 use common::tasks::in_task_and_thread;
 
 /// Set (to the test's name) in the environment of a child process to make that test run its
 /// child body.
 const CHILD_ENV: &str = "BOBINE_NET_FAULTS_CHILD";
-
-/// `SO_LINGER` on with a zero timeout: closing the socket then sends a reset.
-fn set_linger_zero(fd: RawFd) {
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: a valid `linger` of the size given, on an open socket.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(
-        r,
-        0,
-        "setsockopt(SO_LINGER): {}",
-        io::Error::last_os_error()
-    );
-}
 
 /// Writes `bytes` to a raw descriptor.
 fn write_raw(fd: RawFd, bytes: &[u8]) {
@@ -80,40 +58,6 @@ fn is_ebadf(r: &io::Result<()>) -> bool {
 /// Clients of the accept storm, connected while the server's process is out of descriptors.
 const STORM_CLIENTS: usize = 8;
 
-/// A new blocking TCP socket, made before the descriptor table is filled.
-fn raw_tcp_socket() -> OwnedFd {
-    // SAFETY: socket(2) with valid constants.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
-    // SAFETY: socket returned a fresh descriptor that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-/// `connect(2)` on a socket made earlier (needs no new descriptor).
-fn connect_raw(fd: &OwnedFd, addr: SocketAddrV4) -> io::Result<()> {
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: addr.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_ne_bytes(addr.ip().octets()),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: a valid sockaddr_in of the length given.
-    let r = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&sin as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// User plus system CPU time of the whole process (every thread).
 fn process_cpu_time() -> Duration {
     // SAFETY: an all-zero rusage is valid; getrusage fills it.
@@ -123,26 +67,6 @@ fn process_cpu_time() -> Duration {
     assert_eq!(r, 0);
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// Opens `/dev/null` until the process is out of descriptors; returns the files (freeing them
-/// frees the table).
-fn exhaust_descriptors() -> Vec<std::fs::File> {
-    let mut hog = Vec::new();
-    for _ in 0..4096 {
-        match std::fs::File::open("/dev/null") {
-            Ok(f) => hog.push(f),
-            Err(e) => {
-                assert_eq!(
-                    e.raw_os_error(),
-                    Some(libc::EMFILE),
-                    "unexpected error: {e}"
-                );
-                return hog;
-            }
-        }
-    }
-    panic!("the descriptor table did not fill up (RLIMIT_NOFILE not lowered?)");
 }
 
 /// Sleeps (parking the task) until `cond` holds, for at most `limit`; returns whether it held.
@@ -161,16 +85,7 @@ fn wait_for(limit: Duration, cond: impl Fn() -> bool) -> bool {
 /// lets clients connect, checks that the server does not spin, then frees the descriptors and
 /// checks that every pending client is served.
 fn accept_storm_child() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid rlimit.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = 128.min(lim.rlim_max);
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-    }
+    lower_nofile(128);
     bobine::Builder::new().domains(1).run(|| {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = match listener.local_addr().unwrap() {

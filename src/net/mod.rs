@@ -24,7 +24,7 @@ pub use tcp::{Incoming, TcpListener, TcpStream};
 
 // The socket core, shared with the Miou face's Miou_unix names (`miou::unix`).
 pub(crate) use handle::{Handle, TimedOut, send};
-pub(crate) use tcp::{accept, listen_reuseport};
+pub(crate) use tcp::{AcceptBackoff, accept, listen_reuseport};
 pub use udp::UdpSocket;
 pub use unix::{Incoming as UnixIncoming, UnixListener, UnixStream};
 

@@ -351,14 +351,14 @@ pub(crate) fn listen_reuseport(
 /// Accepts a connection on the listening socket of `h` (non-blocking, close-on-exec), parking
 /// until one arrives: [`TcpListener::accept`], and Miou_unix's `accept`. `ECONNABORTED` is
 /// retried; `EMFILE`/`ENFILE` are reported once (through `reported`) and retried after a
-/// back-off (see [`TcpListener`]), unless `h` is in non-blocking mode.
+/// back-off (see [`TcpListener`] and [`AcceptBackoff`]), unless `h` is in non-blocking mode.
 #[track_caller]
 pub(crate) fn accept<T: AsRawFd>(
     h: &Handle<T>,
     reported: &AtomicBool,
     reason: &'static str,
 ) -> io::Result<(OwnedFd, SocketAddr)> {
-    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut backoff = AcceptBackoff::new();
     loop {
         let r = h.op(Dir::Read, reason, |l| {
             // Raw: nix's accept4 does not return the peer's address, and asking for it
@@ -378,11 +378,41 @@ pub(crate) fn accept<T: AsRawFd>(
         });
         match r {
             Ok((fd, addr)) => return Ok((fd, addr.to_socket_addr()?)),
-            Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => continue,
-            Err(e)
-                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-                    && !h.is_nonblocking() =>
-            {
+            Err(e) => backoff.after(e, h, reported)?,
+        }
+    }
+}
+
+/// What an accept loop does with a failed attempt, shared by every listener of `net` (TCP,
+/// Unix, Miou_unix's): `ECONNABORTED` (a connection reset before it was accepted) is retried at
+/// once; `EMFILE`/`ENFILE` (out of descriptors) are reported once per listener on standard
+/// error and retried after a sleep of [`ACCEPT_BACKOFF_MIN`], doubling to
+/// [`ACCEPT_BACKOFF_MAX`], so that a listener that stays readable does not make the loop spin
+/// and serving resumes once descriptors are freed; in non-blocking mode, and for any other
+/// error, the error is the caller's.
+pub(crate) struct AcceptBackoff {
+    next: Duration,
+}
+
+impl AcceptBackoff {
+    /// A loop's back-off, before its first failure.
+    pub(crate) fn new() -> AcceptBackoff {
+        AcceptBackoff {
+            next: ACCEPT_BACKOFF_MIN,
+        }
+    }
+
+    /// Handles the failed attempt `e` on the listener of `h`: `Ok` to try again (after
+    /// backing off for `EMFILE`/`ENFILE`), `Err(e)` for the caller.
+    pub(crate) fn after<T: AsRawFd>(
+        &mut self,
+        e: io::Error,
+        h: &Handle<T>,
+        reported: &AtomicBool,
+    ) -> io::Result<()> {
+        match e.raw_os_error() {
+            Some(libc::ECONNABORTED) => Ok(()),
+            Some(libc::EMFILE | libc::ENFILE) if !h.is_nonblocking() => {
                 if !reported.swap(true, Ordering::Relaxed) {
                     let at = sock::getsockname::<SockaddrStorage>(h.get().as_raw_fd())
                         .map_or_else(|_| "?".to_string(), |a| a.to_string());
@@ -391,10 +421,11 @@ pub(crate) fn accept<T: AsRawFd>(
                          descriptors are freed (reported once)"
                     );
                 }
-                sleep(backoff);
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                sleep(self.next);
+                self.next = (self.next * 2).min(ACCEPT_BACKOFF_MAX);
+                Ok(())
             }
-            Err(e) => return Err(e),
+            _ => Err(e),
         }
     }
 }

@@ -6,10 +6,12 @@ use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use nix::sys::socket::{self as sock, AddressFamily, SockFlag, SockType, UnixAddr};
 
+use super::AcceptBackoff;
 use super::handle::Handle;
 
 use crate::sched::reactor::Dir;
@@ -19,7 +21,10 @@ const SUN_PATH_LEN: usize =
     std::mem::size_of::<libc::sockaddr_un>() - std::mem::offset_of!(libc::sockaddr_un, sun_path);
 
 /// A Unix-domain socket server: `std::os::unix::net::UnixListener` for tasks. `accept` parks
-/// the calling task (a plain OS thread blocks in `poll(2)`).
+/// the calling task (a plain OS thread blocks in `poll(2)`). Out of descriptors
+/// (`EMFILE`/`ENFILE`), `accept` neither fails nor spins: as [`TcpListener`](super::TcpListener)'s,
+/// it reports the condition once on standard error, backs off (1 ms, doubling to 256 ms) and
+/// tries again; in non-blocking mode the error is returned at once.
 ///
 /// ```
 /// use std::io::{Read, Write};
@@ -42,11 +47,16 @@ const SUN_PATH_LEN: usize =
 /// ```
 pub struct UnixListener {
     h: Handle<std::os::unix::net::UnixListener>,
+    /// `EMFILE`/`ENFILE` was reported already.
+    reported: AtomicBool,
 }
 
 impl UnixListener {
     fn wrap(h: Handle<std::os::unix::net::UnixListener>) -> UnixListener {
-        UnixListener { h }
+        UnixListener {
+            h,
+            reported: AtomicBool::new(false),
+        }
     }
 
     /// Binds a listener to the socket file `path`.
@@ -58,17 +68,21 @@ impl UnixListener {
         Self::from_std(std::os::unix::net::UnixListener::bind(path)?)
     }
 
-    /// Accepts a connection, parking until one arrives.
+    /// Accepts a connection, parking until one arrives (see the type's doc for `EMFILE`).
     ///
     /// # Errors
     ///
-    /// As std; `WouldBlock` in non-blocking mode when none is pending.
+    /// As std, except `EMFILE`/`ENFILE` (retried) and `ECONNABORTED` (retried); `WouldBlock`
+    /// in non-blocking mode when none is pending.
     #[track_caller]
     pub fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
-        let (s, addr) = self
-            .h
-            .op(Dir::Read, "UnixListener::accept", |l| l.accept())?;
-        Ok((UnixStream { h: Handle::new(s)? }, addr))
+        let mut backoff = AcceptBackoff::new();
+        loop {
+            match self.h.op(Dir::Read, "UnixListener::accept", |l| l.accept()) {
+                Ok((s, addr)) => return Ok((UnixStream { h: Handle::new(s)? }, addr)),
+                Err(e) => backoff.after(e, &self.h, &self.reported)?,
+            }
+        }
     }
 
     /// An endless iterator over incoming connections.

@@ -128,6 +128,7 @@ pub fn id(t: &T) -> u64 {
 
 /// `Thread.join t`: waits for the end of `t`; returns at once if it has ended (joining twice is
 /// fine). `join (self ())` blocks forever, as in OCaml.
+#[track_caller]
 pub fn join(t: &T) {
     match t.thread.task() {
         Some(task) => task.wait_finished("Thread.join"),
@@ -145,6 +146,7 @@ pub fn yield_() {
 }
 
 /// `Thread.delay d`: sleeps `d` seconds (a negative or NaN `d` returns at once).
+#[track_caller]
 pub fn delay(secs: f64) {
     if secs > 0.0 {
         crate::time::sleep(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX));

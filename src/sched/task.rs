@@ -563,6 +563,8 @@ impl Task {
         self.wait_finished_as(&super::park::Wait::uninterruptible(reason));
     }
 
+    /// The wait of the two above; `#[track_caller]` like them, so the park records the
+    /// joiner's location, not this function's.
     #[track_caller]
     fn wait_finished_as(&self, wait: &super::park::Wait) {
         while !self.is_finished() {

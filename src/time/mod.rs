@@ -29,7 +29,9 @@ pub fn sleep_until(t: Instant) {
     sleep_deadline(Some(t))
 }
 
-/// Sleeps until `deadline` (`None`: later than the clock can express, so for ever).
+/// Sleeps until `deadline` (`None`: later than the clock can express, so for ever). The park
+/// records the caller's location (`#[track_caller]` down from the public functions), so a
+/// report or dump names the line that slept, not this one.
 #[track_caller]
 fn sleep_deadline(deadline: Option<Instant>) {
     if crate::sched::current_ptr().is_null() {

@@ -1,11 +1,14 @@
 //! Shared helpers for the integration tests: the watchdog (here), child runs of the test binary
-//! (`child`), connected descriptors (`fds`), panic texts (`panics`), and running bodies in tasks
-//! (`tasks`). Each test binary uses only some of them, hence `dead_code` is allowed.
+//! (`child`), connected descriptors (`fds`), resident memory (`memory`), panic texts (`panics`),
+//! a random generator for races (`rng`), and running bodies in tasks (`tasks`). Each test binary
+//! uses only some of them, hence `dead_code` is allowed.
 #![allow(dead_code)]
 
 pub mod child;
 pub mod fds;
+pub mod memory;
 pub mod panics;
+pub mod rng;
 pub mod tasks;
 
 use std::sync::Arc;
