@@ -121,6 +121,7 @@ impl Local {
         shared.poller.wait(timeout);
         own.asleep_forever.store(false, Ordering::Relaxed);
         shared.sleeping.store(false, Ordering::SeqCst);
+        crate::sched::monitor::domain_woke();
         self.clock.set(Instant::now());
         let credit = self.spin_credit.get();
         self.spin_credit.set(if slept.elapsed() <= SPIN {

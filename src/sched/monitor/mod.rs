@@ -12,8 +12,9 @@
 //!   (`BOBINE_SHUTDOWN_REPORT_MS` overrides it) has the dump of what it waits for printed, and
 //!   again every [`SHUTDOWN_REPEAT`].
 //!
-//! It looks every [`BUSY_TICK`] while some domain runs a task, every [`IDLE_TICK`] while all
-//! sleep, and not at all while no runtime is alive. It never touches a domain's state but
+//! It looks every [`BUSY_TICK`] while some domain is awake, every [`IDLE_TICK`] while all sleep
+//! (a domain that wakes then wakes the monitor: [`domain_woke`]), and not at all while no
+//! runtime is alive. It never touches a domain's state but
 //! through atomics the domain publishes without fences (`DomainShared::own`), the inspection
 //! protocol and dump requests of [`super::inspect`].
 //!
@@ -50,7 +51,7 @@
 pub(crate) mod census;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -60,9 +61,9 @@ use super::runtime::RuntimeShared;
 
 /// How long a domain may stay in one task before it is reported.
 pub(crate) const STALL: Duration = Duration::from_millis(10);
-/// How often the monitor looks while some domain runs a task.
+/// How often the monitor looks while some domain is awake.
 const BUSY_TICK: Duration = Duration::from_millis(5);
-/// How often it looks while every domain sleeps.
+/// How often it looks while every domain sleeps (a domain that wakes wakes it).
 const IDLE_TICK: Duration = Duration::from_millis(50);
 /// How long a runtime must look deadlocked, unchanged, before it is declared so.
 const CONFIRM: Duration = Duration::from_millis(200);
@@ -92,8 +93,29 @@ static HELPERS: Mutex<Vec<Helper>> = Mutex::new(Vec::new());
 /// A helper thread's id, and whether it cannot wake a task now.
 type Helper = (i32, fn() -> bool);
 
-/// Wakes the monitor when the first runtime starts.
+/// Wakes the monitor when the first runtime starts, or when a domain wakes while the monitor
+/// sleeps long because every domain slept (see [`domain_woke`]).
 static POKE: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+/// Set while the monitor sleeps for [`IDLE_TICK`] (every domain was asleep at its last look).
+static DEEP: AtomicBool = AtomicBool::new(false);
+
+/// A domain woke from its sleep: if the monitor sleeps long, it is woken, so that a stall that
+/// begins now is seen after [`STALL`], not after the rest of a long sleep. Called after the
+/// domain cleared `sleeping` (SeqCst); costs a load (the domain has just come back from
+/// `epoll_wait`), and a futex wake when the monitor sleeps long.
+#[inline]
+pub(crate) fn domain_woke() {
+    if DEEP.load(Ordering::SeqCst) && DEEP.swap(false, Ordering::SeqCst) {
+        poke();
+    }
+}
+
+fn poke() {
+    let (lock, cvar) = &POKE;
+    *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    cvar.notify_one();
+}
 
 /// Registers a new runtime with the monitor (starting the monitor the first time).
 pub(crate) fn register(rt: &Arc<RuntimeShared>) {
@@ -101,9 +123,7 @@ pub(crate) fn register(rt: &Arc<RuntimeShared>) {
         .unwrap_or_else(|e| e.into_inner())
         .push(Arc::downgrade(rt));
     start();
-    let (lock, cvar) = &POKE;
-    *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
-    cvar.notify_one();
+    poke();
 }
 
 /// Forgets a runtime that is ending for good (`run`, before it drops the runtime): from now on
@@ -192,7 +212,22 @@ impl Monitor {
                 None
             } else {
                 let busy = self.look(&runtimes);
-                Some(if busy { BUSY_TICK } else { IDLE_TICK })
+                let all_asleep = || {
+                    runtimes
+                        .iter()
+                        .flat_map(|rt| &rt.domains)
+                        .all(|d| d.is_sleeping())
+                };
+                // A Dekker pair with `domain_woke`: a domain that wakes after this store finds
+                // DEEP set and pokes us; one that woke before it is seen awake just below.
+                let deep = !busy && all_asleep();
+                DEEP.store(deep, Ordering::SeqCst);
+                if deep && !all_asleep() {
+                    DEEP.store(false, Ordering::SeqCst);
+                    Some(BUSY_TICK)
+                } else {
+                    Some(if deep { IDLE_TICK } else { BUSY_TICK })
+                }
             };
             // Dropped before sleeping, so that `run` may drop its runtime last.
             drop(runtimes);
