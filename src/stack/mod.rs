@@ -54,6 +54,7 @@
 //!   the pools of one runtime's domains (a stolen task returns its stack where it ended).
 
 mod overflow;
+mod valgrind;
 
 pub(crate) use overflow::{AltStack, OverflowInfo, install_handler};
 
@@ -179,16 +180,36 @@ pub(crate) fn normalise_size(bytes: usize) -> io::Result<usize> {
     Ok(round_to_page(bytes.max(MIN_STACK)))
 }
 
+/// One mapping of slots, with the valgrind ids of its stacks (none outside valgrind).
+struct Chunk {
+    map: MmapMut,
+    /// What [`valgrind::stack_register`] gave for each slot; deregistered just before the
+    /// mapping goes (a leaked chunk, never unmapped, keeps its stacks registered).
+    stacks: Vec<usize>,
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        for &id in &self.stacks {
+            valgrind::stack_deregister(id);
+        }
+        // `map` is unmapped after this, as a field.
+    }
+}
+
 /// The runtime-wide owner of stack memory.
 pub(crate) struct Arena {
-    chunks: Mutex<Vec<MmapMut>>,
+    chunks: Mutex<Vec<Chunk>>,
     /// Chunks that hold the stack of an abandoned task: never unmapped (see
     /// [`Arena::leak_around`]).
-    leaked: Mutex<Vec<MmapMut>>,
+    leaked: Mutex<Vec<Chunk>>,
     /// Free slots that domains' pools spilled, per stack size, for any pool to take.
     depot: Mutex<Vec<(usize, Vec<Slot>)>>,
     created: AtomicUsize,
     capacity: usize,
+    /// Whether the process runs under valgrind: then each stack is registered with it when its
+    /// chunk is mapped (see `valgrind.rs`).
+    valgrind: bool,
 }
 
 impl Arena {
@@ -199,6 +220,7 @@ impl Arena {
             depot: Mutex::new(Vec::new()),
             created: AtomicUsize::new(0),
             capacity,
+            valgrind: valgrind::probe(),
         }
     }
 
@@ -277,10 +299,27 @@ impl Arena {
                 probe: Probe::Fresh,
             });
         }
+        let mut stacks = Vec::new();
+        if self.valgrind {
+            // Once per mapping, never per spawn: each usable range becomes a known stack, so
+            // that valgrind takes a jump of the stack pointer between two slots for a switch.
+            // Guards installed with `madvise` are invisible to it; say that they are not
+            // memory (an `mprotect` guard it sees for itself).
+            stacks.extend(
+                slots
+                    .iter()
+                    .map(|s| valgrind::stack_register(s.guard_high(), s.top())),
+            );
+            for slot in &slots {
+                valgrind::make_noaccess(slot.guard_low(), guard);
+                // Free until handed out (see `Slot::handed_out`).
+                valgrind::make_noaccess(slot.guard_high(), slot.size());
+            }
+        }
         self.chunks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(map);
+            .push(Chunk { map, stacks });
         Ok(slots)
     }
 }
@@ -292,9 +331,9 @@ impl Arena {
     /// nothing.
     pub(crate) fn leak_around(&self, addr: usize) {
         let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-        let found = chunks.iter().position(|m| {
-            let base = m.as_ptr() as usize;
-            (base..base + m.len()).contains(&addr)
+        let found = chunks.iter().position(|c| {
+            let base = c.map.as_ptr() as usize;
+            (base..base + c.map.len()).contains(&addr)
         });
         if let Some(i) = found {
             let chunk = chunks.swap_remove(i);
@@ -420,6 +459,26 @@ impl Slot {
         self.top
     }
 
+    /// Under valgrind, tells memcheck that a stack about to carry a new task may be written
+    /// (its initial frame is written before the task runs) but holds nothing defined.
+    /// Outside valgrind: one relaxed load.
+    #[inline]
+    fn handed_out(&self) {
+        if valgrind::active() {
+            valgrind::make_undefined(self.guard_high(), self.size());
+        }
+    }
+
+    /// Under valgrind, tells memcheck that a returned stack is no longer memory anyone may
+    /// touch, so that a pointer left into a finished task's frames (a wait-queue node never
+    /// unlinked) is reported at its first use. Outside valgrind: one relaxed load.
+    #[inline]
+    fn freed(&self) {
+        if valgrind::active() {
+            valgrind::make_noaccess(self.guard_high(), self.size());
+        }
+    }
+
     /// Gives the deep part of the stack back to the kernel if the last task used it.
     fn trim(&mut self) {
         if self.probe == Probe::Fresh {
@@ -441,6 +500,10 @@ impl Slot {
         // there. A page never touched reads as zeros (the shared zero page), as does a
         // trimmed one.
         let probe = boundary - page;
+        if valgrind::active() {
+            // The look reads a free stack on purpose (see `Slot::freed`).
+            valgrind::make_defined(probe, page);
+        }
         let dirty = (0..4).any(|i| {
             let p = (probe + i * (page / 4)) as *const u64;
             // SAFETY: `p` is aligned and inside the usable range of this slot, which no task is
@@ -448,6 +511,9 @@ impl Slot {
             unsafe { std::ptr::read_volatile(p) != 0 }
         });
         self.probe = Probe::Mapped;
+        if valgrind::active() {
+            valgrind::make_noaccess(probe, page);
+        }
         if dirty {
             let low = NonNull::new(self.guard_high() as *mut libc::c_void).expect("not at 0");
             // The slot holds addresses, not its chunk's `MmapMut` (whose advice methods would
@@ -521,6 +587,7 @@ impl Pool {
     #[inline]
     pub(crate) fn get(&mut self, arena: &Arena, size: usize) -> io::Result<Slot> {
         if let Some(slot) = self.class(size).pop() {
+            slot.handed_out();
             return Ok(slot);
         }
         self.get_slow(arena, size)
@@ -530,14 +597,17 @@ impl Pool {
     #[cold]
     fn get_slow(&mut self, arena: &Arena, size: usize) -> io::Result<Slot> {
         let free = self.class(size);
-        if arena.refill(size, free) {
-            return Ok(free.pop().expect("refill moved at least one slot"));
-        }
-        let mut fresh = arena.carve(size)?;
-        // Hand out the lowest slot first; the rest wait in the pool.
-        fresh.reverse();
-        let slot = fresh.pop().expect("carve returns at least one slot");
-        free.extend(fresh);
+        let slot = if arena.refill(size, free) {
+            free.pop().expect("refill moved at least one slot")
+        } else {
+            let mut fresh = arena.carve(size)?;
+            // Hand out the lowest slot first; the rest wait in the pool.
+            fresh.reverse();
+            let slot = fresh.pop().expect("carve returns at least one slot");
+            free.extend(fresh);
+            slot
+        };
+        slot.handed_out();
         Ok(slot)
     }
 
@@ -545,6 +615,7 @@ impl Pool {
     #[inline]
     pub(crate) fn put(&mut self, arena: &Arena, mut slot: Slot) {
         slot.trim();
+        slot.freed();
         let size = slot.size();
         let free = self.class(size);
         free.push(slot);
