@@ -220,7 +220,7 @@ impl Arena {
             depot: Mutex::new(Vec::new()),
             created: AtomicUsize::new(0),
             capacity,
-            valgrind: valgrind::probe(),
+            valgrind: valgrind::probe().valgrind,
         }
     }
 
@@ -310,10 +310,12 @@ impl Arena {
                     .iter()
                     .map(|s| valgrind::stack_register(s.guard_high(), s.top())),
             );
-            for slot in &slots {
-                valgrind::make_noaccess(slot.guard_low(), guard);
-                // Free until handed out (see `Slot::handed_out`).
-                valgrind::make_noaccess(slot.guard_high(), slot.size());
+            if valgrind::memcheck() {
+                for slot in &slots {
+                    valgrind::make_noaccess(slot.guard_low(), guard);
+                    // Free until handed out (see `Slot::handed_out`).
+                    valgrind::make_noaccess(slot.guard_high(), slot.size());
+                }
             }
         }
         self.chunks
@@ -459,22 +461,22 @@ impl Slot {
         self.top
     }
 
-    /// Under valgrind, tells memcheck that a stack about to carry a new task may be written
+    /// Under memcheck, tells it that a stack about to carry a new task may be written
     /// (its initial frame is written before the task runs) but holds nothing defined.
-    /// Outside valgrind: one relaxed load.
-    #[inline]
+    /// Outside memcheck: one relaxed load.
+    #[inline(always)]
     fn handed_out(&self) {
-        if valgrind::active() {
+        if valgrind::memcheck() {
             valgrind::make_undefined(self.guard_high(), self.size());
         }
     }
 
-    /// Under valgrind, tells memcheck that a returned stack is no longer memory anyone may
+    /// Under memcheck, tells it that a returned stack is no longer memory anyone may
     /// touch, so that a pointer left into a finished task's frames (a wait-queue node never
-    /// unlinked) is reported at its first use. Outside valgrind: one relaxed load.
-    #[inline]
+    /// unlinked) is reported at its first use. Outside memcheck: one relaxed load.
+    #[inline(always)]
     fn freed(&self) {
-        if valgrind::active() {
+        if valgrind::memcheck() {
             valgrind::make_noaccess(self.guard_high(), self.size());
         }
     }
@@ -500,20 +502,12 @@ impl Slot {
         // there. A page never touched reads as zeros (the shared zero page), as does a
         // trimmed one.
         let probe = boundary - page;
-        if valgrind::active() {
-            // The look reads a free stack on purpose (see `Slot::freed`).
-            valgrind::make_defined(probe, page);
-        }
-        let dirty = (0..4).any(|i| {
-            let p = (probe + i * (page / 4)) as *const u64;
-            // SAFETY: `p` is aligned and inside the usable range of this slot, which no task is
-            // using (the slot is being returned); a volatile read keeps the check honest.
-            unsafe { std::ptr::read_volatile(p) != 0 }
-        });
+        let dirty = if valgrind::memcheck() {
+            sample_under_memcheck(probe, page)
+        } else {
+            sample(probe, page)
+        };
         self.probe = Probe::Mapped;
-        if valgrind::active() {
-            valgrind::make_noaccess(probe, page);
-        }
         if dirty {
             let low = NonNull::new(self.guard_high() as *mut libc::c_void).expect("not at 0");
             // The slot holds addresses, not its chunk's `MmapMut` (whose advice methods would
@@ -530,6 +524,30 @@ impl Slot {
             }
         }
     }
+}
+
+/// Whether the page at `probe` (`page` bytes), inside a free slot, holds anything but zeros: four words, a
+/// quarter page apart, are enough to see a task's frames.
+#[inline(always)]
+fn sample(probe: usize, page: usize) -> bool {
+    (0..4).any(|i| {
+        let p = (probe + i * (page / 4)) as *const u64;
+        // SAFETY: `p` is aligned and inside the usable range of a slot which no task is using
+        // (it is being returned or spilled); a volatile read keeps the check honest.
+        unsafe { std::ptr::read_volatile(p) != 0 }
+    })
+}
+
+/// [`sample`] under memcheck, which was told that the free slot is no memory
+/// (`Slot::freed`): the look reads it on purpose. Out of line, so that the native path
+/// keeps its shape.
+#[cold]
+#[inline(never)]
+fn sample_under_memcheck(probe: usize, page: usize) -> bool {
+    valgrind::make_defined(probe, page);
+    let dirty = sample(probe, page);
+    valgrind::make_noaccess(probe, page);
+    dirty
 }
 
 impl Drop for Arena {
@@ -584,7 +602,7 @@ impl Pool {
     }
 
     /// Takes a free slot of `size` usable bytes (already normalised), carving a chunk if none.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&mut self, arena: &Arena, size: usize) -> io::Result<Slot> {
         if let Some(slot) = self.class(size).pop() {
             slot.handed_out();

@@ -30,7 +30,11 @@
 //!
 //! Everything here is cheap but not free natively (a dozen instructions per request), so the
 //! arena asks only when it maps or unmaps a chunk, and every other request sits behind
-//! [`active`], one relaxed load.
+//! [`memcheck`], one relaxed load. Stacks are registered under any valgrind tool (helgrind,
+//! DRD and callgrind follow the stack pointer too); memcheck's requests are made only under
+//! memcheck, which is told apart by its answer to one of them (all ones where every other
+//! tool, and the CPU, leaves the default). So a callgrind count of the spawn path sees the
+//! instructions a native run executes, plus nothing but the per-mapping registration.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -43,8 +47,8 @@ const MAKE_MEM_NOACCESS: usize = MEMCHECK_BASE;
 const MAKE_MEM_UNDEFINED: usize = MEMCHECK_BASE + 1;
 const MAKE_MEM_DEFINED: usize = MEMCHECK_BASE + 2;
 
-/// Whether the process runs under valgrind, as last found by [`probe`].
-static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// Whether the process runs under valgrind's memcheck, as last found by [`probe`].
+static MEMCHECK: AtomicBool = AtomicBool::new(false);
 
 /// Sends one client request; returns valgrind's answer, or `default` on a real CPU.
 #[inline(always)]
@@ -96,20 +100,41 @@ fn request(default: usize, code: usize, args: [usize; 5]) -> usize {
     answer
 }
 
-/// Asks whether the process runs under valgrind and remembers the answer for [`active`].
-/// Called once per arena (per runtime), never on the spawn path.
-pub(crate) fn probe() -> bool {
-    let on = request(0, RUNNING_ON_VALGRIND, [0; 5]) != 0;
-    ACTIVE.store(on, Ordering::Relaxed);
-    on
+/// What [`probe`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Presence {
+    /// The process runs under some valgrind tool: register the stacks.
+    pub(crate) valgrind: bool,
+    /// That tool is memcheck: also make its requests (see [`memcheck`]).
+    pub(crate) memcheck: bool,
 }
 
-/// Whether [`probe`] found valgrind: one relaxed load, for the requests a hot path would
-/// otherwise make.
-#[inline]
-pub(crate) fn active() -> bool {
-    ACTIVE.load(Ordering::Relaxed)
+/// Asks whether the process runs under valgrind, and under memcheck, and remembers the latter
+/// for [`memcheck`]. Called once per arena (per runtime), never on the spawn path.
+pub(crate) fn probe() -> Presence {
+    let valgrind = request(0, RUNNING_ON_VALGRIND, [0; 5]) != 0;
+    // An empty range changes nothing; memcheck answers its MAKE_MEM requests with all ones,
+    // every other tool leaves the default.
+    let here = 0u8;
+    let memcheck = valgrind
+        && request(
+            0,
+            MAKE_MEM_DEFINED,
+            [(&raw const here) as usize, 0, 0, 0, 0],
+        ) != 0;
+    MEMCHECK.store(memcheck, Ordering::Relaxed);
+    Presence { valgrind, memcheck }
 }
+
+/// Whether [`probe`] found memcheck: one relaxed load, in front of the requests a hot path
+/// would otherwise make.
+#[inline]
+pub(crate) fn memcheck() -> bool {
+    MEMCHECK.load(Ordering::Relaxed)
+}
+
+// Every request below is out of line and cold: the callers that sit on a hot path test
+// [`memcheck`] first, and the asm (which takes three registers) stays out of their code.
 
 /// Registers `[low, high)` as a stack; returns valgrind's id for it (0 outside valgrind).
 /// `high` is the stack's base, the highest value its stack pointer takes.
@@ -118,21 +143,29 @@ pub(crate) fn stack_register(low: usize, high: usize) -> usize {
 }
 
 /// Forgets the stack registered as `id`.
+#[cold]
+#[inline(never)]
 pub(crate) fn stack_deregister(id: usize) {
     request(0, STACK_DEREGISTER, [id, 0, 0, 0, 0]);
 }
 
 /// Tells memcheck that nothing may touch `[addr, addr + len)` (a guard region).
+#[cold]
+#[inline(never)]
 pub(crate) fn make_noaccess(addr: usize, len: usize) {
     request(0, MAKE_MEM_NOACCESS, [addr, len, 0, 0, 0]);
 }
 
 /// Tells memcheck that `[addr, addr + len)` may be written but holds no value yet.
+#[cold]
+#[inline(never)]
 pub(crate) fn make_undefined(addr: usize, len: usize) {
     request(0, MAKE_MEM_UNDEFINED, [addr, len, 0, 0, 0]);
 }
 
 /// Tells memcheck that `[addr, addr + len)` may be read as it is.
+#[cold]
+#[inline(never)]
 pub(crate) fn make_defined(addr: usize, len: usize) {
     request(0, MAKE_MEM_DEFINED, [addr, len, 0, 0, 0]);
 }
@@ -146,11 +179,16 @@ mod tests {
     #[test]
     fn requests_answer_the_default_on_a_real_cpu_and_valgrinds_answer_under_it() {
         let under = std::env::var_os("BOBINE_UNDER_VALGRIND").is_some();
+        let found = probe();
+        let expected = Presence {
+            valgrind: under,
+            memcheck: under,
+        };
         assert_eq!(
-            probe(),
-            under,
-            "BOBINE_UNDER_VALGRIND is set by scripts/memcheck"
+            found, expected,
+            "BOBINE_UNDER_VALGRIND is set by scripts/memcheck, which runs memcheck"
         );
+        assert_eq!(memcheck(), under);
         let buf = vec![7u8; 4096];
         let (low, high) = (buf.as_ptr() as usize, buf.as_ptr() as usize + buf.len());
         let id = stack_register(low, high);
