@@ -46,6 +46,8 @@ const MEMCHECK_BASE: usize = ((b'M' as usize) << 24) | ((b'C' as usize) << 16);
 const MAKE_MEM_NOACCESS: usize = MEMCHECK_BASE;
 const MAKE_MEM_UNDEFINED: usize = MEMCHECK_BASE + 1;
 const MAKE_MEM_DEFINED: usize = MEMCHECK_BASE + 2;
+#[cfg(test)]
+const GET_VBITS: usize = MEMCHECK_BASE + 8;
 
 /// Whether the process runs under valgrind's memcheck, as last found by [`probe`].
 static MEMCHECK: AtomicBool = AtomicBool::new(false);
@@ -170,9 +172,57 @@ pub(crate) fn make_defined(addr: usize, len: usize) {
     request(0, MAKE_MEM_DEFINED, [addr, len, 0, 0, 0]);
 }
 
+/// What memcheck thinks of `[addr, addr + len)` (`len` at most 64): `None` outside memcheck,
+/// else whether every byte is addressable. Reads memcheck's validity bits (GET_VBITS), which,
+/// unlike its CHECK requests, reports no error for an unaddressable range: it answers 3.
+#[cfg(test)]
+pub(crate) fn addressable(addr: usize, len: usize) -> Option<bool> {
+    let mut bits = [0u8; 64];
+    assert!(len <= bits.len());
+    match request(0, GET_VBITS, [addr, bits.as_mut_ptr() as usize, len, 0, 0]) {
+        0 => None,
+        1 => Some(true),
+        3 => Some(false),
+        other => panic!("memcheck's GET_VBITS answered {other}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Under memcheck a stack handed out by a pool may be used, and its guard and a returned
+    /// stack may not; outside valgrind nothing is asked (the answers are the default).
+    #[test]
+    fn memcheck_sees_guards_and_free_stacks_as_no_memory_and_handed_out_stacks_as_memory() {
+        use crate::stack::{Arena, DEFAULT_STACK, Pool};
+        let under = std::env::var_os("BOBINE_UNDER_VALGRIND").is_some();
+        let arena = Arena::new(1 << 10);
+        let mut pool = Pool::default();
+        let slot = pool.get(&arena, DEFAULT_STACK).unwrap();
+        let (guard, low, top) = (slot.guard_low(), slot.guard_high(), slot.top);
+        let expect = |b: bool| under.then_some(b);
+        assert_eq!(
+            addressable(top - 64, 64),
+            expect(true),
+            "top of a stack in use"
+        );
+        assert_eq!(
+            addressable(low, 64),
+            expect(true),
+            "bottom of a stack in use"
+        );
+        assert_eq!(addressable(guard, 64), expect(false), "its guard");
+        pool.put(&arena, slot);
+        assert_eq!(addressable(top - 64, 64), expect(false), "a returned stack");
+        let again = pool.get(&arena, DEFAULT_STACK).unwrap();
+        assert_eq!(again.top, top, "the pool is LIFO");
+        assert_eq!(
+            addressable(top - 64, 64),
+            expect(true),
+            "the same stack handed out again"
+        );
+    }
 
     /// Outside valgrind every request answers its default and changes nothing; under valgrind
     /// (the memcheck script runs the library's tests too) they answer as valgrind does.
@@ -202,5 +252,6 @@ mod tests {
             buf.iter().all(|&b| b == 7),
             "requests never write our memory"
         );
+        assert_eq!(addressable(low, 8), under.then_some(true));
     }
 }
