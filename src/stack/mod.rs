@@ -49,6 +49,12 @@
 //!   spilled once it holds that many are given back to the kernel whole, with no look (one
 //!   `MADV_DONTNEED` per run of neighbouring slots; guard pages survive it): after a burst of
 //!   many tasks the free stacks cost address space, not memory.
+//! - **Valgrind.** Under valgrind each stack is registered with it (`VALGRIND_STACK_REGISTER`)
+//!   when its chunk is mapped, and deregistered just before the chunk is unmapped; a leaked
+//!   chunk (an abandoned task's) stays registered, as it stays mapped. Under memcheck, guard
+//!   regions and free stacks are also marked as no memory and a stack handed out as undefined
+//!   memory, and the trimming look marks the page it reads. Natively this costs a load and a
+//!   branch when a stack is handed out, returned or looked at (see `valgrind.rs`).
 //! - **Chunks outlive stacks.** Chunks belong to the runtime's [`Arena`] and are unmapped when the
 //!   runtime is dropped, after every task (and so every slot) is gone. A slot may migrate between
 //!   the pools of one runtime's domains (a stolen task returns its stack where it ended).
