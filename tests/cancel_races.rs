@@ -44,6 +44,12 @@ const ROUNDS: u64 = 100_000;
 #[cfg(debug_assertions)]
 const ROUNDS: u64 = 50_000;
 
+/// Rounds per race and configuration in this run: [`ROUNDS`], or a two-hundredth of them
+/// under valgrind (`scripts/memcheck`), where a round costs some fifty times more.
+fn rounds() -> u64 {
+    common::scaled(ROUNDS, 200)
+}
+
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// Where the giving side of a race runs.
@@ -390,7 +396,7 @@ impl Tally {
     fn check(&self, race: &str, cfg: &Config) {
         assert_eq!(
             self.victim + self.other,
-            ROUNDS,
+            rounds(),
             "{race}, {}: every round counted once",
             cfg.name
         );
@@ -429,7 +435,7 @@ fn channel_race(rt: &Domains, cfg: Config, rendezvous: bool) -> Tally {
     let rx = Rc::new(rx);
     let mut d = Driver::new(rt, cfg, move |link| while link.give(&send) {});
     let mut tally = Tally::default();
-    for n in 1..=ROUNDS {
+    for n in 1..=rounds() {
         let context = d.context(n);
         let got = Rc::new(RefCell::new(Vec::new()));
         let victim = thread::spawn_local({
@@ -522,7 +528,7 @@ fn cml_race(rt: &Domains, cfg: Config) -> Tally {
         move |link| while link.give(|n| c.send(n)) {}
     });
     let mut tally = Tally::default();
-    for n in 1..=ROUNDS {
+    for n in 1..=rounds() {
         let context = d.context(n);
         let got = Rc::new(RefCell::new(Vec::new()));
         let victim = thread::spawn_local({
@@ -607,7 +613,7 @@ fn cancel_racing_mutex_hand_off_never_loses_the_lock() {
         });
         let mut tally = Tally::default();
         let mut acquisitions = 0;
-        for n in 1..=ROUNDS {
+        for n in 1..=rounds() {
             let context = d.context(n);
             d.start();
             let got = Rc::new(Cell::new(false));
@@ -689,7 +695,7 @@ fn cancel_racing_notify_one_never_loses_the_notification() {
             }
         });
         let mut tally = Tally::default();
-        for n in 1..=ROUNDS {
+        for n in 1..=rounds() {
             let context = d.context(n);
             let got = Rc::new(Cell::new(false));
             let timed = d.coin();
@@ -766,7 +772,7 @@ fn cancel_racing_semaphore_release_conserves_permits() {
             move |link| while link.give(|_| sem.release()) {}
         });
         let mut tally = Tally::default();
-        for n in 1..=ROUNDS {
+        for n in 1..=rounds() {
             let context = d.context(n);
             let got = Rc::new(Cell::new(false));
             let victim = thread::spawn_local({

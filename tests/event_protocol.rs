@@ -114,7 +114,8 @@ enum Step {
 /// A: choose [send c1; recv c2] vs B: choose [send c2; recv c1] move exactly one message per round.
 #[test]
 fn crossed_choices_commit_exactly_once_per_round() {
-    const ROUNDS: u64 = 2000;
+    // Fewer under valgrind (`scripts/memcheck`).
+    let rounds = common::scaled(2000, 20);
     common::watchdog(60, "crossed_choices_commit_exactly_once_per_round", || {
         for setup in SETUPS {
             let (a, b) = setup.run(|s| {
@@ -122,7 +123,7 @@ fn crossed_choices_commit_exactly_once_per_round() {
                 let party = |i: usize, out: Channel<u64>, inn: Channel<u64>| {
                     s.start(i, move || {
                         let (mut sent, mut got) = (0u64, 0u64);
-                        for round in 0..ROUNDS {
+                        for round in 0..rounds {
                             let step = select(vec![
                                 out.send_evt(round).wrap(|()| Step::Sent),
                                 inn.recv_evt().wrap(Step::Got),
@@ -144,8 +145,8 @@ fn crossed_choices_commit_exactly_once_per_round() {
                 (a.join(), b.join())
             });
             let what = format!("{setup:?}");
-            assert_eq!(a.0 + a.1, ROUNDS, "{what}");
-            assert_eq!(b.0 + b.1, ROUNDS, "{what}");
+            assert_eq!(a.0 + a.1, rounds, "{what}");
+            assert_eq!(b.0 + b.1, rounds, "{what}");
             assert_eq!(a.0, b.1, "{what}: A sent {} but B got {}", a.0, b.1);
             assert_eq!(b.0, a.1, "{what}: B sent {} but A got {}", b.0, a.1);
         }
@@ -155,7 +156,8 @@ fn crossed_choices_commit_exactly_once_per_round() {
 /// Three parties each choosing [send to the next; receive from the previous] never livelock.
 #[test]
 fn a_three_way_cycle_of_choices_makes_progress() {
-    const MESSAGES: u64 = 3000;
+    // Fewer under valgrind (`scripts/memcheck`).
+    let messages = common::scaled(3000, 20);
     common::watchdog(60, "a_three_way_cycle_of_choices_makes_progress", || {
         for setup in SETUPS {
             let results = setup.run(|s| {
@@ -188,7 +190,7 @@ fn a_three_way_cycle_of_choices_makes_progress() {
                         })
                     })
                     .collect();
-                while moved.load(SeqCst) < MESSAGES {
+                while moved.load(SeqCst) < messages {
                     bobine::thread::sleep(Duration::from_millis(1));
                 }
                 for _ in 0..3 {
@@ -201,7 +203,7 @@ fn a_three_way_cycle_of_choices_makes_progress() {
                 assert_eq!(results[i].0, results[(i + 1) % 3].1, "{what}");
             }
             let total: u64 = results.iter().map(|r| r.1).sum();
-            assert!(total >= MESSAGES, "{what}");
+            assert!(total >= messages, "{what}");
         }
     });
 }
@@ -211,8 +213,9 @@ fn a_three_way_cycle_of_choices_makes_progress() {
 fn many_producers_and_consumers_over_several_channels_deliver_each_message_once() {
     const PRODUCERS: u64 = 4;
     const CONSUMERS: usize = 4;
-    const EACH: u64 = 2000;
     const STOP: u64 = u64::MAX;
+    // Messages per producer; fewer under valgrind (`scripts/memcheck`).
+    let each = common::scaled(2000, 20);
     common::watchdog(60, "many_producers_and_consumers", || {
         for setup in SETUPS {
             let per_consumer = setup.run(|s| {
@@ -236,8 +239,8 @@ fn many_producers_and_consumers_over_several_channels_deliver_each_message_once(
                     .map(|p| {
                         let chans = chans.clone();
                         s.start(p as usize + 1, move || {
-                            for i in 0..EACH {
-                                let v = p * EACH + i;
+                            for i in 0..each {
+                                let v = p * each + i;
                                 select(chans.iter().map(|c| c.send_evt(v)).collect::<Vec<_>>());
                             }
                         })
@@ -251,8 +254,8 @@ fn many_producers_and_consumers_over_several_channels_deliver_each_message_once(
             });
             let what = format!("{setup:?}");
             let all: Vec<u64> = per_consumer.iter().flatten().copied().collect();
-            assert_eq!(all.len() as u64, PRODUCERS * EACH, "{what}: count");
-            let n = PRODUCERS * EACH;
+            assert_eq!(all.len() as u64, PRODUCERS * each, "{what}: count");
+            let n = PRODUCERS * each;
             assert_eq!(all.iter().sum::<u64>(), n * (n - 1) / 2, "{what}: checksum");
             let distinct: HashSet<u64> = all.iter().copied().collect();
             assert_eq!(
@@ -262,7 +265,7 @@ fn many_producers_and_consumers_over_several_channels_deliver_each_message_once(
             );
             for mine in &per_consumer {
                 for p in 0..PRODUCERS {
-                    let of_p: Vec<u64> = mine.iter().copied().filter(|v| v / EACH == p).collect();
+                    let of_p: Vec<u64> = mine.iter().copied().filter(|v| v / each == p).collect();
                     assert!(of_p.is_sorted(), "{what}: producer {p} out of order");
                 }
             }

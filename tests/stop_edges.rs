@@ -7,6 +7,7 @@ mod common;
 
 use std::os::fd::AsFd;
 use std::panic::catch_unwind;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -243,11 +244,18 @@ fn abandoned_unwind_on_the_callers_thread_does_not_poison_its_locks() {
         let mine = bobine::sync::Mutex::new(0u32);
         let g = mine.lock().unwrap();
         bobine::Builder::new().domains(1).run(|| {
-            drop(bobine::thread::spawn(|| {
+            let started = Arc::new(AtomicBool::new(false));
+            let flag = started.clone();
+            drop(bobine::thread::spawn(move || {
                 let _l = LockOnDrop(&M);
+                flag.store(true, Ordering::Release);
                 bobine::thread::sleep(Duration::from_secs(3600));
             }));
-            bobine::thread::sleep(Duration::from_millis(20));
+            // Until the task holds its guard: a fixed 20 ms was sometimes not enough under
+            // valgrind, and the task, never started, was dropped without ever locking.
+            while !started.load(Ordering::Acquire) {
+                bobine::thread::sleep(Duration::from_millis(1));
+            }
         });
         drop(g);
         assert!(

@@ -49,11 +49,18 @@
 //!   spilled once it holds that many are given back to the kernel whole, with no look (one
 //!   `MADV_DONTNEED` per run of neighbouring slots; guard pages survive it): after a burst of
 //!   many tasks the free stacks cost address space, not memory.
+//! - **Valgrind.** Under valgrind each stack is registered with it (`VALGRIND_STACK_REGISTER`)
+//!   when its chunk is mapped, and deregistered just before the chunk is unmapped; a leaked
+//!   chunk (an abandoned task's) stays registered, as it stays mapped. Under memcheck, guard
+//!   regions and free stacks are also marked as no memory and a stack handed out as undefined
+//!   memory, and the trimming look marks the page it reads. Natively this costs a load and a
+//!   branch when a stack is handed out, returned or looked at (see `valgrind.rs`).
 //! - **Chunks outlive stacks.** Chunks belong to the runtime's [`Arena`] and are unmapped when the
 //!   runtime is dropped, after every task (and so every slot) is gone. A slot may migrate between
 //!   the pools of one runtime's domains (a stolen task returns its stack where it ended).
 
 mod overflow;
+mod valgrind;
 
 pub(crate) use overflow::{AltStack, OverflowInfo, install_handler};
 
@@ -179,16 +186,36 @@ pub(crate) fn normalise_size(bytes: usize) -> io::Result<usize> {
     Ok(round_to_page(bytes.max(MIN_STACK)))
 }
 
+/// One mapping of slots, with the valgrind ids of its stacks (none outside valgrind).
+struct Chunk {
+    map: MmapMut,
+    /// What [`valgrind::stack_register`] gave for each slot; deregistered just before the
+    /// mapping goes (a leaked chunk, never unmapped, keeps its stacks registered).
+    stacks: Vec<usize>,
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        for &id in &self.stacks {
+            valgrind::stack_deregister(id);
+        }
+        // `map` is unmapped after this, as a field.
+    }
+}
+
 /// The runtime-wide owner of stack memory.
 pub(crate) struct Arena {
-    chunks: Mutex<Vec<MmapMut>>,
+    chunks: Mutex<Vec<Chunk>>,
     /// Chunks that hold the stack of an abandoned task: never unmapped (see
     /// [`Arena::leak_around`]).
-    leaked: Mutex<Vec<MmapMut>>,
+    leaked: Mutex<Vec<Chunk>>,
     /// Free slots that domains' pools spilled, per stack size, for any pool to take.
     depot: Mutex<Vec<(usize, Vec<Slot>)>>,
     created: AtomicUsize,
     capacity: usize,
+    /// Whether the process runs under valgrind: then each stack is registered with it when its
+    /// chunk is mapped (see `valgrind.rs`).
+    valgrind: bool,
 }
 
 impl Arena {
@@ -199,6 +226,7 @@ impl Arena {
             depot: Mutex::new(Vec::new()),
             created: AtomicUsize::new(0),
             capacity,
+            valgrind: valgrind::probe().valgrind,
         }
     }
 
@@ -277,10 +305,29 @@ impl Arena {
                 probe: Probe::Fresh,
             });
         }
+        let mut stacks = Vec::new();
+        if self.valgrind {
+            // Once per mapping, never per spawn: each usable range becomes a known stack, so
+            // that valgrind takes a jump of the stack pointer between two slots for a switch.
+            // Guards installed with `madvise` are invisible to it; say that they are not
+            // memory (an `mprotect` guard it sees for itself).
+            stacks.extend(
+                slots
+                    .iter()
+                    .map(|s| valgrind::stack_register(s.guard_high(), s.top())),
+            );
+            if valgrind::memcheck() {
+                for slot in &slots {
+                    valgrind::make_noaccess(slot.guard_low(), guard);
+                    // Free until handed out (see `Slot::handed_out`).
+                    valgrind::make_noaccess(slot.guard_high(), slot.size());
+                }
+            }
+        }
         self.chunks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(map);
+            .push(Chunk { map, stacks });
         Ok(slots)
     }
 }
@@ -292,9 +339,9 @@ impl Arena {
     /// nothing.
     pub(crate) fn leak_around(&self, addr: usize) {
         let mut chunks = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-        let found = chunks.iter().position(|m| {
-            let base = m.as_ptr() as usize;
-            (base..base + m.len()).contains(&addr)
+        let found = chunks.iter().position(|c| {
+            let base = c.map.as_ptr() as usize;
+            (base..base + c.map.len()).contains(&addr)
         });
         if let Some(i) = found {
             let chunk = chunks.swap_remove(i);
@@ -420,6 +467,26 @@ impl Slot {
         self.top
     }
 
+    /// Under memcheck, tells it that a stack about to carry a new task may be written
+    /// (its initial frame is written before the task runs) but holds nothing defined.
+    /// Outside memcheck: one relaxed load.
+    #[inline(always)]
+    fn handed_out(&self) {
+        if valgrind::memcheck() {
+            valgrind::make_undefined(self.guard_high(), self.size());
+        }
+    }
+
+    /// Under memcheck, tells it that a returned stack is no longer memory anyone may
+    /// touch, so that a pointer left into a finished task's frames (a wait-queue node never
+    /// unlinked) is reported at its first use. Outside memcheck: one relaxed load.
+    #[inline(always)]
+    fn freed(&self) {
+        if valgrind::memcheck() {
+            valgrind::make_noaccess(self.guard_high(), self.size());
+        }
+    }
+
     /// Gives the deep part of the stack back to the kernel if the last task used it.
     fn trim(&mut self) {
         if self.probe == Probe::Fresh {
@@ -441,12 +508,11 @@ impl Slot {
         // there. A page never touched reads as zeros (the shared zero page), as does a
         // trimmed one.
         let probe = boundary - page;
-        let dirty = (0..4).any(|i| {
-            let p = (probe + i * (page / 4)) as *const u64;
-            // SAFETY: `p` is aligned and inside the usable range of this slot, which no task is
-            // using (the slot is being returned); a volatile read keeps the check honest.
-            unsafe { std::ptr::read_volatile(p) != 0 }
-        });
+        let dirty = if valgrind::memcheck() {
+            sample_under_memcheck(probe, page)
+        } else {
+            sample(probe, page)
+        };
         self.probe = Probe::Mapped;
         if dirty {
             let low = NonNull::new(self.guard_high() as *mut libc::c_void).expect("not at 0");
@@ -464,6 +530,30 @@ impl Slot {
             }
         }
     }
+}
+
+/// Whether the page at `probe` (`page` bytes), inside a free slot, holds anything but zeros: four words, a
+/// quarter page apart, are enough to see a task's frames.
+#[inline(always)]
+fn sample(probe: usize, page: usize) -> bool {
+    (0..4).any(|i| {
+        let p = (probe + i * (page / 4)) as *const u64;
+        // SAFETY: `p` is aligned and inside the usable range of a slot which no task is using
+        // (it is being returned or spilled); a volatile read keeps the check honest.
+        unsafe { std::ptr::read_volatile(p) != 0 }
+    })
+}
+
+/// [`sample`] under memcheck, which was told that the free slot is no memory
+/// (`Slot::freed`): the look reads it on purpose. Out of line, so that the native path
+/// keeps its shape.
+#[cold]
+#[inline(never)]
+fn sample_under_memcheck(probe: usize, page: usize) -> bool {
+    valgrind::make_defined(probe, page);
+    let dirty = sample(probe, page);
+    valgrind::make_noaccess(probe, page);
+    dirty
 }
 
 impl Drop for Arena {
@@ -518,9 +608,10 @@ impl Pool {
     }
 
     /// Takes a free slot of `size` usable bytes (already normalised), carving a chunk if none.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn get(&mut self, arena: &Arena, size: usize) -> io::Result<Slot> {
         if let Some(slot) = self.class(size).pop() {
+            slot.handed_out();
             return Ok(slot);
         }
         self.get_slow(arena, size)
@@ -530,14 +621,17 @@ impl Pool {
     #[cold]
     fn get_slow(&mut self, arena: &Arena, size: usize) -> io::Result<Slot> {
         let free = self.class(size);
-        if arena.refill(size, free) {
-            return Ok(free.pop().expect("refill moved at least one slot"));
-        }
-        let mut fresh = arena.carve(size)?;
-        // Hand out the lowest slot first; the rest wait in the pool.
-        fresh.reverse();
-        let slot = fresh.pop().expect("carve returns at least one slot");
-        free.extend(fresh);
+        let slot = if arena.refill(size, free) {
+            free.pop().expect("refill moved at least one slot")
+        } else {
+            let mut fresh = arena.carve(size)?;
+            // Hand out the lowest slot first; the rest wait in the pool.
+            fresh.reverse();
+            let slot = fresh.pop().expect("carve returns at least one slot");
+            free.extend(fresh);
+            slot
+        };
+        slot.handed_out();
         Ok(slot)
     }
 
@@ -545,6 +639,7 @@ impl Pool {
     #[inline]
     pub(crate) fn put(&mut self, arena: &Arena, mut slot: Slot) {
         slot.trim();
+        slot.freed();
         let size = slot.size();
         let free = self.class(size);
         free.push(slot);

@@ -15,6 +15,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+/// Whether this test runs under valgrind (`scripts/memcheck` sets `BOBINE_UNDER_VALGRIND`),
+/// where code runs 20 to 50 times slower and all threads share one CPU.
+pub fn under_valgrind() -> bool {
+    std::env::var_os("BOBINE_UNDER_VALGRIND").is_some()
+}
+
+/// An iteration count: `n` natively, `n / div` (at least one) under valgrind, so that a stress
+/// test keeps its shape there and ends within its watchdog.
+pub fn scaled(n: u64, div: u64) -> u64 {
+    if under_valgrind() {
+        (n / div).max(1)
+    } else {
+        n
+    }
+}
+
 /// Runs `f` under a watchdog: if it has not returned within `secs` seconds the whole test
 /// process exits with a message, so a deadlock fails fast instead of hanging CI.
 pub fn watchdog<T>(secs: u64, name: &str, f: impl FnOnce() -> T) -> T {
