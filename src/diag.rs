@@ -4,7 +4,7 @@
 //!   parked task waits, and for how long. A SIGQUIT (`kill -QUIT <pid>`, or Ctrl-\ in a
 //!   terminal) prints the same to stderr, and the process keeps running (a SIGQUIT handler
 //!   function installed before bobine's first runtime still runs after it; `BOBINE_SIGQUIT=0`
-//!   leaves SIGQUIT alone).
+//!   leaves SIGQUIT alone, and so does a process that ignores it).
 //! - **Deadlock**: when every task of a runtime is parked and nothing can wake any of them, the
 //!   runtime is ended (its tasks unwind, as when `run`'s closure returns) and `run` panics with
 //!   a message that begins `deadlock: all tasks are blocked`, followed by the dump, within

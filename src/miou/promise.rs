@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use super::Error;
 use super::orphans::Orphans;
 use super::ownership::Resource;
-use super::tree::{Launch, Node, cancel_all, current, with_current_node};
+use super::tree::{Launch, Node, cancel_all, current, current_node_for, with_current_node};
 use crate::sched::park::{Park, Wait, Wake, stop};
 use crate::sched::runtime::{SpawnOptions, spawn_raw};
 use crate::sched::task::Task;
@@ -394,15 +394,17 @@ where
 /// With [`Error::NotAChild`] unless the caller is `p`'s parent (rule 2).
 #[track_caller]
 pub fn await_<T: 'static>(p: Promise<T>) -> Result<T, Error> {
-    with_current_node("await_", |me| {
-        p.check_parent(me);
-        take(me, p)
-    })
+    // Not through `with_current_node`: a closure would lose the caller's location, which the
+    // wait records for the task dump.
+    let me = current_node_for("await_");
+    p.check_parent(me);
+    take(me, p)
 }
 
 /// Waits until the child of `p` has ended, then takes its outcome; the child leaves the tree.
 /// A caller cancelled while it waits unwinds, with the child back among its live children, so
 /// that the caller's end cancels it.
+#[track_caller]
 fn take<T: 'static>(me: &Node, p: Promise<T>) -> Result<T, Error> {
     let task = me.release(&p.node);
     if let Some(t) = &task
@@ -564,9 +566,10 @@ fn first_to_end<T>(
 /// With [`Error::NotAChild`] unless the caller is `p`'s parent.
 #[track_caller]
 pub fn cancel<T>(p: &Promise<T>) {
-    with_current_node("cancel", |me| cancel_child(me, p))
+    cancel_child(current_node_for("cancel"), p)
 }
 
+#[track_caller]
 fn cancel_child<T>(me: &Node, p: &Promise<T>) {
     p.check_parent(me);
     if !me.is_live_child(&p.node) {

@@ -523,6 +523,20 @@ fn current_node<'a>() -> Option<&'a Node> {
     (**data).downcast_ref::<Node>()
 }
 
+/// The node of the running task, for a caller that must keep its own caller's location
+/// (`#[track_caller]` through a closure is lost).
+///
+/// # Panics
+///
+/// Outside a task of a Miou run, naming `what` was called.
+#[track_caller]
+pub(crate) fn current_node_for<'a>(what: &str) -> &'a Node {
+    match current_node() {
+        Some(me) => me,
+        None => not_a_miou_task(what),
+    }
+}
+
 /// [`with_current_node`], or `None` outside a task of a Miou run.
 pub(crate) fn try_with_current_node<R>(f: impl FnOnce(&Node) -> R) -> Option<R> {
     current_node().map(f)

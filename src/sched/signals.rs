@@ -87,7 +87,7 @@
 use std::cell::Cell;
 use std::io;
 use std::os::fd::{IntoRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use nix::errno::Errno;
@@ -100,11 +100,6 @@ const SLOTS: usize = 65;
 /// The count of each signal (glossary): incremented by the handler, read by the dispatcher and
 /// by [`watch`].
 static DELIVERED: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
-
-/// Per signal, a handler function that ran before ours and that ours calls after counting
-/// (0: none; see [`watch_diagnostic`]); whether it takes `siginfo`.
-static CHAIN: [AtomicUsize; SLOTS] = [const { AtomicUsize::new(0) }; SLOTS];
-static CHAIN_SIGINFO: [AtomicBool; SLOTS] = [const { AtomicBool::new(false) }; SLOTS];
 
 /// The pipe's write end, for the handler; -1 until the dispatcher has started. Never closed.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
@@ -151,8 +146,6 @@ struct Entry {
 /// What a [`Watch`] and the registry share.
 struct Subscriber {
     on_signal: Arc<dyn Fn(i32) + Send + Sync>,
-    /// Whether its callback may wake a task (false for the runtime's diagnostics).
-    wakes: bool,
     /// False once the watch is dropped: no call starts after that.
     live: AtomicBool,
     /// Held by the dispatcher while it calls `on_signal`; the dropping side takes it once to
@@ -222,38 +215,6 @@ impl std::fmt::Debug for Watch {
 /// What [`check`] says of `sig`; the error of making the pipe or starting the dispatcher
 /// thread (the first watch of the process); the error of `sigaction`.
 pub(crate) fn watch(sig: i32, on_signal: Arc<dyn Fn(i32) + Send + Sync>) -> io::Result<Watch> {
-    watch_as(sig, on_signal, true)
-}
-
-/// A watch for the runtime's own diagnostics (the task dump on SIGQUIT): like [`watch`], but it
-/// wakes no task (the deadlock watch does not count it), and the action our handler replaced,
-/// if it was a handler function, still runs after ours, in signal context, as it would have.
-pub(crate) fn watch_diagnostic(
-    sig: i32,
-    on_signal: Arc<dyn Fn(i32) + Send + Sync>,
-) -> io::Result<Watch> {
-    let watch = watch_as(sig, on_signal, false)?;
-    let registry = lock();
-    if let Some(previous) = &registry.signals[sig as usize].previous {
-        let handler = previous.sa_sigaction;
-        if handler != libc::SIG_DFL && handler != libc::SIG_IGN {
-            CHAIN_SIGINFO[sig as usize]
-                .store(previous.sa_flags & libc::SA_SIGINFO != 0, Ordering::Relaxed);
-            CHAIN[sig as usize].store(handler, Ordering::Release);
-        }
-    }
-    Ok(watch)
-}
-
-/// Whether no watch that could wake a task exists (for the monitor's deadlock watch).
-pub(crate) fn no_waking_watch() -> bool {
-    lock()
-        .signals
-        .iter()
-        .all(|w| w.watches.iter().all(|e| !e.sub.wakes))
-}
-
-fn watch_as(sig: i32, on_signal: Arc<dyn Fn(i32) + Send + Sync>, wakes: bool) -> io::Result<Watch> {
     check(sig)?;
     let slot = sig as usize;
     let mut registry = lock();
@@ -270,7 +231,6 @@ fn watch_as(sig: i32, on_signal: Arc<dyn Fn(i32) + Send + Sync>, wakes: bool) ->
     let seen = DELIVERED[slot].load(Ordering::SeqCst);
     let sub = Arc::new(Subscriber {
         on_signal,
-        wakes,
         live: AtomicBool::new(true),
         calling: Mutex::new(()),
     });
@@ -290,7 +250,6 @@ impl Drop for Watch {
             watched.watches.retain(|e| !Arc::ptr_eq(&e.sub, &self.sub));
             if watched.watches.is_empty() {
                 if let Some(previous) = watched.previous.take() {
-                    CHAIN[self.sig as usize].store(0, Ordering::Release);
                     restore(self.sig, &previous);
                 }
             }
@@ -306,6 +265,12 @@ impl Drop for Watch {
             );
         }
     }
+}
+
+/// Whether no signal is watched: then the dispatcher wakes nobody (for the monitor's deadlock
+/// watch).
+pub(crate) fn no_watch() -> bool {
+    lock().signals.iter().all(|w| w.watches.is_empty())
 }
 
 /// Checks that `sig` is a signal one may watch.
@@ -373,7 +338,7 @@ fn start_dispatcher() -> io::Result<()> {
 /// Step 3, for ever: wait for a byte, scan, call.
 fn dispatch_loop(read: OwnedFd) {
     ON_DISPATCHER.with(|d| d.set(true));
-    let _helper = super::monitor::helper_thread(no_waking_watch);
+    let _helper = super::monitor::helper_thread(no_watch);
     let mut bytes = [0u8; 64];
     loop {
         match nix::unistd::read(&read, &mut bytes) {
@@ -408,34 +373,8 @@ fn dispatch_loop(read: OwnedFd) {
     }
 }
 
-/// Step 2: the handler (then the chained one, if any: see [`watch_diagnostic`]).
-extern "C" fn on_delivery(
-    sig: libc::c_int,
-    info: *mut libc::siginfo_t,
-    context: *mut libc::c_void,
-) {
-    count_delivery(sig);
-    let chained = usize::try_from(sig)
-        .ok()
-        .and_then(|i| Some((CHAIN.get(i)?.load(Ordering::Acquire), CHAIN_SIGINFO.get(i)?)));
-    if let Some((handler, siginfo)) = chained.filter(|(h, _)| *h != 0) {
-        if siginfo.load(Ordering::Relaxed) {
-            // SAFETY: `handler` is the `sa_sigaction` of an action installed with SA_SIGINFO
-            // for this signal before ours; we pass it what the kernel passed us.
-            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                unsafe { std::mem::transmute(handler) };
-            f(sig, info, context);
-        } else {
-            // SAFETY: `handler` is the `sa_handler` of an action installed for this signal
-            // before ours.
-            let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
-            f(sig);
-        }
-    }
-}
-
-/// Step 2's count and byte.
-fn count_delivery(sig: libc::c_int) {
+/// Step 2: the handler.
+extern "C" fn on_delivery(sig: libc::c_int) {
     let errno = Errno::last_raw();
     if let Some(count) = usize::try_from(sig).ok().and_then(|i| DELIVERED.get(i)) {
         count.fetch_add(1, Ordering::SeqCst);
@@ -455,8 +394,8 @@ fn count_delivery(sig: libc::c_int) {
 /// stack when the thread has one (a task stack may be nearly full).
 fn ours() -> libc::sigaction {
     SigAction::new(
-        SigHandler::SigAction(on_delivery),
-        SaFlags::SA_RESTART | SaFlags::SA_ONSTACK | SaFlags::SA_SIGINFO,
+        SigHandler::Handler(on_delivery),
+        SaFlags::SA_RESTART | SaFlags::SA_ONSTACK,
         SigSet::empty(),
     )
     .into()

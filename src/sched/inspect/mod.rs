@@ -49,7 +49,7 @@
 //! the inspector reads nothing from T and the report says so.
 
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, Ordering, compiler_fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, compiler_fence};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -382,26 +382,86 @@ fn membarrier() -> bool {
     ok
 }
 
-/// Prints the task dump of every live runtime to stderr on SIGQUIT, as Go prints its
+/// SIGQUITs received so far (by [`on_sigquit`]); the monitor prints a dump for each new batch.
+static QUITS: AtomicU64 = AtomicU64::new(0);
+/// The SIGQUIT handler function installed before ours (0: none), and whether it takes
+/// `siginfo`: ours calls it after counting.
+static PREVIOUS_QUIT: AtomicUsize = AtomicUsize::new(0);
+static PREVIOUS_QUIT_SIGINFO: AtomicBool = AtomicBool::new(false);
+
+/// Makes SIGQUIT print the task dump of every live runtime to stderr, as Go prints its
 /// goroutines; the process keeps running. Installed when the first runtime starts, unless
-/// `BOBINE_SIGQUIT=0`; a handler function installed for SIGQUIT before it still runs, after it.
+/// `BOBINE_SIGQUIT=0` or SIGQUIT is ignored; a handler function installed before still runs,
+/// after ours.
+///
+/// The handler only counts (async-signal-safe); the monitor, which looks at the runtimes every
+/// few milliseconds anyway, prints the dump when the count moves ([`quits`]). So SIGQUIT costs
+/// no thread and no descriptor. A task that watches SIGQUIT itself (`event::signal`) has it
+/// while it watches; ours comes back after.
 pub(crate) fn install_sigquit() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
         if std::env::var_os("BOBINE_SIGQUIT").is_some_and(|v| v == "0") {
             return;
         }
-        let on_quit = Arc::new(|_sig: i32| {
-            let dump = collect(&super::monitor::live_runtimes());
+        // SAFETY: zeroed `sigaction`s are plain data; the query reads into a valid pointer.
+        let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a query (null new action) into a valid out-pointer.
+        if unsafe { libc::sigaction(libc::SIGQUIT, std::ptr::null(), &mut previous) } != 0
+            || previous.sa_sigaction == libc::SIG_IGN
+        {
+            // The process chose to ignore SIGQUIT: leave it so.
+            return;
+        }
+        if previous.sa_sigaction != libc::SIG_DFL {
+            PREVIOUS_QUIT_SIGINFO
+                .store(previous.sa_flags & libc::SA_SIGINFO != 0, Ordering::Relaxed);
+            PREVIOUS_QUIT.store(previous.sa_sigaction, Ordering::Release);
+        }
+        // SAFETY: as above.
+        let mut ours: libc::sigaction = unsafe { std::mem::zeroed() };
+        ours.sa_sigaction = on_sigquit as *const () as usize;
+        ours.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
+        // SAFETY: `on_sigquit` is async-signal-safe (an atomic add, then the previous handler,
+        // which was installed for this signal and so is fit for signal context).
+        if unsafe { libc::sigaction(libc::SIGQUIT, &ours, std::ptr::null_mut()) } != 0 {
             eprintln!(
-                "bobine: SIGQUIT: the tasks of every live runtime follow\n{dump}\n\
-                 bobine: end of the task dump"
+                "bobine: cannot install the SIGQUIT handler for the task dump: {}",
+                std::io::Error::last_os_error()
             );
-        });
-        match super::signals::watch_diagnostic(libc::SIGQUIT, on_quit) {
-            // It lasts as long as the process.
-            Ok(watch) => std::mem::forget(watch),
-            Err(e) => eprintln!("bobine: cannot watch SIGQUIT for the task dump: {e}"),
         }
     });
+}
+
+/// The SIGQUIT handler: counts, then calls the handler that was there before, if any.
+extern "C" fn on_sigquit(sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
+    QUITS.fetch_add(1, Ordering::SeqCst);
+    let previous = PREVIOUS_QUIT.load(Ordering::Acquire);
+    if previous == 0 {
+        return;
+    }
+    if PREVIOUS_QUIT_SIGINFO.load(Ordering::Relaxed) {
+        // SAFETY: `previous` is the `sa_sigaction` of an action installed with SA_SIGINFO for
+        // SIGQUIT before ours; it gets what the kernel gave us.
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            unsafe { std::mem::transmute(previous) };
+        f(sig, info, context);
+    } else {
+        // SAFETY: `previous` is the `sa_handler` of an action installed for SIGQUIT before ours.
+        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(previous) };
+        f(sig);
+    }
+}
+
+/// How many SIGQUITs the process has received since bobine's handler was installed.
+pub(crate) fn quits() -> u64 {
+    QUITS.load(Ordering::SeqCst)
+}
+
+/// The monitor's part of SIGQUIT: prints the dump of every live runtime.
+pub(crate) fn print_quit_dump(runtimes: &[Arc<RuntimeShared>]) {
+    let dump = collect(runtimes);
+    eprintln!(
+        "bobine: SIGQUIT: the tasks of every live runtime follow\n{dump}\nbobine: end of the task dump"
+    );
 }

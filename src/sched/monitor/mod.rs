@@ -8,6 +8,8 @@
 //! - **deadlocks**: a runtime all of whose tasks are parked with nothing left that could wake
 //!   any of them is ended, and its `run` panics with `deadlock: all tasks are blocked` and the
 //!   task dump;
+//! - **SIGQUIT**: when the count of SIGQUITs moves, the dump of every live runtime (see
+//!   `inspect::install_sigquit`);
 //! - **shutdowns that take long**: a runtime still ending after [`SHUTDOWN_REPORT`]
 //!   (`BOBINE_SHUTDOWN_REPORT_MS` overrides it) has the dump of what it waits for printed, and
 //!   again every [`SHUTDOWN_REPEAT`].
@@ -28,7 +30,7 @@
 //!    has made no new sleep between the two looks (`naps` unchanged: it did not wake at all);
 //! 2. no runtime is ending (a shutdown has its own watch);
 //! 3. every helper thread is quiet: the blocking pool has no job queued or running, and no
-//!    signal is watched by a task (a signal could wake one);
+//!    signal is watched (a signal could wake a task);
 //! 4. every other thread of the process is blocked waiting for another thread with no time
 //!    limit ([`census`]): a plain thread inside a bobine call with no deadline is such a
 //!    thread; so is a thread blocked in a `join`, a std lock or a `recv` with no timeout.
@@ -201,6 +203,8 @@ struct Monitor {
     ending: HashMap<u64, (Instant, Option<Instant>)>,
     /// The runtimes looked deadlocked at this moment, with these sleep counts.
     candidate: Option<(Instant, Vec<u64>)>,
+    /// SIGQUITs already answered with a dump.
+    quits: u64,
 }
 
 impl Monitor {
@@ -208,7 +212,11 @@ impl Monitor {
         loop {
             let runtimes = live_runtimes();
             let wait = if runtimes.is_empty() {
-                self = Monitor::default();
+                // A SIGQUIT while no runtime lives has nothing to show.
+                self = Monitor {
+                    quits: inspect::quits(),
+                    ..Monitor::default()
+                };
                 None
             } else {
                 let busy = self.look(&runtimes);
@@ -254,6 +262,11 @@ impl Monitor {
 
     /// One look at every runtime; returns whether some domain runs a task.
     fn look(&mut self, runtimes: &[Arc<RuntimeShared>]) -> bool {
+        let quits = inspect::quits();
+        if quits != self.quits {
+            self.quits = quits;
+            inspect::print_quit_dump(runtimes);
+        }
         let now = Instant::now();
         let mut busy = false;
         let mut alive = Vec::new();
