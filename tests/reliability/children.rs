@@ -4,9 +4,10 @@
 //! whose exit status and stderr are checked against the documented texts (README, "Guarantees";
 //! `src/stack/overflow.rs`; `src/sched/shutdown.rs`).
 //!
-//! The deadlocked-program row (`reliability_deadlock_reported`: a child whose tasks all block
-//! on each other, checked for `deadlock: all tasks are blocked` and the task dump on stderr
-//! within a second) belongs to the deadlock detector's author and is not written here yet.
+//! The deadlocked-program row ([`reliability_deadlock_reported`]): a child whose tasks all
+//! block on each other (a cycle of three tasks over channels and a lock, on two domains),
+//! checked for `deadlock: all tasks are blocked` and the task dump, with how long the report
+//! took from the moment the cycle closed (the detector's own tests are in `tests/diag.rs`).
 
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -439,4 +440,91 @@ fn reliability_panic_in_blocking_destructor() {
     let stderr = common::child::run_ok(CHILD_ENV, name, 40);
     assert!(stderr.contains("child: ok"), "{stderr}");
     assert!(!stderr.contains("fatal runtime error"), "{stderr}");
+}
+
+/// The deadlocked program's child: three tasks in a cycle (each waits for the next: a lock, a
+/// receive, a join), and the main task joining one of them. `run` must panic with the report;
+/// the child prints it and how long after the cycle closed it came.
+fn deadlock_child() {
+    use std::sync::Mutex as StdMutex;
+    let closed = Arc::new(StdMutex::new(None::<std::time::Instant>));
+    let c = closed.clone();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        bobine::Builder::new().domains(2).run(move || {
+            let lock = Arc::new(bobine::sync::Mutex::new(()));
+            let (tx, rx) = bobine::sync::mpsc::channel::<()>();
+            let held = lock.lock().unwrap();
+            let l = lock.clone();
+            // Waits for the lock, which the main task keeps until it receives.
+            let locker = thread::Builder::new()
+                .name("soak-locker".into())
+                .spawn(move || drop(l.lock().unwrap()))
+                .unwrap();
+            // Waits for the locker, then would send.
+            let joiner = thread::Builder::new()
+                .name("soak-joiner".into())
+                .spawn(move || {
+                    locker.join().unwrap();
+                    tx.send(()).unwrap();
+                })
+                .unwrap();
+            thread::sleep(Duration::from_millis(20));
+            *c.lock().unwrap() = Some(std::time::Instant::now());
+            // The main task receives (the cycle closes): nobody can send.
+            rx.recv().unwrap();
+            drop(held);
+            joiner.join().unwrap();
+        })
+    }));
+    let closed_at = closed.lock().unwrap().expect("the cycle closed");
+    let msg = match outcome {
+        Ok(()) => panic!("the deadlocked run returned"),
+        Err(p) => payload_text(&*p),
+    };
+    println!(
+        "child: reported {} ms after the cycle closed\n{msg}",
+        closed_at.elapsed().as_millis()
+    );
+}
+
+#[test]
+fn reliability_deadlock_reported() {
+    const NAME: &str = "reliability_deadlock_reported";
+    let name = &test_path(module_path!(), NAME);
+    if in_child(name) {
+        deadlock_child();
+        return;
+    }
+    let (out, killed) =
+        common::child::run_within(name, &[(CHILD_ENV, name)], Duration::from_secs(30));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!killed, "the deadlocked child hung:\n{stdout}");
+    common::child::assert_ok(name, &out);
+    let after = stdout
+        .lines()
+        // The harness prints the test's name on the same line first.
+        .find_map(|l| l.split("child: reported ").nth(1))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no report:\n{stdout}"));
+    assert!(
+        stdout.contains("deadlock: all tasks are blocked\n"),
+        "{stdout}"
+    );
+    for (task, reason) in [
+        ("main", "Receiver::recv"),
+        ("soak-locker", "Mutex::lock"),
+        ("soak-joiner", "JoinHandle::join"),
+    ] {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.contains(&format!("task '{task}' (id "))
+                    && l.contains(&format!(
+                        ": parked in {reason} at tests/reliability/children.rs:"
+                    ))),
+            "{task} in {reason}:\n{stdout}"
+        );
+    }
+    println!("reliability_deadlock_reported: reported {after} ms after the cycle closed");
 }

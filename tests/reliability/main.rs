@@ -9,7 +9,7 @@
 //! | cancelled tasks holding sockets | [`reliability_cancelled_sockets_release_fds`](resources::reliability_cancelled_sockets_release_fds) | `resources.rs` |
 //! | memory flat over spawn, cancel, choose and connect/close loops | [`reliability_memory_flat`](resources::reliability_memory_flat) | `resources.rs` |
 //! | stack overflow in a task | [`reliability_stack_overflow_reported`](children::reliability_stack_overflow_reported) | `children.rs` |
-//! | deadlocked program | `reliability_deadlock_reported`: not written yet (the lead's detector is being built; see `children.rs`) | |
+//! | deadlocked program | [`reliability_deadlock_reported`](children::reliability_deadlock_reported) | `children.rs` |
 //! | shutdown with tasks still blocked | [`reliability_shutdown_never_hangs`](children::reliability_shutdown_never_hangs) | `children.rs` |
 //! | a panic while a destructor needs to block | [`reliability_panic_in_blocking_destructor`](children::reliability_panic_in_blocking_destructor) | `children.rs` |
 //! | descriptor exhaustion under an accept storm | [`reliability_emfile_storm`](net::reliability_emfile_storm) | `net.rs` |
