@@ -23,6 +23,8 @@
 //!   computing without yielding, or a blocking call of std made inside a task) is reported on
 //!   stderr once per task, with the task's name, where it last resumed, and the system call
 //!   its domain is in, if any. Scheduling is cooperative: the report does not stop the task.
+//!   `BOBINE_STALL_MS=<ms>` changes the bound; `BOBINE_STALL_MS=0` turns the report off (for a
+//!   program whose tasks compute for long on purpose).
 //! - **A shutdown that takes long**: a runtime still ending 5 s after its main task returned
 //!   prints the dump of what it waits for, and again every 30 s.
 //!

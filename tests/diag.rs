@@ -540,6 +540,21 @@ fn stall_is_reported_once_per_task() {
     );
 }
 
+/// `BOBINE_STALL_MS=0` turns the stall report off (the same child as above).
+#[test]
+fn stall_report_can_be_turned_off() {
+    let test = "stall_is_reported_once_per_task";
+    let (out, killed) = child::run_within(
+        test,
+        &[(CHILD, test), ("BOBINE_STALL_MS", "0")],
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!killed, "{stderr}");
+    child::assert_ok(test, &out);
+    assert!(!stderr.contains("without parking"), "{stderr}");
+}
+
 /// A SIGQUIT prints the dump and the process goes on; a handler installed before bobine still
 /// runs.
 #[test]

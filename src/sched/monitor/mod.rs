@@ -1,9 +1,9 @@
 //! The monitor: one OS thread per process (`bobine-monitor`, Go's sysmon) that watches every
 //! live runtime from outside and reports what a cooperative scheduler cannot see from inside:
 //!
-//! - **stalls**: a domain that has not come back to its scheduler for more than [`STALL`] (a
-//!   task computing without yielding, or a blocking call of std made inside a task) is
-//!   reported once per task, with the task's name, where it last resumed, and the system call
+//! - **stalls**: a domain that has not come back to its scheduler for more than [`STALL`]
+//!   (`BOBINE_STALL_MS` overrides it, 0 turns it off) (a task computing without yielding, or a
+//!   blocking call of std made inside a task) is reported once per task, with the task's name, where it last resumed, and the system call
 //!   its domain's thread is in, if any;
 //! - **deadlocks**: a runtime all of whose tasks are parked with nothing left that could wake
 //!   any of them is ended, and its `run` panics with `deadlock: all tasks are blocked` and the
@@ -61,8 +61,25 @@ use super::domain::DomainShared;
 use super::inspect;
 use super::runtime::RuntimeShared;
 
-/// How long a domain may stay in one task before it is reported.
+/// How long a domain may stay in one task before it is reported (unless `BOBINE_STALL_MS` says
+/// otherwise; `BOBINE_STALL_MS=0` turns the report off).
 pub(crate) const STALL: Duration = Duration::from_millis(10);
+
+/// The stall bound in force: `None` when the report is off.
+fn stall_bound() -> Option<Duration> {
+    static BOUND: OnceLock<Option<Duration>> = OnceLock::new();
+    *BOUND.get_or_init(|| match std::env::var("BOBINE_STALL_MS") {
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(0) => None,
+            Ok(ms) => Some(Duration::from_millis(ms)),
+            Err(_) => {
+                eprintln!("bobine: BOBINE_STALL_MS must be a number of milliseconds, got {v:?}");
+                Some(STALL)
+            }
+        },
+        Err(_) => Some(STALL),
+    })
+}
 /// How often the monitor looks while some domain is awake.
 const BUSY_TICK: Duration = Duration::from_millis(5);
 /// How often it looks while every domain sleeps (a domain that wakes wakes it).
@@ -318,7 +335,9 @@ impl Monitor {
                 since: now,
                 reported: false,
             };
-        } else if !seen.reported && now.duration_since(seen.since) >= STALL {
+        } else if !seen.reported
+            && stall_bound().is_some_and(|bound| now.duration_since(seen.since) >= bound)
+        {
             seen.reported = true;
             report_stall(rt, d, now.duration_since(seen.since), resumes);
         }
