@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::sched::task::Task;
 
-use super::{IDLE_RECHECK, INBOX, Local, NO_REQUEST, SPIN, SPIN_CREDIT, STEAL};
+use super::{IDLE_RECHECK, Local, NO_REQUEST, SPIN, SPIN_CREDIT};
 
 impl Local {
     /// Work that another domain could take has appeared here: wake one sleeping domain so it can
@@ -45,7 +45,7 @@ impl Local {
 
     /// Moves half of our never-started tasks to the domain that asked for work.
     pub(super) fn donate(&self) {
-        self.shared.attention.fetch_and(!STEAL, Ordering::Relaxed);
+        self.shared.bell.clear_steal();
         let thief = self
             .shared
             .steal_request
@@ -98,7 +98,7 @@ impl Local {
                 .compare_exchange(NO_REQUEST, me, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
             {
-                d.attention.fetch_or(STEAL, Ordering::Release);
+                d.bell.request_steal();
             }
         }
     }
@@ -137,7 +137,7 @@ impl Local {
         }
         let shared = &self.shared;
         let slept = Instant::now();
-        shared.sleeping.store(true, Ordering::SeqCst);
+        shared.bell.begin_sleep();
         let mut timeout =
             next_deadline.map(|d: Instant| d.saturating_duration_since(Instant::now()));
         if self.closing.get() {
@@ -151,15 +151,12 @@ impl Local {
             self.try_steal();
             timeout = Some(timeout.map_or(IDLE_RECHECK, |t| t.min(IDLE_RECHECK)));
         }
-        if shared.attention.load(Ordering::SeqCst) & INBOX != 0
-            || shared.stop.load(Ordering::SeqCst)
-            || done()
-        {
-            shared.sleeping.store(false, Ordering::SeqCst);
+        if shared.bell.inbox_pending() || shared.stop.load(Ordering::SeqCst) || done() {
+            shared.bell.end_sleep();
             return;
         }
         shared.poller.wait(timeout);
-        shared.sleeping.store(false, Ordering::SeqCst);
+        shared.bell.end_sleep();
         let credit = self.spin_credit.get();
         self.spin_credit.set(if slept.elapsed() <= SPIN {
             (credit + 1).min(SPIN_CREDIT)
@@ -194,7 +191,7 @@ impl Local {
         let found = 'spin: loop {
             for _ in 0..64 {
                 std::hint::spin_loop();
-                if shared.attention.load(Ordering::Relaxed) != 0 {
+                if shared.bell.peek() != 0 {
                     break 'spin true;
                 }
             }

@@ -99,12 +99,17 @@
 
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+mod doorbell;
 mod idle;
 mod queues;
+
+#[cfg(all(test, bobine_loom))]
+pub(crate) use doorbell::Doorbell as ModelDoorbell;
+use doorbell::{Doorbell, INBOX, STEAL};
 
 pub(crate) use queues::TaskPtr;
 use queues::{Registry, RunQueue};
@@ -135,18 +140,12 @@ const ID_BLOCK: u64 = 256;
 /// creation order and a runtime's ids stay dense.
 const TASK_ID_BLOCK: u64 = 64;
 
-/// `attention` bits: the inbox has tasks.
-const INBOX: u8 = 1;
-/// `attention` bits: an idle domain asked for work.
-const STEAL: u8 = 2;
-
 /// The part of a domain that other threads use.
 pub(crate) struct DomainShared {
     pub(crate) index: usize,
     inbox: Mutex<Vec<Arc<Task>>>,
-    /// INBOX | STEAL: what the loop must look at besides its run queue (one load per round).
-    attention: AtomicU8,
-    sleeping: AtomicBool,
+    /// INBOX | STEAL, and `sleeping` (the wake-up protocol's flags).
+    bell: Doorbell,
     pub(crate) stop: AtomicBool,
     /// Set when the domain has shut down for good (shutdown step 5): nothing polls its epoll
     /// any more, so descriptors registered there must register elsewhere.
@@ -176,8 +175,7 @@ impl DomainShared {
         Ok(DomainShared {
             index,
             inbox: Mutex::new(Vec::new()),
-            attention: AtomicU8::new(0),
-            sleeping: AtomicBool::new(false),
+            bell: Doorbell::new(),
             stop: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             steal_request: AtomicUsize::new(NO_REQUEST),
@@ -208,15 +206,15 @@ impl DomainShared {
     }
 
     fn notify(&self) {
-        self.attention.fetch_or(INBOX, Ordering::SeqCst);
-        self.wake_if_sleeping();
+        if self.bell.ring_inbox() {
+            self.poller.wake();
+        }
     }
 
-    /// The waker's half of the Dekker pair: called after a SeqCst write the sleeper re-checks
-    /// (INBOX, or `stealable`), so this load must be SeqCst too (on aarch64 a weaker load may be
-    /// satisfied before that write is visible).
+    /// The waker's half of the Dekker pair (see [`Doorbell::take_sleeper`]): writes the
+    /// eventfd if the domain sleeps; returns whether it did.
     fn wake_if_sleeping(&self) -> bool {
-        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
+        if self.bell.take_sleeper() {
             self.poller.wake();
             return true;
         }
@@ -225,7 +223,7 @@ impl DomainShared {
 
     /// Whether the domain sleeps in epoll (or is about to), with nothing to run.
     pub(crate) fn is_sleeping(&self) -> bool {
-        self.sleeping.load(Ordering::SeqCst)
+        self.bell.is_sleeping()
     }
 
     /// Wakes the domain if it sleeps (or makes its next sleep return at once).
@@ -245,7 +243,7 @@ impl DomainShared {
     }
 
     pub(crate) fn take_inbox(&self) -> Vec<Arc<Task>> {
-        self.attention.fetch_and(!INBOX, Ordering::SeqCst);
+        self.bell.clear_inbox();
         std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -335,7 +333,7 @@ impl Local {
     /// inbox (a relaxed look: a hint for whether to spin, see `sched::spinning_may_help`).
     #[inline]
     pub(crate) fn has_ready_work(&self) -> bool {
-        !self.run_queue.is_empty() || self.shared.attention.load(Ordering::Relaxed) & INBOX != 0
+        !self.run_queue.is_empty() || self.shared.bell.peek() & INBOX != 0
     }
 
     /// A fresh process-unique thread id for a task spawned here.
@@ -489,7 +487,7 @@ impl Local {
                 // I/O readiness, so that sockets are served while tasks keep us busy.
                 self.shared.poller.poll_busy();
             }
-            let attention = self.shared.attention.load(Ordering::Relaxed);
+            let attention = self.shared.bell.peek();
             if attention != 0 {
                 if attention & INBOX != 0 {
                     self.drain_inbox();

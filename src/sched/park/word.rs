@@ -12,7 +12,7 @@
 //! out, 3 interrupted, 4 superseded). An unparker carries the generation it was made for, so a
 //! stale one finds another generation and does nothing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::util::atomic::{AtomicU64, Ordering};
 
 const STATE_MASK: u64 = 0b11;
 const IDLE: u64 = 0;
@@ -61,7 +61,7 @@ impl Wake {
 pub(crate) struct ParkWord(AtomicU64);
 
 impl ParkWord {
-    pub(crate) const fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ParkWord(AtomicU64::new(0))
     }
 
