@@ -35,6 +35,9 @@
 //! inside a BUSY window ([`SyncState::set_unparker`]: WAITING -> BUSY, write, release store of
 //! WAITING), and a partner reads it only after its claim, which acquires the word. Rejected
 //! alternative: a spin lock around it, two more atomic read-modify-writes per blocked sync.
+//!
+//! The word's transitions are [`CommitWord`], which the loom checks (`loom_checks::commit`) run
+//! as it is, with the unparker, the slots and the syncer's loop modelled.
 
 use std::cell::UnsafeCell;
 
@@ -272,6 +275,7 @@ impl SyncState {
         if let Some(u) = claim.0 {
             u.unpark();
         }
+        crate::sched::perturb::os_point();
         self.word.synched(leaf);
     }
 

@@ -138,6 +138,7 @@ impl Local {
         let shared = &self.shared;
         let slept = Instant::now();
         shared.bell.begin_sleep();
+        crate::sched::perturb::os_point();
         let mut timeout =
             next_deadline.map(|d: Instant| d.saturating_duration_since(Instant::now()));
         if self.closing.get() {

@@ -39,6 +39,9 @@
 //! Rejected alternative: writing the eventfd on every remote wake (simpler, but a syscall per
 //! cross-domain message even when the target is busy).
 //!
+//! The flags live in [`doorbell`], which the loom check `loom_checks::inbox` runs as it is,
+//! with the inbox, the eventfd and this loop modelled.
+//!
 //! ## Spinning before sleeping
 //!
 //! A started task never moves, so a task woken from another domain runs where it lives, and a
@@ -194,6 +197,7 @@ impl DomainShared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(task);
+        super::perturb::os_point();
         self.notify();
     }
 

@@ -11,6 +11,9 @@
 //! `reason` is written by whoever ends a generation (the [`Wake`] code: 1 unparked, 2 timed
 //! out, 3 interrupted, 4 superseded). An unparker carries the generation it was made for, so a
 //! stale one finds another generation and does nothing.
+//!
+//! Model-checked as it is, with loom (`loom_checks::park_word`): its atomics come from the
+//! `util::atomic` shim.
 
 use crate::util::atomic::{AtomicU64, Ordering};
 
