@@ -17,7 +17,7 @@ use crate::sched::park::{ParkWord, Wake};
 use crate::util::atomic::Ordering;
 
 /// A blocked sync with a receive leaf (0, on a channel) and a join leaf (1).
-struct Sync {
+struct Syncer {
     word: CommitWord,
     /// The generation of the syncer's current park (its unparker).
     unparker: UnsafeCell<Option<u64>>,
@@ -32,9 +32,9 @@ struct Sync {
     joiners: Mutex<Vec<u64>>,
 }
 
-impl Sync {
-    fn new() -> Sync {
-        Sync {
+impl Syncer {
+    fn new() -> Syncer {
+        Syncer {
             word: CommitWord::new(),
             unparker: UnsafeCell::new(None),
             slot: UnsafeCell::new(None),
@@ -125,7 +125,7 @@ impl Sync {
 #[test]
 fn loom_commit_word_partner_or_own_leaf_commits_once() {
     model(|| {
-        let s = Arc::new(Sync::new());
+        let s = Arc::new(Syncer::new());
         let partner = {
             let s = s.clone();
             thread::spawn(move || s.partner_sends(42))
@@ -160,7 +160,7 @@ fn loom_commit_word_partner_or_own_leaf_commits_once() {
 #[test]
 fn loom_commit_word_abandon_or_commit() {
     model(|| {
-        let s = Arc::new(Sync::new());
+        let s = Arc::new(Syncer::new());
         let g = s.park.arm();
         // SAFETY: (model) nobody can reach the state yet.
         s.unparker.with_mut(|p| unsafe { *p = Some(g) });
