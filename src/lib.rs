@@ -41,6 +41,9 @@ mod util;
 #[cfg(test)]
 mod tests;
 
+#[cfg(all(test, bobine_loom))]
+mod loom_checks;
+
 pub mod diag;
 pub mod event;
 pub mod miou;

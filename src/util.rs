@@ -6,6 +6,8 @@ use std::hint::spin_loop;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+pub(crate) mod atomic;
+
 /// A test-and-test-and-set lock for very short critical sections.
 ///
 /// Rules: never held across a task switch, a park, or user code. After a few hundred failed

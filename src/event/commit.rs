@@ -35,24 +35,17 @@
 //! inside a BUSY window ([`SyncState::set_unparker`]: WAITING -> BUSY, write, release store of
 //! WAITING), and a partner reads it only after its claim, which acquires the word. Rejected
 //! alternative: a spin lock around it, two more atomic read-modify-writes per blocked sync.
+//!
+//! The word's transitions are [`CommitWord`], which the loom checks (`loom_checks::commit`) run
+//! as it is, with the unparker, the slots and the syncer's loop modelled.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::payload::Payload;
 use crate::sched::park::Unparker;
-
-/// One round of a wait for another thread's window of a few instructions (a partner between
-/// its claim and its completion, the syncer replacing its unparker): spins, then lets the OS
-/// run that thread if it was preempted.
-fn spin(spins: &mut u32) {
-    *spins += 1;
-    if *spins < 256 {
-        std::hint::spin_loop();
-    } else {
-        std::thread::yield_now();
-    }
-}
+// The word's atomics and its spin wait come from the loom shim: `CommitWord` is model-checked
+// as it is (`crate::loom_checks::commit`).
+use crate::util::atomic::{AtomicU64, Ordering, spin};
 
 /// Leaves a sync keeps inline in its frame (more are allocated).
 pub(crate) const INLINE_LEAVES: usize = 4;
@@ -76,8 +69,99 @@ pub(crate) enum Outcome {
 
 /// One sync: its state word and how to wake it. (The value slots are in the leaves.)
 pub(crate) struct SyncState {
-    word: AtomicU64,
+    word: CommitWord,
     unparker: UnparkerCell,
+}
+
+/// The commit word alone (the module doc's table), with every transition of it: what
+/// [`SyncState`] does to its word, apart from the unparker and the slots it guards. Kept apart
+/// so that the model checks run this very code under loom.
+pub(crate) struct CommitWord(AtomicU64);
+
+impl CommitWord {
+    /// A word in WAITING.
+    pub(crate) fn new() -> CommitWord {
+        CommitWord(AtomicU64::new(WAITING))
+    }
+
+    /// Whether the sync still waits (WAITING or BUSY).
+    #[inline]
+    pub(crate) fn is_waiting(&self) -> bool {
+        matches!(self.0.load(Ordering::Acquire), WAITING | BUSY)
+    }
+
+    /// A partner's step 1: WAITING -> CLAIMED, waiting out the syncer's BUSY window; false if
+    /// the word has left WAITING for good (a stale offer). The successful CAS acquires what the
+    /// syncer released (its unparker, its send slot).
+    #[inline]
+    pub(crate) fn claim(&self) -> bool {
+        let mut spins = 0u32;
+        loop {
+            match self.0.compare_exchange_weak(
+                WAITING,
+                CLAIMED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                // The syncer is replacing its unparker on its own thread: a few instructions.
+                Err(BUSY | WAITING) => spin(&mut spins),
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// A partner's last step: CLAIMED -> SYNCHED(leaf) (release: the slot's new content goes
+    /// with it). The partner's last touch of the word.
+    #[inline]
+    pub(crate) fn synched(&self, leaf: usize) {
+        self.0
+            .store(SYNCHED | (leaf as u64) << LEAF_SHIFT, Ordering::Release);
+    }
+
+    /// The syncer commits one of its own leaves: WAITING -> SYNCHED(leaf).
+    pub(crate) fn commit_self(&self, leaf: usize) -> bool {
+        let synched = SYNCHED | (leaf as u64) << LEAF_SHIFT;
+        self.0
+            .compare_exchange(WAITING, synched, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The syncer gives up: WAITING -> ABANDONED; false if something committed first.
+    pub(crate) fn abandon(&self) -> bool {
+        self.0
+            .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Where the sync stands; waits out a partner's CLAIMED window.
+    pub(crate) fn outcome(&self) -> Outcome {
+        let mut spins = 0u32;
+        loop {
+            let w = self.0.load(Ordering::Acquire);
+            match w & TAG {
+                WAITING => return Outcome::Waiting,
+                SYNCHED => return Outcome::Synched((w >> LEAF_SHIFT) as usize),
+                ABANDONED => return Outcome::Abandoned,
+                // A partner is between its claim and its completion.
+                _ => spin(&mut spins),
+            }
+        }
+    }
+
+    /// The syncer opens its BUSY window (WAITING -> BUSY), keeping partners out of its
+    /// unparker; false if the word has left WAITING.
+    pub(crate) fn enter_busy(&self) -> bool {
+        self.0
+            .compare_exchange(WAITING, BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The syncer closes its BUSY window: BUSY -> WAITING (release: a partner's claim then sees
+    /// what the syncer wrote inside the window).
+    pub(crate) fn leave_busy(&self) {
+        self.0.store(WAITING, Ordering::Release);
+    }
 }
 
 /// The syncer's unparker. Who may touch it is fixed by the commit word (module doc): the
@@ -153,7 +237,7 @@ impl Slot {
 impl SyncState {
     pub(crate) fn new() -> SyncState {
         SyncState {
-            word: AtomicU64::new(WAITING),
+            word: CommitWord::new(),
             unparker: UnparkerCell(UnsafeCell::new(None)),
         }
     }
@@ -161,7 +245,7 @@ impl SyncState {
     /// Whether the sync still waits (offers of a sync that does not are stale).
     #[inline]
     pub(crate) fn is_waiting(&self) -> bool {
-        matches!(self.word.load(Ordering::Acquire), WAITING | BUSY)
+        self.word.is_waiting()
     }
 
     /// A partner's steps 1 and 2: WAITING -> CLAIMED, and the syncer's unparker. `None` if the
@@ -170,19 +254,8 @@ impl SyncState {
     /// until it calls [`SyncState::complete`].
     #[inline]
     pub(crate) fn claim(&self) -> Option<Claim> {
-        let mut spins = 0u32;
-        loop {
-            match self.word.compare_exchange_weak(
-                WAITING,
-                CLAIMED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                // The syncer is replacing its unparker on its own thread: a few instructions.
-                Err(BUSY | WAITING) => spin(&mut spins),
-                Err(_) => return None,
-            }
+        if !self.word.claim() {
+            return None;
         }
         // SAFETY: our claim gives us the unparker (see `UnparkerCell`).
         let unparker = unsafe { (*self.unparker.0.get()).take() };
@@ -202,39 +275,24 @@ impl SyncState {
         if let Some(u) = claim.0 {
             u.unpark();
         }
-        self.word
-            .store(SYNCHED | (leaf as u64) << LEAF_SHIFT, Ordering::Release);
+        crate::sched::perturb::os_point();
+        self.word.synched(leaf);
     }
 
     /// The syncer commits one of its own leaves (a timer, a join, a nack, a readiness or a
     /// signal leaf became ready).
     pub(crate) fn commit_self(&self, leaf: usize) -> bool {
-        let synched = SYNCHED | (leaf as u64) << LEAF_SHIFT;
-        self.word
-            .compare_exchange(WAITING, synched, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.word.commit_self(leaf)
     }
 
     /// The syncer gives up (it was interrupted): false if something committed first.
     pub(crate) fn abandon(&self) -> bool {
-        self.word
-            .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.word.abandon()
     }
 
     /// Where the sync stands; waits out a partner's CLAIMED window.
     pub(crate) fn outcome(&self) -> Outcome {
-        let mut spins = 0u32;
-        loop {
-            let w = self.word.load(Ordering::Acquire);
-            match w & TAG {
-                WAITING => return Outcome::Waiting,
-                SYNCHED => return Outcome::Synched((w >> LEAF_SHIFT) as usize),
-                ABANDONED => return Outcome::Abandoned,
-                // A partner is between its claim and its completion.
-                _ => spin(&mut spins),
-            }
-        }
+        self.word.outcome()
     }
 
     /// Sets the unparker a committing partner wakes, before any offer of the sync is visible.
@@ -256,16 +314,12 @@ impl SyncState {
     /// something committed; the syncer re-reads the word afterwards either way, so a committer
     /// that took an older unparker (now stale) is never missed.
     pub(crate) fn set_unparker(&self, u: Unparker) -> bool {
-        if self
-            .word
-            .compare_exchange(WAITING, BUSY, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
+        if !self.word.enter_busy() {
             return false;
         }
         // SAFETY: BUSY keeps partners out of the unparker (see `UnparkerCell`).
         let old = unsafe { (*self.unparker.0.get()).replace(u) };
-        self.word.store(WAITING, Ordering::Release);
+        self.word.leave_busy();
         // Dropped after the window (a counted unparker's last reference may go here).
         drop(old);
         true

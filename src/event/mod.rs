@@ -86,7 +86,7 @@
 //! partner that claims one sees that the syncer is dead and skips it (`commit.rs`).
 
 mod channel;
-mod commit;
+pub(crate) mod commit;
 mod leaves;
 mod payload;
 mod sync;

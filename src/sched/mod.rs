@@ -36,6 +36,7 @@ pub(crate) mod domain;
 pub(crate) mod inspect;
 pub(crate) mod monitor;
 pub(crate) mod park;
+pub(crate) mod perturb;
 pub(crate) mod reactor;
 pub(crate) mod runtime;
 pub(crate) mod shutdown;

@@ -46,7 +46,13 @@ pub fn watchdog<T>(secs: u64, name: &str, f: impl FnOnce() -> T) -> T {
             std::thread::sleep(Duration::from_millis(20));
         }
         if !flag.load(Ordering::Acquire) {
-            eprintln!("watchdog: test '{name}' did not finish within {secs} s (deadlock or hang)");
+            // Straight to the process's stderr: the harness captures `eprintln!` (in threads a
+            // test spawns too), and the captured text dies with the process.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "watchdog: test '{name}' did not finish within {secs} s (deadlock or hang)"
+            );
             std::process::exit(3);
         }
     });

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crossbeam_deque::Steal;
 
-use super::{DUMP, INBOX, Local, MARKER, SPIN, SPIN_CREDIT};
+use super::{Local, MARKER, SPIN, SPIN_CREDIT};
 
 impl Local {
     /// Work that another domain could take has appeared here: wake one sleeping domain so it can
@@ -94,7 +94,8 @@ impl Local {
         }
         let shared = &self.shared;
         let slept = Instant::now();
-        shared.sleeping.store(true, Ordering::SeqCst);
+        shared.bell.begin_sleep();
+        crate::sched::perturb::os_point();
         let mut timeout =
             next_deadline.map(|d: Instant| d.saturating_duration_since(Instant::now()));
         if self.closing.get() {
@@ -102,14 +103,14 @@ impl Local {
             let tick = crate::sched::shutdown::TICK;
             timeout = Some(timeout.map_or(tick, |t| t.min(tick)));
         }
-        if shared.attention.load(Ordering::SeqCst) & (INBOX | DUMP) != 0
+        if shared.bell.mail_pending()
             // Work appeared on a peer after `try_steal` looked, and its wake-up may have found
             // us not yet asleep (work stealing, step 2): go and take it.
             || (self.peers && self.peer_has_stealable())
             || shared.stop.load(Ordering::SeqCst)
             || done()
         {
-            shared.sleeping.store(false, Ordering::SeqCst);
+            shared.bell.end_sleep();
             return;
         }
         // For the monitor's deadlock watch: a sleep with no deadline, and one more sleep.
@@ -120,7 +121,7 @@ impl Local {
             .store(own.naps.load(Ordering::Relaxed) + 1, Ordering::Release);
         shared.poller.wait(timeout);
         own.asleep_forever.store(false, Ordering::Relaxed);
-        shared.sleeping.store(false, Ordering::SeqCst);
+        shared.bell.end_sleep();
         crate::sched::monitor::domain_woke();
         self.clock.set(Instant::now());
         let credit = self.spin_credit.get();
@@ -160,7 +161,7 @@ impl Local {
         let found = 'spin: loop {
             for _ in 0..64 {
                 std::hint::spin_loop();
-                if shared.attention.load(Ordering::Relaxed) != 0 {
+                if shared.bell.peek() != 0 {
                     break 'spin true;
                 }
             }

@@ -42,6 +42,9 @@
 //! Rejected alternative: writing the eventfd on every remote wake (simpler, but a syscall per
 //! cross-domain message even when the target is busy).
 //!
+//! The flags live in [`doorbell`], which the loom check `loom_checks::inbox` runs as it is,
+//! with the inbox, the eventfd and this loop modelled.
+//!
 //! ## Spinning before sleeping
 //!
 //! A started task never moves, so a task woken from another domain runs where it lives, and a
@@ -154,14 +157,20 @@
 
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crossbeam_deque::{Stealer, Worker};
 
+mod doorbell;
 mod idle;
 mod queues;
+
+pub(crate) use doorbell::DUMP;
+#[cfg(all(test, bobine_loom))]
+pub(crate) use doorbell::Doorbell as ModelDoorbell;
+use doorbell::{Doorbell, INBOX};
 
 pub(crate) use queues::TaskPtr;
 use queues::{MARKER, Registry, RunQueue};
@@ -189,11 +198,6 @@ const ID_BLOCK: u64 = 256;
 /// creation order and a runtime's ids stay dense.
 const TASK_ID_BLOCK: u64 = 64;
 
-/// `attention` bits: the inbox has tasks.
-const INBOX: u8 = 1;
-/// `attention` bits: someone waits for this domain's part of a task dump (`sched::inspect`).
-pub(crate) const DUMP: u8 = 4;
-
 /// A domain's deque of never-started, non-pinned tasks (see "Work stealing").
 type Stealable = Worker<Arc<Task>>;
 
@@ -201,9 +205,8 @@ type Stealable = Worker<Arc<Task>>;
 pub(crate) struct DomainShared {
     pub(crate) index: usize,
     inbox: Mutex<Vec<Arc<Task>>>,
-    /// INBOX: what the loop must look at besides its run queue (one load per round).
-    attention: AtomicU8,
-    sleeping: AtomicBool,
+    /// INBOX | DUMP, and `sleeping` (the wake-up protocol's flags).
+    bell: Doorbell,
     pub(crate) stop: AtomicBool,
     /// Set when the domain has shut down for good (shutdown step 5): nothing polls its epoll
     /// any more, so descriptors registered there must register elsewhere.
@@ -256,8 +259,7 @@ impl DomainShared {
         Ok(DomainShared {
             index,
             inbox: Mutex::new(Vec::new()),
-            attention: AtomicU8::new(0),
-            sleeping: AtomicBool::new(false),
+            bell: Doorbell::new(),
             stop: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             stealer: worker.stealer(),
@@ -284,12 +286,14 @@ impl DomainShared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(task);
+        super::perturb::os_point();
         self.notify();
     }
 
     fn notify(&self) {
-        self.attention.fetch_or(INBOX, Ordering::SeqCst);
-        self.wake_if_sleeping();
+        if self.bell.ring_inbox() {
+            self.poller.wake();
+        }
     }
 
     /// Asks the domain for its part of a task dump: the wake-up protocol's steps 1-2, with the
@@ -299,26 +303,25 @@ impl DomainShared {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(request);
-        self.attention.fetch_or(DUMP, Ordering::SeqCst);
-        self.wake_if_sleeping();
+        if self.bell.ring(DUMP) {
+            self.poller.wake();
+        }
     }
 
-    /// Clears attention bits the domain is about to look at.
-    pub(crate) fn attention_clear(&self, bits: u8) {
-        self.attention.fetch_and(!bits, Ordering::SeqCst);
+    /// Clears DUMP before the dump requests are taken.
+    pub(crate) fn clear_dump(&self) {
+        self.bell.clear_dump();
     }
 
     /// Whether wake-ups or dump requests wait in the inbox (for the monitor).
     pub(crate) fn has_mail(&self) -> bool {
-        self.attention.load(Ordering::SeqCst) & (INBOX | DUMP) != 0
+        self.bell.mail_pending()
     }
 
-    /// The waker's half of the Dekker pair: called after a SeqCst write the sleeper re-checks
-    /// (INBOX), or after a SeqCst fence that follows a push on the stealable deque, so this load
-    /// must be SeqCst too (on aarch64 a weaker load may be satisfied before that write is
-    /// visible).
+    /// The waker's half of the Dekker pair (see [`Doorbell::take_sleeper`]): writes the
+    /// eventfd if the domain sleeps; returns whether it did.
     fn wake_if_sleeping(&self) -> bool {
-        if self.sleeping.load(Ordering::SeqCst) && self.sleeping.swap(false, Ordering::SeqCst) {
+        if self.bell.take_sleeper() {
             self.poller.wake();
             return true;
         }
@@ -327,7 +330,7 @@ impl DomainShared {
 
     /// Whether the domain sleeps in epoll (or is about to), with nothing to run.
     pub(crate) fn is_sleeping(&self) -> bool {
-        self.sleeping.load(Ordering::SeqCst)
+        self.bell.is_sleeping()
     }
 
     /// Wakes the domain if it sleeps (or makes its next sleep return at once).
@@ -347,7 +350,7 @@ impl DomainShared {
     }
 
     pub(crate) fn take_inbox(&self) -> Vec<Arc<Task>> {
-        self.attention.fetch_and(!INBOX, Ordering::SeqCst);
+        self.bell.clear_inbox();
         std::mem::take(&mut *self.inbox.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }
@@ -455,7 +458,7 @@ impl Local {
     #[inline]
     pub(crate) fn has_ready_work(&self) -> bool {
         !self.run_queue.is_empty()
-            || self.shared.attention.load(Ordering::Relaxed) & INBOX != 0
+            || self.shared.bell.peek() & INBOX != 0
             || !self.stealable.is_empty()
     }
 
@@ -650,7 +653,7 @@ impl Local {
                 // I/O readiness, so that sockets are served while tasks keep us busy.
                 self.shared.poller.poll_busy();
             }
-            let attention = self.shared.attention.load(Ordering::Relaxed);
+            let attention = self.shared.bell.peek();
             if attention != 0 {
                 if attention & INBOX != 0 {
                     self.drain_inbox();

@@ -178,7 +178,7 @@ impl Local {
     /// Step 2 of the dump requests: answers every request waiting for this domain.
     #[cold]
     pub(crate) fn answer_dumps(&self) {
-        self.shared.attention_clear(super::domain::DUMP);
+        self.shared.clear_dump();
         let requests = std::mem::take(
             &mut *self
                 .shared

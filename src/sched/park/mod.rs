@@ -552,6 +552,10 @@ fn wait_task(task: &Task, gen_: u64, wait: &Wait, site: &'static Location<'stati
             )
         });
     }
+    // The stress mode's point (see `sched::perturb`): one relaxed load when it is off.
+    if super::perturb::enabled() {
+        super::perturb::task_point(task);
+    }
     task.set_park_site(Some(ParkSite {
         reason: wait.reason,
         kind: wait.kind,
@@ -647,6 +651,7 @@ fn wait_thread(t: &ThreadParker, gen_: u64, deadline: Option<Instant>) -> Wake {
         if let Some(why) = t.word.outcome(gen_) {
             return why;
         }
+        super::perturb::os_point();
         match deadline {
             None => std::thread::park(),
             Some(d) => {

@@ -53,6 +53,9 @@
 //! primitive settles first. If the hand-over happened, the wait returns normally with what was
 //! handed over (the stop stays requested and takes effect at the next park point); if not, the
 //! primitive leaves its queue and calls [`unwind_if_stopped`]. Nothing handed over is lost.
+//!
+//! Delivery ([`interrupt`], [`interrupt_pending`], and the park's steps 3, 4 and 6 around them)
+//! is model-checked with loom as a model (`loom_checks::stop`, kept in step with this file).
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -280,6 +283,7 @@ pub(crate) fn last_words<R>(f: impl FnOnce() -> R) -> R {
 /// without a request.
 pub(crate) fn interrupt(task: &Arc<Task>) -> bool {
     let first = !task.cancelled.swap(true, Ordering::AcqRel);
+    crate::sched::perturb::os_point();
     // Acquire (in `is_started`): a started task's domain is visible to `schedule`.
     if task.is_started() {
         crate::sched::schedule(task);

@@ -11,8 +11,11 @@
 //! `reason` is written by whoever ends a generation (the [`Wake`] code: 1 unparked, 2 timed
 //! out, 3 interrupted, 4 superseded). An unparker carries the generation it was made for, so a
 //! stale one finds another generation and does nothing.
+//!
+//! Model-checked as it is, with loom (`loom_checks::park_word`): its atomics come from the
+//! `util::atomic` shim.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::util::atomic::{AtomicU64, Ordering};
 
 const STATE_MASK: u64 = 0b11;
 const IDLE: u64 = 0;
@@ -61,7 +64,7 @@ impl Wake {
 pub(crate) struct ParkWord(AtomicU64);
 
 impl ParkWord {
-    pub(crate) const fn new() -> Self {
+    pub(crate) fn new() -> Self {
         ParkWord(AtomicU64::new(0))
     }
 

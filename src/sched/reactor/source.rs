@@ -18,6 +18,9 @@
 //!    `interest`, taking the lock only if it is not zero. This is a Dekker pair: either the
 //!    poller sees the waiter's interest, or the waiter sees the new tick.
 //!
+//! Steps 1-5 are model-checked with loom as a model (`loom_checks::readiness`, kept in step
+//! with this file).
+//!
 //! A source closed by its owner (a bobine socket being dropped) wakes its waiters with an
 //! error at once. Sources made for raw descriptors (`wait_readable` on an fd bobine does not
 //! own) remember the file's identity (device and inode); their waiters check it again every

@@ -74,6 +74,9 @@
 //! Why not the plain protocol: its waker wakes after releasing the lock, so it needs a counted
 //! unparker (two atomic read-modify-writes per wait), and its waiter reads `linked` without the
 //! lock, which a waker that still holds a borrowed unparker cannot allow.
+//!
+//! Both protocols are model-checked with loom as a model of their steps (`loom_checks::waitqueue`,
+//! which must be kept in step with this module).
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
