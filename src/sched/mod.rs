@@ -20,8 +20,9 @@
 //!
 //! The kernel is everything that owns a task's life: the task itself ([`task`]), how it waits
 //! ([`park`], [`waitqueue`]), where it runs ([`domain`]: run queue, inbox, registry), what wakes
-//! it ([`timers`], [`reactor`], [`signals`]), and how runtimes start and end ([`runtime`],
-//! [`shutdown`]).
+//! it ([`timers`], [`reactor`], [`signals`]), how runtimes start and end ([`runtime`],
+//! [`shutdown`]), and how they are watched from outside ([`monitor`]: stalls, deadlocks, long
+//! shutdowns; [`inspect`]: the task dump).
 //! These files refer to each other in a circle, on purpose: a domain owns its timers and its
 //! epoll and runs tasks; a task parks through its domain; a park registers timers; the reactor
 //! wakes parks. Cutting the circle would mean callbacks between layers that are really one
