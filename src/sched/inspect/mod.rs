@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::domain::{DomainShared, Local};
-use super::park::{Park, Unparker, Wait};
+use super::park::{Park, Unparker, Wait, Wake};
 use super::runtime::RuntimeShared;
 
 mod dump;
@@ -108,7 +108,12 @@ pub(crate) fn collect(runtimes: &[Arc<RuntimeShared>]) -> TaskDump {
         if request.answered() >= asked.len() {
             break;
         }
-        park.wait_for(&Wait::soft("task dump").until(Some(deadline)));
+        if park.wait_for(&Wait::soft("task dump").until(Some(deadline))) == Wake::Interrupted {
+            // A task asked to stop: nothing to withdraw (late answers go into a request nobody
+            // reads), so it unwinds from here as from any wait.
+            super::park::stop::unwind_if_stopped();
+            break;
+        }
     }
     let answers = std::mem::take(&mut *request.answers.lock().unwrap_or_else(|e| e.into_inner()));
     for (rt, d) in asked {

@@ -247,12 +247,11 @@ impl Monitor {
                 // DEEP set and pokes us; one that woke before it is seen awake just below.
                 let deep = !busy && all_asleep();
                 DEEP.store(deep, Ordering::SeqCst);
-                if deep && !all_asleep() {
+                let deep = deep && all_asleep();
+                if !deep {
                     DEEP.store(false, Ordering::SeqCst);
-                    Some(BUSY_TICK)
-                } else {
-                    Some(if deep { IDLE_TICK } else { BUSY_TICK })
                 }
+                Some(if deep { IDLE_TICK } else { BUSY_TICK })
             };
             // Dropped before sleeping, so that `run` may drop its runtime last.
             drop(runtimes);
