@@ -46,6 +46,7 @@ mod loom_checks;
 
 pub mod diag;
 pub mod event;
+mod interop;
 pub mod miou;
 pub mod net;
 pub mod ocaml;
@@ -53,6 +54,7 @@ pub mod sync;
 pub mod thread;
 pub mod time;
 
+pub use interop::block_on;
 pub use sched::park::{Park, Unparker, Wake};
 pub use sched::task::{TaskCancelled, TaskDropped};
 

@@ -1,0 +1,131 @@
+//! Async interop: `bobine::block_on` drives futures from tasks and plain threads.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::tasks::spawn_ticker;
+
+/// A future that is ready at once needs no wake-up.
+#[test]
+fn block_on_a_ready_future() {
+    common::watchdog(20, "block_on_a_ready_future", || {
+        assert_eq!(bobine::run(|| bobine::block_on(async { 6 * 7 })), 42);
+        assert_eq!(bobine::block_on(async { "outside" }), "outside");
+    });
+}
+
+/// A future woken from a plain thread later: the task parks meanwhile and the other tasks of
+/// its one domain keep running.
+#[test]
+fn block_on_parks_the_task_not_the_domain() {
+    common::watchdog(20, "block_on_parks_the_task_not_the_domain", || {
+        bobine::Builder::new().domains(1).run(|| {
+            let ticks = Arc::new(AtomicUsize::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            let ticker = spawn_ticker(ticks.clone(), stop.clone());
+            let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+            let sender = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                tx.send(5).unwrap();
+            });
+            let before = ticks.load(Ordering::SeqCst);
+            assert_eq!(bobine::block_on(rx).unwrap(), 5);
+            assert!(
+                ticks.load(Ordering::SeqCst) > before,
+                "the domain ran its other task while one waited in block_on"
+            );
+            stop.store(true, Ordering::SeqCst);
+            ticker.join().unwrap();
+            sender.join().unwrap();
+        })
+    });
+}
+
+/// An async-only client used from ordinary tasks: a tokio runtime runs on a side thread (its
+/// reactor and timers), bobine tasks call into it with `block_on`.
+#[test]
+fn tasks_await_a_tokio_runtime_on_a_side_thread() {
+    common::watchdog(30, "tasks_await_a_tokio_runtime_on_a_side_thread", || {
+        let tokio_rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let handle = tokio_rt.handle().clone();
+        let total = bobine::Builder::new().domains(2).run(move || {
+            let tasks: Vec<_> = (0..20u64)
+                .map(|i| {
+                    let handle = handle.clone();
+                    bobine::thread::spawn(move || {
+                        // A tokio timer and a tokio task, awaited from a bobine task.
+                        let job = handle.spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                            i * 2
+                        });
+                        bobine::block_on(job).unwrap()
+                    })
+                })
+                .collect();
+            tasks.into_iter().map(|t| t.join().unwrap()).sum::<u64>()
+        });
+        assert_eq!(total, (0..20u64).map(|i| i * 2).sum());
+        drop(tokio_rt);
+    });
+}
+
+/// Many wake-ups, some during the poll, some between polls, from several threads: every item
+/// of a tokio mpsc channel arrives.
+#[test]
+fn block_on_loses_no_wake_up() {
+    common::watchdog(30, "block_on_loses_no_wake_up", || {
+        bobine::Builder::new().domains(2).run(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<u32>();
+            let senders: Vec<_> = (0..4)
+                .map(|_| {
+                    let tx = tx.clone();
+                    std::thread::spawn(move || {
+                        for i in 0..2_000 {
+                            tx.send(i).unwrap();
+                            if i % 64 == 0 {
+                                std::thread::yield_now();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            drop(tx);
+            let mut n = 0;
+            while bobine::block_on(rx.recv()).is_some() {
+                n += 1;
+            }
+            assert_eq!(n, 8_000);
+            for s in senders {
+                s.join().unwrap();
+            }
+        })
+    });
+}
+
+/// A panic in `poll` goes on from `block_on`; a task cancelled while it waits unwinds.
+#[test]
+fn block_on_panics_and_cancellation() {
+    common::watchdog(20, "block_on_panics_and_cancellation", || {
+        bobine::run(|| {
+            let h = bobine::thread::spawn(|| bobine::block_on(async { panic!("in the future") }));
+            let payload = h.join().unwrap_err();
+            assert_eq!(
+                payload.downcast_ref::<&str>().copied(),
+                Some("in the future")
+            );
+            let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let waiting = bobine::thread::spawn(move || bobine::block_on(rx));
+            bobine::thread::sleep(Duration::from_millis(20));
+            waiting.cancel();
+            let err = waiting.join().unwrap_err();
+            assert!(err.downcast_ref::<bobine::TaskCancelled>().is_some());
+        })
+    });
+}
