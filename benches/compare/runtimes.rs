@@ -2,12 +2,10 @@
 //! split evenly between them, and tokio's multi-thread runtime.
 //!
 //! bobine has no public way to put a task on a given domain: a task starts on the domain that
-//! spawned it, and an idle domain takes half of a busy domain's never-started tasks when it asks
-//! (tasks never migrate once started). [`split_evenly`] gets an even split the way
-//! `benches/events.rs` does for its two-domain ping-pong: spawn every task, block domain 0's
-//! thread for 2 ms so that domain 1 wakes up and asks, then yield so that domain 0 hands the
-//! tasks over; each task says where it started, and a runtime where the split came out
-//! otherwise is thrown away ([`REBUILDS`] counts them).
+//! spawned it unless an idle domain steals it before it starts (tasks never migrate once
+//! started), and `spawn_local` keeps it where it was spawned. [`split_evenly`] spawns half of
+//! the tasks with `spawn_local` on domain 0 and the other half from an agent task that domain 1
+//! stole; a runtime where the agent was not stolen is thrown away ([`REBUILDS`] counts them).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
@@ -33,40 +31,52 @@ pub fn split_evenly(make: impl Fn() -> Vec<Body>) -> Duration {
 }
 
 /// One try of [`split_evenly`]: `None` (the bodies dropped unrun) if the split was uneven.
-fn split_once(bodies: Vec<Body>) -> Option<Duration> {
+///
+/// Half of the tasks are spawned with `spawn_local` on domain 0. The other half are spawned
+/// with `spawn_local` by an agent task running on domain 1: the agent is spawned normally while
+/// domain 0's thread is blocked (not a yield), so the idle domain 1 steals it from domain 0's
+/// deque; if domain 0 ran it after all, the runtime is thrown away.
+fn split_once(mut bodies: Vec<Body>) -> Option<Duration> {
     let n = bodies.len();
+    let theirs = bodies.split_off(n / 2);
     bobine::Builder::new().domains(2).run(move || {
         let home = std::thread::current().id();
         let gate = Arc::new(bobine::sync::Semaphore::new(0));
         let go = Arc::new(AtomicBool::new(false));
-        // Tasks started, and those of them started on domain 0 (the thread of `run`).
-        let started = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
-        let tasks: Vec<_> = bodies
-            .into_iter()
-            .map(|body| {
+        let started = Arc::new(AtomicUsize::new(0));
+        let place = {
+            let (gate, go, started) = (gate.clone(), go.clone(), started.clone());
+            move |body: Body| {
                 let (gate, go, started) = (gate.clone(), go.clone(), started.clone());
-                bobine::thread::spawn(move || {
-                    if std::thread::current().id() == home {
-                        started.1.fetch_add(1, SeqCst);
-                    }
-                    started.0.fetch_add(1, SeqCst);
+                bobine::thread::spawn_local(move || {
+                    started.fetch_add(1, SeqCst);
                     gate.acquire();
                     if go.load(SeqCst) {
                         body();
                     }
                 })
-            })
-            .collect();
-        // Block domain 0 (not a yield) long enough for the idle domain 1 to wake up and ask for
-        // half of the never-started tasks, then yield so that domain 0 hands them over.
+            }
+        };
+        let place2 = place.clone();
+        let agent = bobine::thread::spawn(move || {
+            if std::thread::current().id() == home {
+                // Not stolen: drop the bodies unrun.
+                return None;
+            }
+            Some(theirs.into_iter().map(place2).collect::<Vec<_>>())
+        });
+        // Block domain 0 long enough for the idle domain 1 to steal the agent.
         std::thread::sleep(Duration::from_millis(2));
-        while started.0.load(SeqCst) < n {
+        let mut tasks: Vec<_> = bodies.into_iter().map(place).collect();
+        let remote = agent.join().expect("the agent panicked");
+        let even = remote.is_some();
+        tasks.extend(remote.into_iter().flatten());
+        while even && started.load(SeqCst) < n {
             bobine::thread::yield_now();
         }
-        let even = started.1.load(SeqCst) == n / 2;
         go.store(even, SeqCst);
         let start = Instant::now();
-        for _ in 0..n {
+        for _ in 0..tasks.len() {
             gate.release();
         }
         for t in tasks {
