@@ -58,6 +58,61 @@ pub use interop::block_on;
 pub use sched::park::{Park, Unparker, Wake};
 pub use sched::task::{TaskCancelled, TaskDropped};
 
+/// Makes `main` (or any function without parameters) the main task of a new runtime: its body
+/// runs inside [`Builder::run`], and its value (a `Result` included) is returned as is.
+///
+/// Options, each optional: `domains = N` ([`Builder::domains`]) and `stack_size = BYTES`
+/// ([`Builder::stack_size`]); a value may be any expression. Without them the defaults and the
+/// environment (`BOBINE_DOMAINS`, `BOBINE_STACK_SIZE`) decide, as for [`run`].
+///
+/// ```
+/// #[bobine::main(domains = 2, stack_size = 128 * 1024)]
+/// fn main() -> std::io::Result<()> {
+///     let h = bobine::thread::spawn(|| 6 * 7);
+///     assert_eq!(h.join().unwrap(), 42);
+///     Ok(())
+/// }
+/// ```
+///
+/// An `async fn` is accepted too, to ease porting from async runtimes: its body becomes a
+/// future that the main task drives with [`block_on`], so its `.await`s park the main task and
+/// blocking calls still work in it.
+///
+/// ```
+/// #[bobine::main]
+/// async fn main() {
+///     let h = bobine::thread::spawn(|| "from a task");
+///     assert_eq!(bobine::io::unblock(|| 1), 1);
+///     assert_eq!(h.join().unwrap(), "from a task");
+/// }
+/// ```
+///
+/// Unknown options, parameters, generics, or a `const`/`unsafe`/`extern` function are
+/// refused at compile time with a message naming the mistake:
+///
+/// ```compile_fail
+/// #[bobine::main(domainz = 2)] // error: unknown option `domainz`
+/// fn main() {}
+/// ```
+#[doc(inline)]
+pub use bobine_macros::main;
+
+/// Makes a test function the main task of a new runtime, like [`main`](macro@main) does for
+/// `main`, and marks it `#[test]`. Takes the same options; other attributes (`#[should_panic]`,
+/// `#[ignore]`) go after it.
+///
+/// ```
+/// #[bobine::test(domains = 1)]
+/// fn counts_in_a_task() {
+///     let (tx, rx) = bobine::sync::mpsc::channel();
+///     bobine::thread::spawn(move || tx.send(3).unwrap());
+///     assert_eq!(rx.recv().unwrap(), 3);
+/// }
+/// # fn main() {}
+/// ```
+#[doc(inline)]
+pub use bobine_macros::test;
+
 /// Runs `f` as the main task of a new runtime with the default settings and returns its value.
 ///
 /// When `f` returns, `run` returns too, as a process ends with its `main`: tasks still running

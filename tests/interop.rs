@@ -27,16 +27,20 @@ fn block_on_parks_the_task_not_the_domain() {
             let stop = Arc::new(AtomicBool::new(false));
             let ticker = spawn_ticker(ticks.clone(), stop.clone());
             let (tx, rx) = tokio::sync::oneshot::channel::<u32>();
+            // The main task reads the count and goes straight into `block_on` (one domain: the
+            // ticker cannot run in between). The future is only woken once the ticker has
+            // ticked three more times, so if the wait blocked the domain it would never end
+            // (and the watchdog would fail the test).
+            let before = ticks.load(Ordering::SeqCst);
+            let seen = ticks.clone();
             let sender = std::thread::spawn(move || {
-                std::thread::sleep(Duration::from_millis(100));
+                while seen.load(Ordering::SeqCst) < before + 3 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 tx.send(5).unwrap();
             });
-            let before = ticks.load(Ordering::SeqCst);
             assert_eq!(bobine::block_on(rx).unwrap(), 5);
-            assert!(
-                ticks.load(Ordering::SeqCst) > before,
-                "the domain ran its other task while one waited in block_on"
-            );
+            assert!(ticks.load(Ordering::SeqCst) >= before + 3);
             stop.store(true, Ordering::SeqCst);
             ticker.join().unwrap();
             sender.join().unwrap();
@@ -127,5 +131,24 @@ fn block_on_panics_and_cancellation() {
             let err = waiting.join().unwrap_err();
             assert!(err.downcast_ref::<bobine::TaskCancelled>().is_some());
         })
+    });
+}
+
+#[path = "../examples/async_bridge.rs"]
+#[allow(dead_code)]
+mod async_bridge;
+
+/// The async-bridge example (a tokio service and its async client on a side runtime, used from
+/// bobine tasks through `block_on`) on one and two domains: every client gets its own reply.
+#[test]
+fn async_bridge_example_runs() {
+    common::watchdog(60, "async_bridge_example_runs", || {
+        for domains in [1, 2] {
+            let report = bobine::Builder::new()
+                .domains(domains)
+                .run(|| async_bridge::demo(16));
+            let expected: Vec<String> = (0..16).map(|i| format!("HELLO {i}")).collect();
+            assert_eq!(report.replies, expected, "{domains} domain(s)");
+        }
     });
 }
