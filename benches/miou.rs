@@ -6,7 +6,7 @@
 //!   batch; the figure is per child. `miou`: `miou::call_cc` + `miou::await_` in
 //!   `miou::run_with(0, ..)` (one domain). Std-like, on a one-domain `bobine::Builder`:
 //!   `std-spawn_local` (`thread::spawn_local` + `join`: pinned to its domain, like a `call_cc`
-//!   child) and `std-spawn` (`thread::spawn` + `join`). Target (TARGETS.md): Miou at most
+//!   child) and `std-spawn` (`thread::spawn` + `join`). The target: Miou at most
 //!   1.3× the std-like spawn + join.
 //! - `miou_spawn_await_worker`: the same with children on another domain. `miou`:
 //!   `miou::call` + `await_` from domain 0 in `miou::run_with(1, ..)` (2 domains: every child

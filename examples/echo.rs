@@ -1,5 +1,5 @@
-//! A TCP echo server written in plain blocking style: the reference program of SEMANTICS.md §4
-//! in its std shape.
+//! A TCP echo server written in plain blocking style: the echo server of the Miou book
+//! (`examples/miou_echo.rs` is its Miou shape) in its std shape.
 //!
 //! An accept loop takes connections one by one, logs each client's address under a
 //! `bobine::sync::Mutex` (a numbered line and the count of open connections), and serves each

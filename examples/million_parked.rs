@@ -1,8 +1,8 @@
 //! Many parked tasks at once: spawns `n` tasks on one domain, each parked on one shared
 //! semaphore, lets them all run to their park, then releases and joins them; prints the cost
 //! per task of each phase, the resident memory each parked task adds (`VmRSS`) and the
-//! page-table memory (`VmPTE`) while they are all parked. The measurement behind TARGETS.md's
-//! "a million tasks" row: the cost per task should stay flat from 10⁴ to 10⁶.
+//! page-table memory (`VmPTE`) while they are all parked. The measurement behind the "a million
+//! tasks" target: the cost per task should stay flat from 10⁴ to 10⁶.
 //!
 //! `million_parked n --floor` measures instead what the kernel alone charges for the same
 //! stacks, with no runtime: chunks of 64 slots laid out as bobine lays them out (a 64 KiB

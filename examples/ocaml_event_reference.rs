@@ -1,5 +1,5 @@
 //! Ports the reference program of OCaml's `Event` module, from the OCaml book's chapter on
-//! synchronous communication (SEMANTICS.md §3):
+//! synchronous communication:
 //!
 //! ```ocaml
 //! let c = Event.new_channel ()

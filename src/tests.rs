@@ -134,8 +134,8 @@ fn a_stopped_task_unwinds_and_its_destructors_may_wait() {
 
 /// A CML `Channel::recv` stopped just as a sender commits with it does not lose the
 /// value: the send has returned (it committed with the still-queued waiter), so the receiver
-/// must get the value, the stop taking effect at its next park point (DESIGN §4: "the value is
-/// delivered ... Nothing is lost"). The stop's `Interrupted` wins the park word first, so
+/// must get the value, the stop taking effect at its next park point (the stop's rule:
+/// a value handed over as the stop lands is delivered, and nothing is lost). The stop's `Interrupted` wins the park word first, so
 /// `wait_task` raises out of the park before the shorthand can see the commit, and the value
 /// moved into the waiter's slot is dropped with its frame.
 #[test]

@@ -1,4 +1,4 @@
-//! The CML commit protocol under load (SEMANTICS.md §3, DESIGN.md §6): syncs that can match
+//! The CML commit protocol under load (`bobine::event`'s module doc): syncs that can match
 //! each other through several channels commit exactly once, cycles make progress, many
 //! producers and consumers selecting over several channels move every message exactly once,
 //! timeouts racing a communication give one outcome to both sides, and stale offers left by

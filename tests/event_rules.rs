@@ -1,4 +1,4 @@
-//! One test per rule of SEMANTICS.md §3, OCaml's `Event` module (Reppy's Concurrent ML), as
+//! One test per rule of OCaml's `Event` module (Reppy's Concurrent ML), as
 //! `bobine::event` implements it, plus the CML extensions (`never`, `after`, `at`, `join`,
 //! `with_nack`) and the OCaml face `bobine::ocaml::event`.
 //!
@@ -770,7 +770,7 @@ fn values_of_any_send_type_travel() {
 /// A task blocked in a sync when its runtime ends leaves no live offer, and its unsent values drop.
 #[test]
 fn a_sync_dropped_with_its_runtime_leaves_no_live_offer() {
-    // API.md §1: when `run`'s closure returns, the tasks still blocked are dropped (unwound).
+    // `bobine::run`'s doc: when its closure returns, the tasks still blocked are dropped (unwound).
     // A channel may outlive the runtime (shared with plain threads or another runtime): a send
     // must not be lost into a dropped receiver, nor a dropped sender's value be received.
     common::watchdog(60, "a_sync_dropped_with_its_runtime", || {

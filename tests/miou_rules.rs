@@ -1,4 +1,4 @@
-//! Miou's rules (SEMANTICS.md §4, `bobine::miou`'s module doc), one named test each: the task
+//! Miou's rules (`bobine::miou`'s module doc), one named test each: the task
 //! tree, the errors that name the rule broken, orphans, ownership and cancellation of
 //! subtrees.
 

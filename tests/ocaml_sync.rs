@@ -1,4 +1,4 @@
-//! OCaml's `Mutex`, `Condition` and `Semaphore` (`bobine::ocaml`), as SEMANTICS.md §2 states
+//! OCaml's `Mutex`, `Condition` and `Semaphore` (`bobine::ocaml`), as OCaml's manual states
 //! them: the exact error messages of every misuse, `try_lock` and `protect`, the wake-up order of
 //! `signal` and `broadcast`, releasing semaphores from any thread, and that no misuse leaves a
 //! primitive's wait queue in a bad state.

@@ -1,6 +1,5 @@
 //! Servers side by side: bobine's `bobine::net` against tokio (current-thread) and may, measured
-//! by the server's CPU time per request as well as by the request rate (see the "Servers"
-//! section of `TARGETS.md`).
+//! by the server's CPU time per request as well as by the request rate.
 //!
 //! Workloads (`<workload>/<server>` names the cases):
 //!
@@ -55,7 +54,7 @@
 //! The tables give, per case: requests (messages) per second, the server's CPU microseconds per
 //! request (total, user, system), how busy the server and the load generator were, the server's
 //! context switches per request, how long each side waited for its CPU, and each figure divided
-//! by bobine's. The targets of `TARGETS.md` follow each table, MET or MISSED.
+//! by bobine's. The project's targets follow each table, MET or MISSED.
 //!
 //! Files: `cases.rs` (the cases and the configuration), `server.rs` (the server child process),
 //! `echo.rs` and `http.rs` (bobine's servers), `peer_servers.rs` (tokio's, may's and

@@ -1,4 +1,4 @@
-//! The reliability table of TARGETS.md, one named test per row, each counting what it claims:
+//! The reliability table (README, "Testing"), one named test per row, each counting what it claims:
 //! every message or event exactly once, descriptors from `/proc/self/fd`, resident memory from
 //! `/proc/self/statm`, and the stderr and exit status of child processes.
 //!
