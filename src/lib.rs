@@ -50,6 +50,7 @@ mod interop;
 pub mod miou;
 pub mod net;
 pub mod ocaml;
+pub mod process;
 pub mod sync;
 pub mod thread;
 pub mod time;

@@ -7,7 +7,7 @@
 //!   task) blocks in `poll(2)` on the descriptor instead.
 //! - [`unblock`] runs a closure on the blocking pool (`pool`) while the calling task parks.
 //! - The private `process` module waits for a child process through a pidfd (or the pool);
-//!   `ocaml::thread::wait_pid` and the process support to come share it.
+//!   `ocaml::thread::wait_pid` and `bobine::process::Child::wait` share it.
 //!
 //! This module owns the blocking pool's threads and the process waits. It must not touch the
 //! reactor's registrations or the scheduler: it only parks, through `sched::park`.

@@ -1,24 +1,36 @@
 //! Waiting for a child process without blocking the domain: the machinery behind OCaml's
-//! `Thread.wait_pid`, kept here so that every face that waits for processes shares it.
+//! `Thread.wait_pid` and `bobine::process::Child::wait`, kept here so that every face that
+//! waits for processes shares it.
+//!
+//! Two routines share it. [`wait_ended`] waits until child `pid` has ended *without reaping
+//! it* (steps 1, 2 and 2b), so that its owner (std's `Child`, inside `bobine::process`) reaps
+//! it itself and keeps its own state right. [`wait_child`] reaps as well (steps 1 to 4).
 //!
 //! For a positive pid:
 //! 1. Probe with `waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`: `ECHILD` means it is not a
-//!    child of ours, and the wait fails at once (a pidfd would otherwise wait for any process
-//!    to end, ours or not). `WNOWAIT` leaves an ended child to be reaped in step 3.
+//!    child of ours (or it was reaped already), and the wait fails at once (a pidfd would
+//!    otherwise wait for any process to end, ours or not). `WNOWAIT` leaves an ended child
+//!    unreaped.
 //! 2. Open a pidfd for it (`pidfd_open(2)`, Linux 5.3+) and wait until it is readable, which it
 //!    is once the process has ended: the task parks on the domain's epoll like any descriptor
-//!    wait (a plain OS thread blocks in `poll(2)`).
+//!    wait (a plain OS thread blocks in `poll(2)`). The child is still unreaped: while it is a
+//!    zombie of ours its pid cannot be reused, so the pidfd names the right process.
+//!    2b. If no pidfd could be had, wait with a blocking `waitid(.., WEXITED | WNOWAIT)` on
+//!    the blocking pool while the task parks (it too leaves the child unreaped).
+//!
+//!    [`wait_ended`] stops here.
 //! 3. Reap it with `waitpid(pid, WNOHANG)`.
-//! 4. If that found nothing (no pidfd could be had, so step 2 did not wait), wait with a
-//!    blocking `waitpid` on the blocking pool while the task parks.
+//! 4. If that found nothing, wait with a blocking `waitpid` on the blocking pool while the
+//!    task parks.
 //!
 //! Any other pid (`-1`: any child, `0`: any child of our process group, `< -1`: any child of
 //! that group) has no pidfd to wait on, and goes straight to step 4.
 //!
-//! The probe goes through nix. The pidfd is opened with the raw `syscall(2)` (neither libc nor
+//! The probes go through nix. The pidfd is opened with the raw `syscall(2)` (neither libc nor
 //! nix wraps `pidfd_open`), and reaping stays on `libc::waitpid`: nix's wait functions decode
 //! the status into its `Signal` enum, which cannot hold a real-time signal, so a child killed by
-//! `SIGRTMIN + n` would come back as an error instead of its status.
+//! `SIGRTMIN + n` would come back as an error instead of its status (for the same reason, the
+//! probes look only at `ECHILD` and ignore what nix makes of the status).
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -42,6 +54,46 @@ pub(crate) enum ChildStatus {
     Stopped(i32),
 }
 
+/// Waits until child `pid` (positive) has ended, without reaping it (steps 1, 2 and 2b of the
+/// module doc); `reason` names the wait in task dumps. The calling task parks; a plain OS
+/// thread blocks.
+///
+/// # Errors
+///
+/// `ECHILD` if there is no such child (never was, or already reaped); the error of waiting on
+/// its pidfd or of `waitid`.
+#[track_caller]
+pub(crate) fn wait_ended(pid: i32, reason: &'static str) -> io::Result<()> {
+    debug_assert!(pid > 0, "wait_ended takes one child's pid");
+    // Step 1. Only ECHILD matters: the probe's other outcomes (the child is running, has
+    // ended, or nix could not decode a real-time signal, EINVAL) all go on to step 2.
+    if let Err(Errno::ECHILD) = waitid(Id::Pid(Pid::from_raw(pid)), ended_flags(true)) {
+        return Err(io::Error::from_raw_os_error(libc::ECHILD));
+    }
+    // Step 2.
+    if let Some(pidfd) = pidfd_open(pid) {
+        wait_raw(pidfd.as_raw_fd(), Dir::Read, None, reason)?;
+        return Ok(());
+    }
+    // Step 2b.
+    crate::io::unblock(move || {
+        loop {
+            match waitid(Id::Pid(Pid::from_raw(pid)), ended_flags(false)) {
+                Err(Errno::EINTR) => continue,
+                Err(Errno::ECHILD) => return Err(io::Error::from_raw_os_error(libc::ECHILD)),
+                // Ended (EINVAL: nix could not decode a real-time signal, but the child ended).
+                _ => return Ok(()),
+            }
+        }
+    })
+}
+
+/// `WEXITED | WNOWAIT`, with `WNOHANG` for a probe.
+fn ended_flags(probe: bool) -> WaitPidFlag {
+    let f = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+    if probe { f | WaitPidFlag::WNOHANG } else { f }
+}
+
 /// Waits until child `pid` ends (see the module doc for the meaning of `pid <= 0`), reaps it and
 /// returns its pid and status; `reason` names the wait in task dumps. The calling task parks;
 /// a plain OS thread blocks.
@@ -52,19 +104,8 @@ pub(crate) enum ChildStatus {
 #[track_caller]
 pub(crate) fn wait_child(pid: i32, reason: &'static str) -> io::Result<(i32, ChildStatus)> {
     if pid > 0 {
-        // Step 1. Only ECHILD matters: the probe's other outcomes (the child is running, has
-        // ended, or nix could not decode a real-time signal, EINVAL) all go on to step 2.
-        let probe = waitid(
-            Id::Pid(Pid::from_raw(pid)),
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
-        );
-        if let Err(Errno::ECHILD) = probe {
-            return Err(io::Error::from_raw_os_error(libc::ECHILD));
-        }
-        // Step 2.
-        if let Some(pidfd) = pidfd_open(pid) {
-            wait_raw(pidfd.as_raw_fd(), Dir::Read, None, reason)?;
-        }
+        // Steps 1, 2 (and 2b).
+        wait_ended(pid, reason)?;
         // Step 3.
         if let Some(reaped) = waitpid(pid, libc::WNOHANG)? {
             return Ok(reaped);
