@@ -4,7 +4,9 @@
 //! file type lazily; here the listing job asks for everything an entry answers without a
 //! further job (its path, name, inode number and file type, the latter from the directory
 //! record's `d_type` where the file system fills it in, else from an `lstat` in the same job)
-//! and closes the directory before it returns. Only [`DirEntry::metadata`] is a job of its own.
+//! and closes the directory before it returns. Only [`DirEntry::metadata`] is a job of its own:
+//! an `lstat` of the entry's path (std's uses the directory's descriptor, which the listing has
+//! closed; the two differ only if the directory is moved between the listing and the call).
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{BATCH, CHUNK, FileTimes, Metadata, OpenOptions, Permissions, TryLockError};
+use super::{BATCH, CHUNK, FileTimes, Metadata, OpenOptions, Permissions};
 use super::{blocking, in_task};
 
 /// An open file, as [`std::fs::File`], whose calls run on the blocking pool while the task
@@ -102,56 +102,39 @@ impl File {
         self.job(|f| f.sync_data())
     }
 
-    /// Takes an exclusive advisory lock, waiting for it ([`std::fs::File::lock`]); the wait
-    /// is on the pool, so the domain runs other tasks meanwhile.
+    /// Takes an exclusive advisory lock (`flock(2)`), waiting for it, as std's `File::lock`;
+    /// the wait is on the pool, so the domain runs other tasks meanwhile.
+    ///
+    /// (std's `lock` family arrived in Rust 1.89, past this crate's minimum version: these
+    /// make the same call, and `try_lock`, whose error type is 1.89's `TryLockError`, is left
+    /// out.)
     ///
     /// # Errors
     ///
-    /// As std.
+    /// As std: the error of `flock(2)`.
     #[track_caller]
     pub fn lock(&self) -> io::Result<()> {
-        self.job(|f| f.lock())
+        self.job(|f| flock(f, libc::LOCK_EX))
     }
 
-    /// Takes a shared advisory lock, waiting for it ([`std::fs::File::lock_shared`]).
+    /// Takes a shared advisory lock, waiting for it, as std's `File::lock_shared`.
     ///
     /// # Errors
     ///
-    /// As std.
+    /// As std: the error of `flock(2)`.
     #[track_caller]
     pub fn lock_shared(&self) -> io::Result<()> {
-        self.job(|f| f.lock_shared())
+        self.job(|f| flock(f, libc::LOCK_SH))
     }
 
-    /// Takes an exclusive advisory lock if it is free ([`std::fs::File::try_lock`]).
+    /// Releases this open file's advisory lock, as std's `File::unlock`.
     ///
     /// # Errors
     ///
-    /// [`TryLockError::WouldBlock`] if another holds a lock on the file; else as std.
-    #[track_caller]
-    pub fn try_lock(&self) -> Result<(), TryLockError> {
-        self.job(|f| f.try_lock())
-    }
-
-    /// Takes a shared advisory lock if no exclusive one is held
-    /// ([`std::fs::File::try_lock_shared`]).
-    ///
-    /// # Errors
-    ///
-    /// As [`File::try_lock`].
-    #[track_caller]
-    pub fn try_lock_shared(&self) -> Result<(), TryLockError> {
-        self.job(|f| f.try_lock_shared())
-    }
-
-    /// Releases this file's advisory lock ([`std::fs::File::unlock`]).
-    ///
-    /// # Errors
-    ///
-    /// As std.
+    /// As std: the error of `flock(2)`.
     #[track_caller]
     pub fn unlock(&self) -> io::Result<()> {
-        self.job(|f| f.unlock())
+        self.job(|f| flock(f, libc::LOCK_UN))
     }
 
     /// Truncates or extends the file to `size` bytes ([`std::fs::File::set_len`]); the
@@ -325,6 +308,16 @@ impl File {
         }
         Ok(())
     }
+}
+
+/// One `flock(2)` call on `file` (what std's `File::lock` family makes).
+fn flock(file: &std::fs::File, op: libc::c_int) -> io::Result<()> {
+    // SAFETY: flock takes a descriptor number and flags and touches no memory of ours; the
+    // descriptor is open for the call, since `file` borrows the std file that owns it.
+    if unsafe { libc::flock(file.as_raw_fd(), op) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Read for &File {

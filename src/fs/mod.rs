@@ -13,13 +13,14 @@
 //! | a task | the call is one job on the pool; the task parks until the job ends; its domain runs other tasks meanwhile |
 //! | a plain OS thread (outside any task) | the call is std's, made in place on the caller's thread (and on the caller's buffer) |
 //!
-//! Only `Write::flush` (std's is a no-op for files) and the conversions (`AsFd`, `From`,
-//! `into_std`) run in place in a task: they make no system call that can wait.
+//! Only `Write::flush` (std's is a no-op for files), `Debug` (which reads the descriptor's
+//! path from `/proc`), dropping a file (below) and the conversions (`AsFd`, `From`,
+//! `into_std`) run in place in a task: they make no system call that waits for a device.
 //!
 //! # Batching
 //!
 //! One call, one job. A call that std makes of many system calls is still one job here:
-//! [`read`], [`read_to_string`] and [`write`] move a whole file in one job;
+//! [`read`], [`read_to_string`] and [`write`](write()) move a whole file in one job;
 //! `File::read_to_end`, `read_to_string`, `read_exact`, `write_all` and `write_fmt` are
 //! overridden so that each is one job (not one per chunk, as the `Read` and `Write` defaults
 //! would do); [`read_dir`] reads the whole listing, with each entry's file type, in one job.
@@ -36,7 +37,7 @@
 //! - `read_exact` and `write_all` (and their `_at` forms) move at most [`BATCH`] (64 MiB) per
 //!   job: one job for anything up to that, then one job per 64 MiB;
 //! - whole-file reads ([`read`], `read_to_end`, ...) fill a buffer the job hands over (no copy
-//!   when the caller's buffer was empty); [`write`] copies the contents once.
+//!   when the caller's buffer was empty); [`write`](write()) copies the contents once.
 //!
 //! On a plain thread none of this applies: std works on the caller's buffer directly.
 //!
@@ -72,7 +73,7 @@ use std::path::{Path, PathBuf};
 pub use dir::{DirEntry, ReadDir};
 pub use file::File;
 pub use options::{DirBuilder, OpenOptions};
-pub use std::fs::{FileTimes, FileType, Metadata, Permissions, TryLockError};
+pub use std::fs::{FileTimes, FileType, Metadata, Permissions};
 
 /// The most bytes one `read` or `write` call (and their `_at` and vectored forms) moves in a
 /// task: the size of one job's buffer.
@@ -224,7 +225,7 @@ pub fn symlink_metadata<P: AsRef<Path>>(path: P) -> io::Result<Metadata> {
 /// met while listing comes out of the iterator, as with std.
 #[track_caller]
 pub fn read_dir<P: AsRef<Path>>(path: P) -> io::Result<ReadDir> {
-    with_path(path.as_ref(), |p| dir::list(p))
+    with_path(path.as_ref(), dir::list)
 }
 
 /// Creates a directory ([`std::fs::create_dir`]).

@@ -91,7 +91,8 @@ fn file_batches_are_one_job_each() {
         let (r, n) = jobs(|| f.write_all(&big));
         r.unwrap();
         assert_eq!(n, 1, "write_all");
-        let (r, n) = jobs(|| write!(f, "{}-{}-{}", 1, "two", 3.5));
+        let (a, b, c) = std::hint::black_box((1, "two", 3.5));
+        let (r, n) = jobs(|| write!(f, "{a}-{b}-{c}"));
         r.unwrap();
         assert_eq!(n, 1, "write!");
         f.rewind().unwrap();
