@@ -46,6 +46,7 @@ mod loom_checks;
 
 pub mod diag;
 pub mod event;
+pub mod fs;
 mod interop;
 pub mod miou;
 pub mod net;
