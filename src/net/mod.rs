@@ -16,6 +16,7 @@
 mod common;
 mod addr;
 mod handle;
+mod resolve;
 mod tcp;
 mod udp;
 mod unix;
@@ -24,6 +25,7 @@ pub use tcp::{Incoming, TcpListener, TcpStream};
 
 // The socket core, shared with the Miou face's Miou_unix names (`miou::unix`).
 pub(crate) use handle::{Handle, TimedOut, send};
+pub use resolve::lookup_host;
 pub(crate) use tcp::{AcceptBackoff, accept, listen_reuseport};
 pub use udp::UdpSocket;
 pub use unix::{Incoming as UnixIncoming, UnixListener, UnixStream};

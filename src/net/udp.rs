@@ -4,7 +4,9 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 
+use super::addr::each_addr;
 use super::handle::Handle;
+use super::resolve::socket_addrs;
 use crate::sched::reactor::Dir;
 
 /// A UDP socket: `std::net::UdpSocket` for tasks. Receiving parks the calling task until a
@@ -35,13 +37,16 @@ impl UdpSocket {
         UdpSocket { h }
     }
 
-    /// Binds a socket to `addr` (the first address that works).
+    /// Binds a socket to `addr` (the first address that works). A host name is resolved on the
+    /// blocking pool while the task parks ([`lookup_host`](super::lookup_host)); a literal
+    /// address is parsed in place.
     ///
     /// # Errors
     ///
     /// As `std::net::UdpSocket::bind`.
+    #[track_caller]
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
-        Self::from_std(std::net::UdpSocket::bind(addr)?)
+        Self::from_std(each_addr(addr, |a| std::net::UdpSocket::bind(a))?)
     }
 
     /// Receives a datagram, parking until one arrives; returns its length and sender.
@@ -66,27 +71,30 @@ impl UdpSocket {
             .op(Dir::Read, "UdpSocket::peek_from", |s| s.peek_from(buf))
     }
 
-    /// Sends a datagram to `addr` (its first resolved address).
+    /// Sends a datagram to `addr` (its first resolved address; a host name is resolved on the
+    /// blocking pool while the task parks, see [`lookup_host`](super::lookup_host)).
     ///
     /// # Errors
     ///
     /// As std; `WouldBlock` when the write timeout expires.
     #[track_caller]
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
-        let to = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        let to = socket_addrs(&addr)?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
         })?;
         self.h
             .op(Dir::Write, "UdpSocket::send_to", |s| s.send_to(buf, to))
     }
 
-    /// Sets the peer that [`UdpSocket::send`] and [`UdpSocket::recv`] use.
+    /// Sets the peer that [`UdpSocket::send`] and [`UdpSocket::recv`] use (the first address
+    /// that works; a host name is resolved on the blocking pool while the task parks).
     ///
     /// # Errors
     ///
     /// As std.
+    #[track_caller]
     pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
-        self.h.get().connect(addr)
+        each_addr(addr, |a| self.h.get().connect(a))
     }
 
     /// Sends a datagram to the connected peer.
@@ -172,6 +180,7 @@ impl UdpSocket {
     pub fn ttl(&self) -> io::Result<u32> {
         self.h.get().ttl()
     }
+
 }
 
 impl std::fmt::Debug for UdpSocket {
