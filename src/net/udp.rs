@@ -1,7 +1,7 @@
 //! UDP: [`UdpSocket`], with std's signatures.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 
 use super::addr::each_addr;
@@ -181,6 +181,102 @@ impl UdpSocket {
         self.h.get().ttl()
     }
 
+    /// Joins the IPv4 multicast group `multiaddr` on the interface whose address is `interface`
+    /// (`Ipv4Addr::UNSPECIFIED`: the kernel's choice) (`IP_ADD_MEMBERSHIP`).
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn join_multicast_v4(&self, multiaddr: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
+        self.h.get().join_multicast_v4(multiaddr, interface)
+    }
+
+    /// Joins the IPv6 multicast group `multiaddr` on the interface of index `interface` (0: the
+    /// kernel's choice) (`IPV6_ADD_MEMBERSHIP`).
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn join_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.h.get().join_multicast_v6(multiaddr, interface)
+    }
+
+    /// Leaves an IPv4 multicast group joined with [`UdpSocket::join_multicast_v4`]
+    /// (`IP_DROP_MEMBERSHIP`).
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn leave_multicast_v4(&self, multiaddr: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
+        self.h.get().leave_multicast_v4(multiaddr, interface)
+    }
+
+    /// Leaves an IPv6 multicast group joined with [`UdpSocket::join_multicast_v6`]
+    /// (`IPV6_DROP_MEMBERSHIP`).
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn leave_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.h.get().leave_multicast_v6(multiaddr, interface)
+    }
+
+    /// Sets `IP_MULTICAST_LOOP`: whether IPv4 multicast datagrams sent from this socket are looped
+    /// back to the local host's members of the group.
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn set_multicast_loop_v4(&self, multicast_loop_v4: bool) -> io::Result<()> {
+        self.h.get().set_multicast_loop_v4(multicast_loop_v4)
+    }
+
+    /// Reads `IP_MULTICAST_LOOP`.
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn multicast_loop_v4(&self) -> io::Result<bool> {
+        self.h.get().multicast_loop_v4()
+    }
+
+    /// Sets `IP_MULTICAST_TTL`: how many hops IPv4 multicast datagrams from this socket may take
+    /// (1, the default, keeps them on the local network).
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn set_multicast_ttl_v4(&self, multicast_ttl_v4: u32) -> io::Result<()> {
+        self.h.get().set_multicast_ttl_v4(multicast_ttl_v4)
+    }
+
+    /// Reads `IP_MULTICAST_TTL`.
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn multicast_ttl_v4(&self) -> io::Result<u32> {
+        self.h.get().multicast_ttl_v4()
+    }
+
+    /// Sets `IPV6_MULTICAST_LOOP`: whether IPv6 multicast datagrams sent from this socket are
+    /// looped back to the local host's members of the group.
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn set_multicast_loop_v6(&self, multicast_loop_v6: bool) -> io::Result<()> {
+        self.h.get().set_multicast_loop_v6(multicast_loop_v6)
+    }
+
+    /// Reads `IPV6_MULTICAST_LOOP`.
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn multicast_loop_v6(&self) -> io::Result<bool> {
+        self.h.get().multicast_loop_v6()
+    }
 }
 
 impl std::fmt::Debug for UdpSocket {
