@@ -72,14 +72,15 @@ pub(crate) fn domain_of(addr: &SocketAddr) -> AddressFamily {
     }
 }
 
-/// Resolves `addr` and runs `f` on each address until one succeeds, as std does; the last
-/// error otherwise.
+/// Resolves `addr` (a host name on the blocking pool, see `net::resolve`) and runs `f` on each
+/// address until one succeeds, as std does; the last error otherwise.
+#[track_caller]
 pub(crate) fn each_addr<A: std::net::ToSocketAddrs, R>(
     addr: A,
     mut f: impl FnMut(&SocketAddr) -> io::Result<R>,
 ) -> io::Result<R> {
     let mut last = None;
-    for a in addr.to_socket_addrs()? {
+    for a in super::resolve::socket_addrs(&addr)? {
         match f(&a) {
             Ok(r) => return Ok(r),
             Err(e) => last = Some(e),

@@ -1,6 +1,6 @@
-//! What every bobine socket type has in common, written once: conversions from and to std,
-//! the descriptor traits, non-blocking mode and `take_error`; timeouts; and, for the stream
-//! types, `Read`/`Write` on the value and on a shared reference.
+//! What every bobine socket type has in common, written once: conversions from and to std and
+//! `OwnedFd`, the descriptor traits, non-blocking mode and `take_error`; timeouts; and, for the
+//! stream types, `Read`/`Write` on the value and on a shared reference.
 //!
 //! Each socket type is a struct with one field `h: Handle<Std>` (plus, for some, fields that
 //! `wrap` fills in) and a `fn wrap(h: Handle<Std>) -> Self`.
@@ -77,6 +77,20 @@ macro_rules! socket_common {
         impl From<$t> for ::std::os::fd::OwnedFd {
             fn from(s: $t) -> ::std::os::fd::OwnedFd {
                 s.h.into_inner().into()
+            }
+        }
+
+        /// Takes ownership of a socket descriptor, as std's `From<OwnedFd>` does, switching it to
+        /// non-blocking mode.
+        ///
+        /// # Panics
+        ///
+        /// If the descriptor's mode cannot be changed, which `ioctl(FIONBIO)` never refuses on
+        /// an open descriptor.
+        impl From<::std::os::fd::OwnedFd> for $t {
+            fn from(fd: ::std::os::fd::OwnedFd) -> $t {
+                <$t>::from_std(<$std>::from(fd))
+                    .expect("an open descriptor can be made non-blocking")
             }
         }
 

@@ -307,7 +307,8 @@ std_socket!(
     std::net::TcpStream,
     std::net::UdpSocket,
     std::os::unix::net::UnixListener,
-    std::os::unix::net::UnixStream
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixDatagram
 );
 
 /// `send(2)` with `MSG_NOSIGNAL`: a closed peer gives `EPIPE`, never `SIGPIPE` (std's Unix

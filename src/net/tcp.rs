@@ -60,13 +60,15 @@ impl TcpListener {
     }
 
     /// Binds a listener to `addr` (the first address that works), like std: `SO_REUSEADDR` is
-    /// set, the backlog is 128.
+    /// set, the backlog is 128. A host name is resolved on the blocking pool while the task
+    /// parks ([`lookup_host`](super::lookup_host)); a literal address is parsed in place.
     ///
     /// # Errors
     ///
     /// As `std::net::TcpListener::bind`.
+    #[track_caller]
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<TcpListener> {
-        Self::from_std(std::net::TcpListener::bind(addr)?)
+        Self::from_std(each_addr(addr, |a| std::net::TcpListener::bind(a))?)
     }
 
     /// Binds to `addr` with `SO_REUSEPORT` set as well, so that several listeners (one per
@@ -171,9 +173,9 @@ impl TcpStream {
     /// Connects to `addr`, trying each resolved address in turn, parking while the connection
     /// is being made.
     ///
-    /// Name resolution (a `&str` with a host name) uses the system resolver on the calling
-    /// thread, as std does; pass a `SocketAddr` (or resolve through [`crate::io::unblock`]) to
-    /// keep the domain free during a slow lookup.
+    /// A host name (`"localhost:80"`, `("example.org", 443)`) is resolved on the blocking pool
+    /// while the task parks, so a slow lookup does not hold up the domain
+    /// ([`lookup_host`](super::lookup_host)); a literal address is parsed in place.
     ///
     /// # Errors
     ///

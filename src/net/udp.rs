@@ -1,10 +1,12 @@
 //! UDP: [`UdpSocket`], with std's signatures.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 
+use super::addr::each_addr;
 use super::handle::Handle;
+use super::resolve::socket_addrs;
 use crate::sched::reactor::Dir;
 
 /// A UDP socket: `std::net::UdpSocket` for tasks. Receiving parks the calling task until a
@@ -35,13 +37,16 @@ impl UdpSocket {
         UdpSocket { h }
     }
 
-    /// Binds a socket to `addr` (the first address that works).
+    /// Binds a socket to `addr` (the first address that works). A host name is resolved on the
+    /// blocking pool while the task parks ([`lookup_host`](super::lookup_host)); a literal
+    /// address is parsed in place.
     ///
     /// # Errors
     ///
     /// As `std::net::UdpSocket::bind`.
+    #[track_caller]
     pub fn bind<A: ToSocketAddrs>(addr: A) -> io::Result<UdpSocket> {
-        Self::from_std(std::net::UdpSocket::bind(addr)?)
+        Self::from_std(each_addr(addr, |a| std::net::UdpSocket::bind(a))?)
     }
 
     /// Receives a datagram, parking until one arrives; returns its length and sender.
@@ -66,27 +71,30 @@ impl UdpSocket {
             .op(Dir::Read, "UdpSocket::peek_from", |s| s.peek_from(buf))
     }
 
-    /// Sends a datagram to `addr` (its first resolved address).
+    /// Sends a datagram to `addr` (its first resolved address; a host name is resolved on the
+    /// blocking pool while the task parks, see [`lookup_host`](super::lookup_host)).
     ///
     /// # Errors
     ///
     /// As std; `WouldBlock` when the write timeout expires.
     #[track_caller]
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
-        let to = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        let to = socket_addrs(&addr)?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "no addresses to send data to")
         })?;
         self.h
             .op(Dir::Write, "UdpSocket::send_to", |s| s.send_to(buf, to))
     }
 
-    /// Sets the peer that [`UdpSocket::send`] and [`UdpSocket::recv`] use.
+    /// Sets the peer that [`UdpSocket::send`] and [`UdpSocket::recv`] use (the first address
+    /// that works; a host name is resolved on the blocking pool while the task parks).
     ///
     /// # Errors
     ///
     /// As std.
+    #[track_caller]
     pub fn connect<A: ToSocketAddrs>(&self, addr: A) -> io::Result<()> {
-        self.h.get().connect(addr)
+        each_addr(addr, |a| self.h.get().connect(a))
     }
 
     /// Sends a datagram to the connected peer.
@@ -171,6 +179,103 @@ impl UdpSocket {
     /// As std.
     pub fn ttl(&self) -> io::Result<u32> {
         self.h.get().ttl()
+    }
+
+    /// Joins the IPv4 multicast group `multiaddr` on the interface whose address is `interface`
+    /// (`Ipv4Addr::UNSPECIFIED`: the kernel's choice) (`IP_ADD_MEMBERSHIP`).
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn join_multicast_v4(&self, multiaddr: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
+        self.h.get().join_multicast_v4(multiaddr, interface)
+    }
+
+    /// Joins the IPv6 multicast group `multiaddr` on the interface of index `interface` (0: the
+    /// kernel's choice) (`IPV6_ADD_MEMBERSHIP`).
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn join_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.h.get().join_multicast_v6(multiaddr, interface)
+    }
+
+    /// Leaves an IPv4 multicast group joined with [`UdpSocket::join_multicast_v4`]
+    /// (`IP_DROP_MEMBERSHIP`).
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn leave_multicast_v4(&self, multiaddr: &Ipv4Addr, interface: &Ipv4Addr) -> io::Result<()> {
+        self.h.get().leave_multicast_v4(multiaddr, interface)
+    }
+
+    /// Leaves an IPv6 multicast group joined with [`UdpSocket::join_multicast_v6`]
+    /// (`IPV6_DROP_MEMBERSHIP`).
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn leave_multicast_v6(&self, multiaddr: &Ipv6Addr, interface: u32) -> io::Result<()> {
+        self.h.get().leave_multicast_v6(multiaddr, interface)
+    }
+
+    /// Sets `IP_MULTICAST_LOOP`: whether IPv4 multicast datagrams sent from this socket are looped
+    /// back to the local host's members of the group.
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn set_multicast_loop_v4(&self, multicast_loop_v4: bool) -> io::Result<()> {
+        self.h.get().set_multicast_loop_v4(multicast_loop_v4)
+    }
+
+    /// Reads `IP_MULTICAST_LOOP`.
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn multicast_loop_v4(&self) -> io::Result<bool> {
+        self.h.get().multicast_loop_v4()
+    }
+
+    /// Sets `IP_MULTICAST_TTL`: how many hops IPv4 multicast datagrams from this socket may take
+    /// (1, the default, keeps them on the local network).
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn set_multicast_ttl_v4(&self, multicast_ttl_v4: u32) -> io::Result<()> {
+        self.h.get().set_multicast_ttl_v4(multicast_ttl_v4)
+    }
+
+    /// Reads `IP_MULTICAST_TTL`.
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn multicast_ttl_v4(&self) -> io::Result<u32> {
+        self.h.get().multicast_ttl_v4()
+    }
+
+    /// Sets `IPV6_MULTICAST_LOOP`: whether IPv6 multicast datagrams sent from this socket are
+    /// looped back to the local host's members of the group.
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn set_multicast_loop_v6(&self, multicast_loop_v6: bool) -> io::Result<()> {
+        self.h.get().set_multicast_loop_v6(multicast_loop_v6)
+    }
+
+    /// Reads `IPV6_MULTICAST_LOOP`.
+    ///
+    /// # Errors
+    ///
+    /// As std (the kernel's error, for a socket of the other family say).
+    pub fn multicast_loop_v6(&self) -> io::Result<bool> {
+        self.h.get().multicast_loop_v6()
     }
 }
 

@@ -4,6 +4,8 @@
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -66,6 +68,33 @@ impl UnixListener {
     /// As std (`AddrInUse` if the file exists, …).
     pub fn bind<P: AsRef<Path>>(path: P) -> io::Result<UnixListener> {
         Self::from_std(std::os::unix::net::UnixListener::bind(path)?)
+    }
+
+    /// Binds a listener to `socket_addr`: a path, or an abstract name
+    /// (`SocketAddr::from_abstract_name`, through `std::os::linux::net::SocketAddrExt`); an
+    /// unnamed address gets a fresh abstract name from the kernel (autobind), as in std.
+    ///
+    /// ```
+    /// use std::os::linux::net::SocketAddrExt;
+    /// use std::os::unix::net::SocketAddr;
+    /// use bobine::net::{UnixListener, UnixStream};
+    /// bobine::run(|| {
+    ///     let name = format!("bobine-doc-bind-addr-{}", std::process::id());
+    ///     let addr = SocketAddr::from_abstract_name(&name).unwrap();
+    ///     let listener = UnixListener::bind_addr(&addr).unwrap();
+    ///     let local = listener.local_addr().unwrap();
+    ///     assert_eq!(local.as_abstract_name(), Some(name.as_bytes()));
+    ///     let client = bobine::thread::spawn(move || UnixStream::connect_addr(&addr).is_ok());
+    ///     listener.accept().unwrap();
+    ///     assert!(client.join().unwrap());
+    /// });
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As std (`AddrInUse` for a name or path taken, …).
+    pub fn bind_addr(socket_addr: &SocketAddr) -> io::Result<UnixListener> {
+        Self::from_std(std::os::unix::net::UnixListener::bind_addr(socket_addr)?)
     }
 
     /// Accepts a connection, parking until one arrives (see the type's doc for `EMFILE`).
@@ -149,7 +178,25 @@ impl UnixStream {
                 "path must be shorter than SUN_LEN",
             ));
         }
-        let addr = UnixAddr::new(path)?;
+        Self::connect_to(&UnixAddr::new(path)?)
+    }
+
+    /// Connects to `socket_addr`: a path, or an abstract name
+    /// (`SocketAddr::from_abstract_name`, through `std::os::linux::net::SocketAddrExt`). As
+    /// [`UnixStream::connect`], the task sleeps briefly and tries again while the listener's
+    /// backlog is full. See [`UnixListener::bind_addr`] for an example.
+    ///
+    /// # Errors
+    ///
+    /// As std (`ConnectionRefused` when nobody listens on the name, `InvalidInput` for an
+    /// unnamed address).
+    #[track_caller]
+    pub fn connect_addr(socket_addr: &SocketAddr) -> io::Result<UnixStream> {
+        Self::connect_to(&to_unix_addr(socket_addr)?)
+    }
+
+    #[track_caller]
+    fn connect_to(addr: &UnixAddr) -> io::Result<UnixStream> {
         let fd = sock::socket(
             AddressFamily::Unix,
             SockType::Stream,
@@ -158,7 +205,7 @@ impl UnixStream {
         )?;
         let mut backoff = Duration::from_millis(1);
         loop {
-            let r = sock::connect(fd.as_raw_fd(), &addr).map_err(io::Error::from);
+            let r = sock::connect(fd.as_raw_fd(), addr).map_err(io::Error::from);
             match r {
                 Ok(_) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -217,6 +264,48 @@ impl std::fmt::Debug for UnixStream {
         f.debug_struct("UnixStream")
             .field("fd", &self.as_raw_fd())
             .finish()
+    }
+}
+
+/// `addr` as nix's address type: a path, an abstract name, or unnamed.
+fn to_unix_addr(addr: &SocketAddr) -> io::Result<UnixAddr> {
+    if let Some(path) = addr.as_pathname() {
+        Ok(UnixAddr::new(path)?)
+    } else if let Some(name) = addr.as_abstract_name() {
+        Ok(UnixAddr::new_abstract(name)?)
+    } else {
+        Ok(UnixAddr::new_unnamed())
+    }
+}
+
+/// The address the kernel wrote (`recvfrom`'s sender: `len` bytes of `addr`) as std's type:
+/// unnamed when it holds no path, an abstract name when the path starts with a NUL byte, a path
+/// (up to its terminating NUL) otherwise.
+pub(super) fn from_raw_unix_addr(
+    addr: &libc::sockaddr_un,
+    len: libc::socklen_t,
+) -> io::Result<SocketAddr> {
+    let start = std::mem::offset_of!(libc::sockaddr_un, sun_path);
+    let path_len = (len as usize).saturating_sub(start).min(SUN_PATH_LEN);
+    let bytes = addr.sun_path.map(|c| c as u8);
+    let path = &bytes[..path_len];
+    match path.first() {
+        None => unnamed(),
+        Some(0) => SocketAddr::from_abstract_name(&path[1..]),
+        Some(_) => {
+            let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+            SocketAddr::from_pathname(std::ffi::OsStr::from_bytes(&path[..end]))
+        }
+    }
+}
+
+/// An unnamed address (a sender that is not bound). std has no constructor for one: the empty
+/// path gives it (std's `from_pathname("")` is unnamed); should that ever change, the address
+/// of an unbound socket is unnamed by definition.
+fn unnamed() -> io::Result<SocketAddr> {
+    match SocketAddr::from_pathname("") {
+        Ok(addr) if addr.is_unnamed() => Ok(addr),
+        _ => std::os::unix::net::UnixDatagram::unbound()?.local_addr(),
     }
 }
 
