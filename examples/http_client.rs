@@ -190,7 +190,8 @@ impl Transport for BobineTransport {
 
 /// A ureq [`Resolver`]: an IP address is used as it is; a host name is looked up by the
 /// system resolver (`getaddrinfo`, which may block for seconds) on the blocking pool, while
-/// the task parks.
+/// the task parks. The lookup does not heed ureq's timeout: `getaddrinfo` cannot be
+/// interrupted (ureq's own resolver leaves a thread behind to give up on it).
 #[derive(Debug, Default)]
 pub struct BobineResolver;
 
@@ -234,9 +235,14 @@ impl Resolver for BobineResolver {
 
 /// A ureq agent whose sockets are bobine sockets, with a global timeout per request.
 /// Usable from tasks (they park) and plain threads (they block), and shared by both.
+///
+/// Proxies named by the environment (`HTTP_PROXY`, ...) are ignored: the demo only talks to
+/// loopback. (Going through a proxy would take ureq's `ConnectProxyConnector` chained after
+/// [`BobineConnector`]; not tried here.)
 pub fn agent(timeout: Duration) -> Agent {
     let config = Agent::config_builder()
         .timeout_global(Some(timeout))
+        .proxy(None)
         .build();
     Agent::with_parts(config, BobineConnector, BobineResolver)
 }

@@ -32,7 +32,8 @@ fn join_std<T: Send + 'static>(h: std::thread::JoinHandle<T>) -> T {
 }
 
 /// TLS: every line of every client is answered and checked, over TLS 1.3 and 1.2, with the
-/// server and all clients sharing one domain, then spread over two.
+/// server and all clients sharing one domain (which only works if rustls's socket reads park
+/// the task: a client waiting for an answer must let the server run), then over two.
 #[test]
 fn tls_demo_answers_every_line_on_one_and_two_domains() {
     watchdog(120, "tls demo", || {
@@ -193,6 +194,7 @@ fn ureq_default_connector_blocks_the_domain_and_the_bobine_one_does_not() {
 
             let config = ureq::Agent::config_builder()
                 .timeout_global(Some(Duration::from_millis(300)))
+                .proxy(None)
                 .build();
             let std_agent = ureq::Agent::new_with_config(config);
             let before = ticker.ticks();
