@@ -27,7 +27,7 @@ mod http;
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -213,14 +213,8 @@ impl Resolver for BobineResolver {
             .trim_end_matches(']');
         let found: Vec<SocketAddr> = match host.parse::<IpAddr>() {
             Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => {
-                let host = host.to_owned();
-                bobine::io::unblock(move || {
-                    (host.as_str(), port)
-                        .to_socket_addrs()
-                        .map(Iterator::collect)
-                })?
-            }
+            // A name is looked up off the domain (on the blocking pool) by bobine.
+            Err(_) => bobine::net::lookup_host(&format!("{host}:{port}"))?.collect(),
         };
         let mut addrs = self.empty();
         for a in found.into_iter().take(16) {

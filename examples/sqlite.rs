@@ -35,7 +35,23 @@ pub struct Db {
     turn: Arc<bobine::sync::Mutex<()>>,
     /// The connection, moved to the pool thread for each call (never contended: only the
     /// holder of `turn` takes it).
-    conn: Arc<std::sync::Mutex<Connection>>,
+    conn: Arc<Conn>,
+}
+
+/// The connection; whoever drops the last reference closes it on the blocking pool.
+struct Conn(std::sync::Mutex<Option<Connection>>);
+
+impl Drop for Conn {
+    /// Closing flushes and frees SQLite's caches: work for the pool, not for a domain. (On a
+    /// pool thread or a plain thread, `unblock` runs it in place.)
+    fn drop(&mut self) {
+        let conn = self
+            .0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        bobine::io::unblock(move || drop(conn));
+    }
 }
 
 impl Db {
@@ -49,7 +65,7 @@ impl Db {
         let conn = bobine::io::unblock(move || Connection::open(path))?;
         Ok(Db {
             turn: Arc::new(bobine::sync::Mutex::new(())),
-            conn: Arc::new(std::sync::Mutex::new(conn)),
+            conn: Arc::new(Conn(std::sync::Mutex::new(Some(conn)))),
         })
     }
 
@@ -67,7 +83,12 @@ impl Db {
     {
         let _turn = self.turn.lock().unwrap_or_else(PoisonError::into_inner);
         let conn = self.conn.clone();
-        bobine::io::unblock(move || f(&mut conn.lock().unwrap_or_else(PoisonError::into_inner)))
+        bobine::io::unblock(move || {
+            let mut conn = conn.0.lock().unwrap_or_else(PoisonError::into_inner);
+            f(conn
+                .as_mut()
+                .expect("the connection is open while it is referenced"))
+        })
     }
 }
 
@@ -258,10 +279,10 @@ pub fn temp_db_path() -> PathBuf {
 
 /// Removes the database at `path` and its journal, if any.
 pub fn remove_db(path: &Path) {
-    let _ = std::fs::remove_file(path);
+    let _ = bobine::fs::remove_file(path);
     let mut journal = path.as_os_str().to_owned();
     journal.push("-journal");
-    let _ = std::fs::remove_file(journal);
+    let _ = bobine::fs::remove_file(journal);
 }
 
 /// Prints `problem` and the usage, and exits with status 2.
