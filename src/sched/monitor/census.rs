@@ -63,6 +63,25 @@ pub(crate) fn syscall_of(tid: i32) -> Option<String> {
     Some(syscall_name(nr).map_or_else(|| format!("syscall {nr}"), str::to_owned))
 }
 
+/// The CPU time thread `tid` of this process has used so far, or `None` if it cannot be read
+/// (the thread is gone). One `clock_gettime` on the thread's CPU clock, whose id the kernel
+/// derives from the thread id (`MAKE_THREAD_CPUCLOCK(tid, CPUCLOCK_SCHED)`: the complement of
+/// the id shifted left by 3, with the per-thread bit 4 and the scheduler-clock kind 2).
+pub(crate) fn cpu_time(tid: i32) -> Option<std::time::Duration> {
+    if tid <= 0 {
+        return None;
+    }
+    let clock = ((!tid) << 3) | 6;
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to; an id that names no thread of this
+    // process gives EINVAL and writes nothing.
+    let r = unsafe { libc::clock_gettime(clock as libc::clockid_t, &mut ts) };
+    (r == 0).then(|| std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
 /// `, in the system call read(2)` or `, computing (in no system call)`, for reports about
 /// the thread of a busy domain.
 pub(crate) fn in_syscall_text(tid: i32) -> String {
@@ -185,5 +204,41 @@ mod tests {
         parked.thread().unpark();
         parked.join().unwrap();
         sleeper.join().unwrap();
+    }
+
+    /// Another thread's CPU clock moves while it computes and stands still while it is parked.
+    #[test]
+    fn cpu_time_counts_computing_only() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        // SAFETY: `gettid` has no preconditions.
+        let tid = |_: ()| unsafe { libc::gettid() };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let spin = std::sync::Arc::new(AtomicBool::new(true));
+        let flag = spin.clone();
+        let worker = std::thread::spawn(move || {
+            tx.send(tid(())).unwrap();
+            while flag.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+            std::thread::park();
+        });
+        let worker_tid = rx.recv().unwrap();
+        let start = cpu_time(worker_tid).expect("a live thread's clock");
+        // Computing: its clock passes 5 ms of CPU (whatever the wall time that takes).
+        while cpu_time(worker_tid).unwrap() < start + std::time::Duration::from_millis(5) {
+            std::thread::yield_now();
+        }
+        spin.store(false, Ordering::Relaxed);
+        // Parked: once it is in its futex wait, its clock no longer moves.
+        while !blocked_on_other_thread(worker_tid) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let parked = cpu_time(worker_tid).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(cpu_time(worker_tid).unwrap(), parked);
+        assert_eq!(cpu_time(0), None);
+        worker.thread().unpark();
+        worker.join().unwrap();
+        assert_eq!(cpu_time(worker_tid), None, "the thread is gone");
     }
 }

@@ -209,6 +209,8 @@ struct Seen {
     task: usize,
     resumes: u64,
     since: Instant,
+    /// The domain thread's CPU time at `since`.
+    cpu: Option<Duration>,
     reported: bool,
 }
 
@@ -321,24 +323,28 @@ impl Monitor {
             self.running.remove(&key);
             return false;
         }
-        let seen = self.running.entry(key).or_insert(Seen {
+        let tid = d.tid.load(Ordering::Acquire);
+        let fresh = || Seen {
             task,
             resumes,
             since: now,
+            cpu: census::cpu_time(tid),
             reported: false,
-        });
+        };
+        let seen = self.running.entry(key).or_insert_with(fresh);
         if seen.task != task || seen.resumes != resumes {
-            *seen = Seen {
-                task,
-                resumes,
-                since: now,
-                reported: false,
-            };
+            *seen = fresh();
         } else if !seen.reported
             && stall_bound().is_some_and(|bound| now.duration_since(seen.since) >= bound)
         {
-            seen.reported = true;
-            report_stall(rt, d, now.duration_since(seen.since), resumes);
+            let held = now.duration_since(seen.since);
+            if waited_for_a_cpu(tid, seen.cpu, held) {
+                // The machine was busy, not the task: watch this stretch afresh.
+                *seen = fresh();
+            } else {
+                seen.reported = true;
+                report_stall(rt, d, held, resumes);
+            }
         }
         true
     }
@@ -450,6 +456,18 @@ fn declare_deadlock(runtimes: &[Arc<RuntimeShared>]) {
 }
 
 /// The stall report (once per task).
+/// Whether a domain thread that has seemed stuck in one task for `held` was in fact mostly
+/// waiting for a CPU (a loaded machine preempts it): it is in no system call, and its CPU time
+/// since `cpu_then` is less than half of `held`. A task blocked in a system call (a std
+/// blocking call) uses no CPU either, but that is a stall to report, so only the computing case
+/// is let off. If the CPU time cannot be read, the report goes ahead.
+fn waited_for_a_cpu(tid: i32, cpu_then: Option<Duration>, held: Duration) -> bool {
+    let (Some(then), Some(now)) = (cpu_then, census::cpu_time(tid)) else {
+        return false;
+    };
+    now.saturating_sub(then) < held / 2 && census::syscall_of(tid).is_none()
+}
+
 fn report_stall(rt: &RuntimeShared, d: &DomainShared, held: Duration, resumes: u64) {
     let Some(running) = inspect::inspect_for_stall(d) else {
         return;
