@@ -30,6 +30,7 @@
 //!   is published, then taken once: by the joining `JoinHandle`, or by whichever of the task
 //!   and a dropped handle comes second (see [`Task::set_outcome`]).
 //! - `joiners`: any thread, under its spin lock; see [`Task::finish`] for the lock-free fast path.
+//! - `token`: any thread (see `park::token`).
 
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
@@ -41,6 +42,7 @@ use std::time::Instant;
 
 use crate::sched::domain::DomainShared;
 use crate::sched::park::stop::Unwinding;
+use crate::sched::park::token::Token;
 use crate::sched::park::{ParkWord, Unparker, WaitKind};
 use crate::stack::OverflowInfo;
 use crate::switch::{Fiber, FiberYielder, Suspend};
@@ -102,6 +104,8 @@ pub(crate) type FaceData = Arc<dyn Any + Send + Sync>;
 
 pub(crate) struct Task {
     pub(crate) park: ParkWord,
+    /// The wake-up token of `thread::park` (apart from `park`: see `park::token`).
+    pub(crate) token: Token,
     /// A stop was requested (cancellation, or the runtime ending): see `park`'s stop table.
     pub(crate) cancelled: AtomicBool,
     /// The stop came from a cancellation (`park::stop::cancel`), not from the runtime ending:
@@ -237,6 +241,7 @@ impl Task {
         };
         Task {
             park: ParkWord::new(),
+            token: Token::new(),
             cancelled: AtomicBool::new(false),
             cancel_requested: AtomicBool::new(false),
             id: cfg.id,
@@ -288,6 +293,7 @@ impl Task {
         *self.result.get_mut() = None;
         *self.joiners.get_mut() = Vec::new();
         *self.face.get_mut() = None;
+        self.token.clear();
     }
 
     /// A new counted reference to this task.

@@ -7,6 +7,9 @@
 //! Called outside any runtime (from a plain thread), `spawn` starts the task on a global runtime
 //! that is started on first use, so `bobine::thread::spawn` works without wrapping `main`.
 //!
+//! The rest of `std::thread` sits in submodules: [`park`]/[`park_timeout`]/[`Thread::unpark`]
+//! and [`available_parallelism`] (`park.rs`).
+//!
 //! This module owns the std-like task root (a task's value or panic becomes its `JoinHandle`'s
 //! result), the handles, and scopes. It spawns through `sched::runtime::spawn_raw` and waits
 //! through `sched::park`; it must not touch the scheduler's queues.
@@ -23,11 +26,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::sched::park::stop::catch_at_root;
+use crate::sched::park::token::Token;
 use crate::sched::park::{Park, Unparker, Wait};
 use crate::sched::runtime::{RuntimeShared, SpawnOptions, current_runtime, spawn_raw};
 use crate::sched::task::{Task, TaskDropped};
 use crate::util::SpinLock;
 
+mod park;
+
+pub use park::{available_parallelism, park, park_timeout};
 pub use std::thread::Result;
 
 /// A unique identifier of a task (or of a plain OS thread seen from bobine).
@@ -50,6 +57,8 @@ impl fmt::Debug for ThreadId {
 struct OsThread {
     id: ThreadId,
     name: Option<String>,
+    /// The thread's wake-up token (see [`park`]).
+    token: Token,
 }
 
 #[derive(Clone)]
@@ -114,6 +123,7 @@ pub fn current() -> Thread {
         Arc::new(OsThread {
             id: ThreadId(NonZeroU64::new(id).expect("thread ids start at 1")),
             name,
+            token: Token::new(),
         })
     }
     thread_local! {
@@ -233,6 +243,17 @@ impl Builder {
         self
     }
 
+    /// Refuses a name with an interior NUL as std does: with a panic, when spawning.
+    #[track_caller]
+    fn check_name(&self) {
+        if let Some(name) = &self.name {
+            if name.contains('\0') {
+                std::ffi::CString::new(name.as_bytes())
+                    .expect("thread name may not contain interior null bytes");
+            }
+        }
+    }
+
     fn options(self) -> SpawnOptions {
         SpawnOptions {
             name: self.name,
@@ -243,17 +264,23 @@ impl Builder {
 
     /// Spawns the task; fails with an error (never aborts) when no stack can be had.
     ///
+    /// # Panics
+    ///
+    /// If the name contains a NUL byte, with std's message.
+    ///
     /// ```
     /// let h = bobine::thread::Builder::new().name("worker".into()).spawn(|| {
     ///     bobine::thread::current().name().map(str::to_owned)
     /// }).unwrap();
     /// assert_eq!(h.join().unwrap().as_deref(), Some("worker"));
     /// ```
+    #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.check_name();
         // SAFETY: `f` is 'static and Send.
         let task =
             unsafe { spawn_raw(None, self.options(), move |task: &Task| std_root(task, f)) }?;
@@ -261,6 +288,11 @@ impl Builder {
     }
 
     /// Spawns a scoped task with this builder's settings.
+    ///
+    /// # Panics
+    ///
+    /// If the name contains a NUL byte, with std's message.
+    #[track_caller]
     pub fn spawn_scoped<'scope, 'env, F, T>(
         self,
         scope: &'scope Scope<'scope, 'env>,
@@ -270,6 +302,7 @@ impl Builder {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
+        self.check_name();
         scope.spawn_with(self, f)
     }
 }

@@ -1,0 +1,357 @@
+//! The rest of `std::thread` in `bobine::thread`: `park`/`park_timeout`/`Thread::unpark` with
+//! std's token, `available_parallelism`, and thread names with a NUL. Each runs in tasks (one
+//! and two domains) and, where the API is usable there, on plain threads outside any runtime.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bobine::thread;
+use common::panics::panic_text;
+use common::tasks::{DropCounter, in_task_and_thread, spawn_ticker, with_domains};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+// ---------------------------------------------------------------------------------------------
+// park / park_timeout / unpark
+// ---------------------------------------------------------------------------------------------
+
+/// A token given before `park` is taken at once, and tokens do not add up: two `unpark`s let
+/// one `park` through, and the next `park_timeout` waits out its whole timeout.
+#[test]
+fn one_token_at_most_taken_at_once() {
+    common::watchdog(30, "one_token_at_most_taken_at_once", || {
+        in_task_and_thread(|wh| {
+            let me = thread::current();
+            me.unpark();
+            me.unpark();
+            thread::park(); // the token is there: returns at once
+            let t0 = Instant::now();
+            thread::park_timeout(Duration::from_millis(40));
+            assert!(
+                t0.elapsed() >= Duration::from_millis(40),
+                "{wh}: a second token appeared"
+            );
+        });
+    });
+}
+
+/// `park_timeout` with no token returns after its timeout, not before; a zero timeout returns.
+#[test]
+fn park_timeout_without_token_returns_after_the_timeout() {
+    common::watchdog(30, "park_timeout_without_token", || {
+        in_task_and_thread(|wh| {
+            thread::park_timeout(Duration::ZERO);
+            let t0 = Instant::now();
+            thread::park_timeout(Duration::from_millis(30));
+            let waited = t0.elapsed();
+            assert!(waited >= Duration::from_millis(30), "{wh}: woke early");
+            assert!(waited < Duration::from_secs(10), "{wh}: never woke");
+        });
+    });
+}
+
+/// A parked task is woken by `unpark` from a plain OS thread, from another task of its domain,
+/// and from a task of another domain; `park` returns only once the token was given (no
+/// spurious returns), which each waker records before unparking.
+#[test]
+fn unpark_wakes_a_parked_task_from_anywhere() {
+    common::watchdog(30, "unpark_wakes_a_parked_task_from_anywhere", || {
+        with_domains(2, |d| {
+            for from in ["plain thread", "same domain", "other domain"] {
+                let given = Arc::new(AtomicBool::new(false));
+                let g = given.clone();
+                let parked = d.spawn_on(0, move || {
+                    thread::park();
+                    g.load(Ordering::SeqCst)
+                });
+                // Let it park first (a token given earlier would also be correct, but this
+                // exercises the wake of a parked task).
+                thread::sleep(Duration::from_millis(10));
+                let who = parked.thread().clone();
+                let g = given.clone();
+                let wake = move || {
+                    g.store(true, Ordering::SeqCst);
+                    who.unpark();
+                };
+                match from {
+                    "plain thread" => std::thread::spawn(wake).join().unwrap(),
+                    "same domain" => d.spawn_on(0, wake).join().unwrap(),
+                    _ => d.spawn_on(1, wake).join().unwrap(),
+                }
+                assert!(parked.join().unwrap(), "woken from {from} before the token");
+            }
+        });
+    });
+}
+
+/// A plain OS thread parked in `bobine::thread::park` is woken by a task's `unpark`.
+#[test]
+fn unpark_wakes_a_plain_thread_from_a_task() {
+    common::watchdog(30, "unpark_wakes_a_plain_thread_from_a_task", || {
+        let given = Arc::new(AtomicBool::new(false));
+        let g = given.clone();
+        let t = std::thread::spawn(move || {
+            let me = thread::current();
+            let waker = thread::spawn(move || {
+                thread::sleep(Duration::from_millis(10));
+                g.store(true, Ordering::SeqCst);
+                me.unpark();
+            });
+            thread::park();
+            waker.join().unwrap();
+        });
+        t.join().unwrap();
+        assert!(given.load(Ordering::SeqCst));
+    });
+}
+
+/// Two parties hand a turn back and forth 2 000 times with park/unpark only (the classic
+/// `while !flag { park() }` loop), across two domains and between a task and a plain thread:
+/// every turn arrives, none is lost.
+#[test]
+fn park_unpark_ping_pong_loses_no_wake_up() {
+    common::watchdog(60, "park_unpark_ping_pong_loses_no_wake_up", || {
+        const ROUNDS: usize = 2_000;
+        fn play(turn: Arc<AtomicUsize>, me: usize, peer: thread::Thread) -> usize {
+            let mut played = 0;
+            while played < ROUNDS {
+                while turn.load(Ordering::SeqCst) % 2 != me {
+                    thread::park();
+                }
+                played += 1;
+                turn.fetch_add(1, Ordering::SeqCst);
+                peer.unpark();
+            }
+            played
+        }
+        for plain_peer in [false, true] {
+            bobine::Builder::new().domains(2).run(|| {
+                let turn = Arc::new(AtomicUsize::new(0));
+                let (tx, rx) = bobine::sync::mpsc::channel::<thread::Thread>();
+                let t2 = turn.clone();
+                let one = thread::spawn(move || {
+                    let peer = rx.recv().unwrap();
+                    play(t2, 1, peer)
+                });
+                let me = if plain_peer {
+                    let one_thread = one.thread().clone();
+                    let t0 = turn.clone();
+                    let (mtx, mrx) = std::sync::mpsc::channel();
+                    let h = std::thread::spawn(move || {
+                        mtx.send(thread::current()).unwrap();
+                        play(t0, 0, one_thread)
+                    });
+                    tx.send(mrx.recv().unwrap()).unwrap();
+                    assert_eq!(bobine::io::unblock(move || h.join().unwrap()), ROUNDS);
+                    None
+                } else {
+                    tx.send(thread::current()).unwrap();
+                    Some(play(turn.clone(), 0, one.thread().clone()))
+                };
+                assert_eq!(one.join().unwrap(), ROUNDS);
+                if let Some(n) = me {
+                    assert_eq!(n, ROUNDS);
+                }
+                assert_eq!(turn.load(Ordering::SeqCst), 2 * ROUNDS);
+            });
+        }
+    });
+}
+
+/// A body to run on a task or a plain thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// `unpark` does not end an unrelated wait (a `Mutex::lock`), and that wait's own wake-up does
+/// not take the token: once the lock is handed over, `park` finds the token and returns.
+#[test]
+fn unpark_leaves_other_waits_alone_and_they_keep_the_token() {
+    common::watchdog(30, "unpark_leaves_other_waits_alone", || {
+        fn body(lock: Arc<bobine::sync::Mutex<u32>>, spawn: fn(Job) -> Box<dyn FnOnce()>) {
+            let held = lock.lock().unwrap();
+            let l2 = lock.clone();
+            let got = Arc::new(AtomicBool::new(false));
+            let g2 = got.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let join = spawn(Box::new(move || {
+                tx.send(thread::current()).unwrap();
+                *l2.lock().unwrap() += 1;
+                g2.store(true, Ordering::SeqCst);
+                thread::park(); // the token given while it waited for the lock
+            }));
+            let waiter = rx.recv().unwrap();
+            thread::sleep(Duration::from_millis(20));
+            waiter.unpark();
+            thread::sleep(Duration::from_millis(20));
+            assert!(!got.load(Ordering::SeqCst), "unpark ended a Mutex::lock");
+            drop(held);
+            join();
+            assert!(got.load(Ordering::SeqCst));
+            assert_eq!(*lock.lock().unwrap(), 1);
+        }
+        // A task waiting on the lock, on a two-domain runtime.
+        bobine::Builder::new().domains(2).run(|| {
+            body(Arc::new(bobine::sync::Mutex::new(0)), |f| {
+                let h = thread::spawn(f);
+                Box::new(move || h.join().unwrap())
+            })
+        });
+        // A plain thread waiting on the lock (its wait sleeps in std's park underneath).
+        body(Arc::new(bobine::sync::Mutex::new(0)), |f| {
+            let h = std::thread::spawn(f);
+            Box::new(move || h.join().unwrap())
+        });
+    });
+}
+
+/// While one task is parked in `park`, the other tasks of its single domain keep running.
+#[test]
+fn domain_runs_other_tasks_while_one_parks() {
+    common::watchdog(30, "domain_runs_other_tasks_while_one_parks", || {
+        bobine::Builder::new().domains(1).run(|| {
+            let ticks = Arc::new(AtomicUsize::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            let ticker = spawn_ticker(ticks.clone(), stop.clone());
+            let t = ticks.clone();
+            let parked = thread::spawn(move || {
+                let before = t.load(Ordering::SeqCst);
+                thread::park();
+                t.load(Ordering::SeqCst) - before
+            });
+            thread::sleep(Duration::from_millis(50));
+            parked.thread().unpark();
+            let ticked = parked.join().unwrap();
+            stop.store(true, Ordering::SeqCst);
+            ticker.join().unwrap();
+            assert!(ticked > 0, "the ticker did not run while a task was parked");
+        });
+    });
+}
+
+/// A task cancelled while in `park` unwinds from there (its destructors run) and joins as
+/// `TaskCancelled`; one in `park_timeout` too.
+#[test]
+fn cancelled_task_unwinds_from_park() {
+    common::watchdog(30, "cancelled_task_unwinds_from_park", || {
+        bobine::Builder::new().domains(2).run(|| {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let d1 = DropCounter(drops.clone());
+            let a = thread::spawn(move || {
+                let _d = d1;
+                thread::park();
+            });
+            let d2 = DropCounter(drops.clone());
+            let b = thread::spawn(move || {
+                let _d = d2;
+                thread::park_timeout(HOUR);
+            });
+            thread::sleep(Duration::from_millis(20));
+            a.cancel();
+            b.cancel();
+            assert!(a.join().unwrap_err().is::<bobine::TaskCancelled>());
+            assert!(b.join().unwrap_err().is::<bobine::TaskCancelled>());
+            assert_eq!(drops.load(Ordering::SeqCst), 2);
+        });
+    });
+}
+
+/// The task dump names a task parked in `park` with the reason `"thread::park"`.
+#[test]
+fn dump_shows_thread_park_as_the_reason() {
+    common::watchdog(30, "dump_shows_thread_park_as_the_reason", || {
+        bobine::run(|| {
+            let h = thread::Builder::new()
+                .name("parker-in-dump".into())
+                .spawn(thread::park)
+                .unwrap();
+            thread::sleep(Duration::from_millis(20));
+            let dump = bobine::diag::dump();
+            let info = dump
+                .tasks()
+                .iter()
+                .find(|t| t.name() == Some("parker-in-dump"))
+                .expect("the parked task is in the dump");
+            assert_eq!(info.reason(), Some("thread::park"));
+            h.thread().unpark();
+            h.join().unwrap();
+        });
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// available_parallelism
+// ---------------------------------------------------------------------------------------------
+
+/// Inside a runtime it is the runtime's number of domains, in every task; outside, std's answer.
+#[test]
+fn available_parallelism_is_the_domain_count_inside_and_std_outside() {
+    common::watchdog(30, "available_parallelism", || {
+        for n in [1, 3] {
+            let (main, child) = bobine::Builder::new().domains(n).run(|| {
+                let main = thread::available_parallelism().unwrap().get();
+                let child = thread::spawn(|| thread::available_parallelism().unwrap().get());
+                (main, child.join().unwrap())
+            });
+            assert_eq!((main, child), (n, n));
+        }
+        let plain = std::thread::spawn(thread::available_parallelism)
+            .join()
+            .unwrap()
+            .unwrap();
+        assert_eq!(plain, std::thread::available_parallelism().unwrap());
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// names with a NUL
+// ---------------------------------------------------------------------------------------------
+
+/// A name with an interior NUL makes `spawn` and `spawn_scoped` panic with std's very message,
+/// in a task and on a plain thread.
+#[test]
+fn interior_nul_name_panics_as_std_does() {
+    common::watchdog(30, "interior_nul_name_panics_as_std_does", || {
+        let std_spawn = panic_text(|| {
+            std::thread::Builder::new()
+                .name("a\0b".into())
+                .spawn(|| ())
+                .map(|h| h.join())
+        });
+        let std_scoped = panic_text(|| {
+            std::thread::scope(|s| {
+                std::thread::Builder::new()
+                    .name("a\0b".into())
+                    .spawn_scoped(s, || ())
+                    .map(drop)
+            })
+        });
+        assert_eq!(std_spawn, std_scoped);
+        assert!(std_spawn.contains("interior null"), "{std_spawn}");
+        in_task_and_thread(|wh| {
+            let ours = panic_text(|| {
+                thread::Builder::new()
+                    .name("a\0b".into())
+                    .spawn(|| ())
+                    .map(|h| h.join())
+            });
+            let scoped = panic_text(|| {
+                thread::scope(|s| {
+                    thread::Builder::new()
+                        .name("a\0b".into())
+                        .spawn_scoped(s, || ())
+                        .map(drop)
+                })
+            });
+            let expected =
+                "thread name may not contain interior null bytes: NulError(1, [97, 0, 98])";
+            assert_eq!(ours, expected, "{wh}");
+            assert_eq!(scoped, expected, "{wh}");
+        });
+        assert_eq!(
+            std_spawn,
+            "thread name may not contain interior null bytes: NulError(1, [97, 0, 98])"
+        );
+    });
+}
