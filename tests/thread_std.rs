@@ -1,15 +1,19 @@
 //! The rest of `std::thread` in `bobine::thread`: `park`/`park_timeout`/`Thread::unpark` with
-//! std's token, `available_parallelism`, and thread names with a NUL. Each runs in tasks (one
-//! and two domains) and, where the API is usable there, on plain threads outside any runtime.
+//! std's token, `available_parallelism`, thread names with a NUL, and a `JoinHandle` awaited
+//! as a future. Each runs in tasks (one and two domains) and, where the API is usable there, on
+//! plain threads outside any runtime.
 
 mod common;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use bobine::thread;
-use common::panics::panic_text;
+use common::panics::{panic_text, payload_text};
 use common::tasks::{DropCounter, in_task_and_thread, spawn_ticker, with_domains};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -353,5 +357,181 @@ fn interior_nul_name_panics_as_std_does() {
             std_spawn,
             "thread name may not contain interior null bytes: NulError(1, [97, 0, 98])"
         );
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// JoinHandle as a future
+// ---------------------------------------------------------------------------------------------
+
+/// A waker that counts its wake-ups.
+struct CountingWaker(AtomicUsize);
+
+impl Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<CountingWaker>, Waker) {
+    let c = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    (c.clone(), Waker::from(c))
+}
+
+/// `block_on(handle)` gives the task's value, in a task (one and two domains) and on a plain
+/// thread (the task then runs on the global runtime).
+#[test]
+fn block_on_a_join_handle_gives_the_value() {
+    common::watchdog(30, "block_on_a_join_handle_gives_the_value", || {
+        for domains in [1, 2] {
+            let v = bobine::Builder::new().domains(domains).run(|| {
+                let h = thread::spawn(|| {
+                    thread::sleep(Duration::from_millis(10));
+                    6 * 7
+                });
+                bobine::block_on(h).unwrap()
+            });
+            assert_eq!(v, 42);
+        }
+        let v = std::thread::spawn(|| {
+            let h = thread::spawn(|| {
+                thread::sleep(Duration::from_millis(10));
+                String::from("from the global runtime")
+            });
+            bobine::block_on(h).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(v, "from the global runtime");
+    });
+}
+
+/// A tokio current-thread runtime on a plain thread awaits bobine tasks (one finished before
+/// the first poll, one still running), and `join!`s two at once.
+#[test]
+fn tokio_awaits_bobine_tasks() {
+    common::watchdog(30, "tokio_awaits_bobine_tasks", || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let quick = thread::spawn(|| 1u32);
+        while !quick.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let (a, b, c) = rt.block_on(async move {
+            let slow = thread::spawn(|| {
+                thread::sleep(Duration::from_millis(30));
+                2u32
+            });
+            let slower = thread::spawn(|| {
+                thread::sleep(Duration::from_millis(60));
+                3u32
+            });
+            let a = quick.await.unwrap();
+            let (b, c) = tokio::join!(slow, slower);
+            (a, b.unwrap(), c.unwrap())
+        });
+        assert_eq!((a, b, c), (1, 2, 3));
+    });
+}
+
+/// Awaiting a task that panicked gives `Err` with its payload; awaiting a cancelled one gives
+/// `Err(TaskCancelled)`.
+#[test]
+fn awaited_panic_and_cancellation_are_errors() {
+    common::watchdog(30, "awaited_panic_and_cancellation_are_errors", || {
+        bobine::Builder::new().domains(2).run(|| {
+            let h = thread::spawn(|| -> u8 { panic!("awaited boom") });
+            let err = bobine::block_on(h).unwrap_err();
+            assert_eq!(payload_text(&*err), "awaited boom");
+            let h = thread::spawn(|| thread::sleep(HOUR));
+            h.cancel();
+            let err = bobine::block_on(h).unwrap_err();
+            assert!(err.is::<bobine::TaskCancelled>());
+        });
+    });
+}
+
+/// The task's end wakes the waker of the latest poll, exactly once; an earlier poll's waker is
+/// replaced and never woken. Polling after `Ready` panics.
+#[test]
+fn the_latest_waker_is_woken_once_and_a_spent_handle_panics() {
+    common::watchdog(30, "the_latest_waker_is_woken_once", || {
+        bobine::run(|| {
+            let (go_tx, go_rx) = bobine::sync::mpsc::channel::<()>();
+            let mut h = thread::spawn(move || {
+                go_rx.recv().unwrap();
+                5u8
+            });
+            let (first, w1) = counting_waker();
+            let (second, w2) = counting_waker();
+            assert!(
+                Pin::new(&mut h)
+                    .poll(&mut Context::from_waker(&w1))
+                    .is_pending()
+            );
+            assert!(
+                Pin::new(&mut h)
+                    .poll(&mut Context::from_waker(&w2))
+                    .is_pending()
+            );
+            go_tx.send(()).unwrap();
+            for _ in 0..1000 {
+                if second.0.load(Ordering::SeqCst) > 0 {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(second.0.load(Ordering::SeqCst), 1);
+            assert_eq!(first.0.load(Ordering::SeqCst), 0);
+            let out = Pin::new(&mut h).poll(&mut Context::from_waker(&w2));
+            assert!(matches!(out, Poll::Ready(Ok(5))));
+            let text = panic_text(|| Pin::new(&mut h).poll(&mut Context::from_waker(&w2)));
+            assert_eq!(text, "JoinHandle polled after completion");
+            drop(h);
+            thread::sleep(Duration::from_millis(5));
+            assert_eq!(second.0.load(Ordering::SeqCst), 1, "woken more than once");
+        });
+    });
+}
+
+/// Dropping a pending handle detaches the task, as dropping an unpolled one does: the task
+/// runs to its end and its value is dropped; its withdrawn waker is never woken.
+#[test]
+fn dropping_a_pending_handle_detaches_the_task() {
+    common::watchdog(30, "dropping_a_pending_handle_detaches_the_task", || {
+        bobine::run(|| {
+            let drops = Arc::new(AtomicUsize::new(0));
+            let d = drops.clone();
+            let (go_tx, go_rx) = bobine::sync::mpsc::channel::<()>();
+            let (done_tx, done_rx) = bobine::sync::mpsc::channel::<()>();
+            let mut h = thread::spawn(move || {
+                go_rx.recv().unwrap();
+                let _ = done_tx.send(());
+                DropCounter(d)
+            });
+            let (woken, w) = counting_waker();
+            assert!(
+                Pin::new(&mut h)
+                    .poll(&mut Context::from_waker(&w))
+                    .is_pending()
+            );
+            drop(h);
+            go_tx.send(()).unwrap();
+            done_rx.recv().unwrap();
+            for _ in 0..1000 {
+                if drops.load(Ordering::SeqCst) > 0 {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                1,
+                "the detached value was not dropped"
+            );
+            assert_eq!(woken.0.load(Ordering::SeqCst), 0);
+        });
     });
 }

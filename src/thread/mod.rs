@@ -8,7 +8,8 @@
 //! that is started on first use, so `bobine::thread::spawn` works without wrapping `main`.
 //!
 //! The rest of `std::thread` sits in submodules: [`park`]/[`park_timeout`]/[`Thread::unpark`]
-//! and [`available_parallelism`] (`park.rs`).
+//! and [`available_parallelism`] (`park.rs`), and a [`JoinHandle`] awaited as a future
+//! (`future.rs`).
 //!
 //! This module owns the std-like task root (a task's value or panic becomes its `JoinHandle`'s
 //! result), the handles, and scopes. It spawns through `sched::runtime::spawn_raw` and waits
@@ -32,6 +33,7 @@ use crate::sched::runtime::{RuntimeShared, SpawnOptions, current_runtime, spawn_
 use crate::sched::task::{Task, TaskDropped};
 use crate::util::SpinLock;
 
+mod future;
 mod park;
 
 pub use park::{available_parallelism, park, park_timeout};
@@ -309,15 +311,27 @@ impl Builder {
 
 /// An owned permission to join a task, like `std::thread::JoinHandle`. Dropping it detaches
 /// the task.
+///
+/// It is also a [`Future`] (an extension): async code may `.await` a
+/// task, for the same result as [`join`](JoinHandle::join) gives (see the `future` module).
 pub struct JoinHandle<T> {
     thread: ManuallyDrop<Thread>,
+    /// A poll registered a waker with the task (see the `future` module).
+    waker_registered: bool,
+    /// A poll returned the outcome: polling again panics.
+    completed: bool,
     _value: PhantomData<T>,
 }
+
+/// No field is structurally pinned: a pending `JoinHandle` may move between polls.
+impl<T> Unpin for JoinHandle<T> {}
 
 impl<T> JoinHandle<T> {
     pub(crate) fn new(task: Arc<Task>) -> Self {
         JoinHandle {
             thread: ManuallyDrop::new(Thread::from_task(task)),
+            waker_registered: false,
+            completed: false,
             _value: PhantomData,
         }
     }
@@ -362,25 +376,40 @@ impl<T: 'static> JoinHandle<T> {
     /// Waits for the task to end (parking the caller) and returns its value, or the payload of
     /// its panic as `Err` ([`TaskCancelled`](crate::TaskCancelled) for a cancelled task, [`TaskDropped`] for a task
     /// its runtime stopped).
+    ///
+    /// # Panics
+    ///
+    /// If the handle was already awaited to completion (as a future).
     #[track_caller]
     pub fn join(mut self) -> Result<T> {
+        assert!(!self.completed, "JoinHandle joined after completion");
         // A joiner stopped here unwinds; its handle is dropped on the way (detaching the task).
         self.task().wait_finished("JoinHandle::join");
         // SAFETY: `self` is forgotten right after, so `thread` is neither used nor dropped again.
         let thread = unsafe { ManuallyDrop::take(&mut self.thread) };
+        let waker_registered = self.waker_registered;
         std::mem::forget(self);
         let Inner::Task(task) = thread.inner else {
             unreachable!("a join handle refers to a task")
         };
-        let outcome = task.take_outcome();
-        crate::sched::release(task);
-        match outcome {
-            Some(Ok(value)) => Ok(*(value as Box<dyn Any>)
-                .downcast::<T>()
-                .expect("task value of the joined type")),
-            Some(Err(payload)) => Err(payload),
-            None => Err(Box::new(TaskDropped)),
+        if waker_registered {
+            task.remove_join_waker();
         }
+        let outcome = take_outcome(&task);
+        crate::sched::release(task);
+        outcome
+    }
+}
+
+/// The outcome of a finished task, for its handle (`join`, or a poll): its value, or the
+/// payload of its panic or stop.
+fn take_outcome<T: 'static>(task: &Task) -> Result<T> {
+    match task.take_outcome() {
+        Some(Ok(value)) => Ok(*(value as Box<dyn Any>)
+            .downcast::<T>()
+            .expect("task value of the joined type")),
+        Some(Err(payload)) => Err(payload),
+        None => Err(Box::new(TaskDropped)),
     }
 }
 
@@ -389,9 +418,15 @@ impl<T> Drop for JoinHandle<T> {
         // SAFETY: `thread` is not used after this point.
         let thread = unsafe { ManuallyDrop::take(&mut self.thread) };
         if let Inner::Task(task) = thread.inner {
-            // A value nobody joined is dropped here, by whoever drops the handle (std does the
-            // same), or by the task itself if it has not finished yet.
-            drop(task.detach());
+            if self.waker_registered && !self.completed {
+                // A pending future dropped: its waker is not woken any more.
+                task.remove_join_waker();
+            }
+            if !self.completed {
+                // A value nobody joined is dropped here, by whoever drops the handle (std does
+                // the same), or by the task itself if it has not finished yet.
+                drop(task.detach());
+            }
             crate::sched::release(task);
         }
     }
