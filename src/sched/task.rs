@@ -30,7 +30,8 @@
 //!   is published, then taken once: by the joining `JoinHandle`, or by whichever of the task
 //!   and a dropped handle comes second (see [`Task::set_outcome`]).
 //! - `joiners`: any thread, under its spin lock; see [`Task::finish`] for the lock-free fast path.
-//! - `token`: any thread (see `park::token`).
+//! - `token`: any thread (see `park::token`). `locals`: only the task itself, while it runs
+//!   (see `sched::locals`).
 
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
@@ -42,6 +43,7 @@ use std::task::Waker;
 use std::time::Instant;
 
 use crate::sched::domain::DomainShared;
+use crate::sched::locals::Locals;
 use crate::sched::park::stop::Unwinding;
 use crate::sched::park::token::Token;
 use crate::sched::park::{ParkWord, Unparker, WaitKind};
@@ -125,6 +127,8 @@ pub(crate) struct Task {
     pub(crate) park: ParkWord,
     /// The wake-up token of `thread::park` (apart from `park`: see `park::token`).
     pub(crate) token: Token,
+    /// The task's local values (see `sched::locals`); only the task itself touches them.
+    pub(crate) locals: Locals,
     /// A stop was requested (cancellation, or the runtime ending): see `park`'s stop table.
     pub(crate) cancelled: AtomicBool,
     /// The stop came from a cancellation (`park::stop::cancel`), not from the runtime ending:
@@ -261,6 +265,7 @@ impl Task {
         Task {
             park: ParkWord::new(),
             token: Token::new(),
+            locals: Locals::new(),
             cancelled: AtomicBool::new(false),
             cancel_requested: AtomicBool::new(false),
             id: cfg.id,
@@ -313,6 +318,7 @@ impl Task {
         *self.joiners.get_mut() = Vec::new();
         *self.face.get_mut() = None;
         self.token.clear();
+        self.locals.clear();
     }
 
     /// A new counted reference to this task.

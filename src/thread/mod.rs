@@ -8,8 +8,8 @@
 //! that is started on first use, so `bobine::thread::spawn` works without wrapping `main`.
 //!
 //! The rest of `std::thread` sits in submodules: [`park`]/[`park_timeout`]/[`Thread::unpark`]
-//! and [`available_parallelism`] (`park.rs`), and a [`JoinHandle`] awaited as a future
-//! (`future.rs`).
+//! and [`available_parallelism`] (`park.rs`), a [`JoinHandle`] awaited as a future
+//! (`future.rs`), and task-locals, [`task_local!`](crate::task_local) (`local.rs`).
 //!
 //! This module owns the std-like task root (a task's value or panic becomes its `JoinHandle`'s
 //! result), the handles, and scopes. It spawns through `sched::runtime::spawn_raw` and waits
@@ -34,8 +34,10 @@ use crate::sched::task::{Task, TaskDropped};
 use crate::util::SpinLock;
 
 mod future;
+mod local;
 mod park;
 
+pub use local::{AccessError, LocalKey};
 pub use park::{available_parallelism, park, park_timeout};
 pub use std::thread::Result;
 
