@@ -26,7 +26,8 @@
 //!    NOTIFIED): it clears `waiter`, drops the park (retiring it) and goes back to step 1.
 //! 4. It waits on the park (with the caller's deadline, if any).
 //! 5. It swaps the state to EMPTY and clears `waiter`. If the swap saw NOTIFIED, it took the
-//!    token: done. Otherwise a timeout or a stop ends the call without the token; any other
+//!    token: done. Otherwise the deadline or a stop ends the call without the token (a timer
+//!    that fired before the deadline, its clock being coarse, does not); any other
 //!    end (a stale unparker of an earlier round, see below) is no wake-up: back to step 1.
 //!
 //! An unparker swaps the state to NOTIFIED; if it saw PARKED it takes the unparker out of
@@ -42,6 +43,7 @@
 //! progress, and an internal wake-up would look like the token.
 
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
 
 use super::{Park, Unparker, Wait, Wake};
 use crate::util::SpinLock;
@@ -100,6 +102,9 @@ impl Token {
                 return true;
             }
             match why {
+                // A timer may fire a little early (its clock is coarse): only the deadline
+                // itself ends the wait.
+                Wake::TimedOut if wait.deadline.is_some_and(|d| Instant::now() < d) => {}
                 Wake::TimedOut => return false,
                 Wake::Interrupted => {
                     super::stop::unwind_if_stopped();
