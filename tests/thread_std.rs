@@ -113,18 +113,29 @@ fn unpark_wakes_a_plain_thread_from_a_task() {
     });
 }
 
-/// Two parties hand a turn back and forth 2 000 times with park/unpark only (the classic
-/// `while !flag { park() }` loop), across two domains and between a task and a plain thread:
-/// every turn arrives, none is lost.
+/// Two parties hand a turn back and forth 2 000 times with park/unpark only, across two
+/// domains and between a task and a plain thread: every turn arrives, none is lost. Played
+/// twice: with the classic `while !flag { park() }` loop, and strictly (one `park` per turn,
+/// one `unpark` per turn, made after the turn is handed over), where a `park` that returned
+/// without the token would see the other party's turn.
 #[test]
 fn park_unpark_ping_pong_loses_no_wake_up() {
     common::watchdog(60, "park_unpark_ping_pong_loses_no_wake_up", || {
         const ROUNDS: usize = 2_000;
-        fn play(turn: Arc<AtomicUsize>, me: usize, peer: thread::Thread) -> usize {
+        fn play(turn: Arc<AtomicUsize>, me: usize, peer: thread::Thread, strict: bool) -> usize {
+            if strict && me == 0 {
+                thread::current().unpark(); // the first turn's token
+            }
             let mut played = 0;
             while played < ROUNDS {
-                while turn.load(Ordering::SeqCst) % 2 != me {
+                if strict {
                     thread::park();
+                    let now = turn.load(Ordering::SeqCst);
+                    assert_eq!(now % 2, me, "park returned without the token (turn {now})");
+                } else {
+                    while turn.load(Ordering::SeqCst) % 2 != me {
+                        thread::park();
+                    }
                 }
                 played += 1;
                 turn.fetch_add(1, Ordering::SeqCst);
@@ -132,14 +143,14 @@ fn park_unpark_ping_pong_loses_no_wake_up() {
             }
             played
         }
-        for plain_peer in [false, true] {
+        for (plain_peer, strict) in [(false, false), (true, false), (false, true), (true, true)] {
             bobine::Builder::new().domains(2).run(|| {
                 let turn = Arc::new(AtomicUsize::new(0));
                 let (tx, rx) = bobine::sync::mpsc::channel::<thread::Thread>();
                 let t2 = turn.clone();
                 let one = thread::spawn(move || {
                     let peer = rx.recv().unwrap();
-                    play(t2, 1, peer)
+                    play(t2, 1, peer, strict)
                 });
                 let me = if plain_peer {
                     let one_thread = one.thread().clone();
@@ -147,14 +158,14 @@ fn park_unpark_ping_pong_loses_no_wake_up() {
                     let (mtx, mrx) = std::sync::mpsc::channel();
                     let h = std::thread::spawn(move || {
                         mtx.send(thread::current()).unwrap();
-                        play(t0, 0, one_thread)
+                        play(t0, 0, one_thread, strict)
                     });
                     tx.send(mrx.recv().unwrap()).unwrap();
                     assert_eq!(bobine::io::unblock(move || h.join().unwrap()), ROUNDS);
                     None
                 } else {
                     tx.send(thread::current()).unwrap();
-                    Some(play(turn.clone(), 0, one.thread().clone()))
+                    Some(play(turn.clone(), 0, one.thread().clone(), strict))
                 };
                 assert_eq!(one.join().unwrap(), ROUNDS);
                 if let Some(n) = me {
