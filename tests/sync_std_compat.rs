@@ -809,6 +809,10 @@ fn read_guard_is_covariant_like_std() {
     ) -> bobine::sync::RwLockReadGuard<'g, &'a str> {
         g
     }
+    // And `Sync` when `T` is, as std's (its `!Send` is kept by a compile_fail doc test).
+    fn is_sync<T: Sync>() {}
+    is_sync::<std::sync::RwLockReadGuard<'static, u32>>();
+    is_sync::<bobine::sync::RwLockReadGuard<'static, u32>>();
     common::watchdog(10, "read_guard_is_covariant_like_std", || {
         let s = std::sync::RwLock::new("std");
         let b = bobine::sync::RwLock::new("bobine");

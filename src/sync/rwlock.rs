@@ -179,6 +179,14 @@ impl<T: ?Sized> std::panic::RefUnwindSafe for RwLock<T> {}
 /// Covariant in `T`, as std's is: it holds a pointer to the value and a reference to the
 /// lock's state, not `&RwLock<T>` (whose `UnsafeCell<T>` would make it invariant). A shared
 /// guard only reads the value, so a guard of a longer-lived `T` may stand for a shorter one.
+///
+/// Like std's, it stays on the thread (task) that locked it: it is not `Send`, so this does
+/// not compile:
+///
+/// ```compile_fail
+/// fn is_send<T: Send>() {}
+/// is_send::<bobine::sync::RwLockReadGuard<'static, u32>>();
+/// ```
 pub struct RwLockReadGuard<'a, T: ?Sized + 'a> {
     data: NonNull<T>,
     state: &'a SpinLock<State>,
