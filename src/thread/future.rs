@@ -19,6 +19,9 @@
 //!
 //! A pending handle dropped withdraws its waker and detaches the task, as dropping an
 //! unpolled handle does.
+//!
+//! The waker is woken on the ended task's domain thread, between two tasks (or by whoever
+//! ends a task that never started): like any waker it must be quick and must not block.
 
 use std::future::Future;
 use std::pin::Pin;
