@@ -20,8 +20,8 @@
 //! A pending handle dropped withdraws its waker and detaches the task, as dropping an
 //! unpolled handle does.
 //!
-//! The waker is woken on the ended task's domain thread, between two tasks (or by whoever
-//! ends a task that never started): like any waker it must be quick and must not block.
+//! The waker is woken on the ended task's domain thread, between two tasks (also for a task
+//! the shutdown abandoned): like any waker it must be quick and must not block.
 
 use std::future::Future;
 use std::pin::Pin;
