@@ -38,6 +38,10 @@
 //! no token in step 5 and goes back to step 1, so the owner never returns without the token
 //! except on a timeout or a stop (no spurious wake-ups).
 //!
+//! Steps 1-5 and the unparker are model-checked with loom as a model around the real park word
+//! (`loom_checks::token`, kept in step with this file): no unpark is lost, and a stale wake of
+//! an earlier round is not taken for the token.
+//!
 //! Rejected alternative: waking the owner through its park word directly (no `waiter` slot).
 //! The word is shared with every internal wait, so an `unpark` would end a `Mutex::lock` in
 //! progress, and an internal wake-up would look like the token.
