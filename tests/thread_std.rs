@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+use bobine::diag::TaskState;
 use bobine::thread;
 use common::panics::{panic_text, payload_text};
 use common::tasks::{DropCounter, in_task_and_thread, spawn_ticker, with_domains};
@@ -281,14 +282,22 @@ fn dump_shows_thread_park_as_the_reason() {
                 .name("parker-in-dump".into())
                 .spawn(thread::park)
                 .unwrap();
-            thread::sleep(Duration::from_millis(20));
-            let dump = bobine::diag::dump();
-            let info = dump
-                .tasks()
-                .iter()
-                .find(|t| t.name() == Some("parker-in-dump"))
-                .expect("the parked task is in the dump");
-            assert_eq!(info.reason(), Some("thread::park"));
+            // Until it has parked (it may not have run yet on a loaded machine).
+            let mut reason = None;
+            for _ in 0..1000 {
+                thread::sleep(Duration::from_millis(2));
+                let dump = bobine::diag::dump();
+                let info = dump
+                    .tasks()
+                    .iter()
+                    .find(|t| t.name() == Some("parker-in-dump"))
+                    .expect("the task is in the dump");
+                if info.state() == TaskState::Parked {
+                    reason = info.reason().map(str::to_owned);
+                    break;
+                }
+            }
+            assert_eq!(reason.as_deref(), Some("thread::park"));
             h.thread().unpark();
             h.join().unwrap();
         });
