@@ -793,3 +793,38 @@ fn timed_out_condvar_wait_reacquires_the_mutex() {
         });
     });
 }
+
+/// `RwLockReadGuard` is covariant in `T`, as std's is: a guard of `&'static str` stands for a
+/// guard of a shorter-lived `&str`. The functions only compile if that holds, for std's guard
+/// and for bobine's; the test uses them.
+#[test]
+fn read_guard_is_covariant_like_std() {
+    fn shorten_std<'a, 'g>(
+        g: std::sync::RwLockReadGuard<'g, &'static str>,
+    ) -> std::sync::RwLockReadGuard<'g, &'a str> {
+        g
+    }
+    fn shorten<'a, 'g>(
+        g: bobine::sync::RwLockReadGuard<'g, &'static str>,
+    ) -> bobine::sync::RwLockReadGuard<'g, &'a str> {
+        g
+    }
+    // And `Sync` when `T` is, as std's (its `!Send` is kept by a compile_fail doc test).
+    fn is_sync<T: Sync>() {}
+    is_sync::<std::sync::RwLockReadGuard<'static, u32>>();
+    is_sync::<bobine::sync::RwLockReadGuard<'static, u32>>();
+    common::watchdog(10, "read_guard_is_covariant_like_std", || {
+        let s = std::sync::RwLock::new("std");
+        let b = bobine::sync::RwLock::new("bobine");
+        let local = String::from("local");
+        let mut got: Vec<&str> = vec![&local];
+        got.push(*shorten_std(s.read().unwrap()));
+        let g = shorten(b.read().unwrap());
+        got.push(*g);
+        // The read guard still excludes writers, and gives the lock back when dropped.
+        assert!(b.try_write().is_err());
+        drop(g);
+        assert!(b.try_write().is_ok());
+        assert_eq!(got, ["local", "std", "bobine"]);
+    });
+}

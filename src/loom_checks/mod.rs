@@ -17,6 +17,7 @@
 //! | [`waitqueue`] | a model of the wait queue's steps (real `ParkWord`) | what is handed over is delivered or passed on exactly once, plain and hand-off modes |
 //! | [`readiness`] | a model of the reactor source's steps 1-5 | a readiness edge is never missed |
 //! | [`stop`] | a model of `interrupt` / `interrupt_pending` and step 4 (real `ParkWord`) | a stop is delivered exactly once and never lost, also when it races a hand-over |
+//! | [`token`] | a model of the wake-up token's steps 1-5 (real `ParkWord`) | an unpark is never lost; `park` returns only with the token, also when a stale wake of an earlier round reaches a later park |
 //!
 //! Where a model stands in for code that cannot run under loom (it needs a task, a stack
 //! switch, an epoll, an intrusive list on a task's stack), it mirrors that code's atomics,
@@ -31,6 +32,7 @@ mod inbox;
 mod park_word;
 mod readiness;
 mod stop;
+mod token;
 mod waitqueue;
 
 /// Runs `f` under loom with this crate's default bound (see the module doc).

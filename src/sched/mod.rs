@@ -8,7 +8,9 @@
 //!   never-started tasks).
 //! - **runtime**: a set of domains started by `run` (or the global runtime used by `spawn` outside
 //!   any runtime) sharing ids, the stack arena and the shutdown protocol ([`runtime`]).
-//! - **task**: see [`task`]. A task runs on one domain from its first run to its end.
+//! - **task**: see [`task`]. A task runs on one domain from its first run to its end. Besides
+//!   its park word it carries a wake-up token ([`park::token`], behind `thread::park`) and its
+//!   local values ([`locals`], behind `task_local!`).
 //! - **park**: a task (or plain thread) waiting for one wake-up ([`park`]); every blocking call
 //!   of every face ends in one, usually through the wait queue ([`waitqueue`]).
 //! - **stop**: a request that a task end early, by unwinding from its park point (cancellation,
@@ -35,6 +37,7 @@
 
 pub(crate) mod domain;
 pub(crate) mod inspect;
+pub(crate) mod locals;
 pub(crate) mod monitor;
 pub(crate) mod park;
 pub(crate) mod perturb;

@@ -405,9 +405,13 @@ where
                 if let Err(payload) = dropped {
                     task.set_outcome(Err(payload));
                 }
-                return;
+            } else {
+                body(task);
             }
-            body(task);
+            // The task's local values go last, as the task, before it is marked finished (so
+            // before a join returns); their waits are not cut short by a stop.
+            // SAFETY: this is the task itself, running, and its body has ended.
+            super::park::stop::last_words(|| unsafe { task.locals.destroy() });
         };
         // SAFETY: forwarded to our caller (what `body` borrows outlives the task).
         unsafe { Fiber::new_unchecked(slot, root) }

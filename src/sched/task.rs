@@ -30,6 +30,8 @@
 //!   is published, then taken once: by the joining `JoinHandle`, or by whichever of the task
 //!   and a dropped handle comes second (see [`Task::set_outcome`]).
 //! - `joiners`: any thread, under its spin lock; see [`Task::finish`] for the lock-free fast path.
+//! - `token`: any thread (see `park::token`). `locals`: only the task itself, while it runs
+//!   (see `sched::locals`).
 
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
@@ -37,10 +39,13 @@ use std::panic::Location;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use std::task::Waker;
 use std::time::Instant;
 
 use crate::sched::domain::DomainShared;
+use crate::sched::locals::Locals;
 use crate::sched::park::stop::Unwinding;
+use crate::sched::park::token::Token;
 use crate::sched::park::{ParkWord, Unparker, WaitKind};
 use crate::stack::OverflowInfo;
 use crate::switch::{Fiber, FiberYielder, Suspend};
@@ -100,8 +105,30 @@ impl std::fmt::Display for TaskCancelled {
 /// Per-task data a face attaches to its tasks (the Miou face keeps its task-tree node there).
 pub(crate) type FaceData = Arc<dyn Any + Send + Sync>;
 
+/// One waiter for a task's end: a parked waiter, or an async one (a polled `JoinHandle`).
+enum Joiner {
+    Park(Unparker),
+    /// At most one per task: only the task's one `JoinHandle` registers a waker.
+    Waker(Waker),
+}
+
+impl Joiner {
+    fn wake(self) {
+        match self {
+            Joiner::Park(u) => {
+                u.unpark();
+            }
+            Joiner::Waker(w) => w.wake(),
+        }
+    }
+}
+
 pub(crate) struct Task {
     pub(crate) park: ParkWord,
+    /// The wake-up token of `thread::park` (apart from `park`: see `park::token`).
+    pub(crate) token: Token,
+    /// The task's local values (see `sched::locals`); only the task itself touches them.
+    pub(crate) locals: Locals,
     /// A stop was requested (cancellation, or the runtime ending): see `park`'s stop table.
     pub(crate) cancelled: AtomicBool,
     /// The stop came from a cancellation (`park::stop::cancel`), not from the runtime ending:
@@ -165,7 +192,7 @@ pub(crate) struct Task {
     /// READY | DETACHED: who may take `result` (see [`Task::set_outcome`]).
     outcome_state: AtomicU8,
     has_joiners: AtomicBool,
-    joiners: SpinLock<Vec<Unparker>>,
+    joiners: SpinLock<Vec<Joiner>>,
     /// A face's data for this task ([`FaceData`]); only the task itself, while it runs.
     face: UnsafeCell<Option<FaceData>>,
 }
@@ -237,6 +264,8 @@ impl Task {
         };
         Task {
             park: ParkWord::new(),
+            token: Token::new(),
+            locals: Locals::new(),
             cancelled: AtomicBool::new(false),
             cancel_requested: AtomicBool::new(false),
             id: cfg.id,
@@ -288,6 +317,8 @@ impl Task {
         *self.result.get_mut() = None;
         *self.joiners.get_mut() = Vec::new();
         *self.face.get_mut() = None;
+        self.token.clear();
+        self.locals.clear();
     }
 
     /// A new counted reference to this task.
@@ -529,7 +560,7 @@ impl Task {
         if self.has_joiners.load(Ordering::SeqCst) {
             let waiters = std::mem::take(&mut *self.joiners.lock());
             for w in waiters {
-                w.unpark();
+                w.wake();
             }
         }
     }
@@ -542,11 +573,56 @@ impl Task {
             let mut joiners = self.joiners.lock();
             // Entries of parks that have ended (a sync that committed elsewhere) go too, so the
             // list stays as long as the number of live waiters.
-            joiners.retain(|w| w.is_pending() && !w.same_waiter(&waker));
-            joiners.push(waker);
+            joiners.retain(|j| match j {
+                Joiner::Park(w) => w.is_pending() && !w.same_waiter(&waker),
+                Joiner::Waker(_) => true,
+            });
+            joiners.push(Joiner::Park(waker));
         }
         self.has_joiners.store(true, Ordering::SeqCst);
         self.state.load(Ordering::SeqCst) != FINISHED
+    }
+
+    /// Registers `waker` to be woken (once) when the task finishes, replacing the waker an
+    /// earlier call registered (unless it wakes the same task); false if it has already
+    /// finished (the waker may then stay registered, unused, until [`Task::remove_join_waker`]
+    /// or the task's recycling). The same Dekker pair as [`Task::add_joiner`]: a task that ends
+    /// between the caller's check and this registration is seen here.
+    ///
+    /// Only the task's `JoinHandle` calls it, so one waker at most is registered.
+    pub(crate) fn add_join_waker(&self, waker: &Waker) -> bool {
+        let old = {
+            let mut joiners = self.joiners.lock();
+            match joiners.iter_mut().find_map(|j| match j {
+                Joiner::Waker(w) => Some(w),
+                Joiner::Park(_) => None,
+            }) {
+                Some(w) if w.will_wake(waker) => None,
+                Some(w) => Some(std::mem::replace(w, waker.clone())),
+                None => {
+                    joiners.push(Joiner::Waker(waker.clone()));
+                    None
+                }
+            }
+        };
+        // Dropped outside the spin lock: a waker's drop may run arbitrary code.
+        drop(old);
+        self.has_joiners.store(true, Ordering::SeqCst);
+        self.state.load(Ordering::SeqCst) != FINISHED
+    }
+
+    /// Withdraws the waker registered by [`Task::add_join_waker`], if it is still there (a
+    /// `JoinHandle` dropped while pending).
+    pub(crate) fn remove_join_waker(&self) {
+        let waker = {
+            let mut joiners = self.joiners.lock();
+            joiners
+                .iter()
+                .position(|j| matches!(j, Joiner::Waker(_)))
+                .map(|i| joiners.swap_remove(i))
+        };
+        // Dropped outside the spin lock: a waker's drop may run arbitrary code.
+        drop(waker);
     }
 
     /// Blocks the caller until the task has finished (a hand-over wait: a stopped caller

@@ -52,7 +52,15 @@ impl<T: ?Sized> std::panic::UnwindSafe for Mutex<T> {}
 impl<T: ?Sized> std::panic::RefUnwindSafe for Mutex<T> {}
 
 /// The guard of a locked [`Mutex`]; unlocks when dropped. Like std's, it stays on the thread
-/// (task) that locked it.
+/// (task) that locked it, and is invariant in `T` (it hands out `&mut T`), so this does not
+/// compile:
+///
+/// ```compile_fail
+/// use bobine::sync::MutexGuard;
+/// fn shorten<'a, 'g>(g: MutexGuard<'g, &'static str>) -> MutexGuard<'g, &'a str> {
+///     g
+/// }
+/// ```
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct MutexGuard<'a, T: ?Sized + 'a> {
     pub(super) mutex: &'a Mutex<T>,

@@ -48,6 +48,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
 use std::sync::{LockResult, TryLockError, TryLockResult};
 use std::time::Instant;
 
@@ -174,12 +175,34 @@ impl<T: ?Sized> std::panic::RefUnwindSafe for RwLock<T> {}
 
 /// Shared access to a locked [`RwLock`]'s value.
 #[must_use = "if unused the RwLock will immediately unlock"]
+///
+/// Covariant in `T`, as std's is: it holds a pointer to the value and a reference to the
+/// lock's state, not `&RwLock<T>` (whose `UnsafeCell<T>` would make it invariant). A shared
+/// guard only reads the value, so a guard of a longer-lived `T` may stand for a shorter one.
+///
+/// Like std's, it stays on the thread (task) that locked it: it is not `Send`, so this does
+/// not compile:
+///
+/// ```compile_fail
+/// fn is_send<T: Send>() {}
+/// is_send::<bobine::sync::RwLockReadGuard<'static, u32>>();
+/// ```
 pub struct RwLockReadGuard<'a, T: ?Sized + 'a> {
-    lock: &'a RwLock<T>,
+    data: NonNull<T>,
+    state: &'a SpinLock<State>,
     _not_send: PhantomData<*const ()>,
 }
 
 /// Exclusive access to a locked [`RwLock`]'s value.
+///
+/// Invariant in `T`, as std's is (it hands out `&mut T`), so this does not compile:
+///
+/// ```compile_fail
+/// use bobine::sync::RwLockWriteGuard;
+/// fn shorten<'a, 'g>(g: RwLockWriteGuard<'g, &'static str>) -> RwLockWriteGuard<'g, &'a str> {
+///     g
+/// }
+/// ```
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockWriteGuard<'a, T: ?Sized + 'a> {
     lock: &'a RwLock<T>,
@@ -187,7 +210,8 @@ pub struct RwLockWriteGuard<'a, T: ?Sized + 'a> {
     _not_send: PhantomData<*const ()>,
 }
 
-// SAFETY: shared guards only give `&T`.
+// SAFETY: shared guards only give `&T` (the `NonNull` makes the guard `!Sync` by default;
+// std's guard is `Sync` exactly when `T` is).
 unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
 // SAFETY: as above.
 unsafe impl<T: ?Sized + Sync> Sync for RwLockWriteGuard<'_, T> {}
@@ -358,7 +382,9 @@ impl<T: ?Sized> RwLock<T> {
 
     fn read_guard(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         let guard = RwLockReadGuard {
-            lock: self,
+            // SAFETY: an `UnsafeCell`'s pointer is never null.
+            data: unsafe { NonNull::new_unchecked(self.data.get()) },
+            state: &self.state,
             _not_send: PhantomData,
         };
         self.poison.map(guard)
@@ -374,19 +400,24 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     fn release(&self, writer: bool) {
-        let mut state = self.state.lock();
-        if writer {
-            state.writer = false;
-        } else {
-            state.readers -= 1;
-        }
-        state.serve();
+        release(&self.state, writer);
     }
+}
+
+/// Gives the lock back (a reader or the writer, `writer`) and serves whoever may come in.
+fn release(state: &SpinLock<State>, writer: bool) {
+    let mut state = state.lock();
+    if writer {
+        state.writer = false;
+    } else {
+        state.readers -= 1;
+    }
+    state.serve();
 }
 
 impl<T: ?Sized> Drop for RwLockReadGuard<'_, T> {
     fn drop(&mut self) {
-        self.lock.release(false);
+        release(self.state, false);
     }
 }
 
@@ -400,8 +431,9 @@ impl<T: ?Sized> Drop for RwLockWriteGuard<'_, T> {
 impl<T: ?Sized> Deref for RwLockReadGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: readers hold shared access while the guard lives.
-        unsafe { &*self.lock.data.get() }
+        // SAFETY: `data` points into the lock, which outlives 'a, and readers hold shared
+        // access while the guard lives.
+        unsafe { self.data.as_ref() }
     }
 }
 
@@ -469,7 +501,9 @@ impl<'a, T: ?Sized> RwLockWriteGuard<'a, T> {
         state.serve();
         drop(state);
         RwLockReadGuard {
-            lock,
+            // SAFETY: an `UnsafeCell`'s pointer is never null.
+            data: unsafe { NonNull::new_unchecked(lock.data.get()) },
+            state: &lock.state,
             _not_send: PhantomData,
         }
     }

@@ -86,6 +86,7 @@ use super::task::{ParkSite, Task};
 use crate::switch::Suspend;
 
 pub(crate) mod stop;
+pub(crate) mod token;
 mod word;
 
 pub(crate) use word::ParkWord;

@@ -7,6 +7,10 @@
 //! Called outside any runtime (from a plain thread), `spawn` starts the task on a global runtime
 //! that is started on first use, so `bobine::thread::spawn` works without wrapping `main`.
 //!
+//! The rest of `std::thread` sits in submodules: [`park`]/[`park_timeout`]/[`Thread::unpark`]
+//! and [`available_parallelism`] (`park.rs`), a [`JoinHandle`] awaited as a future
+//! (`future.rs`), and task-locals, [`task_local!`](crate::task_local) (`local.rs`).
+//!
 //! This module owns the std-like task root (a task's value or panic becomes its `JoinHandle`'s
 //! result), the handles, and scopes. It spawns through `sched::runtime::spawn_raw` and waits
 //! through `sched::park`; it must not touch the scheduler's queues.
@@ -23,11 +27,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::sched::park::stop::catch_at_root;
+use crate::sched::park::token::Token;
 use crate::sched::park::{Park, Unparker, Wait};
 use crate::sched::runtime::{RuntimeShared, SpawnOptions, current_runtime, spawn_raw};
 use crate::sched::task::{Task, TaskDropped};
 use crate::util::SpinLock;
 
+mod future;
+mod local;
+mod park;
+
+pub use local::{AccessError, LocalKey};
+pub use park::{available_parallelism, park, park_timeout};
 pub use std::thread::Result;
 
 /// A unique identifier of a task (or of a plain OS thread seen from bobine).
@@ -50,6 +61,8 @@ impl fmt::Debug for ThreadId {
 struct OsThread {
     id: ThreadId,
     name: Option<String>,
+    /// The thread's wake-up token (see [`park`]).
+    token: Token,
 }
 
 #[derive(Clone)]
@@ -114,6 +127,7 @@ pub fn current() -> Thread {
         Arc::new(OsThread {
             id: ThreadId(NonZeroU64::new(id).expect("thread ids start at 1")),
             name,
+            token: Token::new(),
         })
     }
     thread_local! {
@@ -233,6 +247,17 @@ impl Builder {
         self
     }
 
+    /// Refuses a name with an interior NUL as std does: with a panic, when spawning.
+    #[track_caller]
+    fn check_name(&self) {
+        if let Some(name) = &self.name {
+            if name.contains('\0') {
+                std::ffi::CString::new(name.as_bytes())
+                    .expect("thread name may not contain interior null bytes");
+            }
+        }
+    }
+
     fn options(self) -> SpawnOptions {
         SpawnOptions {
             name: self.name,
@@ -243,17 +268,23 @@ impl Builder {
 
     /// Spawns the task; fails with an error (never aborts) when no stack can be had.
     ///
+    /// # Panics
+    ///
+    /// If the name contains a NUL byte, with std's message.
+    ///
     /// ```
     /// let h = bobine::thread::Builder::new().name("worker".into()).spawn(|| {
     ///     bobine::thread::current().name().map(str::to_owned)
     /// }).unwrap();
     /// assert_eq!(h.join().unwrap().as_deref(), Some("worker"));
     /// ```
+    #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        self.check_name();
         // SAFETY: `f` is 'static and Send.
         let task =
             unsafe { spawn_raw(None, self.options(), move |task: &Task| std_root(task, f)) }?;
@@ -261,6 +292,11 @@ impl Builder {
     }
 
     /// Spawns a scoped task with this builder's settings.
+    ///
+    /// # Panics
+    ///
+    /// If the name contains a NUL byte, with std's message.
+    #[track_caller]
     pub fn spawn_scoped<'scope, 'env, F, T>(
         self,
         scope: &'scope Scope<'scope, 'env>,
@@ -270,21 +306,34 @@ impl Builder {
         F: FnOnce() -> T + Send + 'scope,
         T: Send + 'scope,
     {
+        self.check_name();
         scope.spawn_with(self, f)
     }
 }
 
 /// An owned permission to join a task, like `std::thread::JoinHandle`. Dropping it detaches
 /// the task.
+///
+/// It is also a [`Future`] (an extension): async code may `.await` a
+/// task, for the same result as [`join`](JoinHandle::join) gives (see the `future` module).
 pub struct JoinHandle<T> {
     thread: ManuallyDrop<Thread>,
+    /// A poll registered a waker with the task (see the `future` module).
+    waker_registered: bool,
+    /// A poll returned the outcome: polling again panics.
+    completed: bool,
     _value: PhantomData<T>,
 }
+
+/// No field is structurally pinned: a pending `JoinHandle` may move between polls.
+impl<T> Unpin for JoinHandle<T> {}
 
 impl<T> JoinHandle<T> {
     pub(crate) fn new(task: Arc<Task>) -> Self {
         JoinHandle {
             thread: ManuallyDrop::new(Thread::from_task(task)),
+            waker_registered: false,
+            completed: false,
             _value: PhantomData,
         }
     }
@@ -329,25 +378,40 @@ impl<T: 'static> JoinHandle<T> {
     /// Waits for the task to end (parking the caller) and returns its value, or the payload of
     /// its panic as `Err` ([`TaskCancelled`](crate::TaskCancelled) for a cancelled task, [`TaskDropped`] for a task
     /// its runtime stopped).
+    ///
+    /// # Panics
+    ///
+    /// If the handle was already awaited to completion (as a future).
     #[track_caller]
     pub fn join(mut self) -> Result<T> {
+        assert!(!self.completed, "JoinHandle joined after completion");
         // A joiner stopped here unwinds; its handle is dropped on the way (detaching the task).
         self.task().wait_finished("JoinHandle::join");
         // SAFETY: `self` is forgotten right after, so `thread` is neither used nor dropped again.
         let thread = unsafe { ManuallyDrop::take(&mut self.thread) };
+        let waker_registered = self.waker_registered;
         std::mem::forget(self);
         let Inner::Task(task) = thread.inner else {
             unreachable!("a join handle refers to a task")
         };
-        let outcome = task.take_outcome();
-        crate::sched::release(task);
-        match outcome {
-            Some(Ok(value)) => Ok(*(value as Box<dyn Any>)
-                .downcast::<T>()
-                .expect("task value of the joined type")),
-            Some(Err(payload)) => Err(payload),
-            None => Err(Box::new(TaskDropped)),
+        if waker_registered {
+            task.remove_join_waker();
         }
+        let outcome = take_outcome(&task);
+        crate::sched::release(task);
+        outcome
+    }
+}
+
+/// The outcome of a finished task, for its handle (`join`, or a poll): its value, or the
+/// payload of its panic or stop.
+fn take_outcome<T: 'static>(task: &Task) -> Result<T> {
+    match task.take_outcome() {
+        Some(Ok(value)) => Ok(*(value as Box<dyn Any>)
+            .downcast::<T>()
+            .expect("task value of the joined type")),
+        Some(Err(payload)) => Err(payload),
+        None => Err(Box::new(TaskDropped)),
     }
 }
 
@@ -356,9 +420,15 @@ impl<T> Drop for JoinHandle<T> {
         // SAFETY: `thread` is not used after this point.
         let thread = unsafe { ManuallyDrop::take(&mut self.thread) };
         if let Inner::Task(task) = thread.inner {
-            // A value nobody joined is dropped here, by whoever drops the handle (std does the
-            // same), or by the task itself if it has not finished yet.
-            drop(task.detach());
+            if self.waker_registered && !self.completed {
+                // A pending future dropped: its waker is not woken any more.
+                task.remove_join_waker();
+            }
+            if !self.completed {
+                // A value nobody joined is dropped here, by whoever drops the handle (std does
+                // the same), or by the task itself if it has not finished yet.
+                drop(task.detach());
+            }
             crate::sched::release(task);
         }
     }
