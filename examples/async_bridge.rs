@@ -6,7 +6,8 @@
 //! Ordinary bobine tasks call into it with [`bobine::block_on`]: the task hands the async work
 //! to the tokio runtime (`Handle::spawn`) and waits for its result as for any other future,
 //! which parks the task, not its domain. A heartbeat task on the same single domain keeps
-//! beating while the clients wait.
+//! beating while the clients wait. The other way round, async code awaits a bobine task: its
+//! `JoinHandle` is a future.
 //!
 //! Run with `cargo run --release --example async_bridge`.
 
@@ -22,6 +23,8 @@ pub struct Report {
     pub replies: Vec<String>,
     /// Beats of the heartbeat task while the clients waited.
     pub beats: u64,
+    /// What a tokio task made of a bobine task's value, which it awaited.
+    pub awaited: u64,
 }
 
 /// The async-only service: answers each line with the line upper-cased, after a short pause
@@ -100,6 +103,13 @@ pub fn demo(clients: usize) -> Report {
         .collect();
     let replies = askers.into_iter().map(|h| h.join().unwrap()).collect();
 
+    // The other way: async code (a tokio task) awaits a bobine task's `JoinHandle`.
+    let factorial = bobine::thread::spawn(|| (1..=10u64).product::<u64>());
+    let awaited = bobine::block_on(
+        async_world.spawn(async move { factorial.await.expect("the bobine task panicked") * 2 }),
+    )
+    .expect("the tokio task ran");
+
     stop.store(true, Ordering::Relaxed);
     heartbeat.join().unwrap();
     // Dropping a tokio runtime waits for its threads: not something to do on a domain.
@@ -108,6 +118,7 @@ pub fn demo(clients: usize) -> Report {
     Report {
         replies,
         beats: beats.load(Ordering::Relaxed),
+        awaited,
     }
 }
 
@@ -121,5 +132,9 @@ fn main() {
         "{} replies; the heartbeat task beat {} times on the same domain meanwhile",
         report.replies.len(),
         report.beats
+    );
+    println!(
+        "a tokio task awaited a bobine task: 10! * 2 = {}",
+        report.awaited
     );
 }

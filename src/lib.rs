@@ -16,8 +16,18 @@
 //! assert_eq!(total, 285);
 //! ```
 //!
-//! Faces: std-like ([`run`], [`Builder`], [`thread`], [`time`], [`sync`]), CML events
-//! ([`event`]) and OCaml threads ([`ocaml`]). See `README.md` for the guarantees.
+//! Faces:
+//!
+//! - std-like: [`run`], [`Builder`], [`main`](macro@main) and [`test`](macro@test), and
+//!   drop-ins for std's modules with std's signatures: [`thread`], [`sync`], [`time`], [`net`],
+//!   [`process`], [`fs`]; [`io`] waits on any descriptor or runs a blocking call on the pool;
+//! - async interop: [`block_on`] drives a future from a task (parking it), and a
+//!   [`thread::JoinHandle`] is a future that async code can await;
+//! - CML events ([`event`]), Miou's structured concurrency ([`miou`]) and OCaml threads
+//!   ([`ocaml`]);
+//! - diagnostics ([`diag`]): the task dump, stall and deadlock reports.
+//!
+//! See `README.md` for the guarantees and the deliberate differences from std.
 
 #![deny(
     unsafe_op_in_unsafe_fn,

@@ -139,7 +139,8 @@ fn block_on_panics_and_cancellation() {
 mod async_bridge;
 
 /// The async-bridge example (a tokio service and its async client on a side runtime, used from
-/// bobine tasks through `block_on`) on one and two domains: every client gets its own reply.
+/// bobine tasks through `block_on`, and a tokio task awaiting a bobine task) on one and two
+/// domains: every client gets its own reply, and the awaited value arrives.
 #[test]
 fn async_bridge_example_runs() {
     common::watchdog(60, "async_bridge_example_runs", || {
@@ -149,6 +150,7 @@ fn async_bridge_example_runs() {
                 .run(|| async_bridge::demo(16));
             let expected: Vec<String> = (0..16).map(|i| format!("HELLO {i}")).collect();
             assert_eq!(report.replies, expected, "{domains} domain(s)");
+            assert_eq!(report.awaited, 2 * 3_628_800, "{domains} domain(s)");
         }
     });
 }
