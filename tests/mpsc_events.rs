@@ -166,35 +166,28 @@ fn disconnection_enables_the_event_with_recv_error() {
             assert_eq!(rx.recv_evt().sync(), Err(RecvError), "{at}");
         });
         on_domains(2, || {
-            for make in [
-                || mpsc::channel::<u32>(),
-                || {
-                    let (tx, rx) = mpsc::sync_channel::<u32>(0);
-                    let (tx2, rx2) = mpsc::channel::<u32>();
-                    drop((tx, rx));
-                    (tx2, rx2)
-                },
-            ] {
-                let (tx, rx) = make();
-                let tx2 = tx.clone();
+            // Every flavour; the senders (two of them) dropped by a task while the select
+            // waits.
+            for cap in [None, Some(2), Some(0)] {
+                let (senders, rx): (Vec<Box<dyn Send>>, Receiver<u32>) = match cap {
+                    None => {
+                        let (tx, rx) = mpsc::channel::<u32>();
+                        (vec![Box::new(tx.clone()), Box::new(tx)], rx)
+                    }
+                    Some(n) => {
+                        let (tx, rx) = mpsc::sync_channel::<u32>(n);
+                        (vec![Box::new(tx.clone()), Box::new(tx)], rx)
+                    }
+                };
                 let h = thread::spawn(move || {
                     thread::sleep(Duration::from_millis(10));
-                    drop(tx);
-                    drop(tx2);
+                    drop(senders);
                 });
                 let (_keep, other) = mpsc::channel::<u32>();
-                assert_eq!(select_ab(&rx, &other, HOUR), Got::A(Err(RecvError)));
+                let got = select_ab(&rx, &other, HOUR);
+                assert_eq!(got, Got::A(Err(RecvError)), "capacity {cap:?}");
                 h.join().unwrap();
             }
-            // A rendezvous channel, its blocked select told of the disconnection.
-            let (tx, rx) = mpsc::sync_channel::<u32>(0);
-            let h = thread::spawn(move || {
-                thread::sleep(Duration::from_millis(10));
-                drop(tx);
-            });
-            let (_keep, other) = mpsc::channel::<u32>();
-            assert_eq!(select_ab(&rx, &other, HOUR), Got::A(Err(RecvError)));
-            h.join().unwrap();
         });
     });
 }
