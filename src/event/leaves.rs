@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::channel::ChanInner;
 use super::commit::Slot;
-use super::source::RecvSource;
+use super::source::SourceRef;
 use crate::sched::park::Unparker;
 use crate::sched::reactor::Dir;
 use crate::sched::signals;
@@ -40,7 +40,7 @@ pub(crate) enum BaseOp {
     /// A receive from a primitive that is not a CML channel (`source.rs`); `value` gets its
     /// result.
     Source {
-        src: Arc<dyn RecvSource>,
+        src: SourceRef,
         value: Slot,
     },
     Always(Slot),

@@ -2,6 +2,10 @@
 //! through `Receiver::recv_evt`): what such a primitive provides ([`RecvSource`]) and the offer
 //! a blocked sync leaves in its waiter list ([`SyncOffer`]).
 //!
+//! A source's shared state lives in a [`Shared`], with the table of its functions in front, and
+//! a leaf holds a [`SourceRef`] to it: one word, so that this leaf kind does not make the
+//! leaves of every event larger (a `dyn RecvSource` reference would take two).
+//!
 //! A source keeps its own lock and its own list of offers; the sync algorithm (`sync.rs`) calls
 //! it at each step of the module doc's `sync`, one source lock at a time, possibly while it
 //! holds the locks of the CML channels of the same sync (never the other way round: a source
@@ -34,15 +38,19 @@
 //! borrowed unparker of the channels-only path: step 2 may commit the sync with nobody to wake
 //! it.
 
+use std::marker::PhantomData;
+use std::ops::Deref;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use super::Event;
 use super::commit::{Claim, Slot, SyncState};
 use super::leaves::BaseOp;
 use super::payload::Payload;
 
-/// A primitive whose receive can be a leaf of a sync (module doc).
-pub(crate) trait RecvSource: Send + Sync + 'static {
+/// A primitive whose receive can be a leaf of a sync (module doc). Its shared state is kept in
+/// a [`Shared`], which a leaf refers to with a [`SourceRef`].
+pub(crate) trait RecvSource {
     /// Step 1: whether a receive would complete now.
     fn ready(&self) -> bool;
 
@@ -54,6 +62,166 @@ pub(crate) trait RecvSource: Send + Sync + 'static {
 
     /// Step 4: removes the offers of `state` still queued, under the source's lock.
     fn withdraw(&self, state: &SyncState);
+}
+
+/// A source's shared state with the table of its [`RecvSource`] functions in front, so that a
+/// leaf refers to it with one word ([`SourceRef`]; a `dyn` reference would be two, and make
+/// every leaf of every event one word larger).
+///
+/// ```text
+///  Arc<Shared<S>> --> +----------------+
+///                     | &'static Fns   |  <- a SourceRef points here (repr(C): first field)
+///                     | inner: S       |
+///                     +----------------+
+/// ```
+#[repr(C)]
+pub(crate) struct Shared<S> {
+    fns: &'static Fns,
+    inner: S,
+}
+
+impl<S: RecvSource> Shared<S> {
+    /// `inner`, with its functions in front.
+    pub(crate) fn new(inner: S) -> Shared<S> {
+        Shared {
+            fns: &Of::<S>::FNS,
+            inner,
+        }
+    }
+}
+
+impl<S> Deref for Shared<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.inner
+    }
+}
+
+/// The [`RecvSource`] functions of one type, over a type-erased pointer to its [`Shared`].
+struct Fns {
+    ready: unsafe fn(NonNull<()>) -> bool,
+    take: unsafe fn(NonNull<()>) -> Option<Payload>,
+    offer: unsafe fn(NonNull<()>, SyncOffer),
+    withdraw: unsafe fn(NonNull<()>, &SyncState),
+    /// Gives back one reference of the `Arc` (a [`SourceRef`] dropped).
+    release: unsafe fn(NonNull<()>),
+}
+
+/// The [`Fns`] of sources of type `S`.
+struct Of<S>(PhantomData<S>);
+
+impl<S: RecvSource> Of<S> {
+    const FNS: Fns = Fns {
+        ready: Self::ready,
+        take: Self::take,
+        offer: Self::offer,
+        withdraw: Self::withdraw,
+        release: Self::release,
+    };
+
+    /// # Safety
+    ///
+    /// `p` is the pointer of a live `Arc<Shared<S>>` (a [`SourceRef`] holds one).
+    unsafe fn inner<'a>(p: NonNull<()>) -> &'a S {
+        // SAFETY: the caller's contract.
+        unsafe { &p.cast::<Shared<S>>().as_ref().inner }
+    }
+
+    /// # Safety
+    ///
+    /// As [`Of::inner`].
+    unsafe fn ready(p: NonNull<()>) -> bool {
+        // SAFETY: forwarded.
+        unsafe { Self::inner(p) }.ready()
+    }
+
+    /// # Safety
+    ///
+    /// As [`Of::inner`].
+    unsafe fn take(p: NonNull<()>) -> Option<Payload> {
+        // SAFETY: forwarded.
+        unsafe { Self::inner(p) }.take()
+    }
+
+    /// # Safety
+    ///
+    /// As [`Of::inner`].
+    unsafe fn offer(p: NonNull<()>, offer: SyncOffer) {
+        // SAFETY: forwarded.
+        unsafe { Self::inner(p) }.offer(offer)
+    }
+
+    /// # Safety
+    ///
+    /// As [`Of::inner`].
+    unsafe fn withdraw(p: NonNull<()>, state: &SyncState) {
+        // SAFETY: forwarded.
+        unsafe { Self::inner(p) }.withdraw(state)
+    }
+
+    /// # Safety
+    ///
+    /// As [`Of::inner`], and the reference is not used afterwards.
+    unsafe fn release(p: NonNull<()>) {
+        // SAFETY: the caller's contract: `p` came from `Arc::into_raw` of an `Arc<Shared<S>>`
+        // whose reference we own.
+        drop(unsafe { Arc::from_raw(p.cast::<Shared<S>>().as_ptr()) });
+    }
+}
+
+/// One counted reference to a source's [`Shared`] state, type-erased: what a receive leaf
+/// holds.
+pub(crate) struct SourceRef(NonNull<()>);
+
+// SAFETY: only made (`SourceRef::new`) from a `Shared<S>` with `S: Send + Sync`, whose
+// functions take `&S`.
+unsafe impl Send for SourceRef {}
+// SAFETY: as above.
+unsafe impl Sync for SourceRef {}
+
+impl SourceRef {
+    /// A reference to `src`'s state (the `Arc`'s count keeps it).
+    pub(crate) fn new<S: RecvSource + Send + Sync + 'static>(src: Arc<Shared<S>>) -> SourceRef {
+        let raw = Arc::into_raw(src).cast_mut().cast::<()>();
+        SourceRef(NonNull::new(raw).expect("an Arc is never null"))
+    }
+
+    fn fns(&self) -> &'static Fns {
+        // SAFETY: we hold a reference to a live `Shared<_>`, whose first field (`repr(C)`) is
+        // its functions.
+        unsafe { *self.0.cast::<&'static Fns>().as_ptr() }
+    }
+
+    /// [`RecvSource::ready`] of the source.
+    pub(crate) fn ready(&self) -> bool {
+        // SAFETY: `self.0` is a live `Arc<Shared<S>>` of the type `fns` was made for.
+        unsafe { (self.fns().ready)(self.0) }
+    }
+
+    /// [`RecvSource::take`] of the source.
+    pub(crate) fn take(&self) -> Option<Payload> {
+        // SAFETY: as in `ready`.
+        unsafe { (self.fns().take)(self.0) }
+    }
+
+    /// [`RecvSource::offer`] of the source.
+    pub(crate) fn offer(&self, offer: SyncOffer) {
+        // SAFETY: as in `ready`.
+        unsafe { (self.fns().offer)(self.0, offer) }
+    }
+
+    /// [`RecvSource::withdraw`] of the source.
+    pub(crate) fn withdraw(&self, state: &SyncState) {
+        // SAFETY: as in `ready`.
+        unsafe { (self.fns().withdraw)(self.0, state) }
+    }
+}
+
+impl Drop for SourceRef {
+    fn drop(&mut self) {
+        // SAFETY: as in `ready`; our reference, not used again.
+        unsafe { (self.fns().release)(self.0) }
+    }
 }
 
 /// The offer of a blocked sync's receive leaf, queued in a source's list (module doc).
@@ -143,7 +311,7 @@ impl ClaimedOffer {
 }
 
 /// The event of a receive from `src`, whose result (the payload its leaf gets) is a `V`.
-pub(crate) fn recv_event<V: Send + 'static>(src: std::sync::Arc<dyn RecvSource>) -> Event<V> {
+pub(crate) fn recv_event<V: Send + 'static>(src: SourceRef) -> Event<V> {
     Event::base(
         BaseOp::Source {
             src,

@@ -20,7 +20,7 @@ use super::channel::{ChanInner, Offer, Queues};
 use super::commit::{INLINE_LEAVES, Outcome, SyncState};
 use super::leaves::{BaseOp, fd_ready};
 use super::payload::Payload;
-use super::source::{RecvSource, SyncOffer};
+use super::source::{SourceRef, SyncOffer};
 use super::{Enclosing, Event, Flat, HasOp, Leaf, Leaves, Node};
 use crate::sched::park::{Park, Wait, Wake, park_current_borrowed, stop};
 use crate::util::random;
@@ -104,7 +104,7 @@ struct Chans<'a> {
     chans: Table<*const ChanInner, INLINE_LEAVES>,
     of_leaf: Table<(usize, bool), INLINE_LEAVES>,
     /// Empty (no allocation) unless a leaf receives from a source.
-    sources: Vec<&'a dyn RecvSource>,
+    sources: Vec<&'a SourceRef>,
     _leaves: std::marker::PhantomData<&'a ChanInner>,
 }
 
@@ -113,11 +113,11 @@ impl<'a> Chans<'a> {
     fn new<L: HasOp>(leaves: &'a [L]) -> Chans<'a> {
         let mut chans = Table::new(std::ptr::null());
         let mut of_leaf = Table::new((NO_CHAN, false));
-        let mut sources: Vec<&'a dyn RecvSource> = Vec::new();
+        let mut sources: Vec<&'a SourceRef> = Vec::new();
         for l in leaves {
             of_leaf.push(match l.op() {
                 BaseOp::Source { src, .. } => {
-                    sources.push(&**src);
+                    sources.push(src);
                     (NO_CHAN, false)
                 }
                 BaseOp::Send { chan, .. } => {

@@ -6,7 +6,7 @@ use super::{Chan, Receiver, RecvError, State, TryRecvError};
 use crate::event::Event;
 use crate::event::commit::SyncState;
 use crate::event::payload::Payload;
-use crate::event::source::{RecvSource, SyncOffer, recv_event};
+use crate::event::source::{RecvSource, SourceRef, SyncOffer, recv_event};
 
 /// Makes the payload of a `recv_evt` leaf: `Ok(message)` or `Err(RecvError)`.
 pub(super) struct AsResult<T> {
@@ -41,7 +41,7 @@ impl<T> State<T> {
         while let Some(offer) = self.offers.pop_front() {
             // SAFETY: just popped under the lock, which we hold until `complete`.
             if let Some(claimed) = unsafe { offer.claim() } {
-                let ok = self.as_result.expect("set by the first offer").ok;
+                let ok = self.as_result.expect("set by recv_evt").ok;
                 claimed.complete(ok(value));
                 return Ok(());
             }
@@ -55,7 +55,7 @@ impl<T> State<T> {
         while let Some(offer) = self.offers.pop_front() {
             // SAFETY: as in `hand_to_offer`.
             if let Some(claimed) = unsafe { offer.claim() } {
-                let disconnected = self.as_result.expect("set by the first offer").disconnected;
+                let disconnected = self.as_result.expect("set by recv_evt").disconnected;
                 claimed.complete(disconnected());
             }
         }
@@ -63,15 +63,17 @@ impl<T> State<T> {
 }
 
 /// A receiver's receive as an event leaf ("Receives as events" in the module doc).
-impl<T: Send + 'static> RecvSource for Chan<T> {
+impl<T> RecvSource for Chan<T> {
     fn ready(&self) -> bool {
         self.state.lock().receive_ready()
     }
 
     fn take(&self) -> Option<Payload> {
-        let (got, sender) = self.state.lock().try_take();
+        let mut state = self.state.lock();
+        let (got, sender) = state.try_take();
+        let fns = state.as_result.expect("set by recv_evt");
+        drop(state);
         self.wake_sender(sender);
-        let fns = AsResult::<T>::FNS;
         match got {
             Ok(v) => Some((fns.ok)(v)),
             Err(TryRecvError::Disconnected) => Some((fns.disconnected)()),
@@ -82,18 +84,17 @@ impl<T: Send + 'static> RecvSource for Chan<T> {
     fn offer(&self, offer: SyncOffer) {
         let mut state = self.state.lock();
         if !state.receive_ready() {
-            state.as_result = Some(AsResult::<T>::FNS);
             state.offers.push_back(offer);
             return;
         }
         // Ready since the attempt: commit our own leaf, taking the message (step 2).
+        let fns = state.as_result.expect("set by recv_evt");
         let mut room = None;
         // SAFETY: the offer we were given by the syncer (us), not queued.
         unsafe {
             offer.commit_self(|| {
                 let (got, sender) = state.try_take();
                 room = sender;
-                let fns = AsResult::<T>::FNS;
                 match got {
                     Ok(v) => (fns.ok)(v),
                     Err(TryRecvError::Disconnected) => (fns.disconnected)(),
@@ -148,6 +149,8 @@ impl<T: Send + 'static> Receiver<T> {
     /// });
     /// ```
     pub fn recv_evt(&self) -> Event<Result<T, RecvError>> {
-        recv_event(self.chan.clone())
+        // Before any leaf of this channel exists: from now on its leaves make their results.
+        self.chan.state.lock().as_result = Some(AsResult::<T>::FNS);
+        recv_event(SourceRef::new(self.chan.clone()))
     }
 }

@@ -99,7 +99,7 @@ use std::time::{Duration, Instant};
 
 pub use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
 
-use crate::event::source::SyncOffer;
+use crate::event::source::{Shared, SyncOffer};
 use crate::sched::park::Unparker;
 use crate::sched::park::Wait;
 use crate::sched::waitqueue::{WaitIn, WaitList, Woken};
@@ -122,8 +122,9 @@ struct State<T> {
     /// Receive offers of blocked event syncs (`recv_evt`), oldest first. A live one is queued
     /// only while no receive could complete (see "Receives as events").
     offers: VecDeque<SyncOffer>,
-    /// How a message, or the disconnection, becomes an offer's result: set by the first offer
-    /// (which knows `T: Send + 'static`), so senders need no such bound.
+    /// How a message, or the disconnection, becomes a receive leaf's result: set by the first
+    /// `recv_evt` (which knows `T: Send + 'static`), before any leaf exists, so senders and the
+    /// channel's constructors need no such bound.
     as_result: Option<AsResult<T>>,
 }
 
@@ -212,8 +213,11 @@ struct Chan<T> {
     state: SpinLock<State<T>>,
 }
 
-fn new_chan<T>(capacity: Option<usize>) -> Arc<Chan<T>> {
-    Arc::new(Chan {
+/// A channel's shared state, with its event-source functions in front (`event::source`).
+type ChanRef<T> = Arc<Shared<Chan<T>>>;
+
+fn new_chan<T>(capacity: Option<usize>) -> ChanRef<T> {
+    Arc::new(Shared::new(Chan {
         state: SpinLock::new(State {
             buffer: VecDeque::new(),
             capacity,
@@ -224,7 +228,7 @@ fn new_chan<T>(capacity: Option<usize>) -> Arc<Chan<T>> {
             offers: VecDeque::new(),
             as_result: None,
         }),
-    })
+    }))
 }
 
 /// An unbounded channel, like `std::sync::mpsc::channel`.
@@ -269,17 +273,17 @@ pub fn sync_channel<T>(bound: usize) -> (SyncSender<T>, Receiver<T>) {
 
 /// The sending half of [`channel`].
 pub struct Sender<T> {
-    chan: Arc<Chan<T>>,
+    chan: ChanRef<T>,
 }
 
 /// The sending half of [`sync_channel`].
 pub struct SyncSender<T> {
-    chan: Arc<Chan<T>>,
+    chan: ChanRef<T>,
 }
 
 /// The receiving half of a channel. Like std's it may move between threads but is not shared.
 pub struct Receiver<T> {
-    chan: Arc<Chan<T>>,
+    chan: ChanRef<T>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
