@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::channel::ChanInner;
 use super::commit::Slot;
+use super::source::SourceRef;
 use crate::sched::park::Unparker;
 use crate::sched::reactor::Dir;
 use crate::sched::signals;
@@ -34,6 +35,12 @@ pub(crate) enum BaseOp {
     /// `value` gets the value received.
     Recv {
         chan: Arc<ChanInner>,
+        value: Slot,
+    },
+    /// A receive from a primitive that is not a CML channel (`source.rs`); `value` gets its
+    /// result.
+    Source {
+        src: SourceRef,
         value: Slot,
     },
     Always(Slot),

@@ -4,7 +4,8 @@
 //! (block until one alternative commits) or [`Event::poll`] (one attempt). Events compose:
 //! [`choose`] offers alternatives, [`Event::wrap`] post-processes a result, [`guard`] builds an
 //! event at sync time, [`Event::wrap_abort`] and [`with_nack`] learn that their branch lost.
-//! Base events: channel sends and receives ([`Channel`]), [`Event::always`], [`Event::never`],
+//! Base events: channel sends and receives ([`Channel`]), receives from `mpsc` channels
+//! ([`Receiver::recv_evt`](crate::sync::mpsc::Receiver::recv_evt)), [`Event::always`], [`Event::never`],
 //! timeouts ([`after`], [`at`]), descriptor readiness ([`readable`], [`writable`]), task
 //! completion ([`join`]) and signals the process receives ([`signal`]).
 //!
@@ -22,6 +23,9 @@
 //!   nacks, wraps and aborts.
 //! - `channel.rs`: [`Channel`] and its queues of offers; `commit.rs`: the commit word;
 //!   `payload.rs`: the type-erased values leaves carry (inline when small).
+//! - `source.rs`: receive leaves of primitives that are not CML channels (an `mpsc`
+//!   [`Receiver`](crate::sync::mpsc::Receiver)'s `recv_evt`): what such a primitive provides,
+//!   and the offer a blocked sync leaves in its waiter list.
 //!
 //! This module owns channels, offers and commit words. It waits only through `sched::park`
 //! (and the reactor's readiness watches for `readable`/`writable` leaves, the kernel's signal
@@ -61,6 +65,15 @@
 //!    enclose the chosen leaf, apply the chosen leaf's wraps (inner first), then run the
 //!    `wrap_abort` functions that do not enclose it, in reverse order of appearance.
 //!
+//! Receive leaves of other primitives (`source.rs`: an `mpsc` receiver's `recv_evt`) take
+//! part in steps 2 to 4 one source lock at a time, taken while the channel locks are held
+//! (never the other way round): the attempt asks the source whether a receive completes now
+//! and completes it; the offer goes into the source's own list, or, if the source has become
+//! ready since the attempt, the syncer commits that leaf itself (as it does a timer leaf); a
+//! sender commits an offer with the commit word like a channel partner; step 4 takes the
+//! offers back under each source's lock. A sync with such a leaf always waits in the general
+//! loop (`wait_commit`).
+//!
 //! Holding several channel locks at once is the simpler of the two designs DESIGN.md §6 allows
 //! (the other claims both syncs' words, Parallel CML style); with it a sync never matches itself
 //! (our offers do not exist while we attempt) and two syncs that could match each other through
@@ -88,7 +101,8 @@
 mod channel;
 pub(crate) mod commit;
 mod leaves;
-mod payload;
+pub(crate) mod payload;
+pub(crate) mod source;
 mod sync;
 
 pub use channel::Channel;

@@ -20,6 +20,7 @@ use super::channel::{ChanInner, Offer, Queues};
 use super::commit::{INLINE_LEAVES, Outcome, SyncState};
 use super::leaves::{BaseOp, fd_ready};
 use super::payload::Payload;
+use super::source::{SourceRef, SyncOffer};
 use super::{Enclosing, Event, Flat, HasOp, Leaf, Leaves, Node};
 use crate::sched::park::{Park, Wait, Wake, park_current_borrowed, stop};
 use crate::util::random;
@@ -96,11 +97,14 @@ impl<T: Copy, const N: usize> Table<T, N> {
 }
 
 /// The channels the leaves use, deduplicated and in address order (the lock order), and for
-/// each leaf the index of its channel there and whether it sends.
+/// each leaf the index of its channel there and whether it sends; and the receive sources of
+/// other primitives the leaves use (`source.rs`), which are locked one at a time.
 struct Chans<'a> {
     /// Pointers into the leaves' `Arc`s, which outlive `'a`.
     chans: Table<*const ChanInner, INLINE_LEAVES>,
     of_leaf: Table<(usize, bool), INLINE_LEAVES>,
+    /// Empty (no allocation) unless a leaf receives from a source.
+    sources: Vec<&'a SourceRef>,
     _leaves: std::marker::PhantomData<&'a ChanInner>,
 }
 
@@ -109,8 +113,13 @@ impl<'a> Chans<'a> {
     fn new<L: HasOp>(leaves: &'a [L]) -> Chans<'a> {
         let mut chans = Table::new(std::ptr::null());
         let mut of_leaf = Table::new((NO_CHAN, false));
+        let mut sources: Vec<&'a SourceRef> = Vec::new();
         for l in leaves {
             of_leaf.push(match l.op() {
+                BaseOp::Source { src, .. } => {
+                    sources.push(src);
+                    (NO_CHAN, false)
+                }
                 BaseOp::Send { chan, .. } => {
                     chans.push(Arc::as_ptr(chan));
                     (0, true)
@@ -152,6 +161,7 @@ impl<'a> Chans<'a> {
         Chans {
             chans,
             of_leaf,
+            sources,
             _leaves: std::marker::PhantomData,
         }
     }
@@ -182,6 +192,10 @@ impl<'a> Chans<'a> {
     /// `sync`): under each channel's lock, so that a partner that met one of them (and found it
     /// stale) is done with the state before the caller's frame, which holds it, ends.
     fn withdraw(&self, state: &SyncState, skip: usize) {
+        // Sources: under each one's lock, in turn (`source.rs`, step 4); none is skipped.
+        for src in &self.sources {
+            src.withdraw(state);
+        }
         let of_leaf = self.of_leaf();
         for (c, chan) in self.chans().enumerate() {
             if c == skip {
@@ -423,6 +437,7 @@ fn attempt_and_wait<L: HasOp>(
                 }
             }
             BaseOp::Recv { .. } => queues.queues(of_leaf[i].0).take(),
+            BaseOp::Source { src, .. } => src.take(),
             // SAFETY: as above.
             BaseOp::Always(value) => Some(
                 unsafe { value.get() }
@@ -449,6 +464,10 @@ fn attempt_and_wait<L: HasOp>(
                 locked
                     .queues(c)
                     .register(Offer::sync(state, value, i), sender);
+            } else if let BaseOp::Source { src, value } = leaf.op() {
+                // May commit the sync at once (`source.rs`, step 2): such syncs wait in
+                // `wait_commit`, which sees it.
+                src.offer(SyncOffer::new(state, value, i));
             }
         }
     };
@@ -492,7 +511,7 @@ fn attempt_and_wait<L: HasOp>(
     };
     std::mem::forget(offered);
     let payload = match leaves[chosen].op() {
-        BaseOp::Recv { value, .. } => {
+        BaseOp::Recv { value, .. } | BaseOp::Source { value, .. } => {
             // SAFETY: the word has settled (SYNCHED, the partner's window waited out).
             unsafe { value.get() }
                 .take()
@@ -519,6 +538,7 @@ fn leaf_ready(leaf: &BaseOp, c: usize, locked: &mut Locked<'_, '_>) -> bool {
         BaseOp::Signal { watch, .. } => watch.as_ref().is_some_and(|w| w.fired.is_fired()),
         BaseOp::Send { .. } => locked.queues(c).has_receiver(),
         BaseOp::Recv { .. } => locked.queues(c).has_sender(),
+        BaseOp::Source { src, .. } => src.ready(),
     }
 }
 

@@ -15,6 +15,7 @@
 //! | [`inbox`] | the real `Doorbell` (inbox, eventfd and epoll modelled) | a wake-up sent to a domain about to sleep is never lost |
 //! | [`commit`] | the real `CommitWord` (the syncer's unparker, slots and park modelled) | one source commits a sync; a moved value is seen by the syncer; a BUSY window loses no commit |
 //! | [`waitqueue`] | a model of the wait queue's steps (real `ParkWord`) | what is handed over is delivered or passed on exactly once, plain and hand-off modes |
+//! | [`source`] | a model of an `mpsc` receive offer's steps 2-4 (real `CommitWord`, `ParkWord`) | a receive leaf takes a message once or leaves it in the channel; its re-check at the offer loses no message and no wake-up |
 //! | [`readiness`] | a model of the reactor source's steps 1-5 | a readiness edge is never missed |
 //! | [`stop`] | a model of `interrupt` / `interrupt_pending` and step 4 (real `ParkWord`) | a stop is delivered exactly once and never lost, also when it races a hand-over |
 //! | [`token`] | a model of the wake-up token's steps 1-5 (real `ParkWord`) | an unpark is never lost; `park` returns only with the token, also when a stale wake of an earlier round reaches a later park |
@@ -31,6 +32,7 @@ mod commit;
 mod inbox;
 mod park_word;
 mod readiness;
+mod source;
 mod stop;
 mod token;
 mod waitqueue;

@@ -30,6 +30,15 @@
 //!    nudge is counted out of `woken` and given to the next waiter if a permit is free. A waiter
 //!    nudged or handed a permit as it is stopped keeps it (the stop takes effect at its next
 //!    park point), as the wait queue says.
+//! 5. Timed waits (`acquire_timeout`, `permit_timeout`): a waiter whose deadline passes while
+//!    it is still queued unlinks itself (no waker chose it, so it owes nothing; if it was the
+//!    last waiter, hand-off mode ends) and returns false. One that a waker chose as the
+//!    deadline passed keeps what it was given: a handed permit is its own (it returns true);
+//!    a nudge is acted on as in step 3, taking a free permit if there is one (true), and
+//!    otherwise, with no permit free, counting itself out of `woken` and returning false. A
+//!    permit is thus never created by a timeout (only a release adds one) nor lost by one
+//!    (every release either added to the count, or handed the permit to a waiter that
+//!    returns true, and a nudge is always counted out under the lock).
 //!
 //! Invariant (normal mode, at every release of the spin lock): if someone is queued, no more
 //! permits are free than waiters are on their way (`permits <= woken`): a free permit always
@@ -43,13 +52,24 @@
 //! permits at once would need hand-off (or strict FIFO) for large requests, or small ones
 //! barging past would starve them: that is why such semaphores (tokio's) are FIFO.
 //!
+//! ## Permits as guards
+//!
+//! [`Semaphore::permit`], [`Semaphore::try_permit`] and [`Semaphore::permit_timeout`] take a
+//! permit as [`acquire`](Semaphore::acquire), [`try_acquire`](Semaphore::try_acquire) and
+//! [`acquire_timeout`](Semaphore::acquire_timeout) do, and return a [`SemaphorePermit`] that
+//! gives it back when dropped (on unwinding too), as a `MutexGuard` unlocks;
+//! [`SemaphorePermit::forget`] keeps it taken. The names follow the rest of `sync` (`lock`
+//! gives a guard, `acquire` a bare permit); `tokio::sync::Semaphore` names its guard the same
+//! way, though there `acquire` returns it.
+//!
 //! The OCaml faces' `Semaphore.Counting` and `Semaphore.Binary` are this semaphore; OCaml's own
 //! are a mutex and a condition, whose `release` wakes a waiter that then competes, as here
 //! (two `release`s of a binary semaphore with one waiter leave the value 0 once the waiter is
 //! through, in OCaml as here).
 
 use std::cell::Cell;
-use std::time::Instant;
+use std::fmt;
+use std::time::{Duration, Instant};
 
 use super::raw::STARVATION_BOUND;
 use crate::sched::park::Wait;
@@ -125,18 +145,61 @@ impl Semaphore {
     /// here (a permit handed to it meanwhile goes to the next waiter).
     #[track_caller]
     pub fn acquire(&self) {
+        let took = self.acquire_until(None, "Semaphore::acquire");
+        debug_assert!(took, "a wait with no deadline ends with a permit");
+    }
+
+    /// Takes a permit, parking until one is free or `timeout` has passed; true if a permit
+    /// was taken, false (nothing taken) on timeout. A zero `timeout` is
+    /// [`try_acquire`](Semaphore::try_acquire).
+    ///
+    /// A release that races the deadline is never lost: a waiter chosen by it (handed the
+    /// permit, or woken to compete for it) returns true holding a permit if one is free for it,
+    /// and otherwise returns false having passed the wake-up on to the next waiter, so the
+    /// permit stays in the count or goes to that waiter (step 5). A task stopped while it
+    /// waits unwinds from here, taking no permit, as from [`acquire`](Semaphore::acquire).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let sem = bobine::sync::Semaphore::new(1);
+    /// assert!(sem.acquire_timeout(Duration::from_millis(10)));
+    /// assert!(!sem.acquire_timeout(Duration::from_millis(10)), "none left");
+    /// assert_eq!(sem.available(), 0);
+    /// ```
+    #[track_caller]
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        // A deadline past what `Instant` can hold is no deadline.
+        let deadline = Instant::now().checked_add(timeout);
+        self.acquire_until(deadline, "Semaphore::acquire_timeout")
+    }
+
+    /// Steps 1, 3, 4 and 5 for a waiter that gives up at `deadline` (`None`: never).
+    #[track_caller]
+    fn acquire_until(&self, deadline: Option<Instant>, reason: &'static str) -> bool {
         // When we first queued (read outside the spin lock), and whether we were nudged.
         let since: Cell<Option<Instant>> = Cell::new(None);
         let mut nudged = false;
         loop {
-            let starving = nudged && since.get().is_some_and(|t| t.elapsed() > STARVATION_BOUND);
+            let now = (nudged || deadline.is_some()).then(Instant::now);
+            let starving = nudged
+                && since
+                    .get()
+                    .zip(now)
+                    .is_some_and(|(t, now)| now - t > STARVATION_BOUND);
+            let expired = deadline.zip(now).is_some_and(|(d, now)| now >= d);
             let mut state = self.state.lock();
             if nudged {
                 state.woken -= 1;
             }
             if state.permits > 0 && !state.handoff {
                 state.permits -= 1;
-                return;
+                return true;
+            }
+            if expired {
+                // Step 5: no permit is free, so a nudge we counted out leaves none idle; the
+                // nudges still owed go out all the same.
+                self.nudge(state);
+                return false;
             }
             if starving {
                 // No permit is free: hand-off mode leaves none idle.
@@ -150,12 +213,18 @@ impl Semaphore {
             let woken = WaitIn::new(
                 &self.state,
                 |s: &mut SemState| &mut s.queue,
-                Wait::hand_over("Semaphore::acquire"),
+                Wait::hand_over(reason).until(deadline),
             )
             .front(front)
             .after_queued(|| {
                 if since.get().is_none() {
                     since.set(Some(Instant::now()));
+                }
+            })
+            .withdraw(|s: &mut SemState| {
+                // Step 5: the last waiter gone, hand-off mode has nobody to serve.
+                if s.queue.is_empty() {
+                    s.handoff = false;
                 }
             })
             .pass_on(|how| match how {
@@ -180,11 +249,13 @@ impl Semaphore {
                     if short || state.queue.is_empty() {
                         state.handoff = false;
                     }
-                    return;
+                    return true;
                 }
                 Woken::Nudged => nudged = true,
+                // Out of the queue by ourselves, chosen by no waker: nothing to give back.
+                Woken::TimedOut => return false,
                 // A hand-over wait ends otherwise only by unwinding; try again all the same.
-                Woken::TimedOut | Woken::Interrupted => {}
+                Woken::Interrupted => {}
             }
         }
     }
@@ -257,14 +328,107 @@ impl Semaphore {
         }
     }
 
+    /// Takes a permit as [`acquire`](Semaphore::acquire) does, and returns it as a guard
+    /// that gives it back when dropped.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// bobine::run(|| {
+    ///     let sem = Arc::new(bobine::sync::Semaphore::new(1));
+    ///     let held = sem.permit();
+    ///     let waiter = {
+    ///         let sem = sem.clone();
+    ///         bobine::thread::spawn(move || drop(sem.permit()))
+    ///     };
+    ///     drop(held); // the waiter gets it
+    ///     waiter.join().unwrap();
+    ///     assert_eq!(sem.available(), 1);
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn permit(&self) -> SemaphorePermit<'_> {
+        self.acquire();
+        SemaphorePermit { sem: self }
+    }
+
+    /// Takes a permit as [`try_acquire`](Semaphore::try_acquire) does (never blocking), as a
+    /// guard; `None` if none is free.
+    pub fn try_permit(&self) -> Option<SemaphorePermit<'_>> {
+        self.try_acquire().then(|| SemaphorePermit { sem: self })
+    }
+
+    /// Takes a permit as [`acquire_timeout`](Semaphore::acquire_timeout) does, as a guard;
+    /// `None` if `timeout` passed first (nothing was taken).
+    #[track_caller]
+    pub fn permit_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
+        self.acquire_timeout(timeout)
+            .then(|| SemaphorePermit { sem: self })
+    }
+
     /// The free permits now.
     pub fn available(&self) -> usize {
         self.state.lock().permits
     }
 }
 
-impl std::fmt::Debug for Semaphore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+/// A permit taken from a [`Semaphore`], given back when dropped.
+///
+/// Made by [`Semaphore::permit`], [`Semaphore::try_permit`] and
+/// [`Semaphore::permit_timeout`]. Dropping it is [`Semaphore::release`] (waking a waiter to
+/// take the permit); [`SemaphorePermit::forget`] keeps the permit taken instead.
+///
+/// ```
+/// let sem = bobine::sync::Semaphore::new(1);
+/// {
+///     let _permit = sem.permit();
+///     assert_eq!(sem.available(), 0);
+///     assert!(sem.try_permit().is_none());
+/// }
+/// assert_eq!(sem.available(), 1, "given back on drop");
+/// ```
+#[must_use = "a permit is given back at once if the guard is not kept"]
+pub struct SemaphorePermit<'a> {
+    sem: &'a Semaphore,
+}
+
+impl<'a> SemaphorePermit<'a> {
+    /// Keeps the permit taken: the guard is dropped without giving it back, as if
+    /// [`Semaphore::acquire`] had taken it (a later [`Semaphore::release`] may return it).
+    ///
+    /// ```
+    /// let sem = bobine::sync::Semaphore::new(2);
+    /// sem.permit().forget();
+    /// assert_eq!(sem.available(), 1);
+    /// ```
+    pub fn forget(self) {
+        std::mem::forget(self);
+    }
+
+    /// The semaphore this permit was taken from.
+    pub fn semaphore(&self) -> &'a Semaphore {
+        self.sem
+    }
+}
+
+impl Drop for SemaphorePermit<'_> {
+    fn drop(&mut self) {
+        // A permit handed back to a semaphore already at its maximum (only a face that sets
+        // one, and released past it by hand) merges with the permits there: a destructor must
+        // not panic.
+        drop(self.sem.try_release());
+    }
+}
+
+impl fmt::Debug for SemaphorePermit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphorePermit")
+            .field("semaphore", self.sem)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Semaphore")
             .field("available", &self.available())
             .finish()

@@ -1,7 +1,8 @@
 //! `mpsc`: std's multi-producer, single-consumer channels, whose blocking calls park the task.
 //!
-//! One flavour-agnostic channel: a buffer, a sender count, a receiver flag and two wait lists
-//! (the receiver; blocked senders) under one spin lock.
+//! One flavour-agnostic channel: a buffer, a sender count, a receiver flag, two wait lists
+//! (the receiver; blocked senders) and the receive offers of blocked event syncs, under one
+//! spin lock.
 //!
 //! | constructor        | `send` blocks                                  |
 //! |--------------------|------------------------------------------------|
@@ -42,6 +43,51 @@
 //! receiver of the same domain: once woken, the receiver waits in the run queue while the
 //! sender's later sends find nobody waiting, so the sender would never yield again.
 //!
+//! ## Receives as events
+//!
+//! [`Receiver::recv_evt`] (in `events.rs`) makes a receive one leaf of a CML sync
+//! (`event::source` says what a sync asks of such a source). A sync that blocks leaves an
+//! *offer* in `offers`: pointers to its commit word and to its leaf's value slot, both in the
+//! syncer's frame.
+//!
+//! 1. Attempt (the syncer, under the lock): a receive completes now exactly as `try_recv`
+//!    would (a buffered value, waking a sender for the room; a blocked rendezvous sender's
+//!    value, waking it; `Err(RecvError)` with no sender left), and the leaf commits with it.
+//! 2. Offer (the syncer, under the lock, before it parks): if a receive could complete now
+//!    (the channel changed since the attempt), the syncer commits its own leaf through its
+//!    commit word and takes the value as in step 1; if the word has already left WAITING
+//!    (another leaf committed), it takes nothing. Otherwise the offer is queued at the back.
+//! 3. A sender holding a value, with the buffer empty (any flavour; a rendezvous sender once
+//!    no blocked `recv` is there to take it), pops offers oldest first under the lock and
+//!    claims each through its commit word (WAITING -> CLAIMED). A stale offer (its sync
+//!    committed elsewhere, was cancelled, or its task was abandoned) fails the claim and is
+//!    dropped: the sender moves on to the next. After a successful claim, and only then, the
+//!    value moves into the offer's slot as `Ok(value)`, the syncer is woken and the word
+//!    stored SYNCHED, all under the lock: the send is complete (a rendezvous `send` returns).
+//!    With no live offer, the value goes where it went before: into the buffer (waking a
+//!    blocked `recv`), or, for a rendezvous, the sender queues and parks.
+//! 4. Take back: once its word has settled, the syncer removes its offers still queued, under
+//!    the lock; from then on no sender touches its frame.
+//! 5. The last sender going away commits every live offer with `Err(RecvError)`, under the
+//!    lock (and wakes the blocked `recv`s, as before).
+//!
+//! Invariant (at every release of the lock): a live offer is queued only while no receive
+//! could complete: the buffer is empty, no rendezvous sender waits, a sender is left. Step 2
+//! keeps it as an offer is queued, steps 3 and 5 as a value arrives or the last sender goes.
+//! So no value waits in the buffer while an offer that could take it sleeps; and a value is
+//! given up only to a claimed offer, so a sync that commits elsewhere takes nothing, and a
+//! sender that loses every claim keeps its value for the next receive. A sender serves offers
+//! before it wakes a blocked `recv`; a woken `recv` that finds the value gone waits again.
+//!
+//! Offers are a second waiting structure next to the wait lists (STYLE.md, 13): a wait-list
+//! node is one waiter, committed by unlinking it; an offer is one leaf of a sync that may have
+//! offers in several channels at once, committed through the sync's word, which a sender may
+//! find settled already. The CML channels keep their sync offers the same way. The hand-shake
+//! is the CML channels' (claim, move, complete under the channel lock; see `event::commit`);
+//! steps 2 to 4 are model-checked with loom (`loom_checks::source`: a value is received once
+//! or left in the channel, and step 2's re-check loses no wake-up), and the whole is run by
+//! the counted stress test of `tests/mpsc_events.rs`.
+//!
 //! The error types are std's own, re-exported.
 
 use std::cell::Cell;
@@ -53,10 +99,14 @@ use std::time::{Duration, Instant};
 
 pub use std::sync::mpsc::{RecvError, RecvTimeoutError, SendError, TryRecvError, TrySendError};
 
+use crate::event::source::{Shared, SyncOffer};
 use crate::sched::park::Unparker;
 use crate::sched::park::Wait;
 use crate::sched::waitqueue::{WaitIn, WaitList, Woken};
 use crate::util::{SpinGuard, SpinLock};
+
+mod events;
+use events::AsResult;
 
 struct State<T> {
     /// Buffered values (never used by a rendezvous channel).
@@ -69,9 +119,40 @@ struct State<T> {
     recv_queue: WaitList,
     /// Blocked senders: waiting for room, or (rendezvous, hand-off waits) for a receiver.
     send_queue: WaitList,
+    /// Receive offers of blocked event syncs (`recv_evt`), oldest first. A live one is queued
+    /// only while no receive could complete (see "Receives as events").
+    offers: VecDeque<SyncOffer>,
+    /// How a message, or the disconnection, becomes a receive leaf's result: set by the first
+    /// `recv_evt` (which knows `T: Send + 'static`), before any leaf exists, so senders and the
+    /// channel's constructors need no such bound.
+    as_result: Option<AsResult<T>>,
 }
 
 impl<T> State<T> {
+    /// A receive now, as `try_recv` (every flavour), and the sender to wake for the room it
+    /// freed, if any. Under the lock.
+    fn try_take(&mut self) -> (Result<T, TryRecvError>, Option<Unparker>) {
+        let got = if self.capacity == Some(0) {
+            self.take_from_sender().map(|v| (v, None))
+        } else {
+            self.pop_value()
+        };
+        match got {
+            Some((v, sender)) => (Ok(v), sender),
+            None if self.senders == 0 => (Err(TryRecvError::Disconnected), None),
+            None => (Err(TryRecvError::Empty), None),
+        }
+    }
+
+    /// Whether a receive would complete now: a buffered value, a rendezvous sender waiting
+    /// (even one whose task was abandoned: its value is delivered all the same), or no sender
+    /// left. Under the lock.
+    fn receive_ready(&self) -> bool {
+        !self.buffer.is_empty()
+            || self.senders == 0
+            || (self.capacity == Some(0) && !self.send_queue.nobody_linked())
+    }
+
     /// Takes the next buffered value and the sender waiting for the room it frees, if any.
     fn pop_value(&mut self) -> Option<(T, Option<Unparker>)> {
         let value = self.buffer.pop_front()?;
@@ -132,8 +213,11 @@ struct Chan<T> {
     state: SpinLock<State<T>>,
 }
 
-fn new_chan<T>(capacity: Option<usize>) -> Arc<Chan<T>> {
-    Arc::new(Chan {
+/// A channel's shared state, with its event-source functions in front (`event::source`).
+type ChanRef<T> = Arc<Shared<Chan<T>>>;
+
+fn new_chan<T>(capacity: Option<usize>) -> ChanRef<T> {
+    Arc::new(Shared::new(Chan {
         state: SpinLock::new(State {
             buffer: VecDeque::new(),
             capacity,
@@ -141,8 +225,10 @@ fn new_chan<T>(capacity: Option<usize>) -> Arc<Chan<T>> {
             receiver: true,
             recv_queue: WaitList::new(),
             send_queue: WaitList::new(),
+            offers: VecDeque::new(),
+            as_result: None,
         }),
-    })
+    }))
 }
 
 /// An unbounded channel, like `std::sync::mpsc::channel`.
@@ -187,24 +273,24 @@ pub fn sync_channel<T>(bound: usize) -> (SyncSender<T>, Receiver<T>) {
 
 /// The sending half of [`channel`].
 pub struct Sender<T> {
-    chan: Arc<Chan<T>>,
+    chan: ChanRef<T>,
 }
 
 /// The sending half of [`sync_channel`].
 pub struct SyncSender<T> {
-    chan: Arc<Chan<T>>,
+    chan: ChanRef<T>,
 }
 
 /// The receiving half of a channel. Like std's it may move between threads but is not shared.
 pub struct Receiver<T> {
-    chan: Arc<Chan<T>>,
+    chan: ChanRef<T>,
     _not_sync: PhantomData<Cell<()>>,
 }
 
 impl<T> Chan<T> {
     /// Blocking send (every flavour).
     #[track_caller]
-    fn send(&self, value: T) -> Result<(), SendError<T>> {
+    fn send(&self, mut value: T) -> Result<(), SendError<T>> {
         let mut state = self.state.lock();
         if state.capacity == Some(0) {
             return self.send_rendezvous(state, value);
@@ -216,6 +302,17 @@ impl<T> Chan<T> {
             match state.capacity {
                 Some(cap) if state.buffer.len() >= cap => {}
                 _ => {
+                    if !state.offers.is_empty() {
+                        // Events step 3 (a live offer means an empty buffer).
+                        match state.hand_to_offer(value) {
+                            Ok(()) => {
+                                drop(state);
+                                crate::sched::preempt_point();
+                                return Ok(());
+                            }
+                            Err(v) => value = v,
+                        }
+                    }
                     state.buffer.push_back(value);
                     let receiver = state.recv_queue.pop_front();
                     drop(state);
@@ -244,6 +341,10 @@ impl<T> Chan<T> {
             return Err(SendError(value));
         }
         let Err(value) = state.hand_to_receiver(value) else {
+            return Ok(());
+        };
+        // Events step 3: a receive offer commits with this very value.
+        let Err(value) = state.hand_to_offer(value) else {
             return Ok(());
         };
         fn senders<T>(s: &mut State<T>) -> &mut WaitList {
@@ -302,14 +403,27 @@ impl<T> Chan<T> {
             return Err(TrySendError::Disconnected(value));
         }
         let room = match state.capacity {
-            // A rendezvous completes at once only if a receiver is already waiting.
-            Some(0) => return state.hand_to_receiver(value).map_err(TrySendError::Full),
+            // A rendezvous completes at once only if a receiver is already waiting (blocked,
+            // or an event sync's offer).
+            Some(0) => {
+                return state
+                    .hand_to_receiver(value)
+                    .or_else(|v| state.hand_to_offer(v))
+                    .map_err(TrySendError::Full);
+            }
             Some(cap) => state.buffer.len() < cap,
             None => true,
         };
         if !room {
             return Err(TrySendError::Full(value));
         }
+        let value = match state.offers.is_empty() {
+            true => value,
+            false => match state.hand_to_offer(value) {
+                Ok(()) => return Ok(()),
+                Err(v) => v,
+            },
+        };
         state.buffer.push_back(value);
         let receiver = state.recv_queue.pop_front();
         drop(state);
@@ -383,23 +497,9 @@ impl<T> Chan<T> {
     }
 
     fn try_recv(&self) -> Result<T, TryRecvError> {
-        let mut state = self.state.lock();
-        if state.capacity == Some(0) {
-            return match state.take_from_sender() {
-                Some(value) => Ok(value),
-                None if state.senders == 0 => Err(TryRecvError::Disconnected),
-                None => Err(TryRecvError::Empty),
-            };
-        }
-        match state.pop_value() {
-            Some((value, sender)) => {
-                drop(state);
-                self.wake_sender(sender);
-                Ok(value)
-            }
-            None if state.senders == 0 => Err(TryRecvError::Disconnected),
-            None => Err(TryRecvError::Empty),
-        }
+        let (got, sender) = self.state.lock().try_take();
+        self.wake_sender(sender);
+        got
     }
 
     /// Wakes the sender waiting for the room a receive freed, if any.
@@ -442,6 +542,7 @@ impl<T> Chan<T> {
         let mut state = self.state.lock();
         state.senders -= 1;
         if state.senders == 0 {
+            state.disconnect_offers();
             // Every blocked receiver learns of the disconnection (several can wait: a `Receiver`
             // shared through an `Rc` by local tasks).
             if state.capacity == Some(0) {
