@@ -10,8 +10,9 @@
 //! completion ([`join`]) and signals the process receives ([`signal`]).
 //!
 //! References: J. Reppy, *Concurrent Programming in ML* (1999) for the semantics; J. Reppy,
-//! C. Russo and Y. Xiao, *Parallel Concurrent ML* (ICFP 2009) for the commit word. The exact
-//! rules this module follows are in SEMANTICS.md §3.
+//! C. Russo and Y. Xiao, *Parallel Concurrent ML* (ICFP 2009) for the commit word; OCaml's
+//! `Event` module for the names and rules of the OCaml face (`tests/event_rules.rs` has one
+//! test per rule).
 //!
 //! ## Files
 //!
@@ -74,8 +75,8 @@
 //! offers back under each source's lock. A sync with such a leaf always waits in the general
 //! loop (`wait_commit`).
 //!
-//! Holding several channel locks at once is the simpler of the two designs DESIGN.md §6 allows
-//! (the other claims both syncs' words, Parallel CML style); with it a sync never matches itself
+//! Holding several channel locks at once is the simpler of the two designs we weighed (the
+//! other claims both syncs' words, Parallel CML style); with it a sync never matches itself
 //! (our offers do not exist while we attempt) and two syncs that could match each other through
 //! two channels serialise on those channels' locks: no livelock, exactly one commit per pair.
 //! No user code (guards, wraps, aborts, value drops) runs under a lock: values live in the
@@ -83,7 +84,7 @@
 //!
 //! A sync of up to four leaves whose values fit two words allocates nothing: the leaves, the
 //! channel set, the lock guards and the state are inline in the syncer's frame, and a value
-//! travels inline in its payload. Rejected alternative (DESIGN.md §6 as first written): the
+//! travels inline in its payload. Rejected alternative (the first design): the
 //! state and its offers as heap objects (`Arc`), cleaned lazily when partners scan past stale
 //! offers. It costs an allocation and a free per blocking sync and an atomic reference count
 //! per offer; step 4 costs one lock per other channel instead, and leaves no stale offer behind
