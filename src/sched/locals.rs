@@ -171,8 +171,26 @@ impl Locals {
         self.free_all();
     }
 
+    /// Whether the task never made a local value (then there is nothing to destroy).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Locals::get_or_init`]: only the owner, while it runs.
+    pub(crate) unsafe fn is_unused(&self) -> bool {
+        // SAFETY: forwarded (only the owner, so no other borrow of the list is live here).
+        unsafe { (*self.entries.get()).is_empty() }
+    }
+
     /// Frees every value still in the list (none, once destroyed).
+    #[inline]
     fn free_all(&mut self) {
+        if !self.entries.get_mut().is_empty() {
+            self.free_values();
+        }
+    }
+
+    #[cold]
+    fn free_values(&mut self) {
         for e in std::mem::take(self.entries.get_mut()) {
             if let Some(p) = e.value {
                 // SAFETY: `&mut self`: nobody borrows the values; each came from `Box::leak`

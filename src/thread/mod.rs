@@ -248,13 +248,10 @@ impl Builder {
     }
 
     /// Refuses a name with an interior NUL as std does: with a panic, when spawning.
-    #[track_caller]
+    #[inline]
     fn check_name(&self) {
         if let Some(name) = &self.name {
-            if name.contains('\0') {
-                std::ffi::CString::new(name.as_bytes())
-                    .expect("thread name may not contain interior null bytes");
-            }
+            check_name_bytes(name);
         }
     }
 
@@ -278,7 +275,6 @@ impl Builder {
     /// }).unwrap();
     /// assert_eq!(h.join().unwrap().as_deref(), Some("worker"));
     /// ```
-    #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -296,7 +292,6 @@ impl Builder {
     /// # Panics
     ///
     /// If the name contains a NUL byte, with std's message.
-    #[track_caller]
     pub fn spawn_scoped<'scope, 'env, F, T>(
         self,
         scope: &'scope Scope<'scope, 'env>,
@@ -666,5 +661,17 @@ impl<T> fmt::Debug for ScopedJoinHandle<'_, T> {
         f.debug_struct("ScopedJoinHandle")
             .field("thread", &self.thread)
             .finish()
+    }
+}
+
+/// Panics as std does for a thread name with an interior NUL (std's message, with the
+/// `NulError`). Out of line: a named spawn allocates its name anyway, and an unnamed one (the
+/// common case) then only tests for `None`.
+#[cold]
+#[inline(never)]
+fn check_name_bytes(name: &str) {
+    if name.contains('\0') {
+        std::ffi::CString::new(name.as_bytes())
+            .expect("thread name may not contain interior null bytes");
     }
 }

@@ -33,7 +33,17 @@ impl<T> State<T> {
     /// Events step 3: commits the oldest live receive offer with `value`; gives the value back
     /// if there is none (stale offers are dropped on the way). Under the lock, with the
     /// buffer empty (older values go first).
+    #[inline]
     pub(super) fn hand_to_offer(&mut self, value: T) -> Result<(), T> {
+        // No event sync waits on this channel: the common case, settled without a call.
+        if self.offers.is_empty() {
+            return Err(value);
+        }
+        self.hand_to_offer_slow(value)
+    }
+
+    #[cold]
+    fn hand_to_offer_slow(&mut self, value: T) -> Result<(), T> {
         debug_assert!(
             self.buffer.is_empty(),
             "a buffered value would be overtaken"

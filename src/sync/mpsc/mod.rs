@@ -183,6 +183,7 @@ impl<T> State<T> {
 
     /// Rendezvous step 2: takes the value of the oldest waiting sender and wakes it. Under the
     /// lock.
+    #[inline(always)]
     fn take_from_sender(&mut self) -> Option<T> {
         let sender = self.send_queue.pop_front_handoff()?;
         // SAFETY: a rendezvous sender's slot is an `Option<T>` holding its value, ours until
