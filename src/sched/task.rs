@@ -113,12 +113,25 @@ enum Joiner {
 }
 
 impl Joiner {
+    /// Wakes the waiter. It runs on the ended task's domain, between two tasks: a user's
+    /// `Waker` that panics is reported and the domain goes on (its scheduler must not unwind),
+    /// and the other joiners are woken all the same.
     fn wake(self) {
         match self {
             Joiner::Park(u) => {
                 u.unpark();
             }
-            Joiner::Waker(w) => w.wake(),
+            Joiner::Waker(w) => {
+                let woke = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake()));
+                if let Err(payload) = woke {
+                    // Its drop may panic too: it is forgotten instead.
+                    std::mem::forget(payload);
+                    eprintln!(
+                        "bobine: the Waker of an awaited JoinHandle panicked when the task \
+                         ended; the domain goes on (a waker must not panic)"
+                    );
+                }
+            }
         }
     }
 }
@@ -591,22 +604,25 @@ impl Task {
     ///
     /// Only the task's `JoinHandle` calls it, so one waker at most is registered.
     pub(crate) fn add_join_waker(&self, waker: &Waker) -> bool {
-        let old = {
+        // Cloned before the spin lock: a waker's clone, like its drop, runs the user's code.
+        let fresh = waker.clone();
+        let (old, unused) = {
             let mut joiners = self.joiners.lock();
             match joiners.iter_mut().find_map(|j| match j {
                 Joiner::Waker(w) => Some(w),
                 Joiner::Park(_) => None,
             }) {
-                Some(w) if w.will_wake(waker) => None,
-                Some(w) => Some(std::mem::replace(w, waker.clone())),
+                Some(w) if w.will_wake(waker) => (None, Some(fresh)),
+                Some(w) => (Some(std::mem::replace(w, fresh)), None),
                 None => {
-                    joiners.push(Joiner::Waker(waker.clone()));
-                    None
+                    joiners.push(Joiner::Waker(fresh));
+                    (None, None)
                 }
             }
         };
         // Dropped outside the spin lock: a waker's drop may run arbitrary code.
         drop(old);
+        drop(unused);
         self.has_joiners.store(true, Ordering::SeqCst);
         self.state.load(Ordering::SeqCst) != FINISHED
     }

@@ -168,9 +168,10 @@ impl<T: 'static> LocalKey<T> {
                 .get_or_init(key, || given.take().unwrap_or_else(init))
         }
         .map_err(|_| AccessError)?;
-        // SAFETY: the value lives until the task's values are destroyed, which happens only
-        // after its body, in the destruction loop that skips values in use (see
-        // `sched::locals`); no `&mut` to it is ever made.
+        // SAFETY: the value lives until the task's values are destroyed, which starts only
+        // after the task's body has returned (so after every `with` closure of the body), is
+        // not re-entered, and takes a value out before dropping it, so a destructor's own
+        // `with` of that key sees it gone (see `sched::locals`); no `&mut` to it is ever made.
         Ok(f(given.take(), unsafe { &*value }))
     }
 

@@ -48,10 +48,12 @@ impl<T> State<T> {
             self.buffer.is_empty(),
             "a buffered value would be overtaken"
         );
+        // Read before any claim: nothing may panic between a claim and its completion (the
+        // syncer would wait for ever on a word left CLAIMED).
+        let ok = self.as_result.expect("set by recv_evt").ok;
         while let Some(offer) = self.offers.pop_front() {
             // SAFETY: just popped under the lock, which we hold until `complete`.
             if let Some(claimed) = unsafe { offer.claim() } {
-                let ok = self.as_result.expect("set by recv_evt").ok;
                 claimed.complete(ok(value));
                 return Ok(());
             }
@@ -62,10 +64,14 @@ impl<T> State<T> {
     /// Events step 5: every live offer commits with `Err(RecvError)` (the last sender is gone).
     /// Under the lock.
     pub(super) fn disconnect_offers(&mut self) {
+        if self.offers.is_empty() {
+            return;
+        }
+        // Read before any claim, as in `hand_to_offer_slow`.
+        let disconnected = self.as_result.expect("set by recv_evt").disconnected;
         while let Some(offer) = self.offers.pop_front() {
             // SAFETY: as in `hand_to_offer`.
             if let Some(claimed) = unsafe { offer.claim() } {
-                let disconnected = self.as_result.expect("set by recv_evt").disconnected;
                 claimed.complete(disconnected());
             }
         }
