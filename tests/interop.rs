@@ -171,26 +171,30 @@ fn a_panicking_waker_does_not_take_the_domain_down() {
     fn noop(_: *const ()) {}
     static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake, noop);
 
-    common::watchdog(30, "a_panicking_waker_does_not_take_the_domain_down", || {
-        let value = bobine::Builder::new().domains(1).run(|| {
-            let mut handle = bobine::thread::spawn(|| {
-                bobine::thread::sleep(Duration::from_millis(10));
-                7
+    common::watchdog(
+        30,
+        "a_panicking_waker_does_not_take_the_domain_down",
+        || {
+            let value = bobine::Builder::new().domains(1).run(|| {
+                let mut handle = bobine::thread::spawn(|| {
+                    bobine::thread::sleep(Duration::from_millis(10));
+                    7
+                });
+                // SAFETY: the vtable's functions ignore the data pointer.
+                let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) };
+                let mut cx = Context::from_waker(&waker);
+                assert!(std::pin::Pin::new(&mut handle).poll(&mut cx).is_pending());
+                // The task ends while this one sleeps: its domain wakes the panicking waker.
+                bobine::thread::sleep(Duration::from_millis(50));
+                let other = bobine::thread::spawn(|| 1).join().unwrap();
+                let noop_waker = Waker::noop();
+                let mut cx = Context::from_waker(noop_waker);
+                match std::pin::Pin::new(&mut handle).poll(&mut cx) {
+                    Poll::Ready(v) => v.unwrap() + other,
+                    Poll::Pending => panic!("the task has ended"),
+                }
             });
-            // SAFETY: the vtable's functions ignore the data pointer.
-            let waker = unsafe { Waker::from_raw(RawWaker::new(std::ptr::null(), &VTABLE)) };
-            let mut cx = Context::from_waker(&waker);
-            assert!(std::pin::Pin::new(&mut handle).poll(&mut cx).is_pending());
-            // The task ends while this one sleeps: its domain wakes the panicking waker.
-            bobine::thread::sleep(Duration::from_millis(50));
-            let other = bobine::thread::spawn(|| 1).join().unwrap();
-            let noop_waker = Waker::noop();
-            let mut cx = Context::from_waker(noop_waker);
-            match std::pin::Pin::new(&mut handle).poll(&mut cx) {
-                Poll::Ready(v) => v.unwrap() + other,
-                Poll::Pending => panic!("the task has ended"),
-            }
-        });
-        assert_eq!(value, 8);
-    });
+            assert_eq!(value, 8);
+        },
+    );
 }
